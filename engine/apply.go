@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// apply carries out one event. Live, decide has already checked it, so an
+// error is a bug; in replay, an error means the log names a sale or order it
+// never created, and recovery stops with it.
+func (st *state) apply(ev *event) error {
+	switch ev.kind {
+	case evSalePut:
+		sl, _ := st.saleByID(ev.saleID)
+		cfg := *ev.sale
+		cfg.Tiers = slices.Clone(cfg.Tiers) // the event's slice may be reused
+		if sl == nil {
+			st.insertSale(cfg, false)
+			return nil
+		}
+		if len(cfg.Tiers) < len(sl.cfg.Tiers) {
+			return fmt.Errorf("%w: SalePut of %q drops tiers", errCorrupt, ev.saleID)
+		}
+		sl.cfg = cfg
+		for len(sl.tiers) < len(cfg.Tiers) {
+			sl.tiers = append(sl.tiers, tierCount{})
+		}
+		for t := range sl.tiers {
+			checkTier(sl, t)
+		}
+		return nil
+	case evSaleClosed:
+		sl, _ := st.saleByID(ev.saleID)
+		if sl == nil {
+			return fmt.Errorf("%w: SaleClosed of unknown sale %q", errCorrupt, ev.saleID)
+		}
+		sl.closed = ev.closed
+		return nil
+	case evOrderPlaced:
+		sl, si := st.saleByID(ev.saleID)
+		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
+			return fmt.Errorf("%w: OrderPlaced in unknown sale or tier %q/%d", errCorrupt, ev.saleID, ev.tier)
+		}
+		if _, dup := st.byKey[ev.order]; dup {
+			return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
+		}
+		st.insertOrder(order{
+			key: ev.order, userID: ev.userID, idemKey: ev.key, amount: ev.amount,
+			createdAt: ev.at, expiresAt: ev.expiresAt, updatedAt: ev.at,
+			sale: si, tier: ev.tier, qty: ev.qty, status: StatusPending,
+		})
+		return nil
+	}
+
+	idx, ok := st.byKey[ev.order]
+	if !ok {
+		return fmt.Errorf("%w: %s of unknown order", errCorrupt, ev.kind)
+	}
+	o := st.orders.mut(idx)
+	sl := st.sales[o.sale]
+	tc := &sl.tiers[o.tier]
+	q := int(o.qty)
+	switch ev.kind {
+	case evOrderPaid:
+		switch o.status {
+		case StatusPending:
+			tc.held -= q
+			tc.sold += q
+			st.pending--
+		case StatusExpired, StatusCancelled:
+			if !ev.needsRefund {
+				tc.sold += q
+				st.addTickets(sl, o.userID, q)
+			}
+		default:
+			return fmt.Errorf("%w: OrderPaid of a %s order", errCorrupt, o.status)
+		}
+		o.status = StatusPaid
+		o.needsRefund = ev.needsRefund
+		st.setPayment(o, idx, ev.paymentID)
+	case evOrderCancelled, evOrderExpired:
+		if o.status != StatusPending {
+			return fmt.Errorf("%w: %s of a %s order", errCorrupt, ev.kind, o.status)
+		}
+		tc.held -= q
+		st.pending--
+		st.addTickets(sl, o.userID, -q)
+		o.status = StatusExpired
+		if ev.kind == evOrderCancelled {
+			o.status = StatusCancelled
+			st.setPayment(o, idx, ev.paymentID)
+		}
+	case evOrderRefunded:
+		if o.status != StatusPaid {
+			return fmt.Errorf("%w: OrderRefunded of a %s order", errCorrupt, o.status)
+		}
+		if !o.needsRefund {
+			tc.sold -= q
+			st.addTickets(sl, o.userID, -q)
+		}
+		o.status = StatusRefunded
+		o.needsRefund = false
+	case evTicketCheckedIn:
+		if o.status != StatusPaid || int(ev.ticket) >= q {
+			return fmt.Errorf("%w: TicketCheckedIn of a %s order", errCorrupt, o.status)
+		}
+		o.checkedIn |= 1 << ev.ticket
+	default:
+		return fmt.Errorf("%w: cannot apply %s", errCorrupt, ev.kind)
+	}
+	o.updatedAt = ev.at
+	checkTier(sl, int(o.tier))
+	return nil
+}
+
+func (st *state) addTickets(sl *sale, user string, n int) {
+	u := sl.users[user]
+	u.tickets += int32(n)
+	sl.users[user] = u
+}
+
+// setPayment records the event id that moved the order, replacing the one
+// before it, so the live index equals the one restore rebuilds from orders.
+func (st *state) setPayment(o *order, idx int32, id string) {
+	if id == "" {
+		return
+	}
+	if o.paymentID != "" {
+		delete(st.payments, o.paymentID)
+	}
+	o.paymentID = id
+	st.payments[id] = idx
+}
+
+// answer fills the result of a command that was not rejected, after its
+// events (if any) were applied.
+func (st *state) answer(cmd *command, res *result, changed bool) {
+	switch cmd.kind {
+	case cmdPurchase:
+		sl, _ := st.saleByID(cmd.saleID)
+		idx := sl.idem[idemKey{cmd.userID, cmd.key}]
+		o := st.orders.at(idx)
+		res.created = changed
+		res.orderKey = o.key
+		res.order = st.orderView(o)
+	case cmdPutSale:
+		sl, _ := st.saleByID(cmd.saleID)
+		res.sale = saleView(sl) // res.created was set by decide
+	case cmdSetClosed, cmdGetSale:
+		sl, _ := st.saleByID(cmd.saleID)
+		res.sale = saleView(sl)
+	case cmdListSales:
+		res.sales = make([]Sale, len(st.sales))
+		for i, sl := range st.sales {
+			res.sales[i] = saleView(sl)
+		}
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
+		o, _ := st.orderByKey(cmd.order)
+		res.orderKey = o.key
+		res.order = st.orderView(o)
+	case cmdUserOrders:
+		for i, sl := range st.sales {
+			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {
+				continue
+			}
+			u, ok := sl.users[cmd.userID]
+			if !ok {
+				continue
+			}
+			for idx := u.last; idx >= 0; {
+				o := st.orders.at(idx)
+				v := st.orderView(o)
+				v.ID = formatOrderID(st.sales[i].cfg.ID, o.key)
+				res.orders = append(res.orders, v)
+				idx = o.prevByUser
+			}
+		}
+	case cmdSaleOrders:
+		sl, si := st.saleByID(cmd.saleID)
+		res.next = -1
+		for idx := int32(cmd.after + 1); idx < st.orders.n; idx++ {
+			o := st.orders.at(idx)
+			if o.sale != si {
+				continue
+			}
+			if len(res.orders) == cmd.limit {
+				res.next = int(idx) - 1
+				break
+			}
+			v := st.orderView(o)
+			v.ID = formatOrderID(sl.cfg.ID, o.key)
+			res.orders = append(res.orders, v)
+		}
+	}
+}
+
+func (st *state) orderView(o *order) Order {
+	sl := st.sales[o.sale]
+	return Order{
+		SaleID: sl.cfg.ID, TierID: sl.cfg.Tiers[o.tier].ID, UserID: o.userID, IdempotencyKey: o.idemKey,
+		Quantity: int(o.qty), AmountCents: o.amount, Currency: sl.cfg.Currency,
+		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
+		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
+	}
+}
+
+func saleView(sl *sale) Sale {
+	v := Sale{SaleConfig: sl.cfg, Closed: sl.closed, OrderCount: sl.orders}
+	v.Tiers = slices.Clone(sl.cfg.Tiers)
+	v.TierCounts = make([]TierCounts, len(sl.tiers))
+	for t, tc := range sl.tiers {
+		v.TierCounts[t] = TierCounts{Held: tc.held, Sold: tc.sold, Available: sl.available(t)}
+	}
+	return v
+}
+
+func formatMs(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}

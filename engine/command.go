@@ -1,0 +1,73 @@
+package engine
+
+import "time"
+
+type cmdKind uint8
+
+const (
+	cmdPurchase cmdKind = iota + 1
+	cmdPutSale
+	cmdLoad
+	cmdSetClosed
+	cmdGetSale
+	cmdListSales
+	cmdGetOrder
+	cmdUserOrders
+	cmdSaleOrders
+	cmdCancel
+	cmdPay
+	cmdRefund
+	cmdCheckIn
+	cmdTick
+)
+
+// command is what a caller asks of a shard. It is a plain value: every
+// string in it belongs to the caller's copy, never to a network buffer.
+type command struct {
+	kind     cmdKind
+	saleID   string
+	tierID   string
+	userID   string
+	key      string // idempotency key
+	qty      int
+	order    orderKey // the order a command is about
+	newOrder orderKey // purchase: the id a new order gets
+	payment  Payment
+	sale     *SaleConfig
+	sales    []SaleConfig // cmdLoad
+	load     *loadGate
+	closed   bool
+	ticket   int
+	after    int // cmdSaleOrders: order index cursor (-1: from the start)
+	limit    int
+}
+
+// loadGate is LoadSales's two-phase handshake with one shard: the shard
+// validates its part, says so on prepared, and decides nothing else until
+// the caller says commit or abort.
+type loadGate struct {
+	prepared chan *Rejection
+	commit   chan bool
+}
+
+// result is what a shard answers. The shard fills it at decide time; the
+// caller may read it once done has fired.
+type result struct {
+	rej      *Rejection
+	err      error
+	created  bool
+	applied  bool
+	orderKey orderKey
+	order    Order // ID left empty: the caller formats it outside the shard
+	orders   []Order
+	next     int
+	sale     Sale
+	sales    []Sale
+}
+
+type request struct {
+	cmd      command
+	res      result
+	deadline time.Duration // since Engine.started: shed if not decided by then
+	done     chan struct{} // buffered 1: the committer (or loop) never blocks
+}

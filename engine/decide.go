@@ -1,0 +1,257 @@
+package engine
+
+// execute runs one command against the state: decide, apply what was
+// decided, and fill the answer. It appends the command's events to evs and
+// returns it. It is the only entry point of the live state machine; replay
+// calls apply alone.
+func (st *state) execute(cmd *command, now int64, res *result, evs []event) []event {
+	start := len(evs)
+	evs, rej := st.decide(cmd, now, res, evs)
+	if rej != nil {
+		res.rej = rej
+		return evs[:start]
+	}
+	for i := start; i < len(evs); i++ {
+		if err := st.apply(&evs[i]); err != nil {
+			panic(newInvariantError("apply of a decided event failed: %v", err))
+		}
+	}
+	st.answer(cmd, res, len(evs) > start)
+	return evs
+}
+
+// decide validates cmd against the state and appends the events that carry
+// it out. It changes nothing.
+func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]event, *Rejection) {
+	switch cmd.kind {
+	case cmdPurchase:
+		return st.decidePurchase(cmd, now, evs)
+	case cmdPutSale:
+		sl, _ := st.saleByID(cmd.sale.ID)
+		res.created = sl == nil
+		return st.decidePutSale(cmd.sale, evs)
+	case cmdSetClosed:
+		sl, _ := st.saleByID(cmd.saleID)
+		if sl == nil {
+			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+		}
+		if sl.closed == cmd.closed {
+			return evs, nil
+		}
+		return append(evs, event{kind: evSaleClosed, at: now, saleID: cmd.saleID, closed: cmd.closed}), nil
+	case cmdGetSale, cmdSaleOrders:
+		if sl, _ := st.saleByID(cmd.saleID); sl == nil {
+			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+		}
+		return evs, nil
+	case cmdUserOrders:
+		if cmd.saleID == "" {
+			return evs, nil
+		}
+		if sl, _ := st.saleByID(cmd.saleID); sl == nil {
+			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+		}
+		return evs, nil
+	case cmdListSales:
+		return evs, nil
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
+		o, _ := st.orderByKey(cmd.order)
+		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
+			// Another user's order is reported exactly like a missing one.
+			return evs, reject(CodeUnknownOrder, "no order %q", formatOrderID(cmd.saleID, cmd.order))
+		}
+		switch cmd.kind {
+		case cmdCancel:
+			return st.decideCancel(o, now, evs)
+		case cmdPay:
+			return st.decidePay(o, &cmd.payment, now, res, evs)
+		case cmdRefund:
+			if o.status != StatusPaid {
+				return evs, reject(CodeInvalidOrderState, "order is %s; only a paid order can be refunded", o.status)
+			}
+			return append(evs, event{kind: evOrderRefunded, at: now, order: o.key}), nil
+		case cmdCheckIn:
+			return st.decideCheckIn(o, cmd.ticket, now, evs)
+		}
+		return evs, nil
+	}
+	panic(newInvariantError("decide: unknown command kind %d", cmd.kind))
+}
+
+func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, *Rejection) {
+	sl, _ := st.saleByID(cmd.saleID)
+	if sl == nil {
+		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+	}
+	// A retry returns the original order even after the sale has closed.
+	if idx, ok := sl.idem[idemKey{cmd.userID, cmd.key}]; ok {
+		o := st.orders.at(idx)
+		if sl.cfg.Tiers[o.tier].ID != cmd.tierID || int(o.qty) != cmd.qty {
+			return evs, reject(CodeIdempotencyConflict,
+				"idempotency key was used for %d of tier %q; use a new key for a different purchase",
+				o.qty, sl.cfg.Tiers[o.tier].ID)
+		}
+		return evs, nil
+	}
+	if sl.closed || now >= sl.cfg.ClosesAtMs {
+		return evs, reject(CodeSaleClosed, "sale %q is closed", cmd.saleID)
+	}
+	if now < sl.cfg.OpensAtMs {
+		return evs, reject(CodeSaleNotOpen, "sale %q opens at %s", cmd.saleID, formatMs(sl.cfg.OpensAtMs))
+	}
+	t := sl.tierIndex(cmd.tierID)
+	if t < 0 {
+		return evs, reject(CodeUnknownTier, "sale %q has no tier %q", cmd.saleID, cmd.tierID)
+	}
+	if cmd.qty < 1 || cmd.qty > QuantityPerOrderMax {
+		return evs, reject(CodeInvalidQuantity, "quantity must be 1 to %d", min(QuantityPerOrderMax, sl.cfg.PerUserLimit))
+	}
+	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty > sl.cfg.PerUserLimit {
+		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
+	}
+	if avail := sl.available(t); avail < cmd.qty {
+		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
+		rej.Available = avail
+		return evs, rej
+	}
+	if _, taken := st.byKey[cmd.newOrder]; taken {
+		panic(newInvariantError("order key drawn twice"))
+	}
+	return append(evs, event{
+		kind: evOrderPlaced, at: now, saleID: cmd.saleID, order: cmd.newOrder,
+		userID: cmd.userID, key: cmd.key, tier: uint16(t), qty: uint16(cmd.qty),
+		amount: sl.cfg.Tiers[t].PriceCents * int64(cmd.qty), expiresAt: now + sl.cfg.HoldMs,
+	}), nil
+}
+
+func (st *state) decidePutSale(cfg *SaleConfig, evs []event) ([]event, *Rejection) {
+	sl, _ := st.saleByID(cfg.ID)
+	if sl == nil {
+		return append(evs, event{kind: evSalePut, sale: cfg, saleID: cfg.ID}), nil
+	}
+	if sl.orders > 0 && cfg.Currency != sl.cfg.Currency {
+		return evs, reject(CodeCurrencyChange, "sale %q has orders in %s; its currency cannot change", cfg.ID, sl.cfg.Currency)
+	}
+	// Tiers keep their place: existing ones first in stored order, new ones
+	// after, so an order's tier index never changes.
+	stored := SaleConfig{
+		ID: cfg.ID, Name: cfg.Name, Currency: cfg.Currency, OpensAtMs: cfg.OpensAtMs,
+		ClosesAtMs: cfg.ClosesAtMs, HoldMs: cfg.HoldMs, PerUserLimit: cfg.PerUserLimit,
+		Tiers: make([]TierConfig, 0, len(cfg.Tiers)),
+	}
+	used := make([]bool, len(cfg.Tiers))
+	for t, old := range sl.cfg.Tiers {
+		j := -1
+		for k := range cfg.Tiers {
+			if cfg.Tiers[k].ID == old.ID {
+				j = k
+			}
+		}
+		if j < 0 {
+			return evs, reject(CodeTierRemoved, "tier %q of sale %q cannot be removed; set its stock to %d to stop selling it",
+				old.ID, cfg.ID, sl.tiers[t].held+sl.tiers[t].sold)
+		}
+		if committed := sl.tiers[t].held + sl.tiers[t].sold; cfg.Tiers[j].Stock < committed {
+			return evs, reject(CodeStockBelowCommitted, "tier %q has %d tickets sold or held; stock cannot go below that",
+				old.ID, committed)
+		}
+		used[j] = true
+		stored.Tiers = append(stored.Tiers, cfg.Tiers[j])
+	}
+	for k := range cfg.Tiers {
+		if !used[k] {
+			stored.Tiers = append(stored.Tiers, cfg.Tiers[k])
+		}
+	}
+	if len(stored.Tiers) > TiersPerSaleMax {
+		return evs, reject(CodeInvalidRequest, "a sale has at most %d tiers", TiersPerSaleMax)
+	}
+	return append(evs, event{kind: evSalePut, sale: &stored, saleID: cfg.ID}), nil
+}
+
+func (st *state) decideCancel(o *order, now int64, evs []event) ([]event, *Rejection) {
+	switch o.status {
+	case StatusPending:
+		return append(evs, event{kind: evOrderCancelled, at: now, order: o.key}), nil
+	case StatusCancelled:
+		return evs, nil
+	}
+	return evs, reject(CodeInvalidOrderState, "order is %s; only a pending order can be cancelled", o.status)
+}
+
+// decidePay applies a payment provider's event. Each event id moves an
+// order at most once; an event that would change nothing is answered with
+// the order as it is.
+func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []event) ([]event, *Rejection) {
+	if _, seen := st.payments[p.EventID]; seen {
+		return evs, nil
+	}
+	sl := st.sales[o.sale]
+	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
+		return evs, reject(CodePaymentMismatch, "order is %d %s; payment says %d %s",
+			o.amount, sl.cfg.Currency, p.AmountCents, p.Currency)
+	}
+	if !p.Succeeded {
+		if o.status != StatusPending {
+			return evs, nil
+		}
+		res.applied = true
+		return append(evs, event{kind: evOrderCancelled, at: now, order: o.key, paymentID: p.EventID}), nil
+	}
+	switch o.status {
+	case StatusPending:
+		// Paid before the expiry tick reached it: its tickets are still
+		// held, so the payment takes them, even at expires_at.
+		res.applied = true
+		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID}), nil
+	case StatusExpired, StatusCancelled:
+		// Late money: take the tickets again if they are there, else keep
+		// the money on record for a refund. Never oversell, never lose it.
+		u := sl.users[o.userID]
+		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty) <= sl.cfg.PerUserLimit
+		res.applied = true
+		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
+	}
+	return evs, nil // paid or refunded already: a second charge is the provider's to undo
+}
+
+func (st *state) decideCheckIn(o *order, ticket int, now int64, evs []event) ([]event, *Rejection) {
+	if ticket >= int(o.qty) {
+		return evs, reject(CodeUnknownOrder, "order has %d tickets", o.qty)
+	}
+	if o.status != StatusPaid || o.needsRefund {
+		return evs, reject(CodeTicketNotValid, "order is %s; only tickets of a paid order admit", o.statusText())
+	}
+	if o.checkedIn&(1<<ticket) != 0 {
+		return evs, reject(CodeTicketAlreadyCheckIn, "ticket %d of this order was already checked in", ticket)
+	}
+	return append(evs, event{kind: evTicketCheckedIn, at: now, order: o.key, ticket: uint8(ticket)}), nil
+}
+
+func (o *order) statusText() string {
+	if o.needsRefund {
+		return o.status.String() + " (needs refund)"
+	}
+	return o.status.String()
+}
+
+// expireDue expires up to limit pending orders whose hold ended at or before
+// now, through the same decide-apply path as commands.
+func (st *state) expireDue(now int64, limit int, evs []event) []event {
+	for n := 0; n < limit*4 && len(st.holds) > 0 && st.holds[0].expiresAt <= now; n++ {
+		h := st.holds[0]
+		popHold(&st.holds)
+		o := st.orders.at(h.idx)
+		if o.status != StatusPending {
+			continue // paid or cancelled before its deadline
+		}
+		evs = append(evs, event{kind: evOrderExpired, at: now, order: o.key})
+		if err := st.apply(&evs[len(evs)-1]); err != nil {
+			panic(newInvariantError("apply of expiry failed: %v", err))
+		}
+		if limit--; limit == 0 {
+			break
+		}
+	}
+	return evs
+}

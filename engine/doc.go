@@ -1,0 +1,50 @@
+// Package engine is onsale's domain: sales, tiers, holds, orders and tickets,
+// the pure state machine that decides them, the codec that writes its events
+// to the log, the shard runtime that owns the state, and recovery.
+//
+// # Shape
+//
+//	caller goroutine ──► Engine.Purchase ──► shard inbox (bounded chan)
+//	                                              │
+//	shard loop (one goroutine per shard, the only select):
+//	    take a request, drain up to BatchMax more without blocking,
+//	    for each: decide(state, cmd, now) → events | rejection; apply(events)
+//	    encode the batch's events into one log entry (shard, seq)
+//	    hand the batch to the shard's committer ──────────────┐
+//	                                                         ▼
+//	committer (one goroutine per shard): take every decided batch that is
+//	    waiting, write them in one Journal.Append (one synced Pebble batch),
+//	    then answer every request of those batches, in decide order.
+//
+// The state machine (state.go, decide.go, apply.go) is plain, single-threaded
+// code: no goroutines, channels, clock, randomness or I/O. Time enters as the
+// batch's now (unix milliseconds) and order ids are drawn by the caller before
+// the command reaches the shard, so replaying the log needs neither.
+//
+// # Invariants
+//
+//   - For every tier at every instant: sold + held <= stock. apply checks the
+//     tier it touches and panics if this breaks; with -tags invariants the
+//     whole shard is re-counted after every batch.
+//   - A request is answered only after the log entry holding its batch's
+//     events (and every entry decided before it) is durable. Rejections and
+//     reads wait too, so nothing a caller sees can be lost by a crash.
+//   - The log records outcomes (events), not commands: apply never fails and
+//     never consults the clock; recovery is snapshot + apply of every entry
+//     after it, and reproduces the state exactly.
+//   - Entries of one shard reach the log in the order they were decided; a
+//     release (cancel, expiry) is never reordered after the re-sale of its
+//     stock.
+//   - A failed Journal.Append is never acknowledged: the engine fails every
+//     waiting and later request with ErrStopped and calls Config.OnFatal
+//     (main exits the process: memory is ahead of disk and only recovery
+//     from the log is trustworthy).
+//
+// # Threading
+//
+// Engine methods are safe for concurrent use by any number of goroutines.
+// A shard's state is touched only by its loop goroutine; the committer touches
+// only the decided batches handed to it; the snapshot writer reads only the
+// frozen copy-on-write view the loop handed it. There is no mutex on the
+// purchase path.
+package engine

@@ -1,0 +1,541 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Config configures an Engine. Zero values take the defaults in brackets.
+type Config struct {
+	Journal Journal // required
+
+	Shards       int           // shard goroutines [GOMAXPROCS]
+	BatchMax     int           // commands decided per batch [1024]
+	InboxMax     int           // requests waiting per shard; beyond it ErrOverloaded [8192]
+	QueueWaitMax time.Duration // a request that waited longer for its shard is shed with ErrOverloaded [2s]
+	TickInterval time.Duration // how often each shard expires due holds [100ms]
+	ExpireMax    int           // holds expired per tick, so a tick stays short [4096]
+
+	// SnapshotEvents: a shard writes a snapshot after this many events since
+	// its last one, then the log before it is deleted [250_000].
+	SnapshotEvents int
+
+	Now     func() time.Time // the clock [time.Now]; read once per batch
+	Logger  *slog.Logger     // [slog.Default()]
+	OnFatal func(error)      // called once when a log write fails [log and os.Exit(1)]
+	Metrics *metrics.Set     // where engine metrics are registered [none]
+}
+
+func (c *Config) setDefaults() {
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	if c.BatchMax <= 0 {
+		c.BatchMax = 1024
+	}
+	if c.InboxMax <= 0 {
+		c.InboxMax = 8192
+	}
+	if c.QueueWaitMax <= 0 {
+		c.QueueWaitMax = 2 * time.Second
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ExpireMax <= 0 {
+		c.ExpireMax = 4096
+	}
+	if c.SnapshotEvents <= 0 {
+		c.SnapshotEvents = 250_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.OnFatal == nil {
+		logger := c.Logger
+		c.OnFatal = func(err error) {
+			logger.Error("write-ahead log failed; stopping so that recovery can rebuild from the log", "err", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// Engine routes commands to the shard that owns their sale and returns the
+// answers once they are durable. All methods are safe for concurrent use.
+//
+// Every method returns one of: a result; a *Rejection (a business outcome,
+// nothing changed); ErrOverloaded (nothing decided, retry later); ErrStopped
+// or a context error (not acknowledged: the outcome is unknown until read
+// back).
+type Engine struct {
+	cfg     Config
+	shards  []*shard
+	loadMu  sync.Mutex // serialises LoadSales, which holds several shards at once
+	stopped chan struct{}
+	closing atomic.Bool
+	failed  atomic.Bool
+	wg      sync.WaitGroup
+	started time.Time // monotonic base for queue deadlines
+}
+
+// Open recovers the state from the journal (newest snapshot of each shard,
+// then every entry after it) and starts the shards. When it returns, every
+// acknowledged write before the last stop is in memory.
+func Open(cfg Config) (*Engine, error) {
+	if cfg.Journal == nil {
+		return nil, errors.New("engine: Config.Journal is required")
+	}
+	cfg.setDefaults()
+	e := &Engine{cfg: cfg, stopped: make(chan struct{}), started: time.Now()}
+	states, seqs, err := recoverStates(cfg.Journal, cfg.Shards, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	m := newEngineMetrics(cfg.Metrics)
+	for i := range cfg.Shards {
+		e.shards = append(e.shards, newShard(e, i, states[i], seqs[i], m))
+	}
+	for _, s := range e.shards {
+		s.start(&e.wg)
+	}
+	return e, nil
+}
+
+// Close stops accepting requests, answers what is queued, waits for the
+// committers to finish the log writes under way, and stops the shards. It
+// does not close the Journal.
+func (e *Engine) Close() error {
+	if !e.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	for _, s := range e.shards {
+		close(s.quit)
+	}
+	e.wg.Wait()
+	close(e.stopped)
+	return nil
+}
+
+// Shards returns the shard count.
+func (e *Engine) Shards() int { return len(e.shards) }
+
+// InboxLen returns how many requests wait in shard i's inbox.
+func (e *Engine) InboxLen(i int) int { return len(e.shards[i].inbox) }
+
+// HoldsOutstanding returns the number of pending orders, as last published
+// by the shards.
+func (e *Engine) HoldsOutstanding() int64 {
+	var n int64
+	for _, s := range e.shards {
+		n += s.pendingOrders.Load()
+	}
+	return n
+}
+
+// Purchase creates a pending order holding req.Quantity tickets, or returns
+// the order already made with the same idempotency key (created false).
+func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool, error) {
+	if len(req.UserID) == 0 || len(req.UserID) > UserLenMax {
+		return Order{}, false, reject(CodeInvalidRequest, "user id must have 1 to %d bytes", UserLenMax)
+	}
+	if len(req.IdempotencyKey) == 0 || len(req.IdempotencyKey) > IdempotencyKeyLenMax {
+		return Order{}, false, reject(CodeInvalidRequest, "idempotency key must have 1 to %d bytes", IdempotencyKeyLenMax)
+	}
+	r := getRequest()
+	r.cmd = command{
+		kind: cmdPurchase, saleID: req.SaleID, tierID: req.TierID, qty: req.Quantity,
+		userID: req.UserID, key: req.IdempotencyKey, newOrder: newOrderKey(),
+	}
+	if err := e.call(ctx, req.SaleID, r); err != nil {
+		return Order{}, false, err
+	}
+	o, created := r.res.order, r.res.created
+	o.ID = formatOrderID(o.SaleID, r.res.orderKey)
+	putRequest(r)
+	return o, created, nil
+}
+
+// PutSale creates a sale or updates it (created tells which).
+func (e *Engine) PutSale(ctx context.Context, cfg SaleConfig) (Sale, bool, error) {
+	if rej := validateSaleConfig(&cfg); rej != nil {
+		return Sale{}, false, rej
+	}
+	r := getRequest()
+	r.cmd = command{kind: cmdPutSale, saleID: cfg.ID, sale: &cfg}
+	if err := e.call(ctx, cfg.ID, r); err != nil {
+		return Sale{}, false, err
+	}
+	s, created := r.res.sale, r.res.created
+	putRequest(r)
+	return s, created, nil
+}
+
+// LoadSales creates or updates many sales, all or nothing: if any config is
+// invalid or would be refused, none is applied. (A crash in the middle of the
+// write may keep the shards already written; loading the same document again
+// completes it.)
+func (e *Engine) LoadSales(ctx context.Context, cfgs []SaleConfig) ([]Sale, error) {
+	seen := make(map[string]bool, len(cfgs))
+	for i := range cfgs {
+		if rej := validateSaleConfig(&cfgs[i]); rej != nil {
+			rej.Message = fmt.Sprintf("sales[%d]: %s", i, rej.Message)
+			return nil, rej
+		}
+		if seen[cfgs[i].ID] {
+			return nil, reject(CodeInvalidRequest, "sales[%d]: sale %q appears twice", i, cfgs[i].ID)
+		}
+		seen[cfgs[i].ID] = true
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+
+	byShard := make(map[*shard][]SaleConfig)
+	for _, c := range cfgs {
+		s := e.shardFor(c.ID)
+		byShard[s] = append(byShard[s], c)
+	}
+	reqs := make([]*request, 0, len(byShard))
+	for _, s := range e.shards { // shard order, not map order
+		if len(byShard[s]) == 0 {
+			continue
+		}
+		r := &request{done: make(chan struct{}, 1)}
+		r.cmd = command{kind: cmdLoad, sales: byShard[s], load: &loadGate{
+			prepared: make(chan *Rejection, 1), commit: make(chan bool, 1),
+		}}
+		if err := e.send(s, r); err != nil {
+			for _, p := range reqs {
+				p.cmd.load.commit <- false
+			}
+			return nil, err
+		}
+		reqs = append(reqs, r)
+	}
+	var firstRej *Rejection
+	for _, r := range reqs {
+		select {
+		case rej := <-r.cmd.load.prepared:
+			if rej != nil && firstRej == nil {
+				firstRej = rej
+			}
+		case <-e.stopped:
+			return nil, ErrStopped
+		}
+	}
+	for _, r := range reqs {
+		r.cmd.load.commit <- firstRej == nil
+	}
+	var out []Sale
+	for _, r := range reqs {
+		if err := e.wait(ctx, r); err != nil {
+			return nil, err
+		}
+		if firstRej == nil {
+			out = append(out, r.res.sales...)
+		}
+	}
+	if firstRej != nil {
+		return nil, firstRej
+	}
+	slices.SortFunc(out, func(a, b Sale) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// SetSaleClosed closes a sale (no purchases, whatever its times say) or
+// reopens it.
+func (e *Engine) SetSaleClosed(ctx context.Context, saleID string, closed bool) (Sale, error) {
+	r := getRequest()
+	r.cmd = command{kind: cmdSetClosed, saleID: saleID, closed: closed}
+	if err := e.call(ctx, saleID, r); err != nil {
+		return Sale{}, err
+	}
+	s := r.res.sale
+	putRequest(r)
+	return s, nil
+}
+
+// Sale returns a sale with its live counts.
+func (e *Engine) Sale(ctx context.Context, saleID string) (Sale, error) {
+	r := getRequest()
+	r.cmd = command{kind: cmdGetSale, saleID: saleID}
+	if err := e.call(ctx, saleID, r); err != nil {
+		return Sale{}, err
+	}
+	s := r.res.sale
+	putRequest(r)
+	return s, nil
+}
+
+// Sales returns every sale, sorted by id.
+func (e *Engine) Sales(ctx context.Context) ([]Sale, error) {
+	var out []Sale
+	err := e.fanOut(ctx, command{kind: cmdListSales}, func(res *result) {
+		out = append(out, res.sales...)
+	})
+	slices.SortFunc(out, func(a, b Sale) int { return strings.Compare(a.ID, b.ID) })
+	return out, err
+}
+
+// Order returns an order by id. Callers check who may see it.
+func (e *Engine) Order(ctx context.Context, orderID string) (Order, error) {
+	saleID, key, ok := parseOrderID(orderID)
+	if !ok {
+		return Order{}, reject(CodeUnknownOrder, "no order %q", orderID)
+	}
+	r := getRequest()
+	r.cmd = command{kind: cmdGetOrder, saleID: saleID, order: key}
+	if err := e.call(ctx, saleID, r); err != nil {
+		return Order{}, err
+	}
+	o := r.res.order
+	o.ID = orderID
+	putRequest(r)
+	return o, nil
+}
+
+// UserOrders returns a user's orders, newest first: in one sale, or in every
+// sale when saleID is empty.
+func (e *Engine) UserOrders(ctx context.Context, userID, saleID string) ([]Order, error) {
+	cmd := command{kind: cmdUserOrders, userID: userID, saleID: saleID}
+	var out []Order
+	collect := func(res *result) { out = append(out, res.orders...) }
+	var err error
+	if saleID != "" {
+		err = e.one(ctx, saleID, cmd, collect)
+	} else {
+		err = e.fanOut(ctx, cmd, collect)
+	}
+	slices.SortStableFunc(out, func(a, b Order) int { return compareInt64(b.CreatedAtMs, a.CreatedAtMs) })
+	return out, err
+}
+
+// SaleOrders pages through a sale's orders in creation order: up to limit
+// orders after the cursor ("" for the start), and the cursor of the next page
+// ("" when there is none). Admins export with it.
+func (e *Engine) SaleOrders(ctx context.Context, saleID, cursor string, limit int) ([]Order, string, error) {
+	after := -1
+	if cursor != "" {
+		n, err := fmt.Sscanf(cursor, "%d", &after)
+		if n != 1 || err != nil || after < 0 {
+			return nil, "", reject(CodeInvalidRequest, "cursor %q is not one this server gave", cursor)
+		}
+	}
+	limit = min(max(limit, 1), 10_000)
+	var out []Order
+	next := ""
+	err := e.one(ctx, saleID, command{kind: cmdSaleOrders, saleID: saleID, after: after, limit: limit},
+		func(res *result) {
+			out = res.orders
+			if res.next >= 0 {
+				next = fmt.Sprint(res.next)
+			}
+		})
+	return out, next, err
+}
+
+// Cancel cancels a pending order and releases its tickets. userID is the
+// buyer; an order of another user is reported as unknown. An admin passes "".
+// Cancelling a cancelled order returns it unchanged.
+func (e *Engine) Cancel(ctx context.Context, orderID, userID string) (Order, error) {
+	return e.orderCommand(ctx, orderID, command{kind: cmdCancel, userID: userID})
+}
+
+// Refund refunds a paid order; its tickets return to the tier (unless it was
+// paid with NeedsRefund, which held none).
+func (e *Engine) Refund(ctx context.Context, orderID string) (Order, error) {
+	return e.orderCommand(ctx, orderID, command{kind: cmdRefund})
+}
+
+// ApplyPayment applies a payment provider's event once: applied is false
+// when the event id was seen before (the order is returned as it is now).
+func (e *Engine) ApplyPayment(ctx context.Context, p Payment) (Order, bool, error) {
+	if len(p.EventID) == 0 || len(p.EventID) > PaymentIDLenMax {
+		return Order{}, false, reject(CodeInvalidRequest, "payment event id must have 1 to %d bytes", PaymentIDLenMax)
+	}
+	r := getRequest()
+	o, err := e.orderCall(ctx, p.OrderID, command{kind: cmdPay, payment: p}, r)
+	applied := r.res.applied
+	if err == nil {
+		putRequest(r)
+	}
+	return o, applied, err
+}
+
+// CheckIn admits the holder of a ticket code, once.
+func (e *Engine) CheckIn(ctx context.Context, code string) (CheckIn, error) {
+	dot := strings.LastIndexByte(code, '.')
+	var ticket int
+	if dot < 0 {
+		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
+	}
+	if n, err := fmt.Sscanf(code[dot+1:], "%d", &ticket); n != 1 || err != nil || ticket < 0 || ticket >= QuantityPerOrderMax ||
+		code[dot+1:] != fmt.Sprint(ticket) {
+		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
+	}
+	o, err := e.orderCommand(ctx, code[:dot], command{kind: cmdCheckIn, ticket: ticket})
+	if rej, ok := err.(*Rejection); ok && rej.Code == CodeUnknownOrder {
+		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
+	}
+	return CheckIn{Order: o, Ticket: ticket}, err
+}
+
+func (e *Engine) orderCommand(ctx context.Context, orderID string, cmd command) (Order, error) {
+	r := getRequest()
+	o, err := e.orderCall(ctx, orderID, cmd, r)
+	if err == nil {
+		putRequest(r)
+	}
+	return o, err
+}
+
+func (e *Engine) orderCall(ctx context.Context, orderID string, cmd command, r *request) (Order, error) {
+	saleID, key, ok := parseOrderID(orderID)
+	if !ok {
+		return Order{}, reject(CodeUnknownOrder, "no order %q", orderID)
+	}
+	cmd.saleID, cmd.order = saleID, key
+	r.cmd = cmd
+	if err := e.call(ctx, saleID, r); err != nil {
+		return Order{}, err
+	}
+	o := r.res.order
+	o.ID = orderID
+	return o, nil
+}
+
+// one sends cmd to the shard of saleID and hands its result to fn.
+func (e *Engine) one(ctx context.Context, saleID string, cmd command, fn func(*result)) error {
+	r := getRequest()
+	r.cmd = cmd
+	if err := e.call(ctx, saleID, r); err != nil {
+		return err
+	}
+	fn(&r.res)
+	putRequest(r)
+	return nil
+}
+
+// fanOut sends cmd to every shard and hands each result to fn, in shard
+// order.
+func (e *Engine) fanOut(ctx context.Context, cmd command, fn func(*result)) error {
+	reqs := make([]*request, len(e.shards))
+	for i, s := range e.shards {
+		reqs[i] = &request{cmd: cmd, done: make(chan struct{}, 1)}
+		if err := e.send(s, reqs[i]); err != nil {
+			return err
+		}
+	}
+	for _, r := range reqs {
+		if err := e.wait(ctx, r); err != nil {
+			return err
+		}
+		fn(&r.res)
+	}
+	return nil
+}
+
+// call sends r to the shard that owns saleID and waits for its durable
+// answer. On success r.res holds the result; a rejection is returned as the
+// error. On any error other than a rejection the caller must not reuse r: the
+// shard may still write to it.
+func (e *Engine) call(ctx context.Context, saleID string, r *request) error {
+	if err := e.send(e.shardFor(saleID), r); err != nil {
+		return err
+	}
+	if err := e.wait(ctx, r); err != nil {
+		return err
+	}
+	if r.res.rej != nil {
+		return r.res.rej
+	}
+	return r.res.err
+}
+
+func (e *Engine) send(s *shard, r *request) error {
+	if e.closing.Load() || e.failed.Load() {
+		return ErrStopped
+	}
+	r.deadline = time.Since(e.started) + e.cfg.QueueWaitMax
+	select {
+	case s.inbox <- r:
+		return nil
+	default:
+		s.m.overloaded.Inc()
+		return ErrOverloaded
+	}
+}
+
+func (e *Engine) wait(ctx context.Context, r *request) error {
+	select {
+	case <-r.done:
+		if r.res.rej != nil {
+			return r.res.rej
+		}
+		return r.res.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stopped:
+		return ErrStopped
+	}
+}
+
+func (e *Engine) shardFor(saleID string) *shard {
+	return e.shards[shardIndex(saleID, len(e.shards))]
+}
+
+// shardIndex names the shard that owns a sale.
+func shardIndex(saleID string, shards int) int {
+	return int(fnv32a(saleID) % uint32(shards))
+}
+
+// fail stops the engine after a log write failed: nothing more is
+// acknowledged.
+func (e *Engine) fail(err error) {
+	if e.failed.CompareAndSwap(false, true) {
+		e.cfg.OnFatal(err)
+	}
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+func getRequest() *request { return requestPool.Get().(*request) }
+
+// putRequest recycles a request whose answer has been received.
+func putRequest(r *request) {
+	done := r.done
+	*r = request{done: done}
+	requestPool.Put(r)
+}
+
+func newOrderKey() orderKey {
+	var k orderKey
+	if _, err := rand.Read(k[:]); err != nil {
+		panic(fmt.Sprintf("engine: crypto/rand failed: %v", err))
+	}
+	return k
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

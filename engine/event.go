@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// event is an outcome the state machine decided. The log stores events, so
+// replay needs neither the clock nor the rules that produced them.
+type event struct {
+	kind        eventKind
+	at          int64
+	sale        *SaleConfig // evSalePut
+	saleID      string      // evSalePut, evSaleClosed, evOrderPlaced
+	closed      bool        // evSaleClosed
+	order       orderKey    // every order event
+	userID      string      // evOrderPlaced
+	key         string      // evOrderPlaced: idempotency key
+	tier        uint16      // evOrderPlaced
+	qty         uint16      // evOrderPlaced
+	amount      int64       // evOrderPlaced
+	expiresAt   int64       // evOrderPlaced
+	paymentID   string      // evOrderPaid, evOrderCancelled (payment.failed)
+	needsRefund bool        // evOrderPaid: paid, but no ticket could be given
+	ticket      uint8       // evTicketCheckedIn
+}
+
+type eventKind uint8
+
+const (
+	evSalePut eventKind = iota + 1
+	evSaleClosed
+	evOrderPlaced
+	evOrderPaid
+	evOrderCancelled
+	evOrderExpired
+	evOrderRefunded
+	evTicketCheckedIn
+	evKindEnd
+)
+
+// Record format. A log entry is a sequence of records:
+//
+//	record := uvarint(len(body)+2) | version (1 byte) | kind (1 byte) | body
+//
+// Bodies are fixed field sequences per kind, integers as (zig-zag) varints,
+// strings as uvarint length + bytes, order keys as 16 raw bytes:
+//
+//	SalePut         id name currency opensAt closesAt holdMs perUserLimit
+//	                ntiers {id name priceCents stock}
+//	SaleClosed      at saleID closed(0|1)
+//	OrderPlaced     at saleID key user idemKey tier qty amount expiresAt
+//	OrderPaid       at key paymentID needsRefund(0|1)
+//	OrderCancelled  at key paymentID
+//	OrderExpired    at key
+//	OrderRefunded   at key
+//	TicketCheckedIn at key ticket
+//
+// A decoder rejects an unknown version or kind, a truncated or over-long
+// body, and values outside the limits in types.go, with an error.
+const recordVersion = 1
+
+var errCorrupt = errors.New("engine: corrupt log record")
+
+func appendEvent(b []byte, ev *event) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0) // room for the length; fixed up below
+	body := len(b)
+	b = append(b, recordVersion, byte(ev.kind))
+	switch ev.kind {
+	case evSalePut:
+		b = appendSaleConfig(b, ev.sale)
+	case evSaleClosed:
+		b = binary.AppendVarint(b, ev.at)
+		b = appendString(b, ev.saleID)
+		b = appendBool(b, ev.closed)
+	case evOrderPlaced:
+		b = binary.AppendVarint(b, ev.at)
+		b = appendString(b, ev.saleID)
+		b = append(b, ev.order[:]...)
+		b = appendString(b, ev.userID)
+		b = appendString(b, ev.key)
+		b = binary.AppendUvarint(b, uint64(ev.tier))
+		b = binary.AppendUvarint(b, uint64(ev.qty))
+		b = binary.AppendVarint(b, ev.amount)
+		b = binary.AppendVarint(b, ev.expiresAt)
+	case evOrderPaid:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+		b = appendString(b, ev.paymentID)
+		b = appendBool(b, ev.needsRefund)
+	case evOrderCancelled:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+		b = appendString(b, ev.paymentID)
+	case evOrderExpired, evOrderRefunded:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+	case evTicketCheckedIn:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+		b = append(b, ev.ticket)
+	default:
+		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
+	}
+	// The length prefix is written as a 3-byte uvarint (padded with
+	// continuation bits), which bounds a record to 2 MiB; a SalePut is the
+	// largest record and stays far below that.
+	n := len(b) - body
+	if n >= 1<<21 {
+		panic("engine: record over 2 MiB")
+	}
+	b[start] = byte(n) | 0x80
+	b[start+1] = byte(n>>7) | 0x80
+	b[start+2] = byte(n >> 14)
+	return b
+}
+
+func appendSaleConfig(b []byte, c *SaleConfig) []byte {
+	b = appendString(b, c.ID)
+	b = appendString(b, c.Name)
+	b = appendString(b, c.Currency)
+	b = binary.AppendVarint(b, c.OpensAtMs)
+	b = binary.AppendVarint(b, c.ClosesAtMs)
+	b = binary.AppendVarint(b, c.HoldMs)
+	b = binary.AppendUvarint(b, uint64(c.PerUserLimit))
+	b = binary.AppendUvarint(b, uint64(len(c.Tiers)))
+	for _, t := range c.Tiers {
+		b = appendString(b, t.ID)
+		b = appendString(b, t.Name)
+		b = binary.AppendVarint(b, t.PriceCents)
+		b = binary.AppendUvarint(b, uint64(t.Stock))
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// decodeEntry calls fn for each event of a log entry. The event is valid only
+// during the call (it is reused), but its strings are fresh copies.
+func decodeEntry(entry []byte, fn func(*event) error) error {
+	var ev event
+	var cfg SaleConfig
+	for len(entry) > 0 {
+		n, w := binary.Uvarint(entry)
+		if w <= 0 || n < 2 || n > uint64(len(entry)-w) {
+			return fmt.Errorf("%w: bad record length", errCorrupt)
+		}
+		if err := decodeRecord(entry[w:w+int(n)], &ev, &cfg); err != nil {
+			return err
+		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+		entry = entry[w+int(n):]
+	}
+	return nil
+}
+
+func decodeRecord(rec []byte, ev *event, cfg *SaleConfig) error {
+	if rec[0] != recordVersion {
+		return fmt.Errorf("%w: version %d not understood", errCorrupt, rec[0])
+	}
+	*ev = event{kind: eventKind(rec[1])}
+	d := decoder{b: rec[2:]}
+	switch ev.kind {
+	case evSalePut:
+		d.saleConfig(cfg)
+		ev.sale = cfg
+		ev.saleID = cfg.ID
+	case evSaleClosed:
+		ev.at = d.varint()
+		ev.saleID = d.str(IDLenMax)
+		ev.closed = d.bool()
+	case evOrderPlaced:
+		ev.at = d.varint()
+		ev.saleID = d.str(IDLenMax)
+		ev.order = d.key()
+		ev.userID = d.str(UserLenMax)
+		ev.key = d.str(IdempotencyKeyLenMax)
+		ev.tier = uint16(d.uvarint(TiersPerSaleMax - 1))
+		ev.qty = uint16(d.uvarint(QuantityPerOrderMax))
+		ev.amount = d.varint()
+		ev.expiresAt = d.varint()
+	case evOrderPaid:
+		ev.at = d.varint()
+		ev.order = d.key()
+		ev.paymentID = d.str(PaymentIDLenMax)
+		ev.needsRefund = d.bool()
+	case evOrderCancelled:
+		ev.at = d.varint()
+		ev.order = d.key()
+		ev.paymentID = d.str(PaymentIDLenMax)
+	case evOrderExpired, evOrderRefunded:
+		ev.at = d.varint()
+		ev.order = d.key()
+	case evTicketCheckedIn:
+		ev.at = d.varint()
+		ev.order = d.key()
+		ev.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
+	default:
+		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
+	}
+	if d.err != nil {
+		return fmt.Errorf("%w: %s record: %v", errCorrupt, ev.kind, d.err)
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %s record: %d bytes left over", errCorrupt, ev.kind, len(d.b))
+	}
+	return nil
+}
+
+var kindNames = [...]string{
+	evSalePut: "SalePut", evSaleClosed: "SaleClosed", evOrderPlaced: "OrderPlaced",
+	evOrderPaid: "OrderPaid", evOrderCancelled: "OrderCancelled", evOrderExpired: "OrderExpired",
+	evOrderRefunded: "OrderRefunded", evTicketCheckedIn: "TicketCheckedIn",
+}
+
+func (k eventKind) String() string {
+	if k > 0 && k < evKindEnd {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// decoder reads fields and remembers the first error, so a record decodes as
+// a straight sequence of calls.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = errors.New(what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint(maxValue uint64) uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	if v > maxValue {
+		d.fail(fmt.Sprintf("value %d over %d", v, maxValue))
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str(maxLen int) string {
+	n := d.uvarint(uint64(maxLen))
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string past the end")
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) saleConfig(cfg *SaleConfig) {
+	*cfg = SaleConfig{
+		ID: d.str(IDLenMax), Name: d.str(NameLenMax), Currency: d.str(3),
+		OpensAtMs: d.varint(), ClosesAtMs: d.varint(), HoldMs: d.varint(),
+		PerUserLimit: int(d.uvarint(math.MaxInt32)),
+	}
+	nt := d.uvarint(TiersPerSaleMax)
+	cfg.Tiers = make([]TierConfig, 0, nt)
+	for range nt {
+		cfg.Tiers = append(cfg.Tiers, TierConfig{
+			ID: d.str(IDLenMax), Name: d.str(NameLenMax), PriceCents: d.varint(),
+			Stock: int(d.uvarint(StockPerTierMax)),
+		})
+	}
+}
+
+func (d *decoder) bool() bool {
+	if len(d.b) < 1 || d.b[0] > 1 {
+		d.fail("bad bool")
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) key() orderKey {
+	var k orderKey
+	if len(d.b) < len(k) {
+		d.fail("order key past the end")
+		return k
+	}
+	copy(k[:], d.b)
+	d.b = d.b[len(k):]
+	return k
+}

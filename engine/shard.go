@@ -1,0 +1,289 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// shard owns one state. Three goroutines serve it:
+//
+//   - the loop (run): the only one that touches the state, and the only
+//     select. It decides batches and hands them to the committer in order.
+//   - the committer (commit): writes waiting batches to the journal in one
+//     Append, then answers their requests. It never touches the state.
+//   - the snapshot writer (snapshots): encodes a frozen view of the state and
+//     stores it, off the purchase path.
+//
+// While the committer syncs batch k, the loop decides batch k+1 (memory runs
+// ahead of the log, which only ever frees stock on a crash); answers wait for
+// their own batch.
+type shard struct {
+	e     *Engine
+	id    int
+	st    *state
+	inbox chan *request
+	quit  chan struct{}
+
+	commitQ chan *batch // decided, waiting for the log; FIFO keeps log order
+	free    chan *batch // recycled batches; running out stalls the loop (backpressure)
+	snapQ   chan *snapshotJob
+
+	seq            uint64 // last seq handed to the committer
+	eventsSinceSnap int
+	snapBusy       atomic.Bool // a snapshot is being written
+	evs            []event     // scratch, reused per command
+
+	pendingOrders atomic.Int64 // published for metrics after each batch
+	m             *shardMetrics
+}
+
+// batch is one decided batch on its way to the log.
+type batch struct {
+	seq  uint64 // 0: no events (reads and rejections only)
+	data []byte // encoded events
+	reqs []*request
+	snap *snapshotJob // a snapshot frozen right after this batch
+}
+
+const batchesInFlight = 8
+
+func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard {
+	s := &shard{
+		e: e, id: id, st: st, seq: seq,
+		inbox:   make(chan *request, e.cfg.InboxMax),
+		quit:    make(chan struct{}),
+		commitQ: make(chan *batch, batchesInFlight),
+		free:    make(chan *batch, batchesInFlight),
+		snapQ:   make(chan *snapshotJob, 1),
+		m:       m.shard(id, e),
+	}
+	for range batchesInFlight {
+		s.free <- &batch{}
+	}
+	s.pendingOrders.Store(st.pending)
+	return s
+}
+
+func (s *shard) start(wg *sync.WaitGroup) {
+	wg.Add(3)
+	go func() { defer wg.Done(); s.run() }()
+	go func() { defer wg.Done(); s.commit() }()
+	go func() { defer wg.Done(); s.snapshots() }()
+}
+
+func (s *shard) run() {
+	defer close(s.commitQ)
+	ticker := time.NewTicker(s.e.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		var first *request
+		select {
+		case first = <-s.inbox:
+		case <-ticker.C:
+			if at, ok := s.st.nextExpiry(); !ok || at > s.e.cfg.Now().UnixMilli() {
+				continue
+			}
+		case <-s.quit:
+			s.refuseQueued()
+			return
+		}
+		b := <-s.free
+		now := s.e.cfg.Now().UnixMilli()
+		mono := time.Since(s.e.started)
+		if first != nil {
+			s.step(b, first, now, mono)
+		} else {
+			s.evs = s.st.expireDue(now, s.e.cfg.ExpireMax, s.evs[:0])
+			b.data = s.appendEvents(b.data, s.evs)
+		}
+	drain:
+		for len(b.reqs) < s.e.cfg.BatchMax {
+			select {
+			case r := <-s.inbox:
+				s.step(b, r, now, mono)
+			default:
+				break drain
+			}
+		}
+		s.seal(b)
+		s.commitQ <- b
+	}
+}
+
+// step decides one request into the batch.
+func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
+	b.reqs = append(b.reqs, r)
+	if mono > r.deadline {
+		r.res.err = ErrOverloaded // waited too long: shed, decide nothing
+		s.m.shed.Inc()
+		return
+	}
+	if s.e.failed.Load() {
+		r.res.err = ErrStopped
+		return
+	}
+	if r.cmd.kind == cmdLoad {
+		s.stepLoad(b, r, now)
+		return
+	}
+	s.evs = s.st.execute(&r.cmd, now, &r.res, s.evs[:0])
+	b.data = s.appendEvents(b.data, s.evs)
+}
+
+// stepLoad is the shard's half of LoadSales: validate every sale of the
+// document this shard owns, report, and wait for the caller's verdict.
+func (s *shard) stepLoad(b *batch, r *request, now int64) {
+	gate := r.cmd.load
+	var rej *Rejection
+	for i := range r.cmd.sales {
+		var scratch result
+		if _, rej = s.st.decide(&command{kind: cmdPutSale, sale: &r.cmd.sales[i]}, now, &scratch, s.evs[:0]); rej != nil {
+			rej = &Rejection{Code: rej.Code, Message: "sale " + r.cmd.sales[i].ID + ": " + rej.Message}
+			break
+		}
+	}
+	gate.prepared <- rej
+	commit := false
+	if rej == nil {
+		select {
+		case commit = <-gate.commit:
+		case <-s.quit:
+		}
+	}
+	if !commit {
+		return // the caller answers with the first rejection
+	}
+	for i := range r.cmd.sales {
+		cmd := command{kind: cmdPutSale, saleID: r.cmd.sales[i].ID, sale: &r.cmd.sales[i]}
+		var res result
+		s.evs = s.st.execute(&cmd, now, &res, s.evs[:0])
+		if res.rej != nil {
+			panic(newInvariantError("load of %q refused after it was validated: %v", cmd.saleID, res.rej))
+		}
+		b.data = s.appendEvents(b.data, s.evs)
+		r.res.sales = append(r.res.sales, res.sale)
+	}
+}
+
+func (s *shard) appendEvents(data []byte, evs []event) []byte {
+	for i := range evs {
+		data = appendEvent(data, &evs[i])
+	}
+	s.eventsSinceSnap += len(evs)
+	return data
+}
+
+// seal numbers the batch and, when enough has happened since the last
+// snapshot, freezes the state for the next one.
+func (s *shard) seal(b *batch) {
+	if len(b.data) > 0 {
+		s.seq++
+		b.seq = s.seq
+	}
+	if invariantsOn {
+		s.st.checkState()
+	}
+	s.pendingOrders.Store(s.st.pending)
+	if s.eventsSinceSnap >= s.e.cfg.SnapshotEvents && !s.snapBusy.Load() {
+		s.snapBusy.Store(true)
+		s.eventsSinceSnap = 0
+		b.snap = s.st.freeze(s.seq)
+	}
+}
+
+// refuseQueued answers what is left in the inbox at shutdown.
+func (s *shard) refuseQueued() {
+	for {
+		select {
+		case r := <-s.inbox:
+			r.res.err = ErrStopped
+			r.done <- struct{}{}
+		default:
+			return
+		}
+	}
+}
+
+// commit writes decided batches to the journal and answers their requests.
+// Every batch waiting when it wakes goes into one Append: one sync for all.
+func (s *shard) commit() {
+	defer close(s.snapQ)
+	group := make([]*batch, 0, batchesInFlight)
+	entries := make([][]byte, 0, batchesInFlight)
+	for b := range s.commitQ {
+		group = append(group[:0], b)
+	more:
+		for len(group) < batchesInFlight {
+			select {
+			case b, ok := <-s.commitQ:
+				if !ok {
+					break more
+				}
+				group = append(group, b)
+			default:
+				break more
+			}
+		}
+		entries = entries[:0]
+		var firstSeq uint64
+		for _, g := range group {
+			if g.seq != 0 {
+				if firstSeq == 0 {
+					firstSeq = g.seq
+				}
+				entries = append(entries, g.data)
+			}
+		}
+		var err error
+		if s.e.failed.Load() {
+			err = ErrStopped
+		} else if len(entries) > 0 {
+			start := time.Now()
+			err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			s.m.observeAppend(time.Since(start), len(entries))
+			if err != nil {
+				s.e.fail(err)
+			}
+		}
+		for _, g := range group {
+			s.answer(g, err)
+		}
+	}
+}
+
+func (s *shard) answer(b *batch, err error) {
+	for _, r := range b.reqs {
+		if err != nil {
+			r.res = result{err: ErrStopped}
+		}
+		r.done <- struct{}{}
+	}
+	if b.snap != nil {
+		if err == nil {
+			s.snapQ <- b.snap
+		} else {
+			s.snapBusy.Store(false)
+		}
+	}
+	clear(b.reqs)
+	*b = batch{data: b.data[:0], reqs: b.reqs[:0]}
+	s.free <- b
+}
+
+// snapshots writes the frozen states the loop hands over, one at a time.
+func (s *shard) snapshots() {
+	for job := range s.snapQ {
+		start := time.Now()
+		chunks := job.encode()
+		err := s.e.cfg.Journal.SaveSnapshot(s.id, job.seq, chunks)
+		if err != nil {
+			// The log is intact; the next snapshot tries again.
+			s.e.cfg.Logger.Error("cannot save snapshot", "shard", s.id, "seq", job.seq, "err", err)
+		} else {
+			s.e.cfg.Logger.Info("snapshot saved", "shard", s.id, "seq", job.seq,
+				"orders", job.orders.n, "chunks", len(chunks), "duration", time.Since(start))
+		}
+		s.snapBusy.Store(false)
+	}
+}

@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+)
+
+// Snapshot format: a shard's sales and orders; every index is rebuilt on
+// restore (insertOrder), so a snapshot cannot disagree with itself.
+//
+//	chunk 0   version(1) | nsales | {SaleConfig as in SalePut, closed} | norders
+//	chunk 1.. {order}*, up to snapshotOrdersPerChunk per chunk
+//	order     key(16) sale tier qty status needsRefund user idemKey paymentID
+//	          amount createdAt expiresAt updatedAt checkedIn
+const (
+	snapshotVersion        = 1
+	snapshotOrdersPerChunk = 16384
+)
+
+// snapshotJob is a shard's state frozen at seq: a deep copy of the sales
+// (small) and a copy-on-write view of the orders (large), so the loop spends
+// microseconds on it and the writer encodes it in the background.
+type snapshotJob struct {
+	seq    uint64
+	sales  []saleSnapshot
+	orders frozenOrders
+}
+
+type saleSnapshot struct {
+	cfg    SaleConfig
+	closed bool
+}
+
+func (st *state) freeze(seq uint64) *snapshotJob {
+	job := &snapshotJob{seq: seq, sales: make([]saleSnapshot, len(st.sales))}
+	for i, sl := range st.sales {
+		cfg := sl.cfg
+		cfg.Tiers = slices.Clone(cfg.Tiers)
+		job.sales[i] = saleSnapshot{cfg, sl.closed}
+	}
+	job.orders = st.orders.freeze()
+	return job
+}
+
+func (job *snapshotJob) encode() [][]byte {
+	head := []byte{snapshotVersion}
+	head = binary.AppendUvarint(head, uint64(len(job.sales)))
+	for i := range job.sales {
+		head = appendSaleConfig(head, &job.sales[i].cfg)
+		head = appendBool(head, job.sales[i].closed)
+	}
+	head = binary.AppendUvarint(head, uint64(job.orders.n))
+	chunks := [][]byte{head}
+	var b []byte
+	for i := int32(0); i < job.orders.n; i++ {
+		if i%snapshotOrdersPerChunk == 0 {
+			if b != nil {
+				chunks = append(chunks, b)
+			}
+			b = make([]byte, 0, snapshotOrdersPerChunk*96)
+		}
+		b = appendOrder(b, job.orders.at(i))
+	}
+	if b != nil {
+		chunks = append(chunks, b)
+	}
+	return chunks
+}
+
+func appendOrder(b []byte, o *order) []byte {
+	b = append(b, o.key[:]...)
+	b = binary.AppendUvarint(b, uint64(o.sale))
+	b = binary.AppendUvarint(b, uint64(o.tier))
+	b = binary.AppendUvarint(b, uint64(o.qty))
+	b = append(b, byte(o.status))
+	b = appendBool(b, o.needsRefund)
+	b = appendString(b, o.userID)
+	b = appendString(b, o.idemKey)
+	b = appendString(b, o.paymentID)
+	b = binary.AppendVarint(b, o.amount)
+	b = binary.AppendVarint(b, o.createdAt)
+	b = binary.AppendVarint(b, o.expiresAt)
+	b = binary.AppendVarint(b, o.updatedAt)
+	return binary.AppendUvarint(b, o.checkedIn)
+}
+
+// snapshotEncoding returns the snapshot of a state that is not running (for
+// Journal.Reset at open).
+func (st *state) snapshotEncoding() [][]byte {
+	return st.freeze(0).encode()
+}
+
+// restorer rebuilds a state chunk by chunk.
+type restorer struct {
+	st     *state
+	chunk  int
+	orders uint64 // announced in chunk 0
+}
+
+func (r *restorer) add(chunk []byte) error {
+	d := decoder{b: chunk}
+	defer func() { r.chunk++ }()
+	if r.chunk == 0 {
+		if len(chunk) == 0 || chunk[0] != snapshotVersion {
+			return fmt.Errorf("%w: snapshot version not understood", errCorrupt)
+		}
+		d.b = d.b[1:]
+		n := d.uvarint(1 << 24)
+		for range n {
+			var cfg SaleConfig
+			d.saleConfig(&cfg)
+			closed := d.bool()
+			if d.err != nil {
+				break
+			}
+			if _, dup := r.st.saleIdx[cfg.ID]; dup {
+				return fmt.Errorf("%w: snapshot holds sale %q twice", errCorrupt, cfg.ID)
+			}
+			r.st.insertSale(cfg, closed)
+		}
+		r.orders = d.uvarint(1 << 31)
+		return d.check("snapshot header")
+	}
+	for len(d.b) > 0 && d.err == nil {
+		var o order
+		o.key = d.key()
+		o.sale = int32(d.uvarint(uint64(len(r.st.sales))))
+		o.tier = uint16(d.uvarint(TiersPerSaleMax))
+		o.qty = uint16(d.uvarint(QuantityPerOrderMax))
+		o.status = OrderStatus(d.uvarint(uint64(StatusRefunded)))
+		o.needsRefund = d.bool()
+		o.userID = d.str(UserLenMax)
+		o.idemKey = d.str(IdempotencyKeyLenMax)
+		o.paymentID = d.str(PaymentIDLenMax)
+		o.amount = d.varint()
+		o.createdAt = d.varint()
+		o.expiresAt = d.varint()
+		o.updatedAt = d.varint()
+		o.checkedIn = d.uvarint(1<<64 - 1)
+		if d.err != nil {
+			break
+		}
+		if int(o.sale) >= len(r.st.sales) || int(o.tier) >= len(r.st.sales[o.sale].tiers) ||
+			o.qty == 0 || o.status == 0 {
+			return fmt.Errorf("%w: snapshot order out of range", errCorrupt)
+		}
+		if _, dup := r.st.byKey[o.key]; dup {
+			return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
+		}
+		r.st.insertOrder(o)
+	}
+	return d.check("snapshot orders")
+}
+
+func (r *restorer) finish() error {
+	if uint64(r.st.orders.n) != r.orders {
+		return fmt.Errorf("%w: snapshot announced %d orders and held %d", errCorrupt, r.orders, r.st.orders.n)
+	}
+	return nil
+}
+
+func (d *decoder) check(what string) error {
+	if d.err != nil {
+		return fmt.Errorf("%w: %s: %v", errCorrupt, what, d.err)
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package engine
+
+import "slices"
+
+// state is one shard's share of the world: its sales and their orders. It is
+// plain single-threaded data; only the shard's loop touches it (and recovery,
+// before the loop starts).
+//
+// Everything below the line "derived" is an index that restore rebuilds from
+// sales and orders, so a snapshot stores only those two.
+type state struct {
+	sales  []*sale // in creation order, which the log fixes
+	orders orderTable
+
+	// derived
+	saleIdx  map[string]int32
+	byKey    map[orderKey]int32
+	payments map[string]int32 // payment event id that last moved an order → order
+	holds    holdHeap         // pending orders by expiry; may hold stale entries
+	pending  int64            // orders in status pending
+}
+
+type sale struct {
+	cfg    SaleConfig // Tiers in stored order: append-only
+	closed bool
+	tiers  []tierCount // parallel to cfg.Tiers
+	orders int
+
+	// derived
+	users map[string]userState
+	idem  map[idemKey]int32
+}
+
+type tierCount struct {
+	held int
+	sold int
+}
+
+// userState is what a sale knows of a user: tickets held or paid (for the
+// per-user limit) and the newest order, the head of a list through
+// order.prevByUser.
+type userState struct {
+	tickets int32
+	last    int32
+}
+
+type idemKey struct {
+	user string
+	key  string
+}
+
+// order is an order in memory: 120 bytes plus the strings the client chose
+// (user id, idempotency key, payment event id).
+type order struct {
+	key         orderKey
+	userID      string
+	idemKey     string
+	paymentID   string
+	amount      int64
+	createdAt   int64
+	expiresAt   int64
+	updatedAt   int64
+	checkedIn   uint64
+	sale        int32
+	prevByUser  int32 // the user's previous order in the same sale; -1 if none
+	tier        uint16
+	qty         uint16
+	status      OrderStatus
+	needsRefund bool
+}
+
+func newState() *state {
+	return &state{
+		saleIdx:  make(map[string]int32),
+		byKey:    make(map[orderKey]int32),
+		payments: make(map[string]int32),
+	}
+}
+
+func (st *state) saleByID(id string) (*sale, int32) {
+	i, ok := st.saleIdx[id]
+	if !ok {
+		return nil, -1
+	}
+	return st.sales[i], i
+}
+
+func (st *state) orderByKey(k orderKey) (*order, int32) {
+	i, ok := st.byKey[k]
+	if !ok {
+		return nil, -1
+	}
+	return st.orders.at(i), i
+}
+
+func (sl *sale) tierIndex(id string) int {
+	for i := range sl.cfg.Tiers {
+		if sl.cfg.Tiers[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (sl *sale) available(t int) int {
+	return sl.cfg.Tiers[t].Stock - sl.tiers[t].held - sl.tiers[t].sold
+}
+
+// insertSale adds a sale with no orders.
+func (st *state) insertSale(cfg SaleConfig, closed bool) *sale {
+	sl := &sale{
+		cfg:    cfg,
+		closed: closed,
+		tiers:  make([]tierCount, len(cfg.Tiers)),
+		users:  make(map[string]userState),
+		idem:   make(map[idemKey]int32),
+	}
+	st.saleIdx[cfg.ID] = int32(len(st.sales))
+	st.sales = append(st.sales, sl)
+	return sl
+}
+
+// insertOrder adds an order in any status and updates every count and index
+// it touches. apply uses it for new orders; restore for every stored one.
+func (st *state) insertOrder(o order) int32 {
+	sl := st.sales[o.sale]
+	u, seen := sl.users[o.userID]
+	if !seen {
+		u.last = -1
+	}
+	o.prevByUser = u.last
+	idx := st.orders.add(o)
+	u.last = idx
+	if o.holdsStock() {
+		u.tickets += int32(o.qty)
+	}
+	sl.users[o.userID] = u
+	sl.idem[idemKey{o.userID, o.idemKey}] = idx
+	sl.orders++
+	st.byKey[o.key] = idx
+	if o.paymentID != "" {
+		st.payments[o.paymentID] = idx
+	}
+	switch {
+	case o.status == StatusPending:
+		sl.tiers[o.tier].held += int(o.qty)
+		st.pending++
+		pushHold(&st.holds, hold{o.expiresAt, idx})
+	case o.status == StatusPaid && !o.needsRefund:
+		sl.tiers[o.tier].sold += int(o.qty)
+	}
+	checkTier(sl, int(o.tier))
+	return idx
+}
+
+// holdsStock reports whether the order counts against its tier's stock and
+// its user's limit.
+func (o *order) holdsStock() bool {
+	return o.status == StatusPending || o.status == StatusPaid && !o.needsRefund
+}
+
+// nextExpiry returns the earliest hold deadline, or false if none.
+func (st *state) nextExpiry() (int64, bool) {
+	if len(st.holds) == 0 {
+		return 0, false
+	}
+	return st.holds[0].expiresAt, true
+}
+
+// dropStaleHolds rebuilds the hold heap from pending orders only; recovery
+// calls it once after replay.
+func (st *state) dropStaleHolds() {
+	st.holds = st.holds[:0]
+	for i := int32(0); i < st.orders.n; i++ {
+		if o := st.orders.at(i); o.status == StatusPending {
+			st.holds = append(st.holds, hold{o.expiresAt, i})
+		}
+	}
+	for i := len(st.holds)/2 - 1; i >= 0; i-- {
+		st.holds.down(i)
+	}
+}
+
+// checkTier stops the process if a tier is oversold or negative: memory is
+// wrong, and the log (which never held the bad state) is the way back.
+func checkTier(sl *sale, t int) {
+	tc := sl.tiers[t]
+	if tc.held < 0 || tc.sold < 0 || tc.held+tc.sold > sl.cfg.Tiers[t].Stock {
+		panic(newInvariantError("sale %q tier %q: held %d + sold %d > stock %d",
+			sl.cfg.ID, sl.cfg.Tiers[t].ID, tc.held, tc.sold, sl.cfg.Tiers[t].Stock))
+	}
+}
+
+// hold is a pending order's deadline in the expiry heap. Ties break on the
+// order index, so expiry order never depends on anything but the log.
+type hold struct {
+	expiresAt int64
+	idx       int32
+}
+
+type holdHeap []hold
+
+func (h holdHeap) less(i, j int) bool {
+	return h[i].expiresAt < h[j].expiresAt || h[i].expiresAt == h[j].expiresAt && h[i].idx < h[j].idx
+}
+
+// pushHold and popHold are container/heap without its interface boxing,
+// which would allocate on every purchase.
+func pushHold(h *holdHeap, x hold) {
+	*h = append(*h, x)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func popHold(h *holdHeap) {
+	s := *h
+	last := len(s) - 1
+	s[0] = s[last]
+	*h = s[:last]
+	h.down(0)
+}
+
+func (h holdHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// orderTable stores orders in fixed-size chunks with copy-on-write, so that a
+// snapshot of a million orders is taken by copying a thousand pointers: after
+// freeze, the owner copies a chunk before its first write to it, and the
+// snapshot writer reads the frozen chunks at leisure.
+type orderTable struct {
+	chunks []*orderChunk
+	n      int32
+	gen    uint32 // chunks with an older gen are shared with a snapshot
+}
+
+const (
+	chunkShift = 10
+	chunkLen   = 1 << chunkShift
+	chunkMask  = chunkLen - 1
+)
+
+type orderChunk struct {
+	gen    uint32
+	orders [chunkLen]order
+}
+
+// at returns an order for reading only.
+func (t *orderTable) at(i int32) *order {
+	return &t.chunks[i>>chunkShift].orders[i&chunkMask]
+}
+
+// mut returns an order for writing, copying its chunk first if a snapshot
+// shares it.
+func (t *orderTable) mut(i int32) *order {
+	c := t.chunks[i>>chunkShift]
+	if c.gen != t.gen {
+		cp := new(orderChunk)
+		*cp = *c
+		cp.gen = t.gen
+		t.chunks[i>>chunkShift] = cp
+		c = cp
+	}
+	return &c.orders[i&chunkMask]
+}
+
+func (t *orderTable) add(o order) int32 {
+	i := t.n
+	if i&chunkMask == 0 {
+		t.chunks = append(t.chunks, &orderChunk{gen: t.gen})
+	}
+	t.n++
+	*t.mut(i) = o
+	return i
+}
+
+// frozenOrders is a read-only view of an orderTable at one instant.
+type frozenOrders struct {
+	chunks []*orderChunk
+	n      int32
+}
+
+func (f *frozenOrders) at(i int32) *order {
+	return &f.chunks[i>>chunkShift].orders[i&chunkMask]
+}
+
+// freeze returns a view that later writes to t do not change.
+func (t *orderTable) freeze() frozenOrders {
+	f := frozenOrders{chunks: slices.Clone(t.chunks), n: t.n}
+	t.gen++
+	return f
+}

@@ -1,0 +1,147 @@
+package engine
+
+import "fmt"
+
+// Limits on everything a caller can send. They bound memory per request and
+// per record, and the codec relies on them.
+const (
+	IDLenMax             = 64  // sale and tier ids
+	NameLenMax           = 200 // sale and tier names
+	UserLenMax           = 128 // user ids (a JWT sub)
+	IdempotencyKeyLenMax = 255
+	PaymentIDLenMax      = 255
+	TiersPerSaleMax      = 64
+	QuantityPerOrderMax  = 64 // one bit per ticket in the check-in mask
+	StockPerTierMax      = 10_000_000
+	PriceCentsMax        = 100_000_000_00 // 100 million in major units
+	HoldMsMax            = 24 * 3600 * 1000
+)
+
+// SaleConfig is what an admin writes: a sale and its tiers. Times are unix
+// milliseconds. Tiers are append-only: an update may add tiers and change
+// existing ones, but never remove one (set its stock to sold + held instead).
+type SaleConfig struct {
+	ID           string
+	Name         string
+	Currency     string // ISO 4217, three upper-case letters
+	OpensAtMs    int64
+	ClosesAtMs   int64
+	HoldMs       int64 // how long a pending order holds its tickets
+	PerUserLimit int   // tickets per user across the whole sale
+	Tiers        []TierConfig
+}
+
+// TierConfig is one price zone or ticket category of a sale.
+type TierConfig struct {
+	ID         string
+	Name       string
+	PriceCents int64
+	Stock      int
+}
+
+// Sale is a sale as queried: its configuration and live counts per tier.
+type Sale struct {
+	SaleConfig
+	Closed     bool // closed by an admin, whatever the clock says
+	OrderCount int
+	TierCounts []TierCounts // same order as SaleConfig.Tiers
+}
+
+// TierCounts are a tier's live numbers. Stock = Sold + Held + Available.
+type TierCounts struct {
+	Held      int
+	Sold      int
+	Available int
+}
+
+// OrderStatus is where an order is in its lifecycle:
+//
+//	pending ──► paid ──► refunded
+//	   │
+//	   ├──► cancelled   (buyer, or payment.failed)
+//	   └──► expired     (hold ran out)
+//
+// A payment for an expired or cancelled order makes it paid again if stock
+// and the user's limit allow, and paid with NeedsRefund otherwise.
+type OrderStatus uint8
+
+const (
+	StatusPending OrderStatus = iota + 1
+	StatusPaid
+	StatusCancelled
+	StatusExpired
+	StatusRefunded
+)
+
+var statusNames = [...]string{
+	StatusPending:   "pending",
+	StatusPaid:      "paid",
+	StatusCancelled: "cancelled",
+	StatusExpired:   "expired",
+	StatusRefunded:  "refunded",
+}
+
+func (s OrderStatus) String() string {
+	if int(s) < len(statusNames) && statusNames[s] != "" {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Order is an order as queried.
+type Order struct {
+	ID             string // "<sale id>.<26 base32 chars>": routes to its sale, not guessable
+	SaleID         string
+	TierID         string
+	UserID         string
+	IdempotencyKey string
+	Quantity       int
+	AmountCents    int64
+	Currency       string
+	Status         OrderStatus
+	NeedsRefund    bool   // paid, but no ticket could be given: refund the buyer
+	PaymentID      string // the payment event that last changed the order, if any
+	CreatedAtMs    int64
+	ExpiresAtMs    int64 // end of the hold
+	UpdatedAtMs    int64
+	CheckedIn      uint64 // bit i set: ticket i has been checked in
+}
+
+// Tickets returns the codes of the order's tickets, valid for check-in while
+// the order is paid and does not need a refund.
+func (o *Order) Tickets() []string {
+	codes := make([]string, o.Quantity)
+	for i := range codes {
+		codes[i] = TicketCode(o.ID, i)
+	}
+	return codes
+}
+
+// TicketCode is the code printed on ticket i of an order.
+func TicketCode(orderID string, i int) string {
+	return fmt.Sprintf("%s.%d", orderID, i)
+}
+
+// PurchaseRequest asks for Quantity tickets of a tier for a user.
+type PurchaseRequest struct {
+	SaleID         string
+	TierID         string
+	Quantity       int
+	UserID         string
+	IdempotencyKey string
+}
+
+// Payment is a payment provider's event about an order.
+type Payment struct {
+	EventID     string
+	OrderID     string
+	Succeeded   bool // payment.succeeded; false is payment.failed
+	AmountCents int64
+	Currency    string
+}
+
+// CheckIn is the result of scanning a ticket at the door.
+type CheckIn struct {
+	Order  Order
+	Ticket int
+}

@@ -1,0 +1,51 @@
+package engine
+
+import "unicode/utf8"
+
+// validateSaleConfig checks what a sale config must satisfy on its own,
+// before any shard sees it. Rules that depend on the sale's orders (stock
+// below sold + held, removed tiers, currency) are decide's.
+func validateSaleConfig(c *SaleConfig) *Rejection {
+	switch {
+	case !validID(c.ID):
+		return reject(CodeInvalidRequest, "sale id must be 1 to %d characters of A-Z a-z 0-9 _ -", IDLenMax)
+	case !validName(c.Name):
+		return reject(CodeInvalidRequest, "name must be 1 to %d bytes of UTF-8 text", NameLenMax)
+	case !validCurrency(c.Currency):
+		return reject(CodeInvalidRequest, "currency must be an ISO 4217 code such as EUR")
+	case c.ClosesAtMs <= c.OpensAtMs:
+		return reject(CodeInvalidRequest, "closes_at must be after opens_at")
+	case c.HoldMs < 1000 || c.HoldMs > HoldMsMax:
+		return reject(CodeInvalidRequest, "hold must be 1 s to 24 h")
+	case c.PerUserLimit < 1 || c.PerUserLimit > 1_000_000:
+		return reject(CodeInvalidRequest, "per_user_limit must be 1 to 1000000")
+	case len(c.Tiers) == 0 || len(c.Tiers) > TiersPerSaleMax:
+		return reject(CodeInvalidRequest, "a sale has 1 to %d tiers", TiersPerSaleMax)
+	}
+	for i, t := range c.Tiers {
+		switch {
+		case !validID(t.ID):
+			return reject(CodeInvalidRequest, "tiers[%d]: id must be 1 to %d characters of A-Z a-z 0-9 _ -", i, IDLenMax)
+		case !validName(t.Name):
+			return reject(CodeInvalidRequest, "tiers[%d]: name must be 1 to %d bytes of UTF-8 text", i, NameLenMax)
+		case t.PriceCents < 0 || t.PriceCents > PriceCentsMax:
+			return reject(CodeInvalidRequest, "tiers[%d]: price_cents must be 0 to %d", i, int64(PriceCentsMax))
+		case t.Stock < 0 || t.Stock > StockPerTierMax:
+			return reject(CodeInvalidRequest, "tiers[%d]: stock must be 0 to %d", i, StockPerTierMax)
+		}
+		for _, u := range c.Tiers[:i] {
+			if u.ID == t.ID {
+				return reject(CodeInvalidRequest, "tiers[%d]: tier id %q appears twice", i, t.ID)
+			}
+		}
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	return len(s) > 0 && len(s) <= NameLenMax && utf8.ValidString(s)
+}
+
+func validCurrency(s string) bool {
+	return len(s) == 3 && 'A' <= s[0] && s[0] <= 'Z' && 'A' <= s[1] && s[1] <= 'Z' && 'A' <= s[2] && s[2] <= 'Z'
+}
