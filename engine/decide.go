@@ -104,7 +104,7 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 		return evs, reject(CodeUnknownTier, "sale %q has no tier %q", cmd.saleID, cmd.tierID)
 	}
 	if cmd.qty < 1 || cmd.qty > QuantityPerOrderMax {
-		return evs, reject(CodeInvalidQuantity, "quantity must be 1 to %d", min(QuantityPerOrderMax, sl.cfg.PerUserLimit))
+		return evs, reject(CodeInvalidQuantity, "quantity must be 1 to %d", QuantityPerOrderMax)
 	}
 	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
