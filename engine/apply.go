@@ -78,7 +78,7 @@ func (st *state) apply(ev *event) error {
 		}
 		o.status = StatusPaid
 		o.needsRefund = ev.needsRefund
-		st.setPayment(o, idx, ev.paymentID)
+		o.paymentID = ev.paymentID
 	case evOrderCancelled, evOrderExpired:
 		if o.status != StatusPending {
 			return fmt.Errorf("%w: %s of a %s order", errCorrupt, ev.kind, o.status)
@@ -89,7 +89,9 @@ func (st *state) apply(ev *event) error {
 		o.status = StatusExpired
 		if ev.kind == evOrderCancelled {
 			o.status = StatusCancelled
-			st.setPayment(o, idx, ev.paymentID)
+			if ev.paymentID != "" {
+				o.paymentID = ev.paymentID
+			}
 		}
 	case evOrderRefunded:
 		if o.status != StatusPaid {
@@ -118,19 +120,6 @@ func (st *state) addTickets(sl *sale, user string, n int) {
 	u := sl.users[user]
 	u.tickets += int32(n)
 	sl.users[user] = u
-}
-
-// setPayment records the event id that moved the order, replacing the one
-// before it, so the live index equals the one restore rebuilds from orders.
-func (st *state) setPayment(o *order, idx int32, id string) {
-	if id == "" {
-		return
-	}
-	if o.paymentID != "" {
-		delete(st.payments, o.paymentID)
-	}
-	o.paymentID = id
-	st.payments[id] = idx
 }
 
 // answer fills the result of a command that was not rejected, after its

@@ -179,12 +179,14 @@ func (st *state) decideCancel(o *order, now int64, evs []event) ([]event, *Rejec
 	return evs, reject(CodeInvalidOrderState, "order is %s; only a pending order can be cancelled", o.status)
 }
 
-// decidePay applies a payment provider's event. Each event id moves an
-// order at most once; an event that would change nothing is answered with
-// the order as it is.
+// decidePay applies a payment provider's event. An event moves an order at
+// most once, without a table of seen ids: a failure acts only on a pending
+// order and a success only on an order that is not paid yet, and no order
+// ever goes back to either. An event that would change nothing is answered
+// with the order as it is.
 func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []event) ([]event, *Rejection) {
-	if _, seen := st.payments[p.EventID]; seen {
-		return evs, nil
+	if p.EventID == o.paymentID {
+		return evs, nil // the event that moved it last, again
 	}
 	sl := st.sales[o.sale]
 	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
@@ -238,7 +240,7 @@ func (o *order) statusText() string {
 // expireDue expires up to limit pending orders whose hold ended at or before
 // now, through the same decide-apply path as commands.
 func (st *state) expireDue(now int64, limit int, evs []event) []event {
-	for n := 0; n < limit*4 && len(st.holds) > 0 && st.holds[0].expiresAt <= now; n++ {
+	for n := 0; n < 4*min(limit, 1<<28) && len(st.holds) > 0 && st.holds[0].expiresAt <= now; n++ {
 		h := st.holds[0]
 		popHold(&st.holds)
 		o := st.orders.at(h.idx)

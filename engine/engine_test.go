@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"errors"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ func openTest(t testing.TB, j Journal, clock *fakeClock, shards int) *Engine {
 	t.Helper()
 	e, err := Open(Config{
 		Journal: j, Shards: shards, Now: clock.Now, TickInterval: time.Millisecond,
-		OnFatal: func(error) {},
+		OnFatal: func(error) {}, Logger: quietLogger,
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -97,3 +98,5 @@ func TestEngineSmoke(t *testing.T) {
 		t.Fatalf("Sale: %+v %v", s, err)
 	}
 }
+
+var quietLogger = slog.New(slog.DiscardHandler)

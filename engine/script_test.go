@@ -228,12 +228,6 @@ func dumpState(st *state) string {
 	for i := int32(0); i < st.orders.n; i++ {
 		lines = append(lines, fmt.Sprintf("order %+v", *st.orders.at(i)))
 	}
-	var pays []string
-	for p, i := range st.payments {
-		pays = append(pays, fmt.Sprintf("payment %s=%d", p, i))
-	}
-	slices.Sort(pays)
-	lines = append(lines, pays...)
 	lines = append(lines, fmt.Sprintf("pending=%d", st.pending))
 	return strings.Join(lines, "\n")
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,10 @@ type shard struct {
 	free    chan *batch // recycled batches; running out stalls the loop (backpressure)
 	snapQ   chan *snapshotJob
 
-	seq            uint64 // last seq handed to the committer
+	seq             uint64 // last seq handed to the committer
 	eventsSinceSnap int
-	snapBusy       atomic.Bool // a snapshot is being written
-	evs            []event     // scratch, reused per command
+	snapBusy        atomic.Bool // a snapshot is being written
+	evs             []event     // scratch, reused per command
 
 	pendingOrders atomic.Int64 // published for metrics after each batch
 	m             *shardMetrics
@@ -121,6 +122,11 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 	}
 	if s.e.failed.Load() {
 		r.res.err = ErrStopped
+		return
+	}
+	if r.cmd.kind == cmdTick { // a tick on demand (tests): expire all that is due
+		s.evs = s.st.expireDue(now, math.MaxInt32, s.evs[:0])
+		b.data = s.appendEvents(b.data, s.evs)
 		return
 	}
 	if r.cmd.kind == cmdLoad {

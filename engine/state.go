@@ -15,7 +15,6 @@ type state struct {
 	// derived
 	saleIdx  map[string]int32
 	byKey    map[orderKey]int32
-	payments map[string]int32 // payment event id that last moved an order → order
 	holds    holdHeap         // pending orders by expiry; may hold stale entries
 	pending  int64            // orders in status pending
 }
@@ -73,7 +72,6 @@ func newState() *state {
 	return &state{
 		saleIdx:  make(map[string]int32),
 		byKey:    make(map[orderKey]int32),
-		payments: make(map[string]int32),
 	}
 }
 
@@ -138,9 +136,6 @@ func (st *state) insertOrder(o order) int32 {
 	sl.idem[idemKey{o.userID, o.idemKey}] = idx
 	sl.orders++
 	st.byKey[o.key] = idx
-	if o.paymentID != "" {
-		st.payments[o.paymentID] = idx
-	}
 	switch {
 	case o.status == StatusPending:
 		sl.tiers[o.tier].held += int(o.qty)
