@@ -2,8 +2,8 @@ package engine
 
 import (
 	"context"
-	"log/slog"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"

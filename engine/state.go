@@ -13,10 +13,10 @@ type state struct {
 	orders orderTable
 
 	// derived
-	saleIdx  map[string]int32
-	byKey    map[orderKey]int32
-	holds    holdHeap         // pending orders by expiry; may hold stale entries
-	pending  int64            // orders in status pending
+	saleIdx map[string]int32
+	byKey   map[orderKey]int32
+	holds   holdHeap // pending orders by expiry; may hold stale entries
+	pending int64    // orders in status pending
 }
 
 type sale struct {
@@ -70,8 +70,8 @@ type order struct {
 
 func newState() *state {
 	return &state{
-		saleIdx:  make(map[string]int32),
-		byKey:    make(map[orderKey]int32),
+		saleIdx: make(map[string]int32),
+		byKey:   make(map[orderKey]int32),
 	}
 }
 
