@@ -151,6 +151,13 @@ func appendBool(b []byte, v bool) []byte {
 // decodeEntry calls fn for each event of a log entry. The event is valid only
 // during the call (it is reused), but its strings are fresh copies.
 func decodeEntry(entry []byte, fn func(*event) error) error {
+	return decodeEntryInterned(entry, nil, fn)
+}
+
+// decodeEntryInterned is decodeEntry sharing one copy of each user id
+// through users (nil: no sharing); replay of a million orders by a hundred
+// thousand users allocates a hundred thousand strings, not a million.
+func decodeEntryInterned(entry []byte, users map[string]string, fn func(*event) error) error {
 	var ev event
 	var cfg SaleConfig
 	for len(entry) > 0 {
@@ -158,7 +165,7 @@ func decodeEntry(entry []byte, fn func(*event) error) error {
 		if w <= 0 || n < 2 || n > uint64(len(entry)-w) {
 			return fmt.Errorf("%w: bad record length", errCorrupt)
 		}
-		if err := decodeRecord(entry[w:w+int(n)], &ev, &cfg); err != nil {
+		if err := decodeRecord(entry[w:w+int(n)], &ev, &cfg, users); err != nil {
 			return err
 		}
 		if err := fn(&ev); err != nil {
@@ -169,12 +176,12 @@ func decodeEntry(entry []byte, fn func(*event) error) error {
 	return nil
 }
 
-func decodeRecord(rec []byte, ev *event, cfg *SaleConfig) error {
+func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]string) error {
 	if rec[0] != recordVersion {
 		return fmt.Errorf("%w: version %d not understood", errCorrupt, rec[0])
 	}
 	*ev = event{kind: eventKind(rec[1])}
-	d := decoder{b: rec[2:]}
+	d := decoder{b: rec[2:], users: users}
 	switch ev.kind {
 	case evSalePut:
 		d.saleConfig(cfg)
@@ -188,7 +195,7 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig) error {
 		ev.at = d.varint()
 		ev.saleID = d.str(IDLenMax)
 		ev.order = d.key()
-		ev.userID = d.str(UserLenMax)
+		ev.userID = d.user()
 		ev.key = d.str(IdempotencyKeyLenMax)
 		ev.tier = uint16(d.uvarint(TiersPerSaleMax - 1))
 		ev.qty = uint16(d.uvarint(QuantityPerOrderMax))
@@ -238,8 +245,31 @@ func (k eventKind) String() string {
 // decoder reads fields and remembers the first error, so a record decodes as
 // a straight sequence of calls.
 type decoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	users map[string]string // interned user ids; nil: none
+}
+
+func (d *decoder) user() string {
+	n := d.uvarint(UserLenMax)
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string past the end")
+		return ""
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	if d.users == nil {
+		return string(b)
+	}
+	if s, ok := d.users[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	d.users[s] = s
+	return s
 }
 
 func (d *decoder) fail(what string) {

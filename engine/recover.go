@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 )
 
@@ -24,6 +25,9 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 		}
 	}()
 	start := time.Now()
+	// Recovery builds a large heap that lives on; collecting while it grows
+	// only rescans it. Collect less often until it is built.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	stored, err := j.Layout()
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: cannot read log layout: %w", err)
@@ -79,12 +83,13 @@ func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
 		}
 	}
 	events := 0
+	users := make(map[string]string)
 	err = j.Replay(shard, seq, func(s uint64, entry []byte) error {
 		if s != seq+1 {
 			return fmt.Errorf("%w: entry %d follows %d", errCorrupt, s, seq)
 		}
 		seq = s
-		return decodeEntry(entry, func(ev *event) error {
+		return decodeEntryInterned(entry, users, func(ev *event) error {
 			events++
 			if err := st.apply(ev); err != nil {
 				return fmt.Errorf("entry %d: %w", s, err)

@@ -9,7 +9,7 @@ import (
 // Snapshot format: a shard's sales and orders; every index is rebuilt on
 // restore (insertOrder), so a snapshot cannot disagree with itself.
 //
-//	chunk 0   version(1) | nsales | {SaleConfig as in SalePut, closed} | norders
+//	chunk 0   version(1) | nsales | {SaleConfig as in SalePut, closed, norders} | norders
 //	chunk 1.. {order}*, up to snapshotOrdersPerChunk per chunk
 //	order     key(16) sale tier qty status needsRefund user idemKey paymentID
 //	          amount createdAt expiresAt updatedAt checkedIn
@@ -30,6 +30,7 @@ type snapshotJob struct {
 type saleSnapshot struct {
 	cfg    SaleConfig
 	closed bool
+	orders int // lets restore size the sale's maps once
 }
 
 func (st *state) freeze(seq uint64) *snapshotJob {
@@ -37,7 +38,7 @@ func (st *state) freeze(seq uint64) *snapshotJob {
 	for i, sl := range st.sales {
 		cfg := sl.cfg
 		cfg.Tiers = slices.Clone(cfg.Tiers)
-		job.sales[i] = saleSnapshot{cfg, sl.closed}
+		job.sales[i] = saleSnapshot{cfg, sl.closed, sl.orders}
 	}
 	job.orders = st.orders.freeze()
 	return job
@@ -49,6 +50,7 @@ func (job *snapshotJob) encode() [][]byte {
 	for i := range job.sales {
 		head = appendSaleConfig(head, &job.sales[i].cfg)
 		head = appendBool(head, job.sales[i].closed)
+		head = binary.AppendUvarint(head, uint64(job.sales[i].orders))
 	}
 	head = binary.AppendUvarint(head, uint64(job.orders.n))
 	chunks := [][]byte{head}
@@ -94,12 +96,16 @@ func (st *state) snapshotEncoding() [][]byte {
 // restorer rebuilds a state chunk by chunk.
 type restorer struct {
 	st     *state
+	users  map[string]string // interned user ids
 	chunk  int
 	orders uint64 // announced in chunk 0
 }
 
 func (r *restorer) add(chunk []byte) error {
-	d := decoder{b: chunk}
+	if r.users == nil {
+		r.users = make(map[string]string)
+	}
+	d := decoder{b: chunk, users: r.users}
 	defer func() { r.chunk++ }()
 	if r.chunk == 0 {
 		if len(chunk) == 0 || chunk[0] != snapshotVersion {
@@ -111,15 +117,18 @@ func (r *restorer) add(chunk []byte) error {
 			var cfg SaleConfig
 			d.saleConfig(&cfg)
 			closed := d.bool()
+			orders := d.uvarint(1 << 31)
 			if d.err != nil {
 				break
 			}
 			if _, dup := r.st.saleIdx[cfg.ID]; dup {
 				return fmt.Errorf("%w: snapshot holds sale %q twice", errCorrupt, cfg.ID)
 			}
-			r.st.insertSale(cfg, closed)
+			sl := r.st.insertSale(cfg, closed)
+			sl.idem = make(map[idemKey]int32, orders)
 		}
 		r.orders = d.uvarint(1 << 31)
+		r.st.byKey = make(map[orderKey]int32, r.orders)
 		return d.check("snapshot header")
 	}
 	for len(d.b) > 0 && d.err == nil {
@@ -130,7 +139,7 @@ func (r *restorer) add(chunk []byte) error {
 		o.qty = uint16(d.uvarint(QuantityPerOrderMax))
 		o.status = OrderStatus(d.uvarint(uint64(StatusRefunded)))
 		o.needsRefund = d.bool()
-		o.userID = d.str(UserLenMax)
+		o.userID = d.user()
 		o.idemKey = d.str(IdempotencyKeyLenMax)
 		o.paymentID = d.str(PaymentIDLenMax)
 		o.amount = d.varint()
