@@ -1,0 +1,43 @@
+// Package wal is onsale's write-ahead log on Pebble. It stores bytes at
+// positions — per shard, a numbered sequence of entries and the newest
+// snapshot — and knows nothing of tickets. *Log satisfies engine.Journal.
+//
+// # Key layout
+//
+// One Pebble keyspace, one prefix byte per kind, integers big-endian so that
+// Pebble's byte order is numeric order:
+//
+//	'L' shard(2) seq(8)           → crc32c(4) | entry        log entries
+//	'S' shard(2) seq(8) chunk(4)  → crc32c(4) | chunk        snapshot chunks
+//	'M' shard(2)                  → seq(8) | chunks(4)       snapshot manifest
+//	'Y'                           → shards(4)                layout
+//	'K' name                      → value                    metadata (accounts)
+//
+// Pebble checksums its WAL and sstables; the CRC-32C in each value also
+// catches a bad entry of our own format and anything a future bug writes.
+//
+// # Durability
+//
+// Append, SaveSnapshot, Reset, Put and Delete commit with pebble.Sync and
+// return only when the write is on disk. Concurrent Appends from different
+// shards share fsyncs (Pebble's commit pipeline groups them). A snapshot,
+// its manifest and the deletion of the log before it are one batch: a crash
+// leaves either the old snapshot and its log or the new one.
+//
+// # Failure
+//
+// Pebble v2 does not return a failed WAL write or sync from Commit: it calls
+// its logger's Fatalf ("pebble: fatal commit error", db.go), because its
+// commit pipeline cannot continue. Options.OnFatal runs there and must not
+// return (the default logs and exits the process): memory is ahead of the
+// disk, and only recovery from the log is trustworthy. A WAL corrupted in
+// the middle is reported by Open as pebble.ErrCorruption; an unclean tail of
+// the newest WAL (a torn, unsynced write) is tolerated, as it holds nothing
+// that was acknowledged.
+//
+// # Threading
+//
+// All methods are safe for concurrent use. The engine calls Append for one
+// shard from one goroutine at a time; Replay, LoadSnapshot, Layout and Reset
+// run during start-up only.
+package wal

@@ -1,0 +1,385 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure a Log. Zero values take the defaults in brackets.
+type Options struct {
+	FS      vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
+	Logger  *slog.Logger // Pebble's own lines go here too [slog.Default()]
+	NoSync  bool         // benchmarks only: commits without fsync are NOT durable
+	Metrics *metrics.Set // where to register wal metrics [none]
+
+	// OnFatal runs when Pebble cannot go on (a failed WAL write or sync).
+	// It must not return [log at error level and os.Exit(1)].
+	OnFatal func(msg string)
+}
+
+// Log is the write-ahead log. See the package comment.
+type Log struct {
+	db      *pebble.DB
+	wo      *pebble.WriteOptions
+	appends *metrics.Counter
+	entries *metrics.Histogram
+	bytes   *metrics.Histogram
+	seconds *metrics.Histogram
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+const (
+	prefixLog      = 'L'
+	prefixSnapshot = 'S'
+	prefixManifest = 'M'
+	prefixLayout   = 'Y'
+	prefixMeta     = 'K'
+	crcLen         = 4
+)
+
+// Open opens or creates the log in dir.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.OnFatal == nil {
+		logger := opts.Logger
+		opts.OnFatal = func(msg string) {
+			logger.Error("write-ahead log failed; stopping", "err", msg)
+			os.Exit(1)
+		}
+	}
+	po := &pebble.Options{
+		FS:                 opts.FS,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger, opts.OnFatal},
+		MemTableSize:       64 << 20,
+		// Large batches (snapshots) go into the memtable queue as flushable
+		// batches instead of being copied.
+		BytesPerSync: 1 << 20,
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
+	}
+	set := opts.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	l := &Log{
+		db:      db,
+		wo:      pebble.Sync,
+		appends: set.NewCounter("onsale_wal_appends_total"),
+		entries: set.NewHistogram("onsale_wal_append_entries"),
+		bytes:   set.NewHistogram("onsale_wal_append_bytes"),
+		seconds: set.NewHistogram("onsale_wal_sync_seconds"),
+	}
+	if opts.NoSync {
+		l.wo = pebble.NoSync
+	}
+	return l, nil
+}
+
+// Close closes the log. Everything acknowledged is already durable.
+func (l *Log) Close() error {
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("wal: cannot close: %w", err)
+	}
+	return nil
+}
+
+// Append writes entries as seq firstSeq, firstSeq+1, ... of the shard's log
+// and returns once they are durable.
+func (l *Log) Append(shard int, firstSeq uint64, entries [][]byte) error {
+	start := time.Now()
+	b := l.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for i, e := range entries {
+		op := b.SetDeferred(11, crcLen+len(e))
+		putLogKey(op.Key, shard, firstSeq+uint64(i))
+		binary.BigEndian.PutUint32(op.Value, crc32.Checksum(e, crcTable))
+		copy(op.Value[crcLen:], e)
+		if err := op.Finish(); err != nil {
+			return fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+		}
+		n += len(e)
+	}
+	if err := b.Commit(l.wo); err != nil {
+		return fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+	}
+	l.appends.Inc()
+	l.entries.Update(float64(len(entries)))
+	l.bytes.Update(float64(n))
+	l.seconds.UpdateDuration(start)
+	return nil
+}
+
+// Replay calls fn for every entry of the shard with seq > afterSeq, in seq
+// order. The first must be afterSeq+1 and each the one after the last;
+// anything else is a corrupt log.
+func (l *Log) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error {
+	lower := make([]byte, 11)
+	upper := make([]byte, 11)
+	putLogKey(lower, shard, afterSeq+1)
+	putLogKey(upper, shard+1, 0)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("wal: cannot read shard %d: %w", shard, err)
+	}
+	defer it.Close()
+	want := afterSeq + 1
+	for it.First(); it.Valid(); it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[3:])
+		if seq != want {
+			return fmt.Errorf("wal: shard %d: entry %d missing (next is %d): log is corrupt", shard, want, seq)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("wal: shard %d entry %d: %w", shard, seq, err)
+		}
+		entry, err := checked(v)
+		if err != nil {
+			return fmt.Errorf("wal: shard %d entry %d: %w", shard, seq, err)
+		}
+		if err := fn(seq, entry); err != nil {
+			return err
+		}
+		want++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("wal: cannot read shard %d: %w", shard, err)
+	}
+	return nil
+}
+
+// SaveSnapshot stores the shard's state as of seq and deletes its log up to
+// seq and its older snapshot, in one synced batch.
+func (l *Log) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := l.writeSnapshot(b, shard, seq, chunks); err != nil {
+		return err
+	}
+	from, to := make([]byte, 11), make([]byte, 11)
+	putLogKey(from, shard, 0)
+	putLogKey(to, shard, seq+1)
+	if err := b.DeleteRange(from, to, nil); err != nil {
+		return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
+	}
+	return nil
+}
+
+// writeSnapshot adds to b: delete the shard's snapshot chunks, write the new
+// ones and the manifest that names them.
+func (l *Log) writeSnapshot(b *pebble.Batch, shard int, seq uint64, chunks [][]byte) error {
+	from, to := []byte{prefixSnapshot, 0, 0}, []byte{prefixSnapshot, 0, 0}
+	binary.BigEndian.PutUint16(from[1:], uint16(shard))
+	binary.BigEndian.PutUint16(to[1:], uint16(shard+1))
+	if err := b.DeleteRange(from, to, nil); err != nil {
+		return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
+	}
+	for i, c := range chunks {
+		op := b.SetDeferred(15, crcLen+len(c))
+		putSnapshotKey(op.Key, shard, seq, i)
+		binary.BigEndian.PutUint32(op.Value, crc32.Checksum(c, crcTable))
+		copy(op.Value[crcLen:], c)
+		if err := op.Finish(); err != nil {
+			return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
+		}
+	}
+	manifest := binary.BigEndian.AppendUint64(nil, seq)
+	manifest = binary.BigEndian.AppendUint32(manifest, uint32(len(chunks)))
+	if err := b.Set(manifestKey(shard), manifest, nil); err != nil {
+		return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
+	}
+	return nil
+}
+
+// LoadSnapshot calls fn for each chunk of the shard's snapshot, in order.
+func (l *Log) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool, error) {
+	m, closer, err := l.db.Get(manifestKey(shard))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("wal: cannot read snapshot of shard %d: %w", shard, err)
+	}
+	if len(m) != 12 {
+		closer.Close()
+		return 0, false, fmt.Errorf("wal: snapshot manifest of shard %d is corrupt", shard)
+	}
+	seq, n := binary.BigEndian.Uint64(m), int(binary.BigEndian.Uint32(m[8:]))
+	closer.Close()
+	lower, upper := make([]byte, 15), make([]byte, 15)
+	putSnapshotKey(lower, shard, seq, 0)
+	putSnapshotKey(upper, shard, seq+1, 0)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, false, fmt.Errorf("wal: cannot read snapshot of shard %d: %w", shard, err)
+	}
+	defer it.Close()
+	i := 0
+	for it.First(); it.Valid(); it.Next() {
+		if got := int(binary.BigEndian.Uint32(it.Key()[11:])); got != i {
+			return 0, false, fmt.Errorf("wal: snapshot of shard %d: chunk %d missing: snapshot is corrupt", shard, i)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, false, fmt.Errorf("wal: snapshot of shard %d chunk %d: %w", shard, i, err)
+		}
+		chunk, err := checked(v)
+		if err != nil {
+			return 0, false, fmt.Errorf("wal: snapshot of shard %d chunk %d: %w", shard, i, err)
+		}
+		if err := fn(chunk); err != nil {
+			return 0, false, err
+		}
+		i++
+	}
+	if err := it.Error(); err != nil {
+		return 0, false, fmt.Errorf("wal: cannot read snapshot of shard %d: %w", shard, err)
+	}
+	if i != n {
+		return 0, false, fmt.Errorf("wal: snapshot of shard %d has %d of %d chunks: snapshot is corrupt", shard, i, n)
+	}
+	return seq, true, nil
+}
+
+// Layout returns the shard count the log was written with; 0 if empty.
+func (l *Log) Layout() (int, error) {
+	v, closer, err := l.db.Get([]byte{prefixLayout})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wal: cannot read layout: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 4 {
+		return 0, errors.New("wal: layout record is corrupt")
+	}
+	return int(binary.BigEndian.Uint32(v)), nil
+}
+
+// Reset replaces every entry and snapshot with snapshots[i] at seq 0 for
+// shard i and records len(snapshots) as the layout, in one synced batch.
+func (l *Log) Reset(snapshots [][][]byte) error {
+	b := l.db.NewBatch()
+	defer b.Close()
+	for _, p := range []byte{prefixLog, prefixSnapshot, prefixManifest} {
+		if err := b.DeleteRange([]byte{p}, []byte{p + 1}, nil); err != nil {
+			return fmt.Errorf("wal: cannot reset: %w", err)
+		}
+	}
+	for i, chunks := range snapshots {
+		if err := l.writeSnapshot(b, i, 0, chunks); err != nil {
+			return err
+		}
+	}
+	if err := b.Set([]byte{prefixLayout}, binary.BigEndian.AppendUint32(nil, uint32(len(snapshots))), nil); err != nil {
+		return fmt.Errorf("wal: cannot reset: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot reset: %w", err)
+	}
+	return nil
+}
+
+// Get returns a copy of a metadata value.
+func (l *Log) Get(key string) ([]byte, bool, error) {
+	v, closer, err := l.db.Get(metaKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("wal: cannot read %q: %w", key, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Put durably stores a metadata value.
+func (l *Log) Put(key string, value []byte) error {
+	if err := l.db.Set(metaKey(key), value, pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot write %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete durably removes a metadata value.
+func (l *Log) Delete(key string) error {
+	if err := l.db.Delete(metaKey(key), pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// DiskUsage returns the bytes the log takes on disk.
+func (l *Log) DiskUsage() uint64 { return l.db.Metrics().DiskSpaceUsage() }
+
+func putLogKey(k []byte, shard int, seq uint64) {
+	k[0] = prefixLog
+	binary.BigEndian.PutUint16(k[1:], uint16(shard))
+	binary.BigEndian.PutUint64(k[3:], seq)
+}
+
+func putSnapshotKey(k []byte, shard int, seq uint64, chunk int) {
+	k[0] = prefixSnapshot
+	binary.BigEndian.PutUint16(k[1:], uint16(shard))
+	binary.BigEndian.PutUint64(k[3:], seq)
+	binary.BigEndian.PutUint32(k[11:], uint32(chunk))
+}
+
+func manifestKey(shard int) []byte {
+	return binary.BigEndian.AppendUint16([]byte{prefixManifest}, uint16(shard))
+}
+
+func metaKey(key string) []byte { return append([]byte{prefixMeta}, key...) }
+
+// checked strips and verifies a value's CRC-32C.
+func checked(v []byte) ([]byte, error) {
+	if len(v) < crcLen {
+		return nil, errors.New("value shorter than its checksum: log is corrupt")
+	}
+	body := v[crcLen:]
+	if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(v) {
+		return nil, errors.New("checksum mismatch: log is corrupt")
+	}
+	return body, nil
+}
+
+// pebbleLogger sends Pebble's lines to slog; Fatalf hands over to OnFatal,
+// which does not return.
+type pebbleLogger struct {
+	log     *slog.Logger
+	onFatal func(string)
+}
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.log.Error(msg, "component", "pebble")
+	p.onFatal(msg)
+	panic("wal: OnFatal returned: " + msg) // never continue past a fatal commit error
+}
