@@ -78,7 +78,7 @@ func BenchmarkPurchase(b *testing.B) {
 
 func benchmarkPurchase(b *testing.B, j Journal, callers int) {
 	now := time.Now()
-	e, err := Open(Config{Journal: j, Shards: 1, InboxMax: 4096, OnFatal: func(err error) { panic(err) }})
+	e, err := Open(Config{Journal: j, Shards: 1, InboxMax: 4096, Logger: quietLogger, OnFatal: func(err error) { panic(err) }})
 	if err != nil {
 		b.Fatal(err)
 	}

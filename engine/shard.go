@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -214,9 +215,23 @@ func (s *shard) refuseQueued() {
 // commit writes decided batches to the journal and answers their requests.
 // Every batch waiting when it wakes goes into one Append: one sync for all.
 func (s *shard) commit() {
-	defer close(s.snapQ)
 	group := make([]*batch, 0, batchesInFlight)
 	entries := make([][]byte, 0, batchesInFlight)
+	returned := false
+	defer func() {
+		if !returned {
+			// The journal stopped this goroutine (a fatal hook that exits
+			// the goroutine, or a panic): refuse what waits, never ack it.
+			s.e.fail(errors.New("engine: log writer stopped"))
+			for _, g := range group {
+				s.answer(g, ErrStopped)
+			}
+			for b := range s.commitQ {
+				s.answer(b, ErrStopped)
+			}
+		}
+		close(s.snapQ)
+	}()
 	for b := range s.commitQ {
 		group = append(group[:0], b)
 	more:
@@ -255,7 +270,9 @@ func (s *shard) commit() {
 		for _, g := range group {
 			s.answer(g, err)
 		}
+		group = group[:0]
 	}
+	returned = true
 }
 
 func (s *shard) answer(b *batch, err error) {
