@@ -76,7 +76,19 @@ func BenchmarkPurchase(b *testing.B) {
 	}
 }
 
-func benchmarkPurchase(b *testing.B, j Journal, callers int) {
+// countingJournal counts appends, to report purchases per sync.
+type countingJournal struct {
+	Journal
+	appends atomic.Int64
+}
+
+func (c *countingJournal) Append(shard int, firstSeq uint64, entries [][]byte) (func() error, error) {
+	c.appends.Add(1)
+	return c.Journal.Append(shard, firstSeq, entries)
+}
+
+func benchmarkPurchase(b *testing.B, journal Journal, callers int) {
+	j := &countingJournal{Journal: journal}
 	now := time.Now()
 	e, err := Open(Config{Journal: j, Shards: 1, InboxMax: 4096, Logger: quietLogger, OnFatal: func(err error) { panic(err) }})
 	if err != nil {
@@ -106,4 +118,5 @@ func benchmarkPurchase(b *testing.B, j Journal, callers int) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
+	b.ReportMetric(float64(b.N)/float64(j.appends.Load()), "purchases/append")
 }

@@ -7,16 +7,20 @@ package engine
 // opaque byte string (the shard's encoded events of one decided batch). A
 // shard's snapshot is its whole state at some seq, stored as chunks.
 //
-// Threading: Append for shard i is called only from shard i's committer,
+// Threading: Append for shard i is called only from shard i's committer
+// (its wait functions from shard i's acker),
 // SaveSnapshot for shard i only from shard i's snapshot writer; calls for
 // different shards run concurrently. Replay, LoadSnapshot, Layout and Reset
 // are called during Open only, from one goroutine.
 type Journal interface {
 	// Append writes entries as seq firstSeq, firstSeq+1, ... of the shard's
-	// log and returns once they are durable (synced). Entries of all
-	// concurrent Append calls may share one sync. An error means the entries
-	// may or may not be durable; the engine stops.
-	Append(shard int, firstSeq uint64, entries [][]byte) error
+	// log. It returns once they are in the log's order (later Appends come
+	// after them) but maybe not yet durable; wait returns once they are
+	// synced. The engine calls the wait functions of a shard in Append
+	// order, and may Append again before waiting, so that one sync covers
+	// whatever was appended while the previous sync ran. An error from
+	// either means the entries may or may not be durable; the engine stops.
+	Append(shard int, firstSeq uint64, entries [][]byte) (wait func() error, err error)
 
 	// Replay calls fn for every entry of the shard with seq > afterSeq, in
 	// seq order. The entry slice is valid only during the call. A gap in the

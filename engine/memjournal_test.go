@@ -31,11 +31,11 @@ func newMemJournal() *memJournal {
 	return &memJournal{entries: map[int][]memEntry{}, snaps: map[int]memSnap{}, failAfter: -1}
 }
 
-func (j *memJournal) Append(shard int, firstSeq uint64, entries [][]byte) error {
+func (j *memJournal) Append(shard int, firstSeq uint64, entries [][]byte) (func() error, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failAfter >= 0 && j.appends >= j.failAfter {
-		return fmt.Errorf("memJournal: injected append failure")
+		return nil, fmt.Errorf("memJournal: injected append failure")
 	}
 	j.appends++
 	es := j.entries[shard]
@@ -47,8 +47,10 @@ func (j *memJournal) Append(shard int, firstSeq uint64, entries [][]byte) error 
 		es = append(es, memEntry{seq, slices.Clone(e)})
 	}
 	j.entries[shard] = es
-	return nil
+	return memNoWait, nil
 }
+
+func memNoWait() error { return nil }
 
 func (j *memJournal) Replay(shard int, afterSeq uint64, fn func(uint64, []byte) error) error {
 	j.mu.Lock()

@@ -8,12 +8,14 @@ import (
 	"time"
 )
 
-// shard owns one state. Three goroutines serve it:
+// shard owns one state. Four goroutines serve it:
 //
 //   - the loop (run): the only one that touches the state, and the only
 //     select. It decides batches and hands them to the committer in order.
 //   - the committer (commit): writes waiting batches to the journal in one
-//     Append, then answers their requests. It never touches the state.
+//     Append, in order, without waiting for the sync.
+//   - the acker (ack): waits for each Append's sync, in order, then answers
+//     its requests. Neither touches the state.
 //   - the snapshot writer (snapshots): encodes a frozen view of the state and
 //     stores it, off the purchase path.
 //
@@ -28,6 +30,7 @@ type shard struct {
 	quit  chan struct{}
 
 	commitQ chan *batch // decided, waiting for the log; FIFO keeps log order
+	ackQ    chan *batch // appended, waiting for the sync
 	free    chan *batch // recycled batches; running out stalls the loop (backpressure)
 	snapQ   chan *snapshotJob
 
@@ -46,9 +49,15 @@ type batch struct {
 	data []byte // encoded events
 	reqs []*request
 	snap *snapshotJob // a snapshot frozen right after this batch
+
+	// Set by the committer on the first batch of each Append group.
+	wait       func() error
+	err        error
+	appendedAt time.Time
+	entries    int
 }
 
-const batchesInFlight = 8
+const batchesInFlight = 16
 
 func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard {
 	s := &shard{
@@ -56,6 +65,7 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		inbox:   make(chan *request, e.cfg.InboxMax),
 		quit:    make(chan struct{}),
 		commitQ: make(chan *batch, batchesInFlight),
+		ackQ:    make(chan *batch, batchesInFlight),
 		free:    make(chan *batch, batchesInFlight),
 		snapQ:   make(chan *snapshotJob, 1),
 		m:       m.shard(id, e),
@@ -68,9 +78,10 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 }
 
 func (s *shard) start(wg *sync.WaitGroup) {
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.run() }()
 	go func() { defer wg.Done(); s.commit() }()
+	go func() { defer wg.Done(); s.ack() }()
 	go func() { defer wg.Done(); s.snapshots() }()
 }
 
@@ -212,8 +223,10 @@ func (s *shard) refuseQueued() {
 	}
 }
 
-// commit writes decided batches to the journal and answers their requests.
-// Every batch waiting when it wakes goes into one Append: one sync for all.
+// commit writes decided batches to the journal in decide order and hands
+// them to the acker. Every batch waiting when it wakes goes into one Append;
+// it does not wait for the sync, so the next Append joins the next sync
+// while this one runs.
 func (s *shard) commit() {
 	group := make([]*batch, 0, batchesInFlight)
 	entries := make([][]byte, 0, batchesInFlight)
@@ -224,13 +237,15 @@ func (s *shard) commit() {
 			// the goroutine, or a panic): refuse what waits, never ack it.
 			s.e.fail(errors.New("engine: log writer stopped"))
 			for _, g := range group {
-				s.answer(g, ErrStopped)
+				g.err = ErrStopped
+				s.ackQ <- g
 			}
 			for b := range s.commitQ {
-				s.answer(b, ErrStopped)
+				b.err = ErrStopped
+				s.ackQ <- b
 			}
 		}
-		close(s.snapQ)
+		close(s.ackQ)
 	}()
 	for b := range s.commitQ {
 		group = append(group[:0], b)
@@ -256,23 +271,40 @@ func (s *shard) commit() {
 				entries = append(entries, g.data)
 			}
 		}
-		var err error
 		if s.e.failed.Load() {
-			err = ErrStopped
+			group[0].err = ErrStopped
 		} else if len(entries) > 0 {
-			start := time.Now()
-			err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
-			s.m.observeAppend(time.Since(start), len(entries))
-			if err != nil {
-				s.e.fail(err)
-			}
+			group[0].appendedAt = time.Now()
+			group[0].entries = len(entries)
+			group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
 		}
 		for _, g := range group {
-			s.answer(g, err)
+			s.ackQ <- g
 		}
 		group = group[:0]
 	}
 	returned = true
+}
+
+// ack waits for each appended group's sync, in order, then answers its
+// requests. A batch that carries a wait function opens a group; the batches
+// after it up to the next one were in the same Append.
+func (s *shard) ack() {
+	defer close(s.snapQ)
+	var err error
+	for b := range s.ackQ {
+		if err == nil && b.err != nil {
+			err = b.err
+		}
+		if err == nil && b.wait != nil {
+			err = b.wait()
+			s.m.observeAppend(time.Since(b.appendedAt), b.entries)
+		}
+		if err != nil {
+			s.e.fail(err)
+		}
+		s.answer(b, err)
+	}
 }
 
 func (s *shard) answer(b *batch, err error) {

@@ -16,9 +16,10 @@ import (
 )
 
 // TestSyncFailureIsNeverAcknowledged injects an fsync error into Pebble's
-// WAL while buyers purchase. Pebble reports it through its logger's Fatalf;
-// the test's fatal hook stops the writing goroutine as os.Exit would stop
-// the process. Every purchase answered 2xx must then be in what was synced,
+// WAL while buyers purchase. Pebble reports it to the waiting Append (or,
+// for other commit errors, through its logger's Fatalf, where the test's
+// hook stops the goroutine as os.Exit would stop the process); the engine
+// calls its own fatal hook and stops acknowledging. Every purchase answered 2xx must then be in what was synced,
 // and nothing may be answered after the fault.
 func TestSyncFailureIsNeverAcknowledged(t *testing.T) {
 	mem := vfs.NewCrashableMem()
@@ -36,7 +37,7 @@ func TestSyncFailureIsNeverAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := newFakeClock()
-	e, err := Open(Config{Journal: log, Shards: 2, Now: clock.Now, Logger: quietLogger, OnFatal: func(error) {}})
+	e, err := Open(Config{Journal: log, Shards: 2, Now: clock.Now, Logger: quietLogger, OnFatal: func(error) { fatal.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,11 +26,16 @@
 //
 // # Failure
 //
-// Pebble v2 does not return a failed WAL write or sync from Commit: it calls
-// its logger's Fatalf ("pebble: fatal commit error", db.go), because its
-// commit pipeline cannot continue. Options.OnFatal runs there and must not
-// return (the default logs and exits the process): memory is ahead of the
-// disk, and only recovery from the log is trustworthy. A WAL corrupted in
+// Append commits with DB.ApplyNoSyncWait and its wait function calls
+// Batch.SyncWait, so a failed WAL sync comes back as an error from wait; the
+// engine then stops acknowledging and exits. Other commit errors Pebble v2
+// does not return: it calls its logger's Fatalf ("pebble: fatal commit
+// error", db.go), because its commit pipeline cannot continue. Options.OnFatal
+// runs there and must not return (the default logs and exits the process):
+// memory is ahead of the disk, and only recovery from the log is
+// trustworthy. Pebble's log writer does not keep a sync error sticky, so a
+// later sync may succeed after a failed one; the process must stop at the
+// first error rather than carry on (and never retry an fsync). A WAL corrupted in
 // the middle is reported by Open as pebble.ErrCorruption; an unclean tail of
 // the newest WAL (a torn, unsynced write) is tolerated, as it holds nothing
 // that was acknowledged.

@@ -45,6 +45,8 @@ const (
 	prefixLayout   = 'Y'
 	prefixMeta     = 'K'
 	crcLen         = 4
+	logKeyLen      = 1 + 2 + 8     // prefix, shard, seq
+	snapshotKeyLen = 1 + 2 + 8 + 4 // prefix, shard, seq, chunk
 )
 
 // Open opens or creates the log in dir.
@@ -63,10 +65,10 @@ func Open(dir string, opts Options) (*Log, error) {
 		FS:                 opts.FS,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger, opts.OnFatal},
-		MemTableSize:       64 << 20,
-		// Large batches (snapshots) go into the memtable queue as flushable
-		// batches instead of being copied.
-		BytesPerSync: 1 << 20,
+		// A large memtable absorbs bursts of appends without stalling on
+		// flushes; batches over half of it (big snapshots) are queued as
+		// flushable batches instead of being copied into it.
+		MemTableSize: 64 << 20,
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
@@ -76,13 +78,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	if set == nil {
 		set = metrics.NewSet()
 	}
+	// GetOrCreate, not New: a process may close and reopen its log (tests,
+	// a repartitioning start-up) with the same set.
 	l := &Log{
 		db:      db,
 		wo:      pebble.Sync,
-		appends: set.NewCounter("onsale_wal_appends_total"),
-		entries: set.NewHistogram("onsale_wal_append_entries"),
-		bytes:   set.NewHistogram("onsale_wal_append_bytes"),
-		seconds: set.NewHistogram("onsale_wal_sync_seconds"),
+		appends: set.GetOrCreateCounter("onsale_wal_appends_total"),
+		entries: set.GetOrCreateHistogram("onsale_wal_append_entries"),
+		bytes:   set.GetOrCreateHistogram("onsale_wal_append_bytes"),
+		seconds: set.GetOrCreateHistogram("onsale_wal_sync_seconds"),
 	}
 	if opts.NoSync {
 		l.wo = pebble.NoSync
@@ -98,12 +102,14 @@ func (l *Log) Close() error {
 	return nil
 }
 
-// Append writes entries as seq firstSeq, firstSeq+1, ... of the shard's log
-// and returns once they are durable.
-func (l *Log) Append(shard int, firstSeq uint64, entries [][]byte) error {
+// Append writes entries as seq firstSeq, firstSeq+1, ... of the shard's log.
+// It returns once they are applied in log order; wait returns once they are
+// durable. Appending again before waiting lets Pebble's log writer cover
+// both with one fsync (the pipelining CockroachDB's raft log uses). wait must
+// be called exactly once.
+func (l *Log) Append(shard int, firstSeq uint64, entries [][]byte) (wait func() error, err error) {
 	start := time.Now()
 	b := l.db.NewBatch()
-	defer b.Close()
 	n := 0
 	for i, e := range entries {
 		op := b.SetDeferred(11, crcLen+len(e))
@@ -111,26 +117,49 @@ func (l *Log) Append(shard int, firstSeq uint64, entries [][]byte) error {
 		binary.BigEndian.PutUint32(op.Value, crc32.Checksum(e, crcTable))
 		copy(op.Value[crcLen:], e)
 		if err := op.Finish(); err != nil {
-			return fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+			b.Close()
+			return nil, fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
 		}
 		n += len(e)
-	}
-	if err := b.Commit(l.wo); err != nil {
-		return fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
 	}
 	l.appends.Inc()
 	l.entries.Update(float64(len(entries)))
 	l.bytes.Update(float64(n))
-	l.seconds.UpdateDuration(start)
-	return nil
+	if !l.wo.Sync {
+		err := b.Commit(l.wo)
+		b.Close()
+		if err != nil {
+			return nil, fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+		}
+		return noWait, nil
+	}
+	if err := l.db.ApplyNoSyncWait(b, l.wo); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+	}
+	return func() error {
+		defer b.Close()
+		if err := b.SyncWait(); err != nil {
+			return fmt.Errorf("wal: cannot sync shard %d: %w", shard, err)
+		}
+		l.seconds.UpdateDuration(start)
+		return nil
+	}, nil
 }
+
+func noWait() error { return nil }
 
 // Replay calls fn for every entry of the shard with seq > afterSeq, in seq
 // order. The first must be afterSeq+1 and each the one after the last;
-// anything else is a corrupt log.
+// anything else is a corrupt log. Entries up to a snapshot's seq are deleted
+// with it, so after SaveSnapshot(shard, s, ...) replay from s: replaying from
+// an earlier seq reports the deleted entries as missing.
 func (l *Log) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error {
-	lower := make([]byte, 11)
-	upper := make([]byte, 11)
+	if err := checkShard(shard); err != nil {
+		return err
+	}
+	lower := make([]byte, logKeyLen)
+	upper := make([]byte, logKeyLen)
 	putLogKey(lower, shard, afterSeq+1)
 	putLogKey(upper, shard+1, 0)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
@@ -140,9 +169,13 @@ func (l *Log) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byt
 	defer it.Close()
 	want := afterSeq + 1
 	for it.First(); it.Valid(); it.Next() {
-		seq := binary.BigEndian.Uint64(it.Key()[3:])
+		k := it.Key()
+		if len(k) != logKeyLen {
+			return fmt.Errorf("wal: shard %d: entry key %x after %d has the wrong length: log is corrupt", shard, k, want-1)
+		}
+		seq := binary.BigEndian.Uint64(k[3:])
 		if seq != want {
-			return fmt.Errorf("wal: shard %d: entry %d missing (next is %d): log is corrupt", shard, want, seq)
+			return fmt.Errorf("wal: shard %d: entry %d missing after %d (next is %d): log is corrupt", shard, want, want-1, seq)
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -166,12 +199,15 @@ func (l *Log) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byt
 // SaveSnapshot stores the shard's state as of seq and deletes its log up to
 // seq and its older snapshot, in one synced batch.
 func (l *Log) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
+	if err := checkShard(shard); err != nil {
+		return err
+	}
 	b := l.db.NewBatch()
 	defer b.Close()
 	if err := l.writeSnapshot(b, shard, seq, chunks); err != nil {
 		return err
 	}
-	from, to := make([]byte, 11), make([]byte, 11)
+	from, to := make([]byte, logKeyLen), make([]byte, logKeyLen)
 	putLogKey(from, shard, 0)
 	putLogKey(to, shard, seq+1)
 	if err := b.DeleteRange(from, to, nil); err != nil {
@@ -193,10 +229,9 @@ func (l *Log) writeSnapshot(b *pebble.Batch, shard int, seq uint64, chunks [][]b
 		return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
 	}
 	for i, c := range chunks {
-		op := b.SetDeferred(15, crcLen+len(c))
+		op := b.SetDeferred(snapshotKeyLen, crcLen+len(c))
 		putSnapshotKey(op.Key, shard, seq, i)
-		binary.BigEndian.PutUint32(op.Value, crc32.Checksum(c, crcTable))
-		copy(op.Value[crcLen:], c)
+		putValue(op.Value, c)
 		if err := op.Finish(); err != nil {
 			return fmt.Errorf("wal: cannot save snapshot of shard %d: %w", shard, err)
 		}
@@ -211,6 +246,9 @@ func (l *Log) writeSnapshot(b *pebble.Batch, shard int, seq uint64, chunks [][]b
 
 // LoadSnapshot calls fn for each chunk of the shard's snapshot, in order.
 func (l *Log) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool, error) {
+	if err := checkShard(shard); err != nil {
+		return 0, false, err
+	}
 	m, closer, err := l.db.Get(manifestKey(shard))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, nil
@@ -224,7 +262,7 @@ func (l *Log) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool
 	}
 	seq, n := binary.BigEndian.Uint64(m), int(binary.BigEndian.Uint32(m[8:]))
 	closer.Close()
-	lower, upper := make([]byte, 15), make([]byte, 15)
+	lower, upper := make([]byte, snapshotKeyLen), make([]byte, snapshotKeyLen)
 	putSnapshotKey(lower, shard, seq, 0)
 	putSnapshotKey(upper, shard, seq+1, 0)
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
@@ -234,7 +272,7 @@ func (l *Log) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool
 	defer it.Close()
 	i := 0
 	for it.First(); it.Valid(); it.Next() {
-		if got := int(binary.BigEndian.Uint32(it.Key()[11:])); got != i {
+		if k := it.Key(); len(k) != snapshotKeyLen || int(binary.BigEndian.Uint32(k[11:])) != i {
 			return 0, false, fmt.Errorf("wal: snapshot of shard %d: chunk %d missing: snapshot is corrupt", shard, i)
 		}
 		v, err := it.ValueAndErr()
@@ -278,6 +316,9 @@ func (l *Log) Layout() (int, error) {
 // Reset replaces every entry and snapshot with snapshots[i] at seq 0 for
 // shard i and records len(snapshots) as the layout, in one synced batch.
 func (l *Log) Reset(snapshots [][][]byte) error {
+	if len(snapshots) > shardsMax {
+		return fmt.Errorf("wal: cannot reset: %d shards, at most %d", len(snapshots), shardsMax)
+	}
 	b := l.db.NewBatch()
 	defer b.Close()
 	for _, p := range []byte{prefixLog, prefixSnapshot, prefixManifest} {
@@ -349,6 +390,23 @@ func manifestKey(shard int) []byte {
 }
 
 func metaKey(key string) []byte { return append([]byte{prefixMeta}, key...) }
+
+// shardsMax bounds shard numbers: a shard is a uint16 in keys, and the
+// shard after it bounds its key range.
+const shardsMax = 1<<16 - 1
+
+func checkShard(shard int) error {
+	if shard < 0 || shard >= shardsMax {
+		return fmt.Errorf("wal: shard %d out of range [0, %d)", shard, shardsMax)
+	}
+	return nil
+}
+
+// putValue writes crc32c(body) | body into v, which has room for both.
+func putValue(v, body []byte) {
+	binary.BigEndian.PutUint32(v, crc32.Checksum(body, crcTable))
+	copy(v[crcLen:], body)
+}
 
 // checked strips and verifies a value's CRC-32C.
 func checked(v []byte) ([]byte, error) {

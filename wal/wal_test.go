@@ -42,13 +42,13 @@ func TestAppendReplaySnapshotReset(t *testing.T) {
 	if n, err := l.Layout(); n != 0 || err != nil {
 		t.Fatalf("empty Layout = %d, %v", n, err)
 	}
-	if err := l.Append(0, 1, [][]byte{[]byte("a"), []byte("b")}); err != nil {
+	if err := appendSync(l, 0, 1, [][]byte{[]byte("a"), []byte("b")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Append(1, 1, [][]byte{[]byte("x")}); err != nil {
+	if err := appendSync(l, 1, 1, [][]byte{[]byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Append(0, 3, [][]byte{[]byte("c")}); err != nil {
+	if err := appendSync(l, 0, 3, [][]byte{[]byte("c")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(replayAll(t, l, 0, 0), " "); got != "1:a 2:b 3:c" {
@@ -125,7 +125,7 @@ func TestCrashKeepsEveryAcknowledgedAppend(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for seq := uint64(1); seq <= perShard; seq++ {
-				if err := l.Append(s, seq, [][]byte{fmt.Appendf(nil, "s%d-%d", s, seq)}); err != nil {
+				if err := appendSync(l, s, seq, [][]byte{fmt.Appendf(nil, "s%d-%d", s, seq)}); err != nil {
 					t.Errorf("Append: %v", err)
 					return
 				}
@@ -177,7 +177,7 @@ func TestSnapshotIsAtomicUnderCrash(t *testing.T) {
 	l := openMem(t, fs)
 	defer l.Close()
 	for seq := uint64(1); seq <= 10; seq++ {
-		if err := l.Append(0, seq, [][]byte{{byte(seq)}}); err != nil {
+		if err := appendSync(l, 0, seq, [][]byte{{byte(seq)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
