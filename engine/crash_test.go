@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/onsale/onsale/wal"
@@ -20,7 +21,7 @@ var statusRank = map[OrderStatus]int{StatusPending: 0, StatusCancelled: 1, Statu
 
 // TestCrashUnderLoad runs the engine on Pebble over a crashable in-memory
 // filesystem, takes crash clones (dropping a random share of unsynced data)
-// while buyers purchase, pay and cancel, and reopens each clone: nothing
+// while buyers purchase, pay, cancel and get refunds and holds expire, and reopens each clone: nothing
 // acknowledged is lost or rolled back, nothing is oversold, no order appears
 // that nobody asked for, and reopening never fails.
 func TestCrashUnderLoad(t *testing.T) {
@@ -33,7 +34,8 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	defer log.Close()
 	clock := newFakeClock()
-	e, err := Open(Config{Journal: log, Shards: 2, Now: clock.Now, Logger: quietLogger, SnapshotEvents: 50, OnFatal: func(error) {}})
+	e, err := Open(Config{Journal: log, Shards: 2, Now: clock.Now, Logger: quietLogger, SnapshotEvents: 50,
+		TickInterval: time.Millisecond, OnFatal: func(error) {}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +92,13 @@ func TestCrashUnderLoad(t *testing.T) {
 						acked[id] = ack{o.Status, acked[id].key}
 						mu.Unlock()
 					}
+				case x < 9:
+					id := mine[r.IntN(len(mine))]
+					if o, err := e.Refund(ctx, id); err == nil {
+						mu.Lock()
+						acked[id] = ack{o.Status, acked[id].key}
+						mu.Unlock()
+					}
 				default:
 					id := mine[r.IntN(len(mine))]
 					if o, err := e.Cancel(ctx, id, ""); err == nil {
@@ -102,6 +111,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		}()
 	}
 	for crash := range *crashPoints {
+		clock.Advance(time.Duration(rng.IntN(60)) * time.Second) // holds of 600 s expire as the run goes on
 		for range 1 + rng.IntN(50) { // let some work happen between crashes
 			if _, err := e.Sale(ctx, sales[0]); err != nil {
 				t.Fatal(err)
@@ -160,6 +170,10 @@ func TestCrashUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	mu.Lock()
-	t.Logf("%d crash points, %d orders acknowledged", *crashPoints, len(acked))
+	counts := map[OrderStatus]int{}
+	for _, a := range acked {
+		counts[a.status]++
+	}
+	t.Logf("%d crash points, %d orders acknowledged, last acknowledged statuses %v", *crashPoints, len(acked), counts)
 	mu.Unlock()
 }
