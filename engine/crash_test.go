@@ -112,7 +112,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	for crash := range *crashPoints {
 		clock.Advance(time.Duration(rng.IntN(60)) * time.Second) // holds of 600 s expire as the run goes on
-		for range 1 + rng.IntN(50) { // let some work happen between crashes
+		for range 1 + rng.IntN(50) {                             // let some work happen between crashes
 			if _, err := e.Sale(ctx, sales[0]); err != nil {
 				t.Fatal(err)
 			}
