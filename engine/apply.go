@@ -128,7 +128,7 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 	switch cmd.kind {
 	case cmdPurchase:
 		sl, _ := st.saleByID(cmd.saleID)
-		idx := sl.idem[idemKey{cmd.userID, cmd.key}]
+		idx, _ := st.findIdem(sl, cmd.userID, cmd.key)
 		o := st.orders.at(idx)
 		res.created = changed
 		res.orderKey = o.key

@@ -84,7 +84,7 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 	}
 	// A retry returns the original order even after the sale has closed.
-	if idx, ok := sl.idem[idemKey{cmd.userID, cmd.key}]; ok {
+	if idx, ok := st.findIdem(sl, cmd.userID, cmd.key); ok {
 		o := st.orders.at(idx)
 		if sl.cfg.Tiers[o.tier].ID != cmd.tierID || int(o.qty) != cmd.qty {
 			return evs, reject(CodeIdempotencyConflict,

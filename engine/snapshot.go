@@ -125,7 +125,7 @@ func (r *restorer) add(chunk []byte) error {
 				return fmt.Errorf("%w: snapshot holds sale %q twice", errCorrupt, cfg.ID)
 			}
 			sl := r.st.insertSale(cfg, closed)
-			sl.idem = make(map[idemKey]int32, orders)
+			sl.idem = make(map[uint64]int32, orders)
 		}
 		r.orders = d.uvarint(1 << 31)
 		r.st.byKey = make(map[orderKey]int32, r.orders)

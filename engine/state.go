@@ -27,7 +27,12 @@ type sale struct {
 
 	// derived
 	users map[string]userState
-	idem  map[idemKey]int32
+	// idem finds an order by (user, idempotency key) through a 64-bit hash
+	// of the pair: 16 bytes a slot instead of 40 with the strings as key.
+	// The order found is compared with the pair; a pair whose hash is taken
+	// by another pair goes to idemOverflow (nil until that happens).
+	idem         map[uint64]int32
+	idemOverflow map[idemKey]int32
 }
 
 type tierCount struct {
@@ -111,7 +116,7 @@ func (st *state) insertSale(cfg SaleConfig, closed bool) *sale {
 		closed: closed,
 		tiers:  make([]tierCount, len(cfg.Tiers)),
 		users:  make(map[string]userState),
-		idem:   make(map[idemKey]int32),
+		idem:   make(map[uint64]int32),
 	}
 	st.saleIdx[cfg.ID] = int32(len(st.sales))
 	st.sales = append(st.sales, sl)
@@ -133,7 +138,7 @@ func (st *state) insertOrder(o order) int32 {
 		u.tickets += int32(o.qty)
 	}
 	sl.users[o.userID] = u
-	sl.idem[idemKey{o.userID, o.idemKey}] = idx
+	st.putIdem(sl, o.userID, o.idemKey, idx)
 	sl.orders++
 	st.byKey[o.key] = idx
 	switch {
@@ -146,6 +151,48 @@ func (st *state) insertOrder(o order) int32 {
 	}
 	checkTier(sl, int(o.tier))
 	return idx
+}
+
+// findIdem returns the order a user made with an idempotency key.
+func (st *state) findIdem(sl *sale, user, key string) (int32, bool) {
+	if idx, ok := sl.idem[idemHash(user, key)]; ok {
+		if o := st.orders.at(idx); o.userID == user && o.idemKey == key {
+			return idx, true
+		}
+	}
+	idx, ok := sl.idemOverflow[idemKey{user, key}]
+	return idx, ok
+}
+
+// putIdem records a pair that findIdem does not know yet.
+func (st *state) putIdem(sl *sale, user, key string, idx int32) {
+	h := idemHash(user, key)
+	if _, taken := sl.idem[h]; !taken {
+		sl.idem[h] = idx
+		return
+	}
+	if sl.idemOverflow == nil {
+		sl.idemOverflow = make(map[idemKey]int32)
+	}
+	sl.idemOverflow[idemKey{user, key}] = idx
+}
+
+// idemHash is FNV-1a over user, a separator that a length prefix makes
+// unambiguous, and key. It decides only where a pair is stored, never an
+// outcome.
+func idemHash(user, key string) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	mix(user)
+	h ^= uint64(len(user))
+	h *= 1099511628211
+	mix(key)
+	return h
 }
 
 // holdsStock reports whether the order counts against its tier's stock and
