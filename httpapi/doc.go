@@ -1,0 +1,31 @@
+// Package httpapi is onsale's HTTP service: the fasthttp server, its routes,
+// authentication (admin and door bearer tokens, buyer JWTs, the payment
+// provider's webhook signature), JSON in and out, errors as
+// application/problem+json, limits, metrics, health and the OpenAPI
+// document. It owns no state of its own besides user accounts, which it
+// keeps in a UserStore (the wal's metadata store); every sale, order and
+// ticket lives in the engine.
+//
+// # One request
+//
+//	fasthttp worker ── route (path split, no allocations)
+//	                ── authenticate (constant-time token compare, cached JWT verification)
+//	                ── decode the body (strict JSON: unknown, duplicate and
+//	                   case-variant members are errors)
+//	                ── engine call with a deadline ── durable answer
+//	                ── write JSON (the order by hand, without reflection)
+//
+// Errors are mapped from engine codes to HTTP statuses in one table
+// (problem.go); each code is stable and named in the OpenAPI document.
+//
+// # Threading
+//
+// Handlers run on fasthttp's worker goroutines, any number at once. A handler
+// never keeps the *fasthttp.RequestCtx or any byte slice from it after it
+// returns: fasthttp reuses both for the next request. Everything handed to
+// the engine is copied first (string(b) copies). A panic in a handler is
+// recovered, logged with its stack and answered with 500 internal; the
+// server keeps running. The only locks are the token cache's (sharded) and
+// the one that serialises registrations; the purchase path takes only the
+// former, briefly.
+package httpapi

@@ -1,0 +1,201 @@
+package httpapi
+
+import (
+	"encoding/csv"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+)
+
+type purchaseBody struct {
+	Tier     string `json:"tier"`
+	Quantity int    `json:"quantity"`
+}
+
+var (
+	headerIdempotencyKey = []byte("Idempotency-Key")
+	headerLocation       = []byte("Location")
+	locationOrderPrefix  = []byte("/v1/orders/")
+)
+
+// purchase: POST /v1/sales/{sale_id}/purchase, the hot path. 201 with a new
+// pending order, 200 with the order an earlier request with the same
+// Idempotency-Key made.
+func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal) {
+	key := ctx.Request.Header.PeekBytes(headerIdempotencyKey)
+	if msg := checkIdempotencyKey(key); msg != "" {
+		writeProblem(ctx, codeInvalidRequest, msg, -1)
+		s.m.purchase(codeInvalidRequest)
+		return
+	}
+	var body purchaseBody
+	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
+		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		s.m.purchase(codeInvalidRequest)
+		return
+	}
+	if body.Tier == "" {
+		writeProblem(ctx, codeInvalidRequest, "tier is required", -1)
+		s.m.purchase(codeInvalidRequest)
+		return
+	}
+	o, created, err := s.eng.Purchase(s.reqCtx(), engine.PurchaseRequest{
+		SaleID:         string(saleID), // copies: the engine keeps it past this request
+		TierID:         body.Tier,
+		Quantity:       body.Quantity,
+		UserID:         who.userID,
+		IdempotencyKey: string(key),
+	})
+	if err != nil {
+		s.m.purchase(s.writeError(ctx, err))
+		return
+	}
+	status := fasthttp.StatusOK
+	if created {
+		status = fasthttp.StatusCreated
+		s.m.purchase(outcomeCreated)
+	} else {
+		s.m.purchase(outcomeReplayed)
+	}
+	buf := getBuffer()
+	loc := append(append((*buf)[:0], locationOrderPrefix...), o.ID...)
+	ctx.Response.Header.SetCanonical(headerLocation, loc)
+	putBuffer(buf, loc)
+	writeOrder(ctx, status, &o, viewWithTickets)
+}
+
+// checkIdempotencyKey returns what is wrong with an Idempotency-Key, or "".
+func checkIdempotencyKey(key []byte) string {
+	if len(key) == 0 {
+		return "the Idempotency-Key header is required: a unique string per purchase, reused only to retry it"
+	}
+	if len(key) > engine.IdempotencyKeyLenMax {
+		return fmt.Sprintf("the Idempotency-Key must be at most %d characters", engine.IdempotencyKeyLenMax)
+	}
+	for _, c := range key {
+		if c < 0x21 || c > 0x7e {
+			return "the Idempotency-Key must be printable ASCII without spaces"
+		}
+	}
+	return ""
+}
+
+// getOrder: GET /v1/orders/{order_id}; a buyer sees only their own orders
+// (another's is reported exactly like a missing one), the admin any.
+func (s *Server) getOrder(ctx *fasthttp.RequestCtx, id []byte, who principal) {
+	o, err := s.eng.Order(s.reqCtx(), string(id))
+	if err == nil && who.kind == principalBuyer && o.UserID != who.userID {
+		err = &engine.Rejection{Code: engine.CodeUnknownOrder, Message: fmt.Sprintf("no order %q", id)}
+	}
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
+}
+
+// cancelOrder: POST /v1/orders/{order_id}/cancel, by its buyer or the admin.
+func (s *Server) cancelOrder(ctx *fasthttp.RequestCtx, id []byte, who principal) {
+	o, err := s.eng.Cancel(s.reqCtx(), string(id), who.userID) // "" for the admin
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
+}
+
+// myOrders: GET /v1/me/orders[?sale_id=], newest first.
+func (s *Server) myOrders(ctx *fasthttp.RequestCtx, _ []byte, who principal) {
+	orders, err := s.eng.UserOrders(s.reqCtx(), who.userID, string(ctx.QueryArgs().Peek("sale_id")))
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeOrders(ctx, orders, nil)
+}
+
+// refund: POST /v1/admin/orders/{order_id}/refund.
+func (s *Server) refund(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
+	o, err := s.eng.Refund(s.reqCtx(), string(id))
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
+}
+
+type checkInBody struct {
+	Ticket string `json:"ticket"`
+}
+
+// checkIn: POST /v1/checkin {"ticket": code}, door staff or the admin.
+func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	var body checkInBody
+	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
+		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		return
+	}
+	if body.Ticket == "" {
+		writeProblem(ctx, codeInvalidRequest, "ticket is required", -1)
+		return
+	}
+	c, err := s.eng.CheckIn(s.reqCtx(), body.Ticket)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	buf := getBuffer()
+	b := append((*buf)[:0], `{"ticket":`...)
+	b = appendString(b, body.Ticket)
+	b = append(b, `,"ticket_index":`...)
+	b = strconv.AppendInt(b, int64(c.Ticket), 10)
+	b = append(b, `,"order":`...)
+	b = appendOrder(b, &c.Order, viewNoTickets)
+	b = append(b, "}\n"...)
+	ctx.SetBody(b)
+	putBuffer(buf, b)
+}
+
+// writeOrdersCSV answers an export page as CSV; the next page's cursor is
+// in the Next-Cursor header (absent on the last page).
+func writeOrdersCSV(ctx *fasthttp.RequestCtx, orders []engine.Order, next string) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/csv; charset=utf-8")
+	if next != "" {
+		ctx.Response.Header.Set("Next-Cursor", next)
+	}
+	w := csv.NewWriter(ctx.Response.BodyWriter())
+	w.Write([]string{"order_id", "status", "needs_refund", "sale_id", "tier", "quantity", "amount_cents",
+		"currency", "user_id", "created_at", "expires_at", "updated_at", "checked_in"})
+	for i := range orders {
+		o := &orders[i]
+		var checked []string
+		for t := 0; t < o.Quantity && t < 64; t++ {
+			if o.CheckedIn&(1<<t) != 0 {
+				checked = append(checked, strconv.Itoa(t))
+			}
+		}
+		w.Write([]string{
+			o.ID, o.Status.String(), strconv.FormatBool(o.NeedsRefund), o.SaleID, o.TierID,
+			strconv.Itoa(o.Quantity), strconv.FormatInt(o.AmountCents, 10), o.Currency, csvSafe(o.UserID),
+			formatTime(o.CreatedAtMs), formatTime(o.ExpiresAtMs), formatTime(o.UpdatedAtMs),
+			strings.Join(checked, " "),
+		})
+	}
+	w.Flush()
+}
+
+// csvSafe defuses a value a spreadsheet would run as a formula (user ids
+// come from tokens, which frontends mint).
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}

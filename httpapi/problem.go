@@ -1,0 +1,158 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// Codes of this package's own problems. The engine's codes (engine.Code)
+// share the namespace; every code, its status and its title are in
+// problemTable, the one place that maps codes to HTTP.
+const (
+	codeUnauthorized       = "unauthorized"
+	codeForbidden          = "forbidden"
+	codeNotFound           = "not_found"
+	codeMethodNotAllowed   = "method_not_allowed"
+	codeBodyTooLarge       = "body_too_large"
+	codeHeaderTooLarge     = "header_too_large"
+	codeRequestTimeout     = "request_timeout"
+	codeBadRequest         = "bad_request"
+	codeInvalidRequest     = string(engine.CodeInvalidRequest)
+	codeInvalidCredentials = "invalid_credentials"
+	codeUsernameTaken      = "username_taken"
+	codeOverloaded         = "overloaded"
+	codeUnavailable        = "unavailable"
+	codeInternal           = "internal"
+)
+
+// problemType prefixes a code to make the problem's type URI.
+const problemType = "https://onsale.dev/problems/"
+
+type problemInfo struct {
+	status int
+	title  string
+}
+
+// problemTable maps every code to its HTTP status and title. An engine code
+// missing here is answered as 500 internal, and a test fails.
+var problemTable = map[string]problemInfo{
+	// Not found.
+	string(engine.CodeUnknownSale):   {404, "No such sale"},
+	string(engine.CodeUnknownOrder):  {404, "No such order"},
+	string(engine.CodeUnknownTicket): {404, "No such ticket"},
+	codeNotFound:                     {404, "No such resource"},
+
+	// The request is well-formed HTTP but its content is not acceptable.
+	string(engine.CodeUnknownTier):         {422, "No such tier"},
+	string(engine.CodeInvalidQuantity):     {422, "Invalid quantity"},
+	string(engine.CodeInvalidRequest):      {422, "Invalid request"},
+	string(engine.CodePaymentMismatch):     {422, "Payment does not match the order"},
+	string(engine.CodeIdempotencyConflict): {422, "Idempotency key reused for a different purchase"},
+
+	// Refused by the state of the sale or order.
+	string(engine.CodeSoldOut):              {409, "Sold out"},
+	string(engine.CodeLimitExceeded):        {409, "Per-user limit exceeded"},
+	string(engine.CodeSaleNotOpen):          {409, "Sale not open yet"},
+	string(engine.CodeSaleClosed):           {409, "Sale closed"},
+	string(engine.CodeStockBelowCommitted):  {409, "Stock below tickets sold or held"},
+	string(engine.CodeTierRemoved):          {409, "Tier cannot be removed"},
+	string(engine.CodeCurrencyChange):       {409, "Currency cannot change"},
+	string(engine.CodeInvalidOrderState):    {409, "Order is not in a state that allows this"},
+	string(engine.CodeTicketNotValid):       {409, "Ticket not valid"},
+	string(engine.CodeTicketAlreadyCheckIn): {409, "Ticket already checked in"},
+	codeUsernameTaken:                       {409, "Username taken"},
+
+	// Who is asking.
+	codeUnauthorized:       {401, "Unauthorized"},
+	codeInvalidCredentials: {401, "Invalid username or password"},
+	codeForbidden:          {403, "Forbidden"},
+
+	// HTTP itself.
+	codeBadRequest:       {400, "Malformed request"},
+	codeMethodNotAllowed: {405, "Method not allowed"},
+	codeRequestTimeout:   {408, "Request timeout"},
+	codeBodyTooLarge:     {413, "Request body too large"},
+	codeHeaderTooLarge:   {431, "Request header too large"},
+
+	// The server.
+	codeOverloaded:  {429, "Overloaded"},
+	codeInternal:    {500, "Internal error"},
+	codeUnavailable: {503, "Unavailable"},
+}
+
+// writeProblem answers with an application/problem+json body. available is
+// written for sold_out only (pass -1 otherwise).
+func writeProblem(ctx *fasthttp.RequestCtx, code, detail string, available int) {
+	info, ok := problemTable[code]
+	if !ok {
+		code, info = codeInternal, problemTable[codeInternal]
+	}
+	ctx.Response.ResetBody()
+	ctx.SetStatusCode(info.status)
+	ctx.SetContentType("application/problem+json")
+	switch info.status {
+	case fasthttp.StatusTooManyRequests, fasthttp.StatusServiceUnavailable:
+		ctx.Response.Header.Set("Retry-After", "1")
+	case fasthttp.StatusUnauthorized:
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="onsale"`)
+	}
+	buf := getBuffer()
+	b := append((*buf)[:0], `{"type":"`...)
+	b = append(b, problemType...)
+	b = append(b, code...)
+	b = append(b, `","title":`...)
+	b = appendString(b, info.title)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(info.status), 10)
+	b = append(b, `,"detail":`...)
+	b = appendString(b, detail)
+	b = append(b, `,"code":"`...)
+	b = append(b, code...)
+	b = append(b, '"')
+	if available >= 0 {
+		b = append(b, `,"available":`...)
+		b = strconv.AppendInt(b, int64(available), 10)
+	}
+	b = append(b, "}\n"...)
+	ctx.SetBody(b)
+	putBuffer(buf, b)
+}
+
+// writeError answers an error from the engine (or the request context):
+// a *engine.Rejection with its code, the operational errors with theirs.
+// It returns the code, for metrics.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) string {
+	var rej *engine.Rejection
+	switch {
+	case errors.As(err, &rej):
+		available := -1
+		if rej.Code == engine.CodeSoldOut {
+			available = rej.Available
+		}
+		code := string(rej.Code)
+		if _, ok := problemTable[code]; !ok {
+			s.log.Error("engine rejection code has no HTTP mapping", "code", code, "detail", rej.Message)
+			code = codeInternal
+		}
+		writeProblem(ctx, code, rej.Message, available)
+		return code
+	case errors.Is(err, engine.ErrOverloaded):
+		writeProblem(ctx, codeOverloaded, "the sale's queue is full; retry in a second with the same Idempotency-Key", -1)
+		return codeOverloaded
+	case errors.Is(err, engine.ErrStopped):
+		writeProblem(ctx, codeUnavailable, "the server is stopping; retry in a second with the same Idempotency-Key", -1)
+		return codeUnavailable
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		writeProblem(ctx, codeUnavailable,
+			"no answer in time; the outcome is unknown until read back: retry with the same Idempotency-Key", -1)
+		return codeUnavailable
+	}
+	s.log.Error("request failed", "path", string(ctx.Path()), "err", err)
+	writeProblem(ctx, codeInternal, "internal error", -1)
+	return codeInternal
+}

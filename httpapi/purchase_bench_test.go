@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// benchServer is a Server on an engine over the in-memory journal, driven
+// through its handler with a RequestCtx: no sockets, so the numbers are the
+// handler's and the engine's.
+func benchServer(b *testing.B) (*Server, []string) {
+	b.Helper()
+	log := newTestJournal(b)
+	eng, err := engine.Open(engine.Config{Journal: log, Shards: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	secret := []byte("bench-user-secret")
+	s := New(Config{
+		Engine: eng, Users: log,
+		AdminToken: "admin", DoorToken: "door", UserSecret: secret, PaymentSecrets: [][]byte{[]byte("pay")},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.NewSet(), BcryptCost: bcrypt.MinCost,
+	})
+	b.Cleanup(func() {
+		s.Shutdown(context.Background())
+		eng.Close()
+	})
+	now := time.Now()
+	_, _, err = eng.PutSale(context.Background(), engine.SaleConfig{
+		ID: "s1", Name: "Bench", Currency: "EUR", OpensAtMs: now.Add(-time.Hour).UnixMilli(),
+		ClosesAtMs: now.Add(time.Hour).UnixMilli(), HoldMs: 3600_000, PerUserLimit: 1_000_000,
+		Tiers: []engine.TierConfig{{ID: "floor", Name: "Floor", PriceCents: 5000, Stock: engine.StockPerTierMax}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, 64)
+	for i := range tokens {
+		if tokens[i], err = MintUserToken(secret, fmt.Sprintf("user-%d", i), now, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, tokens
+}
+
+func newPurchaseCtx(token string) *fasthttp.RequestCtx {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/v1/sales/s1/purchase")
+	ctx.Request.Header.Set("Authorization", "Bearer "+token)
+	ctx.Request.SetBodyString(`{"tier":"floor","quantity":1}`)
+	return ctx
+}
+
+// BenchmarkPurchaseHandler measures POST /v1/sales/{id}/purchase through
+// the handler: routing, token check (cached after the first), strict JSON
+// decode, the engine's durable answer (in-memory journal), the order
+// written by hand.
+func BenchmarkPurchaseHandler(b *testing.B) {
+	b.Run("created", func(b *testing.B) {
+		s, tokens := benchServer(b)
+		h := s.Handler()
+		ctx := newPurchaseCtx(tokens[0])
+		key := make([]byte, 0, 32)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			key = strconv.AppendInt(append(key[:0], 'k'), int64(i), 10)
+			ctx.Request.Header.SetBytesV("Idempotency-Key", key)
+			ctx.Response.Reset()
+			h(ctx)
+			if ctx.Response.StatusCode() != 201 {
+				b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		}
+	})
+	b.Run("replayed", func(b *testing.B) {
+		s, tokens := benchServer(b)
+		h := s.Handler()
+		ctx := newPurchaseCtx(tokens[0])
+		ctx.Request.Header.Set("Idempotency-Key", "k")
+		h(ctx)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ctx.Response.Reset()
+			h(ctx)
+			if ctx.Response.StatusCode() != 200 {
+				b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s, tokens := benchServer(b)
+		h := s.Handler()
+		var worker atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			w := worker.Add(1)
+			ctx := newPurchaseCtx(tokens[int(w)%len(tokens)])
+			key := make([]byte, 0, 32)
+			for i := 0; pb.Next(); i++ {
+				key = strconv.AppendInt(append(strconv.AppendInt(append(key[:0], 'w'), w, 10), '-'), int64(i), 10)
+				ctx.Request.Header.SetBytesV("Idempotency-Key", key)
+				ctx.Response.Reset()
+				h(ctx)
+				if ctx.Response.StatusCode() != 201 {
+					b.Errorf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkHandlerParts isolates the pieces of the hot path.
+func BenchmarkHandlerParts(b *testing.B) {
+	b.Run("decode", func(b *testing.B) {
+		body := []byte(`{"tier":"floor","quantity":1}`)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var p purchaseBody
+			if err := decodeStrict(body, &p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("appendOrder", func(b *testing.B) {
+		o := engine.Order{ID: "s1.abcdefghijklmnopqrstuvwxyz", SaleID: "s1", TierID: "floor", UserID: "user-1",
+			Quantity: 2, AmountCents: 10000, Currency: "EUR", Status: engine.StatusPaid,
+			CreatedAtMs: 1_800_000_000_000, ExpiresAtMs: 1_800_000_600_000, UpdatedAtMs: 1_800_000_000_000}
+		buf := make([]byte, 0, 1024)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			buf = appendOrder(buf[:0], &o, viewWithTickets)
+		}
+	})
+	b.Run("route", func(b *testing.B) {
+		p := []byte("/v1/sales/s1/purchase")
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if r, _ := matchRoute(p); r != routePurchase {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("token_cached", func(b *testing.B) {
+		v := newTokenVerifier([]byte("k"), time.Now)
+		tok, _ := MintUserToken([]byte("k"), "u1", time.Now(), time.Hour)
+		now := time.Now()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := v.verify([]byte(tok), now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("token_uncached", func(b *testing.B) {
+		v := newTokenVerifier([]byte("k"), time.Now)
+		tok, _ := MintUserToken([]byte("k"), "u1", time.Now(), time.Hour)
+		now := time.Now()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			for j := range v.shards {
+				clear(v.shards[j].m)
+			}
+			if _, err := v.verify([]byte(tok), now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,179 @@
+package httpapi
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// route names one endpoint. Metrics are kept per route, in arrays indexed by
+// it, so the hot path never looks a metric up by name.
+type route uint8
+
+const (
+	routeNone route = iota // no route matched (404), or the request could not be parsed
+	routeHealthz
+	routeReadyz
+	routeMetrics
+	routeOpenAPI
+	routeAdminPutSale    // PUT  /v1/admin/sales/{sale_id}
+	routeAdminCloseSale  // POST /v1/admin/sales/{sale_id}:close
+	routeAdminReopenSale // POST /v1/admin/sales/{sale_id}:reopen
+	routeAdminLoadSales  // POST /v1/admin/sales:load
+	routeAdminListSales  // GET  /v1/admin/sales
+	routeAdminSaleOrders // GET  /v1/admin/sales/{sale_id}/orders
+	routeAdminRefund     // POST /v1/admin/orders/{order_id}/refund
+	routeRegister        // POST /v1/users
+	routeLogin           // POST /v1/sessions
+	routeGetSale         // GET  /v1/sales/{sale_id}
+	routePurchase        // POST /v1/sales/{sale_id}/purchase
+	routeGetOrder        // GET  /v1/orders/{order_id}
+	routeCancelOrder     // POST /v1/orders/{order_id}/cancel
+	routeMyOrders        // GET  /v1/me/orders
+	routeWebhook         // POST /v1/payments/webhook
+	routeCheckIn         // POST /v1/checkin
+	routeCount
+)
+
+// access is who may call a route.
+type access uint8
+
+const (
+	accessPublic       access = iota
+	accessAdmin               // the admin token
+	accessBuyer               // a buyer's JWT
+	accessBuyerOrAdmin        // a buyer's JWT (own orders) or the admin token
+	accessDoor                // the door token or the admin token
+)
+
+type routeSpec struct {
+	name   string // label in metrics
+	method string
+	access access
+	handle func(s *Server, ctx *fasthttp.RequestCtx, param []byte, who principal)
+}
+
+// routes is filled in init: its handlers refer to Server methods.
+var routes [routeCount]routeSpec
+
+func init() {
+	routes = [routeCount]routeSpec{
+		routeNone:            {name: "none"},
+		routeHealthz:         {"healthz", "GET", accessPublic, (*Server).healthz},
+		routeReadyz:          {"readyz", "GET", accessPublic, (*Server).readyz},
+		routeMetrics:         {"metrics", "GET", accessPublic, (*Server).metricsPage},
+		routeOpenAPI:         {"openapi", "GET", accessPublic, (*Server).openAPI},
+		routeAdminPutSale:    {"admin_put_sale", "PUT", accessAdmin, (*Server).putSale},
+		routeAdminCloseSale:  {"admin_close_sale", "POST", accessAdmin, (*Server).closeSale},
+		routeAdminReopenSale: {"admin_reopen_sale", "POST", accessAdmin, (*Server).reopenSale},
+		routeAdminLoadSales:  {"admin_load_sales", "POST", accessAdmin, (*Server).loadSales},
+		routeAdminListSales:  {"admin_list_sales", "GET", accessAdmin, (*Server).listSales},
+		routeAdminSaleOrders: {"admin_sale_orders", "GET", accessAdmin, (*Server).saleOrders},
+		routeAdminRefund:     {"admin_refund", "POST", accessAdmin, (*Server).refund},
+		routeRegister:        {"register", "POST", accessPublic, (*Server).register},
+		routeLogin:           {"login", "POST", accessPublic, (*Server).login},
+		routeGetSale:         {"get_sale", "GET", accessPublic, (*Server).getSale},
+		routePurchase:        {"purchase", "POST", accessBuyer, (*Server).purchase},
+		routeGetOrder:        {"get_order", "GET", accessBuyerOrAdmin, (*Server).getOrder},
+		routeCancelOrder:     {"cancel_order", "POST", accessBuyerOrAdmin, (*Server).cancelOrder},
+		routeMyOrders:        {"my_orders", "GET", accessBuyer, (*Server).myOrders},
+		routeWebhook:         {"payment_webhook", "POST", accessPublic, (*Server).webhook},
+		routeCheckIn:         {"checkin", "POST", accessDoor, (*Server).checkIn},
+	}
+}
+
+// matchRoute finds the route of a (normalised, percent-decoded) path and
+// its one parameter, a sub-slice of path: a sale or order id. Each path
+// pattern belongs to exactly one route, so the method is checked after.
+func matchRoute(path []byte) (route, []byte) {
+	switch string(path) { // no allocation: the compiler compares in place
+	case "/healthz":
+		return routeHealthz, nil
+	case "/readyz":
+		return routeReadyz, nil
+	case "/metrics":
+		return routeMetrics, nil
+	case "/openapi.json":
+		return routeOpenAPI, nil
+	case "/v1/admin/sales":
+		return routeAdminListSales, nil
+	case "/v1/admin/sales:load":
+		return routeAdminLoadSales, nil
+	case "/v1/users":
+		return routeRegister, nil
+	case "/v1/sessions":
+		return routeLogin, nil
+	case "/v1/me/orders":
+		return routeMyOrders, nil
+	case "/v1/payments/webhook":
+		return routeWebhook, nil
+	case "/v1/checkin":
+		return routeCheckIn, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
+		id, tail := cutSegment(rest)
+		switch {
+		case len(id) == 0:
+		case len(tail) == 0:
+			return routeGetSale, id
+		case string(tail) == "/purchase":
+			return routePurchase, id
+		}
+		return routeNone, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, prefixOrders); ok {
+		id, tail := cutSegment(rest)
+		switch {
+		case len(id) == 0:
+		case len(tail) == 0:
+			return routeGetOrder, id
+		case string(tail) == "/cancel":
+			return routeCancelOrder, id
+		}
+		return routeNone, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, prefixAdminSales); ok {
+		seg, tail := cutSegment(rest)
+		if len(tail) == 0 {
+			if id, ok := bytes.CutSuffix(seg, suffixClose); ok && len(id) > 0 {
+				return routeAdminCloseSale, id
+			}
+			if id, ok := bytes.CutSuffix(seg, suffixReopen); ok && len(id) > 0 {
+				return routeAdminReopenSale, id
+			}
+		}
+		switch {
+		case len(seg) == 0 || bytes.IndexByte(seg, ':') >= 0:
+		case len(tail) == 0:
+			return routeAdminPutSale, seg
+		case string(tail) == "/orders":
+			return routeAdminSaleOrders, seg
+		}
+		return routeNone, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, prefixAdminOrders); ok {
+		id, tail := cutSegment(rest)
+		if len(id) > 0 && string(tail) == "/refund" {
+			return routeAdminRefund, id
+		}
+	}
+	return routeNone, nil
+}
+
+var (
+	prefixSales       = []byte("/v1/sales/")
+	prefixOrders      = []byte("/v1/orders/")
+	prefixAdminSales  = []byte("/v1/admin/sales/")
+	prefixAdminOrders = []byte("/v1/admin/orders/")
+	suffixClose       = []byte(":close")
+	suffixReopen      = []byte(":reopen")
+)
+
+// cutSegment splits p at its first '/': the segment before, and the rest
+// from the '/' on.
+func cutSegment(p []byte) (seg, tail []byte) {
+	if i := bytes.IndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i:]
+	}
+	return p, nil
+}

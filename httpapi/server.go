@@ -1,0 +1,312 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// UserStore keeps user accounts: small values by key, durable when Put
+// returns. *wal.Log satisfies it with its metadata store.
+type UserStore interface {
+	Get(key string) (value []byte, found bool, err error)
+	Put(key string, value []byte) error
+}
+
+// Config configures a Server. Zero values take the defaults in brackets.
+type Config struct {
+	Engine *engine.Engine // required
+	Users  UserStore      // required
+
+	AdminToken string // required: bearer token of the admin routes
+	DoorToken  string // required: bearer token of door staff (POST /v1/checkin)
+	UserSecret []byte // required: HS256 key of buyer tokens
+	// PaymentSecrets verify the webhook's signature; any one of them may
+	// have signed it, so a secret can be rotated. At least one is required.
+	PaymentSecrets [][]byte
+
+	MaxBodyBytes     int           // request body limit; beyond it 413 [64 KiB]
+	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load [8 MiB]
+	ReadBufferSize   int           // also the request header limit; beyond it 431 [8 KiB]
+	ReadTimeout      time.Duration // to read a whole request [5s]
+	WriteTimeout     time.Duration // to write a whole response [5s]
+	IdleTimeout      time.Duration // between requests on a keep-alive connection [60s]
+	RequestTimeout   time.Duration // an engine call waits at most this long, plus up to a fifth [5s]
+	Concurrency      int           // connections served at once [65536]
+
+	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
+	BcryptCost int           // password hash cost [10]
+
+	Logger  *slog.Logger     // [slog.Default()]
+	Metrics *metrics.Set     // where HTTP metrics are registered; /metrics writes it [a new set]
+	Now     func() time.Time // the clock [time.Now]
+}
+
+func (c *Config) setDefaults() {
+	switch {
+	case c.Engine == nil:
+		panic("httpapi: Config.Engine is required")
+	case c.Users == nil:
+		panic("httpapi: Config.Users is required")
+	case c.AdminToken == "" || c.DoorToken == "" || len(c.UserSecret) == 0 || len(c.PaymentSecrets) == 0:
+		panic("httpapi: Config.AdminToken, DoorToken, UserSecret and PaymentSecrets are required")
+	}
+	for _, p := range c.PaymentSecrets {
+		if len(p) == 0 {
+			panic("httpapi: an empty payment secret")
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	defInt(&c.MaxBodyBytes, 64<<10)
+	defInt(&c.MaxLoadBodyBytes, 8<<20)
+	defInt(&c.ReadBufferSize, 8<<10)
+	defInt(&c.Concurrency, 65536)
+	defInt(&c.BcryptCost, 10)
+	def(&c.ReadTimeout, 5*time.Second)
+	def(&c.WriteTimeout, 5*time.Second)
+	def(&c.IdleTimeout, 60*time.Second)
+	def(&c.RequestTimeout, 5*time.Second)
+	def(&c.TokenTTL, time.Hour)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.NewSet()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server is the HTTP service. Create it with New, run it with Serve, stop it
+// with Shutdown.
+type Server struct {
+	cfg         Config
+	eng         *engine.Engine
+	log         *slog.Logger
+	now         func() time.Time
+	srv         *fasthttp.Server
+	m           *httpMetrics
+	tokens      *tokenVerifier
+	deadlines   *deadlines
+	adminDigest [sha256.Size]byte
+	doorDigest  [sha256.Size]byte
+	users       *userService
+
+	ready atomic.Bool
+
+	mu       sync.Mutex
+	ln       net.Listener
+	shutdown bool
+
+	// beforeHandle, when set (tests only), runs before a route's handler.
+	beforeHandle func(route)
+}
+
+// New builds a Server. It panics on a missing required field: that is a
+// wiring bug, not a condition to handle.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:         cfg,
+		eng:         cfg.Engine,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		tokens:      newTokenVerifier(cfg.UserSecret, cfg.Now),
+		deadlines:   newDeadlines(cfg.RequestTimeout),
+		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
+		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
+	}
+	s.users = newUserService(s)
+	s.m = newHTTPMetrics(cfg.Metrics)
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.handleConnError,
+		HeaderReceived:        s.headerReceived,
+		Name:                  "onsale",
+		Concurrency:           cfg.Concurrency,
+		ReadBufferSize:        cfg.ReadBufferSize,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		CloseOnShutdown:       true,
+		TCPKeepalive:          true,
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{cfg.Logger},
+	}
+	return s
+}
+
+// Handler returns the request handler, for tests and benchmarks that drive
+// a RequestCtx directly.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+// SetReady turns /readyz green (true) or red. main sets it after recovery
+// and clears it before draining.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Serve answers requests on ln until Shutdown. It returns nil after
+// Shutdown, else the error that stopped it.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	err := s.srv.Serve(ln)
+	s.mu.Lock()
+	stopped := s.shutdown
+	s.mu.Unlock()
+	if stopped && (err == nil || errors.Is(err, net.ErrClosed)) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown turns readiness red, stops accepting connections and waits, at
+// most until ctx is done, for the requests under way to be answered.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	s.mu.Lock()
+	s.shutdown = true
+	ln := s.ln
+	s.mu.Unlock()
+	err := s.srv.ShutdownWithContext(ctx)
+	if ln != nil {
+		ln.Close() // in case Serve had not yet handed it to fasthttp
+	}
+	s.deadlines.stop()
+	return err
+}
+
+// handle is the fasthttp handler: route, authorise, call the route's
+// handler, recover a panic, count.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	r, param := matchRoute(ctx.Path())
+	defer func() {
+		if p := recover(); p != nil {
+			s.m.panics.Inc()
+			s.log.Error("handler panicked", "route", routes[r].name, "method", string(ctx.Method()),
+				"path", string(ctx.Path()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ctx.Response.Reset()
+			writeProblem(ctx, codeInternal, "internal error", -1)
+		}
+		status := ctx.Response.StatusCode()
+		s.m.observe(r, status, time.Since(start))
+		if status >= 500 && status != fasthttp.StatusServiceUnavailable {
+			s.log.Warn("request failed", "route", routes[r].name, "status", status)
+		}
+	}()
+	if r == routeNone {
+		writeProblem(ctx, codeNotFound, "no route for this path; see /openapi.json", -1)
+		return
+	}
+	spec := &routes[r]
+	if string(ctx.Method()) != spec.method && !(spec.method == "GET" && ctx.IsHead()) {
+		ctx.Response.Header.Set("Allow", spec.method)
+		writeProblem(ctx, codeMethodNotAllowed, "this route allows "+spec.method+" only", -1)
+		return
+	}
+	who, ok := s.authorize(ctx, spec.access)
+	if !ok {
+		return
+	}
+	if s.beforeHandle != nil {
+		s.beforeHandle(r)
+	}
+	spec.handle(s, ctx, param, who)
+}
+
+// headerReceived raises the body limit for the one route that loads a whole
+// configuration file.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if bytes.HasPrefix(h.RequestURI(), []byte("/v1/admin/sales:load")) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: s.cfg.MaxLoadBodyBytes}
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// handleConnError answers a request fasthttp could not read.
+func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		limit := s.cfg.MaxBodyBytes
+		if s.headerReceived(&ctx.Request.Header).MaxRequestBodySize > 0 {
+			limit = s.cfg.MaxLoadBodyBytes
+		}
+		writeProblem(ctx, codeBodyTooLarge, fmt.Sprintf("the request body is larger than the limit (%d bytes)", limit), -1)
+	case errors.As(err, &small):
+		writeProblem(ctx, codeHeaderTooLarge, fmt.Sprintf("the request header is larger than the limit (%d bytes)", s.cfg.ReadBufferSize), -1)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeProblem(ctx, codeRequestTimeout, "the request was not received in time", -1)
+	default:
+		writeProblem(ctx, codeBadRequest, "the request is not valid HTTP/1.1", -1)
+	}
+	s.m.observe(routeNone, ctx.Response.StatusCode(), 0)
+}
+
+// reqCtx is the context of an engine call: its deadline is RequestTimeout
+// to 1.2×RequestTimeout away, and it costs no allocation.
+func (s *Server) reqCtx() context.Context { return s.deadlines.current() }
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}` + "\n")
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	if !s.ready.Load() {
+		writeProblem(ctx, codeUnavailable, "not ready: recovering or draining", -1)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ready"}` + "\n")
+}
+
+func (s *Server) metricsPage(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	w := ctx.Response.BodyWriter()
+	s.cfg.Metrics.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+func (s *Server) openAPI(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	ctx.SetContentType("application/json")
+	ctx.SetBody(openAPIDocument)
+}
+
+// fasthttpLogger sends fasthttp's own lines (connection errors) to slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}

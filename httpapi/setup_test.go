@@ -1,0 +1,261 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// testClock is a clock the test moves by hand; the engine and the server
+// both read it.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// testEnv is a real server on a loopback port with an engine on an
+// in-memory journal.
+type testEnv struct {
+	t          *testing.T
+	srv        *Server
+	eng        *engine.Engine
+	clock      *testClock
+	base       string
+	client     *http.Client
+	set        *metrics.Set
+	adminToken string
+	doorToken  string
+	userSecret []byte
+	paySecret  []byte
+	logs       *bytes.Buffer
+}
+
+type envOptions struct {
+	shards   int
+	inboxMax int
+	cfg      func(*Config)
+}
+
+// startEnv starts a server; the clock starts at a fixed time.
+func startEnv(t *testing.T, opts envOptions) *testEnv {
+	t.Helper()
+	clock := &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	if opts.shards == 0 {
+		opts.shards = 2
+	}
+	set := metrics.NewSet()
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := newTestJournal(t)
+	eng, err := engine.Open(engine.Config{
+		Journal: log, Shards: opts.shards, InboxMax: opts.inboxMax,
+		Now: clock.Now, TickInterval: 5 * time.Millisecond, Logger: logger, Metrics: set,
+		OnFatal: func(err error) { t.Errorf("engine failed: %v", err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{
+		t: t, eng: eng, clock: clock, set: set, logs: logs,
+		adminToken: "admin-token-for-tests", doorToken: "door-token-for-tests",
+		userSecret: []byte("user-secret-for-tests-32-bytes!!"), paySecret: []byte("payment-secret-for-tests"),
+	}
+	cfg := Config{
+		Engine: eng, Users: log,
+		AdminToken: e.adminToken, DoorToken: e.doorToken, UserSecret: e.userSecret,
+		PaymentSecrets: [][]byte{[]byte("old-payment-secret"), e.paySecret},
+		Logger:         logger, Metrics: set, Now: clock.Now, BcryptCost: bcrypt.MinCost,
+	}
+	if opts.cfg != nil {
+		opts.cfg(&cfg)
+	}
+	e.srv = New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(ln) }()
+	e.srv.SetReady(true)
+	e.base = "http://" + ln.Addr().String()
+	e.client = &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		eng.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return e
+}
+
+// sub returns the env for a subtest: failures go to t.
+func (e *testEnv) sub(t *testing.T) *testEnv {
+	c := *e
+	c.t = t
+	return &c
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// resp is an answer, checked against openapi.json when it arrived.
+type resp struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *resp) json() map[string]any {
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(r.body))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		panic(fmt.Sprintf("body %q: %v", r.body, err))
+	}
+	return m
+}
+
+func (r *resp) str(key string) string {
+	v, _ := r.json()[key].(string)
+	return v
+}
+
+func (r *resp) code() string { return r.str("code") }
+
+type hdr map[string]string
+
+// do sends a request and checks the answer against the OpenAPI document.
+func (e *testEnv) do(method, path string, h hdr, body string) *resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &resp{status: res.StatusCode, header: res.Header, body: b}
+	if method != "HEAD" {
+		if err := loadSpec(e.t).checkResponse(method, path, r.status, res.Header.Get("Content-Type"), b); err != nil {
+			e.t.Errorf("response does not conform to openapi.json: %v\nbody: %s", err, b)
+		}
+	}
+	return r
+}
+
+// want fails the test unless r has the status (and, for problems, the code).
+func (e *testEnv) want(r *resp, status int, code string) *resp {
+	e.t.Helper()
+	if r.status != status || (code != "" && r.code() != code) {
+		e.t.Fatalf("got %d %s, want %d %s", r.status, r.body, status, code)
+	}
+	if code != "" && r.header.Get("Content-Type") != "application/problem+json" {
+		e.t.Fatalf("problem with content type %q", r.header.Get("Content-Type"))
+	}
+	return r
+}
+
+func (e *testEnv) admin() hdr { return hdr{"Authorization": "Bearer " + e.adminToken} }
+
+// buyer mints a token for userID as a frontend would.
+func (e *testEnv) buyer(userID string) hdr {
+	tok, err := MintUserToken(e.userSecret, userID, e.clock.Now(), time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return hdr{"Authorization": "Bearer " + tok}
+}
+
+func (h hdr) with(k, v string) hdr {
+	out := hdr{k: v}
+	for kk, vv := range h {
+		out[kk] = vv
+	}
+	return out
+}
+
+// saleJSON is a sale opening an hour before the test clock.
+func (e *testEnv) saleJSON(stock, limit int) string {
+	now := e.clock.Now()
+	return fmt.Sprintf(`{"name":"Concert","currency":"EUR","opens_at":%q,"closes_at":%q,"hold_seconds":600,
+		"per_user_limit":%d,"tiers":[{"id":"floor","name":"Floor","price_cents":5000,"stock":%d},
+		{"id":"seat","name":"Seated","price_cents":8000,"stock":%d}]}`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339), limit, stock, stock)
+}
+
+func (e *testEnv) putSale(id string, stock, limit int) {
+	e.t.Helper()
+	r := e.do("PUT", "/v1/admin/sales/"+id, e.admin(), e.saleJSON(stock, limit))
+	if r.status != 201 && r.status != 200 {
+		e.t.Fatalf("put sale: %d %s", r.status, r.body)
+	}
+}
+
+// buy purchases and returns the answer.
+func (e *testEnv) buy(sale, user, key, tier string, qty int) *resp {
+	e.t.Helper()
+	return e.do("POST", "/v1/sales/"+sale+"/purchase", e.buyer(user).with("Idempotency-Key", key),
+		fmt.Sprintf(`{"tier":%q,"quantity":%d}`, tier, qty))
+}
+
+// pay sends a signed webhook event.
+func (e *testEnv) pay(eventID, typ, orderID string, amount int64, currency string) *resp {
+	e.t.Helper()
+	body := fmt.Sprintf(`{"id":%q,"type":%q,"order_id":%q,"amount_cents":%d,"currency":%q}`, eventID, typ, orderID, amount, currency)
+	return e.do("POST", "/v1/payments/webhook", hdr{"Onsale-Signature": SignWebhook(e.paySecret, []byte(body), e.clock.Now())}, body)
+}

@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// The payment provider signs each webhook call:
+//
+//	Onsale-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>[,v1=...]
+//
+// Several v1 entries may be sent (a provider rotating its secret signs with
+// both); one that matches any of our secrets is enough. Other schemes are
+// ignored. The timestamp must be within signatureTolerance of our clock,
+// both ways, so a captured call cannot be replayed later.
+const (
+	signatureTolerance = 300 * time.Second
+	signaturesMax      = 8 // v1 entries looked at, so a header cannot make us hash without bound
+)
+
+var headerSignature = []byte("Onsale-Signature")
+
+type signatureHeader struct {
+	timestamp int64
+	v1        [signaturesMax][sha256.Size]byte
+	n         int
+}
+
+var (
+	errSignatureMissing   = errors.New("missing Onsale-Signature header")
+	errSignatureMalformed = errors.New("malformed Onsale-Signature header; expected t=<unix seconds>,v1=<hex>")
+	errSignatureStale     = errors.New("the Onsale-Signature timestamp is more than 300 s away from the server's clock")
+	errSignatureMismatch  = errors.New("no v1 signature of the Onsale-Signature header matches")
+)
+
+// parseSignatureHeader reads t and the v1 entries.
+func parseSignatureHeader(h []byte) (signatureHeader, error) {
+	var sh signatureHeader
+	if len(h) == 0 {
+		return sh, errSignatureMissing
+	}
+	haveT := false
+	for len(h) > 0 {
+		var item []byte
+		item, h, _ = bytes.Cut(h, []byte{','})
+		item = bytes.TrimSpace(item)
+		k, v, ok := bytes.Cut(item, []byte{'='})
+		if !ok {
+			return sh, errSignatureMalformed
+		}
+		switch string(k) {
+		case "t":
+			if haveT || len(v) == 0 || len(v) > 12 {
+				return sh, errSignatureMalformed
+			}
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil || n < 0 || v[0] == '+' {
+				return sh, errSignatureMalformed
+			}
+			sh.timestamp, haveT = n, true
+		case "v1":
+			if len(v) != 2*sha256.Size {
+				return sh, errSignatureMalformed
+			}
+			if sh.n == signaturesMax {
+				continue
+			}
+			if _, err := hex.Decode(sh.v1[sh.n][:], v); err != nil {
+				return sh, errSignatureMalformed
+			}
+			sh.n++
+		}
+	}
+	if !haveT || sh.n == 0 {
+		return sh, errSignatureMalformed
+	}
+	return sh, nil
+}
+
+// verifySignature checks the header against the raw body.
+func verifySignature(header, body []byte, secrets [][]byte, now time.Time) error {
+	sh, err := parseSignatureHeader(header)
+	if err != nil {
+		return err
+	}
+	if d := now.Unix() - sh.timestamp; d > int64(signatureTolerance/time.Second) || d < -int64(signatureTolerance/time.Second) {
+		return errSignatureStale
+	}
+	var ts [20]byte
+	tb := strconv.AppendInt(ts[:0], sh.timestamp, 10)
+	var sum [sha256.Size]byte
+	for _, secret := range secrets {
+		mac := hmac.New(sha256.New, secret)
+		mac.Write(tb)
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		mac.Sum(sum[:0])
+		for i := 0; i < sh.n; i++ {
+			if hmac.Equal(sum[:], sh.v1[i][:]) {
+				return nil
+			}
+		}
+	}
+	return errSignatureMismatch
+}
+
+// SignWebhook returns an Onsale-Signature header value for body, as the
+// payment provider computes it. For tests, the bench harness and demos.
+func SignWebhook(secret, body []byte, t time.Time) string {
+	mac := hmac.New(sha256.New, secret)
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+type webhookBody struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	OrderID     string `json:"order_id"`
+	AmountCents *int64 `json:"amount_cents"`
+	Currency    string `json:"currency"`
+}
+
+// webhook: POST /v1/payments/webhook. The signature is checked on the raw
+// bytes before anything is parsed.
+func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	body := ctx.PostBody()
+	if err := verifySignature(ctx.Request.Header.PeekBytes(headerSignature), body, s.cfg.PaymentSecrets, s.now()); err != nil {
+		writeProblem(ctx, codeUnauthorized, err.Error(), -1)
+		return
+	}
+	var ev webhookBody
+	if err := decodeStrict(body, &ev); err != nil {
+		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		return
+	}
+	p := engine.Payment{EventID: ev.ID, OrderID: ev.OrderID, Currency: ev.Currency}
+	switch ev.Type {
+	case "payment.succeeded":
+		p.Succeeded = true
+	case "payment.failed":
+	default:
+		writeProblem(ctx, codeInvalidRequest, "type must be payment.succeeded or payment.failed", -1)
+		return
+	}
+	switch {
+	case ev.ID == "":
+		writeProblem(ctx, codeInvalidRequest, "id (the event id) is required", -1)
+		return
+	case ev.OrderID == "":
+		writeProblem(ctx, codeInvalidRequest, "order_id is required", -1)
+		return
+	case ev.AmountCents == nil || ev.Currency == "":
+		writeProblem(ctx, codeInvalidRequest, "amount_cents and currency are required", -1)
+		return
+	}
+	p.AmountCents = *ev.AmountCents
+	o, _, err := s.eng.ApplyPayment(s.reqCtx(), p)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	writeOrder(ctx, fasthttp.StatusOK, &o, viewNoTickets)
+}

@@ -1,0 +1,407 @@
+// Command onsale is a flash-sale ticket engine: one process that holds every
+// sale's inventory in memory, decides each purchase in microseconds, logs
+// every decision before it answers, and recovers exactly what it
+// acknowledged after a crash.
+//
+//	go run .            # listens on 127.0.0.1:8080, data in ./onsale-data
+//	go run . -h         # every flag, each with an ONSALE_* variable
+//
+// main wires the pieces and nothing else: flags and environment, secrets,
+// the write-ahead log (wal), the engine, the HTTP service (httpapi),
+// signals, and a graceful stop in reverse order.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi"
+	"github.com/onsale/onsale/wal"
+)
+
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// stdout is where -version prints; tests replace it.
+var stdout io.Writer = os.Stdout
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "onsale:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the settings; each flag has an environment variable that
+// sets its default.
+type options struct {
+	addr, data                                       string
+	adminToken, userSecret, paymentSecret, doorToken string
+	shards, batchMax, inboxMax                       int
+	tick                                             time.Duration
+	maxBody, maxLoadBody                             int
+	readTimeout, writeTimeout, idleTimeout           time.Duration
+	requestTimeout, shutdownTimeout                  time.Duration
+	logLevel                                         string
+	version                                          bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("onsale", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := envDefaults{fs: fs}
+	env.str(&o.addr, "addr", "ONSALE_ADDR", "127.0.0.1:8080", "listen address")
+	env.str(&o.data, "data", "ONSALE_DATA", "./onsale-data", "data directory: the log and secrets.json")
+	env.str(&o.adminToken, "admin-token", "ONSALE_ADMIN_TOKEN", "", "admin bearer token [generated on first start into <data>/secrets.json]")
+	env.str(&o.userSecret, "user-secret", "ONSALE_USER_SECRET", "", "HS256 key of buyer tokens (its bytes as given) [generated]")
+	env.str(&o.paymentSecret, "payment-secret", "ONSALE_PAYMENT_SECRET", "", "webhook signing secret; comma-separated to accept several while rotating [generated]")
+	env.str(&o.doorToken, "door-token", "ONSALE_DOOR_TOKEN", "", "bearer token of door staff for POST /v1/checkin [generated]")
+	env.int(&o.shards, "shards", "ONSALE_SHARDS", 0, "shard goroutines; 0 = GOMAXPROCS")
+	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
+	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
+	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
+	env.int(&o.maxBody, "max-body", "ONSALE_MAX_BODY", 64<<10, "request body limit in bytes; beyond it 413")
+	env.int(&o.maxLoadBody, "max-load-body", "ONSALE_MAX_LOAD_BODY", 8<<20, "body limit of POST /v1/admin/sales:load")
+	env.duration(&o.readTimeout, "read-timeout", "ONSALE_READ_TIMEOUT", 5*time.Second, "time to read a request")
+	env.duration(&o.writeTimeout, "write-timeout", "ONSALE_WRITE_TIMEOUT", 5*time.Second, "time to write a response")
+	env.duration(&o.idleTimeout, "idle-timeout", "ONSALE_IDLE_TIMEOUT", 60*time.Second, "keep-alive idle limit")
+	env.duration(&o.requestTimeout, "request-timeout", "ONSALE_REQUEST_TIMEOUT", 5*time.Second, "longest wait for the engine's answer; then 503")
+	env.duration(&o.shutdownTimeout, "shutdown-timeout", "ONSALE_SHUTDOWN_TIMEOUT", 10*time.Second, "longest wait for requests under way at stop")
+	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	if env.err != nil {
+		return o, env.err
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+// envDefaults defines flags whose default comes from an environment
+// variable when it is set.
+type envDefaults struct {
+	fs  *flag.FlagSet
+	err error
+}
+
+func (e *envDefaults) str(p *string, name, envName, def, usage string) {
+	if v, ok := os.LookupEnv(envName); ok {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, usage+" ($"+envName+")")
+}
+
+func (e *envDefaults) int(p *int, name, envName string, def int, usage string) {
+	if v, ok := os.LookupEnv(envName); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not an integer", envName, v)
+		}
+		def = n
+	}
+	e.fs.IntVar(p, name, def, usage+" ($"+envName+")")
+}
+
+func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.Duration, usage string) {
+	if v, ok := os.LookupEnv(envName); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not a duration such as 5s", envName, v)
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, name, def, usage+" ($"+envName+")")
+}
+
+// run is the whole program: tests call it in-process, on port 0, with a
+// ctx they cancel to stop it. ready, if not nil, is called with the listen
+// address once the server is ready.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "onsale %s (%s)\n", version, runtime.Version())
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger.Info("starting", "version", version, "data", o.data, "gomaxprocs", runtime.GOMAXPROCS(0))
+
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return fmt.Errorf("cannot create the data directory: %w", err)
+	}
+	sec, firstStart, err := loadSecrets(filepath.Join(o.data, "secrets.json"))
+	if err != nil {
+		return err
+	}
+	sec.override(o)
+
+	set := metrics.NewSet()
+	start := time.Now()
+	log, err := wal.Open(filepath.Join(o.data, "wal"), wal.Options{Logger: logger, Metrics: set})
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("%w (is another onsale running on %s?)", err, o.data)
+	}
+	if err != nil {
+		return err
+	}
+	logger.Info("log opened", "ms", time.Since(start).Milliseconds())
+
+	start = time.Now()
+	eng, err := engine.Open(engine.Config{
+		Journal: log, Shards: o.shards, BatchMax: o.batchMax, InboxMax: o.inboxMax,
+		TickInterval: o.tick, Logger: logger, Metrics: set,
+	})
+	if err != nil {
+		log.Close()
+		return err
+	}
+	logRecovery(ctx, logger, eng, time.Since(start))
+
+	srv := httpapi.New(httpapi.Config{
+		Engine: eng, Users: log,
+		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
+		PaymentSecrets: splitSecrets(sec.PaymentSecret),
+		MaxBodyBytes:   o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
+		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
+		RequestTimeout: o.requestTimeout, Logger: logger, Metrics: set,
+	})
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		eng.Close()
+		log.Close()
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	srv.SetReady(true)
+	addr := ln.Addr().String()
+	logger.Info("listening", "addr", addr)
+	if firstStart {
+		printWelcome(stderr, addr, o.data, sec)
+	}
+	if ready != nil {
+		ready(addr)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping", "reason", context.Cause(ctx).Error())
+	case serveErr = <-served:
+		logger.Error("server stopped", "err", serveErr)
+	}
+	return stop(logger, o.shutdownTimeout, srv, served, eng, log, serveErr)
+}
+
+// stop shuts down in reverse order of start and logs how long each step
+// took: readiness red and the listener closed, requests under way
+// answered, the engine's queues answered, the log closed.
+func stop(logger *slog.Logger, timeout time.Duration, srv *httpapi.Server, served chan error,
+	eng *engine.Engine, log *wal.Log, serveErr error) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("requests still under way at the shutdown timeout", "err", err)
+	}
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	logger.Info("http server stopped", "ms", time.Since(start).Milliseconds())
+
+	start = time.Now()
+	eng.Close()
+	logger.Info("engine stopped", "ms", time.Since(start).Milliseconds())
+
+	start = time.Now()
+	if err := log.Close(); err != nil {
+		return err
+	}
+	logger.Info("log closed", "ms", time.Since(start).Milliseconds())
+	return serveErr
+}
+
+func logRecovery(ctx context.Context, logger *slog.Logger, eng *engine.Engine, took time.Duration) {
+	sales, err := eng.Sales(ctx)
+	if err != nil {
+		logger.Warn("cannot count sales", "err", err)
+	}
+	orders := 0
+	for _, s := range sales {
+		orders += s.OrderCount
+	}
+	logger.Info("recovered", "ms", took.Milliseconds(), "shards", eng.Shards(), "sales", len(sales),
+		"orders", orders, "holds", eng.HoldsOutstanding())
+}
+
+// secrets are kept in <data>/secrets.json (mode 0600), generated on first
+// start; flags and the environment override them without rewriting it.
+type secrets struct {
+	AdminToken    string `json:"admin_token"`
+	UserSecret    string `json:"user_secret"`
+	PaymentSecret string `json:"payment_secret"`
+	DoorToken     string `json:"door_token"`
+}
+
+// loadSecrets reads the file, generates what it lacks and writes it back;
+// created is true when it did not exist.
+func loadSecrets(path string) (s secrets, created bool, err error) {
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		created = true
+	case err != nil:
+		return s, false, fmt.Errorf("cannot read secrets: %w", err)
+	default:
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return s, false, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	changed := false
+	for _, p := range []*string{&s.AdminToken, &s.UserSecret, &s.PaymentSecret, &s.DoorToken} {
+		if *p == "" {
+			*p = newSecret()
+			changed = true
+		}
+	}
+	if changed {
+		out, _ := json.MarshalIndent(s, "", "  ")
+		if err := writeFileSynced(path, append(out, '\n'), 0o600); err != nil {
+			return s, false, fmt.Errorf("cannot write secrets: %w", err)
+		}
+	}
+	return s, created, nil
+}
+
+func (s *secrets) override(o options) {
+	for _, p := range []struct {
+		dst *string
+		v   string
+	}{
+		{&s.AdminToken, o.adminToken}, {&s.UserSecret, o.userSecret},
+		{&s.PaymentSecret, o.paymentSecret}, {&s.DoorToken, o.doorToken},
+	} {
+		if p.v != "" {
+			*p.dst = p.v
+		}
+	}
+}
+
+func splitSecrets(s string) [][]byte {
+	var out [][]byte
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, []byte(p))
+		}
+	}
+	return out
+}
+
+// newSecret is 32 random bytes, base64url: 43 characters safe in a shell,
+// a header and JSON.
+func newSecret() string {
+	var b [32]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// writeFileSynced replaces path atomically: a synced temporary file renamed
+// over it, then the directory synced.
+func writeFileSynced(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+// printWelcome shows, on first start, the admin token and shell lines that
+// load a demo sale, register a buyer, buy and pay. They work when pasted
+// (they need curl, and openssl for the payment).
+func printWelcome(w io.Writer, addr, data string, s secrets) {
+	now := time.Now().UTC().Truncate(time.Second)
+	sale := fmt.Sprintf(`{"name":"Demo concert","currency":"EUR","opens_at":"%s","closes_at":"%s","hold_seconds":600,`+
+		`"per_user_limit":4,"tiers":[{"id":"floor","name":"Floor","price_cents":5000,"stock":100}]}`,
+		now.Format(time.RFC3339), now.AddDate(0, 0, 30).Format(time.RFC3339))
+	paySecret := strings.TrimSpace(strings.Split(s.PaymentSecret, ",")[0])
+	fmt.Fprintf(w, `
+onsale is ready at http://%[1]s
+First start: secrets were created in %[2]s (mode 0600); later starts reuse them.
+
+  admin token: %[3]s
+
+Try it: paste these lines into a shell.
+
+URL=http://%[1]s ADMIN=%[3]s PAYSECRET=%[4]s
+# load a demo sale that opens now
+curl -s -X PUT $URL/v1/admin/sales/demo -H "Authorization: Bearer $ADMIN" -d '%[5]s'
+# register a buyer and log in
+curl -s $URL/v1/users -d '{"username":"alice","password":"correct horse"}'
+TOKEN=$(curl -s $URL/v1/sessions -d '{"username":"alice","password":"correct horse"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+# buy two tickets: a pending order that holds them for 10 minutes
+ORDER=$(curl -s $URL/v1/sales/demo/purchase -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: demo-$(date +%%s)" -d '{"tier":"floor","quantity":2}' | sed -E 's/.*"order_id":"([^"]+)".*/\1/'); echo $ORDER
+# pay it, as the payment provider would
+BODY='{"id":"evt_'$ORDER'","type":"payment.succeeded","order_id":"'$ORDER'","amount_cents":10000,"currency":"EUR"}'
+T=$(date +%%s); SIG=$(printf '%%s.%%s' "$T" "$BODY" | openssl dgst -sha256 -hmac "$PAYSECRET" -r | cut -d' ' -f1)
+curl -s $URL/v1/payments/webhook -H "Onsale-Signature: t=$T,v1=$SIG" -d "$BODY"
+# the paid order with its ticket codes, and the sale's availability
+curl -s $URL/v1/orders/$ORDER -H "Authorization: Bearer $TOKEN"
+curl -s $URL/v1/sales/demo
+
+`, addr, filepath.Join(data, "secrets.json"), s.AdminToken, paySecret, sale)
+}
