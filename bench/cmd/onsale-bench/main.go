@@ -1,0 +1,258 @@
+// Command onsale-bench runs onsale's load harness: it builds and starts
+// onsale, the baselines (a bare fasthttp ceiling, Redis+Lua with and
+// without fsync, PostgreSQL), drives each with the same scenario on
+// loopback, audits what onsale sold, and writes a report.
+//
+//	go run ./bench/cmd/onsale-bench                      # flash, every system
+//	go run ./bench/cmd/onsale-bench -scenario steady -rate 5000
+//	go run ./bench/cmd/onsale-bench -scenario soak -systems onsale
+//
+// Exit status: 0 done, 1 the harness or a system failed, 2 an audit
+// failed, 3 bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/onsale/onsale/bench"
+)
+
+func main() {
+	bench.MaybeRunShim() // the harness re-runs itself as each shim
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "onsale-bench:", err)
+		return 3
+	}
+	if cfg.HarnessProfile != "" {
+		f, err := os.Create(cfg.HarnessProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "onsale-bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "onsale-bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		cfg.Progress = stdout
+	}
+	cfg.Log = stderr
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	rep, err := bench.Run(ctx, *cfg)
+	if rep != nil {
+		rep.Table(stdout)
+		if cfg.OutDir != "" {
+			fmt.Fprintf(stdout, "\nreport: %s (results.json, summary.md, *.png, logs/)\n", cfg.OutDir)
+		}
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "onsale-bench:", err)
+		return 1
+	case rep.AuditFailed:
+		fmt.Fprintln(stderr, "\nonsale-bench: AUDIT FAILED: the server's answers break an invariant (see above and summary.md)")
+		return 2
+	case len(rep.Failed) > 0:
+		fmt.Fprintf(stderr, "onsale-bench: systems failed: %s\n", strings.Join(rep.Failed, ", "))
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
+	fs := flag.NewFlagSet("onsale-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flash, steady := bench.DefaultFlash(), bench.DefaultSteady()
+	var (
+		scenario    = fs.String("scenario", bench.ScenarioFlash, "flash, steady or soak")
+		systems     = fs.String("systems", strings.Join(bench.AllSystems, ","), "comma-separated systems: "+strings.Join(bench.AllSystems, ", "))
+		clients     = fs.Int("clients", 64, "closed loop: concurrent clients")
+		rate        = fs.Float64("rate", 0, "open loop: arrivals per second (0: closed loop; soak defaults to 2000)")
+		inflight    = fs.Int("max-inflight", 1024, "open loop: requests in flight at most")
+		warmup      = fs.Duration("warmup", 3*time.Second, "warm-up per system, not measured")
+		duration    = fs.Duration("duration", 20*time.Second, "measured time per system (soak defaults to 10m)")
+		requests    = fs.Int64("requests", 50_000_000, "measured requests per system at most")
+		timeout     = fs.Duration("timeout", 5*time.Second, "per-request timeout")
+		interval    = fs.Duration("interval", time.Second, "sample interval for the time series")
+		out         = fs.String("out", "", "report directory (default bench-results/<scenario>-<time>; \"-\" writes no files)")
+		repo        = fs.String("repo", "", "onsale module root to build (default: found from the working directory)")
+		onsaleBin   = fs.String("onsale-bin", "", "use this onsale binary instead of building one")
+		redisConns  = fs.Int("redis-conns", 64, "connections of the Redis shim to Redis")
+		pgConns     = fs.Int("pg-conns", 16, "connections of the PostgreSQL shim to PostgreSQL (a hot row serialises them anyway)")
+		auditN      = fs.Int("audit-workers", 16, "concurrent order fetches during the audit")
+		noAudit     = fs.Bool("no-audit", false, "skip the audit (not recommended)")
+		cpuprofile  = fs.Bool("cpuprofile", false, "build onsale with pprof on a side port (go build -overlay; the tree is untouched) and write onsale.cpu.pprof of the measured phase")
+		onsaleFlags = fs.String("onsale-flags", "", "more flags for onsale, space-separated (e.g. \"-shards 2 -batch-max 2048\")")
+		target      = fs.String("target", "", "drive an onsale already running at this loopback host:port instead (needs -admin-token, -user-secret, -payment-secret)")
+		adminToken  = fs.String("admin-token", os.Getenv("ONSALE_ADMIN_TOKEN"), "with -target: admin token")
+		userSecret  = fs.String("user-secret", os.Getenv("ONSALE_USER_SECRET"), "with -target: user-token signing secret")
+		paySecret   = fs.String("payment-secret", os.Getenv("ONSALE_PAYMENT_SECRET"), "with -target: payment webhook secret")
+		targetData  = fs.String("target-data", "", "with -target: its data directory, for the disk figures")
+		seed        = fs.Uint64("seed", 1, "random seed of the crowd")
+		users       = fs.Int("users", 0, "distinct users (default 100000)")
+		stock       = fs.Int("stock", flash.Stock, "flash: tickets on sale")
+		quantity    = fs.Int("quantity", flash.Quantity, "flash: tickets per purchase")
+		limit       = fs.Int("per-user-limit", 0, "tickets per user per sale (default flash 2, steady 4, soak 1000)")
+		hold        = fs.Int("hold", 0, "hold seconds before a pending order expires (default flash 300, steady 120, soak 30)")
+		pay         = fs.Float64("pay", -1, "share of new orders paid through the webhook (default flash/steady 0.6, soak 0.4)")
+		cancel      = fs.Float64("cancel", -1, "share of new orders cancelled (default flash/steady 0.2, soak 0.3)")
+		retry       = fs.Float64("retry", flash.FollowUp.RetryShare, "share of purchases that resend the previous idempotency key")
+		sales       = fs.Int("sales", 0, "steady/soak: number of sales (default steady 1000, soak 100)")
+		tiers       = fs.Int("tiers", steady.TiersPerSale, "steady/soak: tiers per sale")
+		tierStock   = fs.Int("tier-stock", 0, "steady/soak: stock per tier (default steady 2000, soak 1000000)")
+		zipf        = fs.Float64("zipf", steady.ZipfS, "steady/soak: Zipf exponent of sale popularity (> 1)")
+		readShare   = fs.Float64("read-share", steady.ReadShare, "steady/soak: share of requests that read availability")
+		harnessProf = fs.String("harness-cpuprofile", "", "write the harness's own CPU profile to this file")
+		setExplicit = map[string]bool{}
+	)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: onsale-bench [flags]\n\nRuns a scenario against onsale and the baselines on loopback and reports.\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { setExplicit[f.Name] = true })
+
+	cfg := &bench.Config{
+		Scenario: *scenario, Timeout: *timeout, SampleInterval: *interval, AuditWorkers: *auditN,
+		NoAudit: *noAudit, HarnessProfile: *harnessProf, OnsaleBinary: *onsaleBin, RedisConns: *redisConns, PostgresConns: *pgConns, CPUProfile: *cpuprofile,
+	}
+	cfg.OnsaleFlags = strings.Fields(*onsaleFlags)
+	if *cpuprofile && *onsaleBin != "" {
+		return nil, errors.New("-cpuprofile builds its own onsale: drop -onsale-bin")
+	}
+	for s := range strings.SplitSeq(*systems, ",") {
+		if s = strings.TrimSpace(s); s == "all" {
+			cfg.Systems = append(cfg.Systems, bench.AllSystems...)
+		} else if s != "" {
+			cfg.Systems = append(cfg.Systems, s)
+		}
+	}
+	if *target != "" {
+		if setExplicit["systems"] {
+			return nil, errors.New("-target and -systems exclude each other")
+		}
+		cfg.Systems = []string{bench.SysExternal}
+		cfg.External = bench.ExternalTarget{Addr: *target, AdminToken: *adminToken, UserSecret: *userSecret,
+			PaymentSecret: *paySecret, DataDir: *targetData}
+		if *adminToken == "" || *userSecret == "" || *paySecret == "" {
+			return nil, errors.New("-target needs -admin-token, -user-secret and -payment-secret")
+		}
+	}
+
+	cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
+		Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
+	if *scenario == bench.ScenarioSoak {
+		if !setExplicit["rate"] && !setExplicit["clients"] {
+			cfg.Load.RatePerSec = 2000
+		}
+		if !setExplicit["duration"] {
+			cfg.Load.Duration = 10 * time.Minute
+		}
+		steady = bench.DefaultSoak()
+	}
+	followUp := func(fu *bench.FollowUpConfig) {
+		if *pay >= 0 {
+			fu.PayShare = *pay
+		}
+		if *cancel >= 0 {
+			fu.CancelShare = *cancel
+		}
+		fu.RetryShare = *retry
+	}
+	setInt := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	switch *scenario {
+	case bench.ScenarioFlash:
+		setInt(&flash.Users, *users)
+		flash.Stock, flash.Quantity, flash.Seed = *stock, *quantity, *seed
+		setInt(&flash.PerUserLimit, *limit)
+		setInt(&flash.HoldSeconds, *hold)
+		followUp(&flash.FollowUp)
+	default:
+		setInt(&steady.Users, *users)
+		setInt(&steady.Sales, *sales)
+		setInt(&steady.StockPerTier, *tierStock)
+		setInt(&steady.PerUserLimit, *limit)
+		setInt(&steady.HoldSeconds, *hold)
+		steady.TiersPerSale, steady.ZipfS, steady.ReadShare, steady.Seed = *tiers, *zipf, *readShare, *seed
+		followUp(&steady.FollowUp)
+	}
+	cfg.Flash, cfg.Steady = flash, steady
+
+	switch *out {
+	case "-":
+	case "":
+		cfg.OutDir = filepath.Join("bench-results", fmt.Sprintf("%s-%s", *scenario, time.Now().Format("20060102-150405")))
+	default:
+		cfg.OutDir = *out
+	}
+	if slices := cfg.Systems; len(slices) > 0 && needsRepo(slices, *onsaleBin) {
+		root := *repo
+		if root == "" {
+			var err error
+			if root, err = findRepo(); err != nil {
+				return nil, err
+			}
+		}
+		cfg.RepoRoot = root
+	}
+	return cfg, cfg.Validate()
+}
+
+func needsRepo(systems []string, bin string) bool {
+	for _, s := range systems {
+		if s == bench.SysOnsale && bin == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// findRepo is the directory of the go.mod that `go env GOMOD` reports for
+// the working directory: the onsale module when run from inside it.
+func findRepo() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("cannot run go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the onsale module: run from the repository or pass -repo")
+	}
+	return filepath.Dir(gomod), nil
+}

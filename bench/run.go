@@ -1,0 +1,399 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/onsale/onsale/bench/api"
+)
+
+// Scenario names.
+const (
+	ScenarioFlash  = "flash"
+	ScenarioSteady = "steady"
+	ScenarioSoak   = "soak"
+)
+
+// Config is one harness run: a scenario, a load model, the systems.
+type Config struct {
+	Scenario       string
+	Systems        []string
+	Load           LoadConfig
+	Flash          FlashConfig
+	Steady         SteadyConfig // steady and soak
+	Timeout        time.Duration
+	SampleInterval time.Duration
+	AuditWorkers   int
+	NoAudit        bool
+	OutDir         string // "" writes no files
+	RepoRoot       string
+	OnsaleBinary   string         // prebuilt onsale; "" builds it from RepoRoot
+	ShimExe        string         // "" means this executable
+	RedisConns     int            // Redis shim's connections to Redis
+	PostgresConns  int            // PostgreSQL shim's connections to PostgreSQL
+	External       ExternalTarget // used by the system "onsale-external"
+	OnsaleFlags    []string       // more flags for onsale
+	CPUProfile     bool           // build onsale with pprof and profile the measured phase
+	HarnessProfile string         // CPU profile of the harness itself (the CLI writes it)
+	Progress       io.Writer      // progress bar target (a terminal), or nil
+	Log            io.Writer      // one line per step; nil discards
+}
+
+// Validate checks the run is bounded and well-formed.
+func (c *Config) Validate() error {
+	if err := c.Load.Validate(); err != nil {
+		return err
+	}
+	switch c.Scenario {
+	case ScenarioFlash:
+		if err := c.Flash.Validate(); err != nil {
+			return err
+		}
+	case ScenarioSteady, ScenarioSoak:
+		if err := c.Steady.Validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("bench: unknown scenario %q (flash, steady, soak)", c.Scenario)
+	}
+	if len(c.Systems) == 0 {
+		return errors.New("bench: no systems to run")
+	}
+	for _, s := range c.Systems {
+		if _, err := NewSystem(s); err != nil {
+			return err
+		}
+	}
+	if c.Timeout <= 0 || c.SampleInterval <= 0 {
+		return errors.New("bench: timeout and sample interval must be > 0")
+	}
+	return nil
+}
+
+func (c *Config) users() int {
+	if c.Scenario == ScenarioFlash {
+		return c.Flash.Users
+	}
+	return c.Steady.Users
+}
+
+func (c *Config) newScenario(users *Users, now time.Time) Scenario {
+	switch c.Scenario {
+	case ScenarioFlash:
+		return NewFlash(c.Flash, users, now)
+	default:
+		return NewSteady(c.Scenario, c.Steady, users, now)
+	}
+}
+
+// Run measures every system of cfg in turn and returns the report. An
+// error means the harness itself could not run; a failed audit is in the
+// report (Report.AuditFailed).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(logw, format+"\n", args...) }
+
+	workDir, err := os.MkdirTemp("", "onsale-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(workDir)
+	if err := os.Chmod(workDir, 0o711); err != nil { // the postgres user must reach its directory
+		return nil, err
+	}
+	logDir := filepath.Join(workDir, "logs")
+	if cfg.OutDir != "" {
+		logDir = filepath.Join(cfg.OutDir, "logs")
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	env := &Env{
+		WorkDir: workDir, LogDir: logDir, RepoRoot: cfg.RepoRoot, OnsaleBinary: cfg.OnsaleBinary,
+		AdminToken: randomHex(16), UserSecret: randomHex(32), PaymentSecret: randomHex(32),
+		OnsaleFlags: cfg.OnsaleFlags, OnsalePprof: cfg.CPUProfile && cfg.OnsaleBinary == "",
+		ShimExe: cfg.ShimExe, RedisConns: cfg.RedisConns, PostgresConns: cfg.PostgresConns,
+	}
+	if slices.Contains(cfg.Systems, SysExternal) {
+		if len(cfg.Systems) != 1 {
+			return nil, errors.New("bench: an external target runs alone (its secrets are not the harness's)")
+		}
+		env.AdminToken, env.UserSecret, env.PaymentSecret = cfg.External.AdminToken, cfg.External.UserSecret, cfg.External.PaymentSecret
+	}
+	if env.ShimExe == "" {
+		if env.ShimExe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+
+	started := time.Now()
+	logf("minting %d user tokens", cfg.users())
+	users, err := MintUsers([]byte(env.UserSecret), cfg.users(), started.Add(cfg.Load.Warmup+cfg.Load.Duration+2*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	rep := newReport(&cfg, started)
+	for _, name := range cfg.Systems {
+		if ctx.Err() != nil {
+			break
+		}
+		res := runSystem(ctx, &cfg, env, users, name, logf)
+		rep.Systems = append(rep.Systems, res)
+	}
+	rep.finish()
+	if cfg.OutDir != "" {
+		if err := rep.WriteFiles(cfg.OutDir); err != nil {
+			return rep, err
+		}
+	}
+	return rep, ctx.Err()
+}
+
+// runSystem starts, loads, audits and stops one system. Failures land in
+// the result, never abort the other systems.
+func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name string, logf func(string, ...any)) SystemResult {
+	res := SystemResult{Name: name, SoldOutAfterS: -1}
+	sys, _ := NewSystem(name) // validated
+	if ext, ok := sys.(*externalSystem); ok {
+		ext.t = cfg.External
+	}
+	logf("%s: starting", name)
+	addr, err := sys.Start(ctx, env)
+	defer func() {
+		if err := sys.Stop(); err != nil {
+			res.StopError = err.Error()
+			logf("%s: stop: %v", name, err)
+		}
+	}()
+	if err != nil {
+		if errors.Is(err, ErrSkipped) {
+			res.Skipped = err.Error()
+			logf("%s: SKIPPED: %v", name, err)
+		} else {
+			res.Error = "cannot start: " + err.Error()
+			logf("%s: ERROR: %s", name, res.Error)
+		}
+		return res
+	}
+	c, err := api.NewClient(api.ClientConfig{
+		Addr: addr, AdminToken: env.AdminToken, PaymentSecret: []byte(env.PaymentSecret),
+		MaxConns: cfg.Load.Workers() + 8, Timeout: cfg.Timeout,
+	})
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer c.Close()
+	scen := cfg.newScenario(users, time.Now())
+	if err := scen.Setup(c); err != nil {
+		res.Error = "setup: " + err.Error()
+		logf("%s: ERROR: %s", name, res.Error)
+		return res
+	}
+	logf("%s: running %s on %s (%s)", name, scen.Name(), addr, describeLoad(&cfg.Load))
+
+	load := NewLoad(cfg.Load, realClock{})
+	var profileDone chan struct{}
+	if on, ok := sys.(*onsaleSystem); ok && on.pprofAddr != "" && cfg.OutDir != "" {
+		profileDone = make(chan struct{})
+		go func() {
+			defer close(profileDone)
+			time.Sleep(time.Until(load.MeasureStart))
+			res.ProfileNote = fetchProfile(on.pprofAddr, cfg.Load.Duration, filepath.Join(cfg.OutDir, "onsale.cpu.pprof"))
+			logf("%s: %s", name, res.ProfileNote)
+		}()
+	}
+	smp := newSampler(load, sys, cfg.SampleInterval, cfg.Progress, name)
+	go smp.run()
+	stats := load.Run(ctx, func(w int) Op { return scen.NewOp(c, w) })
+	res.Samples = smp.stop()
+	if profileDone != nil {
+		<-profileDone
+	}
+	res.fill(load.Rec.Totals(), stats)
+	logf("%s: %.0f req/s, %.0f business/s, %d purchases, p99 %.2f ms, %d errors",
+		name, res.RequestsPerSec, res.GoodputPerSec, res.Purchases, res.Latency.P99Ms, res.Errors)
+
+	if sys.Audited() && !cfg.NoAudit {
+		logf("%s: auditing %d orders", name, len(scen.Tracker().Orders()))
+		in, err := CollectAudit(c, scen, cfg.AuditWorkers)
+		if err != nil {
+			res.Error = "audit: " + err.Error()
+		} else {
+			a := Audit(in)
+			res.Audit = &a
+			if a.Passed {
+				logf("%s: audit passed (%d orders, %d tiers, %d users)", name, a.Orders, a.Tiers, a.Users)
+			} else {
+				logf("%s: AUDIT FAILED: %v", name, a.ByRule)
+			}
+		}
+	}
+	res.DiskBytes = dirBytes(sys.DataDirs())
+	return res
+}
+
+func describeLoad(l *LoadConfig) string {
+	model := fmt.Sprintf("closed loop, %d clients", l.Clients)
+	if l.OpenLoop() {
+		model = fmt.Sprintf("open loop, %.0f req/s, %d in flight max", l.RatePerSec, l.MaxInFlight)
+	}
+	return fmt.Sprintf("%s, warm-up %s, %s, %d requests max", model, l.Warmup, l.Duration, l.MaxRequests)
+}
+
+func fetchProfile(addr string, d time.Duration, path string) string {
+	secs := max(int(d.Seconds())-1, 1)
+	c, err := api.NewClient(api.ClientConfig{Addr: addr, MaxConns: 1, Timeout: d + 10*time.Second})
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	body, status, err := c.Get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+	switch {
+	case err != nil:
+		return "cpu profile: " + err.Error()
+	case status != 200:
+		return fmt.Sprintf("cpu profile: GET /debug/pprof/profile answered %d", status)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return "cpu profile: " + err.Error()
+	}
+	return "cpu profile in " + path
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// sampler takes one Sample per interval during the measurement and draws
+// the progress bar.
+type sampler struct {
+	load     *Load
+	sys      System
+	interval time.Duration
+	progress io.Writer
+	name     string
+	samples  []Sample
+	quit     chan struct{}
+	done     chan struct{}
+	last     time.Time
+}
+
+func newSampler(l *Load, sys System, interval time.Duration, progress io.Writer, name string) *sampler {
+	return &sampler{load: l, sys: sys, interval: interval, progress: progress, name: name,
+		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (s *sampler) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case now := <-t.C:
+			// Samples cover at least half an interval from the
+			// measurement start, so that the first is not a sliver.
+			if now.Sub(s.load.MeasureStart) < s.interval/2 || (!s.last.IsZero() && now.Sub(s.last) < s.interval/2) {
+				s.bar(now, nil)
+				continue
+			}
+			s.take(now)
+			s.bar(now, &s.samples[len(s.samples)-1])
+		}
+	}
+}
+
+func (s *sampler) take(now time.Time) {
+	from := s.last
+	if from.IsZero() || from.Before(s.load.MeasureStart) {
+		from = s.load.MeasureStart
+	}
+	iv := s.load.Rec.TakeInterval()
+	secs := now.Sub(from).Seconds()
+	if secs <= 0 {
+		secs = s.interval.Seconds()
+	}
+	s.last = now
+	s.samples = append(s.samples, Sample{
+		AtS:             now.Sub(s.load.MeasureStart).Seconds(),
+		RequestsPerSec:  float64(iv.Requests) / secs,
+		GoodputPerSec:   float64(iv.Business) / secs,
+		PurchasesPerSec: float64(iv.Purchases) / secs,
+		ErrorsPerSec:    float64(iv.Errors) / secs,
+		P50Ms:           iv.Latency.P50Ms,
+		P99Ms:           iv.Latency.P99Ms,
+		MaxMs:           iv.Latency.MaxMs,
+		RSSBytes:        rssBytes(s.sys.Pids()),
+		DiskBytes:       dirBytes(s.sys.DataDirs()),
+	})
+}
+
+func (s *sampler) stop() []Sample {
+	close(s.quit)
+	<-s.done
+	now := time.Now()
+	if now.After(s.load.MeasureStart) && now.Sub(s.last) > s.interval/10 {
+		s.take(now)
+	}
+	if s.progress != nil {
+		fmt.Fprint(s.progress, "\r\033[K")
+	}
+	return s.samples
+}
+
+// bar redraws the progress line (only when progress goes to a terminal).
+func (s *sampler) bar(now time.Time, last *Sample) {
+	if s.progress == nil {
+		return
+	}
+	const width = 30
+	total := s.load.End.Sub(s.load.Start)
+	frac := min(max(now.Sub(s.load.Start).Seconds()/total.Seconds(), 0), 1)
+	filled := int(frac * width)
+	phase := "measure"
+	if now.Before(s.load.MeasureStart) {
+		phase = "warm-up"
+	}
+	line := fmt.Sprintf("\r\033[K%-14s %s [%s%s] %3.0f%%", s.name, phase,
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100)
+	if last != nil {
+		line += fmt.Sprintf("  %8.0f req/s  p99 %7.2f ms  errors %5.0f/s", last.RequestsPerSec, last.P99Ms, last.ErrorsPerSec)
+	}
+	fmt.Fprint(s.progress, line)
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	GOOS       string `json:"goos"`
+	GOARCH     string `json:"goarch"`
+	CPUs       int    `json:"cpus"`
+	GoVersion  string `json:"go_version"`
+	Hostname   string `json:"hostname"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+}
+
+func thisMachine() Machine {
+	h, _ := os.Hostname()
+	return Machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
+		GoVersion: runtime.Version(), Hostname: h, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+}
