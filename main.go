@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -66,6 +67,8 @@ type options struct {
 	maxBody, maxLoadBody                             int
 	readTimeout, writeTimeout, idleTimeout           time.Duration
 	requestTimeout, shutdownTimeout                  time.Duration
+	userRate                                         float64
+	userBurst                                        int
 	logLevel                                         string
 	version                                          bool
 }
@@ -92,6 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.duration(&o.idleTimeout, "idle-timeout", "ONSALE_IDLE_TIMEOUT", 60*time.Second, "keep-alive idle limit")
 	env.duration(&o.requestTimeout, "request-timeout", "ONSALE_REQUEST_TIMEOUT", 5*time.Second, "longest wait for the engine's answer; then 503")
 	env.duration(&o.shutdownTimeout, "shutdown-timeout", "ONSALE_SHUTDOWN_TIMEOUT", 10*time.Second, "longest wait for requests under way at stop")
+	env.float(&o.userRate, "user-rate", "ONSALE_USER_RATE", 5, "purchases and cancels per second per buyer (JWT sub), together; beyond it 429; 0 = no limit")
+	env.int(&o.userBurst, "user-burst", "ONSALE_USER_BURST", 20, "purchases and cancels a buyer may send at once before -user-rate applies")
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
@@ -102,6 +107,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if !(o.userRate >= 0) || math.IsInf(o.userRate, 0) {
+		return o, fmt.Errorf("-user-rate must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	}
+	if o.userRate > 0 && o.userBurst < 1 {
+		return o, fmt.Errorf("-user-burst must be at least 1 when -user-rate is on, not %d", o.userBurst)
 	}
 	return o, nil
 }
@@ -129,6 +140,17 @@ func (e *envDefaults) int(p *int, name, envName string, def int, usage string) {
 		def = n
 	}
 	e.fs.IntVar(p, name, def, usage+" ($"+envName+")")
+}
+
+func (e *envDefaults) float(p *float64, name, envName string, def float64, usage string) {
+	if v, ok := os.LookupEnv(envName); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not a number", envName, v)
+		}
+		def = f
+	}
+	e.fs.Float64Var(p, name, def, usage+" ($"+envName+")")
 }
 
 func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.Duration, usage string) {
@@ -199,6 +221,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		MaxBodyBytes:   o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
 		RequestTimeout: o.requestTimeout, Logger: logger, Metrics: set,
+		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -234,6 +234,32 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestUserRateFlags: the per-buyer limit is on by default, takes its
+// environment variables, and refuses settings that make no sense.
+func TestUserRateFlags(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil || o.userRate != 5 || o.userBurst != 20 {
+		t.Fatalf("defaults: rate %v burst %d, %v", o.userRate, o.userBurst, err)
+	}
+	t.Setenv("ONSALE_USER_RATE", "2.5")
+	t.Setenv("ONSALE_USER_BURST", "8")
+	if o, err = parseFlags(nil, io.Discard); err != nil || o.userRate != 2.5 || o.userBurst != 8 {
+		t.Errorf("from the environment: rate %v burst %d, %v", o.userRate, o.userBurst, err)
+	}
+	if o, err = parseFlags([]string{"-user-rate", "0", "-user-burst", "0"}, io.Discard); err != nil || o.userRate != 0 {
+		t.Errorf("-user-rate 0 (off): %v", err)
+	}
+	for _, args := range [][]string{{"-user-rate", "-1"}, {"-user-rate", "NaN"}, {"-user-rate", "+Inf"}, {"-user-burst", "0"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	t.Setenv("ONSALE_USER_RATE", "fast")
+	if _, err := parseFlags(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "ONSALE_USER_RATE") {
+		t.Errorf("bad env: %v", err)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	stdout = &out

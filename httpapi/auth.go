@@ -193,10 +193,10 @@ func (v *tokenVerifier) mint(userID string, now time.Time, ttl time.Duration) (s
 	return s, exp, err
 }
 
-func fnv32(b []byte) uint32 {
+func fnv32[T string | []byte](b T) uint32 {
 	h := uint32(2166136261)
-	for _, c := range b {
-		h ^= uint32(c)
+	for i := 0; i < len(b); i++ {
+		h ^= uint32(b[i])
 		h *= 16777619
 	}
 	return h

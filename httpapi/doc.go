@@ -10,6 +10,7 @@
 //
 //	fasthttp worker ── route (path split, no allocations)
 //	                ── authenticate (constant-time token compare, cached JWT verification)
+//	                ── purchases and cancels: the buyer's token bucket (429 rate_limited)
 //	                ── decode the body (strict JSON: unknown, duplicate and
 //	                   case-variant members are errors)
 //	                ── engine call with a deadline ── durable answer
@@ -25,7 +26,7 @@
 // returns: fasthttp reuses both for the next request. Everything handed to
 // the engine is copied first (string(b) copies). A panic in a handler is
 // recovered, logged with its stack and answered with 500 internal; the
-// server keeps running. The only locks are the token cache's (sharded) and
-// the one that serialises registrations; the purchase path takes only the
-// former, briefly.
+// server keeps running. The only locks are the token cache's and the
+// per-buyer rate table's (both sharded) and the one that serialises
+// registrations; the purchase path takes the first two, briefly.
 package httpapi

@@ -26,6 +26,10 @@ var (
 // pending order, 200 with the order an earlier request with the same
 // Idempotency-Key made.
 func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal) {
+	if s.overUserRate(ctx, routePurchase, who) {
+		s.m.purchase(codeRateLimited)
+		return
+	}
 	key := ctx.Request.Header.PeekBytes(headerIdempotencyKey)
 	if msg := checkIdempotencyKey(key); msg != "" {
 		writeProblem(ctx, codeInvalidRequest, msg, -1)
@@ -99,7 +103,11 @@ func (s *Server) getOrder(ctx *fasthttp.RequestCtx, id []byte, who principal) {
 }
 
 // cancelOrder: POST /v1/orders/{order_id}/cancel, by its buyer or the admin.
+// A buyer's cancels take from the same bucket as their purchases.
 func (s *Server) cancelOrder(ctx *fasthttp.RequestCtx, id []byte, who principal) {
+	if s.overUserRate(ctx, routeCancelOrder, who) {
+		return
+	}
 	o, err := s.eng.Cancel(s.reqCtx(), string(id), who.userID) // "" for the admin
 	if err != nil {
 		s.writeError(ctx, err)

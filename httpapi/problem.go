@@ -26,6 +26,7 @@ const (
 	codeInvalidCredentials = "invalid_credentials"
 	codeUsernameTaken      = "username_taken"
 	codeOverloaded         = "overloaded"
+	codeRateLimited        = "rate_limited"
 	codeUnavailable        = "unavailable"
 	codeInternal           = "internal"
 )
@@ -81,6 +82,7 @@ var problemTable = map[string]problemInfo{
 
 	// The server.
 	codeOverloaded:  {429, "Overloaded"},
+	codeRateLimited: {429, "Too many requests from this account"},
 	codeInternal:    {500, "Internal error"},
 	codeUnavailable: {503, "Unavailable"},
 }

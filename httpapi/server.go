@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -47,6 +48,14 @@ type Config struct {
 	RequestTimeout   time.Duration // an engine call waits at most this long, plus up to a fifth [5s]
 	Concurrency      int           // connections served at once [65536]
 
+	// UserRatePerSec limits each buyer's purchases and cancels, taken
+	// together: a token bucket per JWT sub, refilled at this rate and
+	// holding UserBurst; beyond it 429 rate_limited. Zero turns it off
+	// [off; main's flag default is on].
+	UserRatePerSec   float64
+	UserBurst        int // [ceil(UserRatePerSec)]
+	UserRateUsersMax int // buyers whose buckets are kept; the least recently seen give way [65536]
+
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
 
@@ -63,6 +72,9 @@ func (c *Config) setDefaults() {
 		panic("httpapi: Config.Users is required")
 	case c.AdminToken == "" || c.DoorToken == "" || len(c.UserSecret) == 0 || len(c.PaymentSecrets) == 0:
 		panic("httpapi: Config.AdminToken, DoorToken, UserSecret and PaymentSecrets are required")
+	}
+	if !(c.UserRatePerSec >= 0) || math.IsInf(c.UserRatePerSec, 0) || c.UserBurst < 0 {
+		panic("httpapi: Config.UserRatePerSec and UserBurst must be finite and not negative")
 	}
 	for _, p := range c.PaymentSecrets {
 		if len(p) == 0 {
@@ -89,6 +101,8 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 60*time.Second)
 	def(&c.RequestTimeout, 5*time.Second)
 	def(&c.TokenTTL, time.Hour)
+	defInt(&c.UserBurst, max(1, int(math.Ceil(c.UserRatePerSec))))
+	defInt(&c.UserRateUsersMax, 1<<16)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -114,6 +128,10 @@ type Server struct {
 	adminDigest [sha256.Size]byte
 	doorDigest  [sha256.Size]byte
 	users       *userService
+	limiter     *userLimiter // nil when UserRatePerSec is 0
+
+	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
+	rateLimitedDetail string
 
 	ready atomic.Bool
 
@@ -141,6 +159,11 @@ func New(cfg Config) *Server {
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
+	if cfg.UserRatePerSec > 0 {
+		s.limiter = newUserLimiter(cfg.UserRatePerSec, cfg.UserBurst, cfg.UserRateUsersMax, cfg.Metrics)
+		s.rateLimitedDetail = fmt.Sprintf("too many purchases and cancels from this account: at most %g per second,"+
+			" in bursts of up to %d; nothing was done, retry after Retry-After seconds", cfg.UserRatePerSec, cfg.UserBurst)
+	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
 		ErrorHandler:          s.handleConnError,
