@@ -35,10 +35,18 @@
 // memory is ahead of the disk, and only recovery from the log is
 // trustworthy. Pebble's log writer does not keep a sync error sticky, so a
 // later sync may succeed after a failed one; the process must stop at the
-// first error rather than carry on (and never retry an fsync). A WAL corrupted in
-// the middle is reported by Open as pebble.ErrCorruption; an unclean tail of
-// the newest WAL (a torn, unsynced write) is tolerated, as it holds nothing
-// that was acknowledged.
+// first error rather than carry on (and never retry an fsync).
+//
+// # Corruption
+//
+// Open refuses a WAL that is corrupt in synced data with an error wrapping
+// pebble.ErrCorruption; an unclean tail of the newest WAL (a torn, unsynced
+// write) is tolerated, as it holds nothing that was acknowledged. Pebble
+// alone tells the two apart only across 32 KiB blocks; tail.go checks the
+// newest WAL chunk by chunk before Pebble opens it. Tables and manifest
+// carry Pebble's block checksums, and every value ours (CRC-32C), so a
+// flipped bit there fails Open, Replay or LoadSnapshot with an error, never
+// a different answer. TestBitFlipsAreRefused flips random bits to prove it.
 //
 // # Threading
 //

@@ -69,6 +69,19 @@ func Open(dir string, opts Options) (*Log, error) {
 		// flushes; batches over half of it (big snapshots) are queued as
 		// flushable batches instead of being copied into it.
 		MemTableSize: 64 << 20,
+		// Pebble's default makes a corrupt table found by a read fatal; the
+		// read's own error is enough: Replay and LoadSnapshot return it and
+		// the engine refuses to start with it.
+		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+			opts.Logger.Error("on-disk corruption", "component", "pebble", "info", info.String())
+		}},
+	}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := checkNewestLog(fs, dir); err != nil {
+		return nil, err
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
