@@ -2,9 +2,9 @@ package reliability
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,28 +16,36 @@ var (
 	killSeed   = flag.Uint64("kill-seed", 0, "seed of TestKillRounds; 0 takes one from the clock")
 )
 
-// testBin is the onsale binary the tests build once (empty with -short).
-var testBin string
+// binary builds the onsale binary once for the tests of this package.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "reliability-test-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	return BuildBinary(dir)
+})
+
+var binDir string // removed by TestMain
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	code := func() int {
-		if testing.Short() {
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "reliability-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if testBin, err = BuildBinary(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
+}
+
+func testBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // TestKillRounds runs the kill tool for a few rounds: SIGKILL under load,
@@ -45,15 +53,13 @@ func TestMain(m *testing.M) {
 // oversold, no key may make two orders; and the rounds must have done
 // something (orders acknowledged, keys retried, restarts measured).
 func TestKillRounds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and kills it")
-	}
+	bin := testBinary(t)
 	seed := *killSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
 	var out strings.Builder
-	sum, err := Run(Config{Bin: testBin, DataDir: t.TempDir(), Rounds: *killRounds, Seed: seed, Out: &out})
+	sum, err := Run(Config{Bin: bin, DataDir: t.TempDir(), Rounds: *killRounds, Seed: seed, Out: &out})
 	sum.Report(&out)
 	t.Logf("seed %d (rerun with -kill-seed %d)\n%s", seed, seed, out.String())
 	if err != nil {
@@ -82,10 +88,7 @@ func TestKillRounds(t *testing.T) {
 // retry answered with another order is a duplicate key, and a tier with
 // more stock than created counts as oversold.
 func TestLedgerCatchesViolations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the binary")
-	}
-	d := &driver{cfg: Config{Bin: testBin, DataDir: t.TempDir(), Workers: 1, Shards: 1, StockPerTier: 10}, l: newLedger()}
+	d := &driver{cfg: Config{Bin: testBinary(t), DataDir: t.TempDir(), Workers: 1, Shards: 1, StockPerTier: 10}, l: newLedger()}
 	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
