@@ -36,6 +36,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testSeed is the seed a flag gives, or one from the clock when it is 0.
+func testSeed(flagged uint64) uint64 {
+	if flagged != 0 {
+		return flagged
+	}
+	return uint64(time.Now().UnixNano())
+}
+
 func testBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -54,10 +62,7 @@ func testBinary(t *testing.T) string {
 // something (orders acknowledged, keys retried, restarts measured).
 func TestKillRounds(t *testing.T) {
 	bin := testBinary(t)
-	seed := *killSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testSeed(*killSeed)
 	var out strings.Builder
 	sum, err := Run(Config{Bin: bin, DataDir: t.TempDir(), Rounds: *killRounds, Seed: seed, Out: &out})
 	sum.Report(&out)

@@ -29,7 +29,6 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/onsale/onsale/engine"
-	"github.com/onsale/onsale/wal"
 )
 
 var (
@@ -60,10 +59,7 @@ type tierUnderTest interface {
 // tier through the engine on a real wal, and checks that porcupine finds a
 // sequential order of them that the tier model accepts.
 func TestLinearizable(t *testing.T) {
-	seed := *linSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testSeed(*linSeed)
 	var ops, soldOut, cancelled int
 	start := time.Now()
 	for round := range *linRounds {
@@ -93,10 +89,7 @@ func TestLinearizable(t *testing.T) {
 // of a tier that checks stock and takes it in two steps (every client's
 // first purchase checks, then all take), which oversells.
 func TestLinearizableCatchesBrokenHistories(t *testing.T) {
-	seed := *linSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
+	seed := testSeed(*linSeed)
 	tier := openEngineTier(t)
 	h := recordHistory(tier, seed)
 	if h.err != nil {
@@ -393,15 +386,9 @@ const (
 // (as main.go does), with one sale of one linStock-ticket tier.
 func openEngineTier(t *testing.T) *engineTier {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	log, err := wal.Open(filepath.Join(t.TempDir(), "wal"), wal.Options{Logger: quiet})
+	eng, log, err := openEngine(t.TempDir(), 2, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(err error) { t.Errorf("log write failed: %v", err) })
 	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.Open(engine.Config{Journal: log, Shards: 2, Logger: quiet,
-		OnFatal: func(err error) { t.Errorf("log write failed: %v", err) }})
-	if err != nil {
-		log.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

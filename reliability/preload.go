@@ -34,14 +34,9 @@ func Preload(dataDir string, n, shards int, logger *slog.Logger) error {
 	if n < 1 || n > preloadOrderMax {
 		return fmt.Errorf("reliability: preload wants 1 to %d orders, not %d", preloadOrderMax, n)
 	}
-	log, err := wal.Open(filepath.Join(dataDir, "wal"), wal.Options{Logger: logger})
+	// A failed append comes back as an error from Purchase.
+	eng, log, err := openEngine(dataDir, shards, logger, func(error) {})
 	if err != nil {
-		return err
-	}
-	eng, err := engine.Open(engine.Config{Journal: log, Shards: shards, Logger: logger,
-		OnFatal: func(error) {}}) // a failed append comes back as an error from Purchase
-	if err != nil {
-		log.Close()
 		return err
 	}
 	err = preloadOrders(eng, n)
@@ -105,4 +100,19 @@ func preloadOne(ctx context.Context, eng *engine.Engine, i int64) error {
 		return nil
 	}
 	return fmt.Errorf("reliability: preload order %d overloaded %d times", i, attemptsMax)
+}
+
+// openEngine opens the wal and the engine on a data directory the way
+// main.go does: the log in <dataDir>/wal, the engine on it.
+func openEngine(dataDir string, shards int, logger *slog.Logger, onFatal func(error)) (*engine.Engine, *wal.Log, error) {
+	log, err := wal.Open(filepath.Join(dataDir, "wal"), wal.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := engine.Open(engine.Config{Journal: log, Shards: shards, Logger: logger, OnFatal: onFatal})
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
+	return eng, log, nil
 }
