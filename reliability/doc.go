@@ -34,6 +34,21 @@
 // availability reads of one tier, through the real engine on a real wal,
 // are linearizable against a sequential model of the tier.
 //
+// # Running it
+//
+//	go run ./reliability/cmd/onsale-kill -rounds 50             # -seed N replays a run
+//	go run ./reliability/cmd/onsale-kill -preload 1000000 -rounds 3
+//	go test ./reliability/                                      # 3 kill rounds, porcupine, controls
+//	go test ./reliability/ -run Linearizable -lin-rounds 300    # long porcupine form
+//
+// Each round prints when the kill came, the orders acknowledged, the keys
+// retried and restart-to-ready (with the server's own log-open and recovery
+// times and how many orders it recovered); the summary counts lost, changed,
+// oversold, miscounted and duplicate keys, and the command exits 1 if any is
+// not 0. HTTP goes through bench/api's client, the one the load harness
+// uses. TestLedgerCatchesViolations and the porcupine negative controls show
+// that the checks can fail.
+//
 // # Threading
 //
 // Run is called from one goroutine, which owns the server process and the
