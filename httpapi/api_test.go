@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -630,10 +632,19 @@ func TestEveryEngineCodeHasAStatus(t *testing.T) {
 	}
 }
 
+// TestOverloadedShardAnswers429: a full shard inbox is 429 overloaded with
+// Retry-After, and once the load stops the process's goroutines come back
+// to their count before it: nothing (a handler waiting on the engine, a
+// connection, a timer) is left behind.
 func TestOverloadedShardAnswers429(t *testing.T) {
-	e := startEnv(t, envOptions{shards: 1, inboxMax: 1})
+	// fasthttp keeps an idle worker goroutine 10 s by default; 20 ms
+	// lets the count settle within the test.
+	e := startEnv(t, envOptions{shards: 1, inboxMax: 1,
+		fasthttp: func(s *fasthttp.Server) { s.MaxIdleWorkerDuration = 20 * time.Millisecond }})
 	e.putSale("s1", 1_000_000, 1_000_000)
 	h := e.buyer("u1")
+	e.client.CloseIdleConnections()
+	baseline := settledGoroutines(t)
 	saw := false
 	for round := 0; round < 50 && !saw; round++ {
 		results := make(chan *resp, 64)
@@ -659,6 +670,36 @@ func TestOverloadedShardAnswers429(t *testing.T) {
 	if !saw {
 		t.Fatal("64 concurrent purchases never overflowed an inbox of 1")
 	}
+
+	e.client.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	n := runtime.NumGoroutine()
+	for n > baseline && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	if n > baseline {
+		var dump bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&dump, 1)
+		t.Fatalf("%d goroutines 10 s after the load, %d before it:\n%s", n, baseline, dump.String())
+	}
+	t.Logf("goroutines: %d before the load, %d after it", baseline, n)
+}
+
+// settledGoroutines returns the goroutine count once it has stayed the
+// same for 100 ms (polled every 10 ms, for at most 5 s).
+func settledGoroutines(t *testing.T) int {
+	t.Helper()
+	n, same := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(5 * time.Second); same < 10 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if m := runtime.NumGoroutine(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	return n
 }
 
 func TestWriteErrorMapping(t *testing.T) {

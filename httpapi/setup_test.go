@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/onsale/onsale/engine"
@@ -60,6 +61,10 @@ type envOptions struct {
 	shards   int
 	inboxMax int
 	cfg      func(*Config)
+	// fasthttp, when set, adjusts the fasthttp.Server before it serves
+	// (settings that Config does not expose, such as how long idle
+	// workers live).
+	fasthttp func(*fasthttp.Server)
 }
 
 // startEnv starts a server; the clock starts at a fixed time.
@@ -96,6 +101,9 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 		opts.cfg(&cfg)
 	}
 	e.srv = New(cfg)
+	if opts.fasthttp != nil {
+		opts.fasthttp(e.srv.srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
