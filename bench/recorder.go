@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/bench/api"
 )
@@ -144,6 +145,8 @@ type recShard struct {
 	mu       sync.Mutex
 	byOp     [opKinds]*hdrhistogram.Histogram
 	all      *hdrhistogram.Histogram
+	business *hdrhistogram.Histogram // definitive business answers (accepted work)
+	shed     *hdrhistogram.Histogram // 429: refused at the door (overload, rate limit)
 	interval *hdrhistogram.Histogram
 	total    Counts
 	window   Counts
@@ -167,6 +170,8 @@ func NewRecorder(n int, start time.Time) *Recorder {
 			s.byOp[k] = newHist()
 		}
 		s.all = newHist()
+		s.business = newHist()
+		s.shed = newHist()
 		s.interval = newHist()
 		s.codes = make(map[StatusCode]int64)
 	}
@@ -186,11 +191,15 @@ func (r *Recorder) Record(worker int, kind OpKind, start time.Time, latency, sen
 	switch {
 	case res.Business():
 		c.Business = 1
+		recordLatency(s.business, latency)
 		if kind == OpPurchase && res.OK() {
 			c.Purchases = 1
 		}
 	default:
 		c.Errors = 1
+		if res.Status == fasthttp.StatusTooManyRequests {
+			recordLatency(s.shed, latency)
+		}
 	}
 	if sendLag > lateSendThreshold {
 		c.LateSends = 1
@@ -237,16 +246,18 @@ func (r *Recorder) TakeInterval() Interval {
 // Totals is the merged result of a recorder.
 type Totals struct {
 	Counts
-	All          *hdrhistogram.Histogram
-	ByOp         map[string]*hdrhistogram.Histogram
-	Codes        []StatusCount
-	MaxSendLag   time.Duration
-	FirstSoldOut time.Duration // since measurement start; -1 if never
+	All             *hdrhistogram.Histogram
+	BusinessLatency *hdrhistogram.Histogram // latency of definitive business answers
+	ShedLatency     *hdrhistogram.Histogram // latency of 429 answers
+	ByOp            map[string]*hdrhistogram.Histogram
+	Codes           []StatusCount
+	MaxSendLag      time.Duration
+	FirstSoldOut    time.Duration // since measurement start; -1 if never
 }
 
 // Totals merges all shards. Call it after the load has stopped.
 func (r *Recorder) Totals() Totals {
-	t := Totals{All: newHist(), ByOp: map[string]*hdrhistogram.Histogram{}, FirstSoldOut: -1}
+	t := Totals{All: newHist(), BusinessLatency: newHist(), ShedLatency: newHist(), ByOp: map[string]*hdrhistogram.Histogram{}, FirstSoldOut: -1}
 	codes := map[StatusCode]int64{}
 	var first time.Time
 	for k := OpKind(0); k < opKinds; k++ {
@@ -256,6 +267,8 @@ func (r *Recorder) Totals() Totals {
 		s := &r.shards[i]
 		s.mu.Lock()
 		t.All.Merge(s.all)
+		t.BusinessLatency.Merge(s.business)
+		t.ShedLatency.Merge(s.shed)
 		for k := range s.byOp {
 			t.ByOp[OpKind(k).String()].Merge(s.byOp[k])
 		}

@@ -152,6 +152,10 @@ func TestRecorderCountsAndCodes(t *testing.T) {
 	if tot.MaxSendLag != 2*time.Millisecond {
 		t.Errorf("max send lag %v", tot.MaxSendLag)
 	}
+	// Business answers and 429s are also kept apart, for overload figures.
+	if tot.BusinessLatency.TotalCount() != 7 || tot.ShedLatency.TotalCount() != 1 {
+		t.Errorf("business %d, shed %d", tot.BusinessLatency.TotalCount(), tot.ShedLatency.TotalCount())
+	}
 }
 
 func TestRecorderIntervals(t *testing.T) {

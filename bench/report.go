@@ -58,6 +58,8 @@ type SystemResult struct {
 	MaxSendLagMs    float64                `json:"max_send_lag_ms,omitempty"`
 	Latency         Percentiles            `json:"latency"`
 	LatencyByOp     map[string]Percentiles `json:"latency_by_op"`
+	LatencyBusiness Percentiles            `json:"latency_business"`       // answers that were a business outcome
+	LatencyShed     *Percentiles           `json:"latency_shed,omitempty"` // 429 answers, when there were any
 	Curve           PercentileCurve        `json:"latency_curve"`
 	Codes           []StatusCount          `json:"answers"`
 	Samples         []Sample               `json:"samples"`
@@ -127,6 +129,11 @@ func (r *SystemResult) fill(t Totals, st LoadStats) {
 	}
 	r.MaxSendLagMs = float64(t.MaxSendLag.Microseconds()) / 1000
 	r.Latency = Summarize(t.All)
+	r.LatencyBusiness = Summarize(t.BusinessLatency)
+	if t.ShedLatency.TotalCount() > 0 {
+		shed := Summarize(t.ShedLatency)
+		r.LatencyShed = &shed
+	}
 	r.Curve = curveOf(t.All)
 	r.LatencyByOp = map[string]Percentiles{}
 	for op, h := range t.ByOp {
