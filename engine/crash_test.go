@@ -55,6 +55,9 @@ func TestCrashUnderLoad(t *testing.T) {
 	acked := map[string]ack{}  // order id → last acknowledged status
 	asked := map[string]bool{} // "sale/user/key" of every purchase sent
 	stop := make(chan struct{})
+	// The crash loop hands out operations a few dozen at a time, so that the
+	// log grows at the same pace per crash point however fast the machine.
+	ops := make(chan struct{}, 1<<16)
 	var wg sync.WaitGroup
 	for g := range 6 {
 		wg.Add(1)
@@ -66,9 +69,11 @@ func TestCrashUnderLoad(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-ops:
 				}
-				sale, user, key := sales[r.IntN(3)], fmt.Sprint("u", g, "-", r.IntN(30)), fmt.Sprint(i)
+				// New buyers keep arriving, so that purchases go on succeeding
+				// for the whole run (the crash loop keeps adding stock).
+				sale, user, key := sales[r.IntN(3)], fmt.Sprint("u", g, "-", i/8+r.IntN(30)), fmt.Sprint(i)
 				switch x := r.IntN(10); {
 				case x < 6 || len(mine) == 0:
 					mu.Lock()
@@ -112,7 +117,15 @@ func TestCrashUnderLoad(t *testing.T) {
 	}
 	for crash := range *crashPoints {
 		clock.Advance(time.Duration(rng.IntN(60)) * time.Second) // holds of 600 s expire as the run goes on
-		for range 1 + rng.IntN(50) {                             // let some work happen between crashes
+		for _, id := range sales {                               // more stock, as a promoter releases seats
+			if _, _, err := e.PutSale(ctx, testSale(id, clock, 40+4*crash, 2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 1 + rng.IntN(60) {
+			ops <- struct{}{}
+		}
+		for range 1 + rng.IntN(50) { // let some of that work happen before the crash
 			if _, err := e.Sale(ctx, sales[0]); err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +179,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		}
 		e2.Close()
 		log2.Close()
-		if (crash+1)%250 == 0 {
+		if (crash+1)%250 == 0 || testing.Verbose() && crash+1 == *crashPoints {
 			t.Logf("%d crash points: %d acknowledged orders, none lost", crash+1, len(before))
 		}
 	}
