@@ -33,7 +33,7 @@ type userService struct {
 	s         *Server
 	registers sync.Mutex    // one registration at a time: Get then Put must not interleave
 	hashSlots chan struct{} // bounds concurrent bcrypt work
-	dummyHash []byte        // compared when the user is unknown, so both cases cost the same
+	dummyHash func() []byte // compared when the user is unknown, so both cases cost the same
 }
 
 type userRecord struct {
@@ -47,10 +47,15 @@ type credentialsBody struct {
 }
 
 func newUserService(s *Server) *userService {
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), s.cfg.BcryptCost)
-	if err != nil {
-		panic(fmt.Sprintf("httpapi: bcrypt: %v", err))
-	}
+	// Made on first use, not at start: it costs a bcrypt hash (~80 ms),
+	// which a restart should not wait for.
+	dummy := sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), s.cfg.BcryptCost)
+		if err != nil {
+			panic(fmt.Sprintf("httpapi: bcrypt: %v", err))
+		}
+		return h
+	})
 	return &userService{s: s, hashSlots: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), dummyHash: dummy}
 }
 
@@ -130,7 +135,7 @@ func (s *Server) login(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		return
 	}
 	u := s.users
-	hash := u.dummyHash
+	hash := u.dummyHash()
 	known := false
 	if checkUsername(body.Username) == "" && len(body.Password) <= passwordLenMax {
 		raw, found, err := s.cfg.Users.Get(userKeyPrefix + body.Username)
