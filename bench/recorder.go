@@ -147,11 +147,15 @@ type recShard struct {
 	all      *hdrhistogram.Histogram
 	business *hdrhistogram.Histogram // definitive business answers (accepted work)
 	shed     *hdrhistogram.Histogram // 429: refused at the door (overload, rate limit)
-	interval *hdrhistogram.Histogram
-	total    Counts
-	window   Counts
-	codes    map[StatusCode]int64
-	sendLag  time.Duration // open loop: worst send delay behind schedule
+	// The same two from the actual send, not the schedule: what the server
+	// (and the client's own work) took, without the generator's backlog.
+	businessSent *hdrhistogram.Histogram
+	shedSent     *hdrhistogram.Histogram
+	interval     *hdrhistogram.Histogram
+	total        Counts
+	window       Counts
+	codes        map[StatusCode]int64
+	sendLag      time.Duration // open loop: worst send delay behind schedule
 	// firstSoldOut is the earliest start of a request answered sold_out.
 	firstSoldOut time.Time
 	_            [64]byte // keep shards on separate cache lines
@@ -172,6 +176,8 @@ func NewRecorder(n int, start time.Time) *Recorder {
 		s.all = newHist()
 		s.business = newHist()
 		s.shed = newHist()
+		s.businessSent = newHist()
+		s.shedSent = newHist()
 		s.interval = newHist()
 		s.codes = make(map[StatusCode]int64)
 	}
@@ -192,6 +198,7 @@ func (r *Recorder) Record(worker int, kind OpKind, start time.Time, latency, sen
 	case res.Business():
 		c.Business = 1
 		recordLatency(s.business, latency)
+		recordLatency(s.businessSent, latency-sendLag)
 		if kind == OpPurchase && res.OK() {
 			c.Purchases = 1
 		}
@@ -199,6 +206,7 @@ func (r *Recorder) Record(worker int, kind OpKind, start time.Time, latency, sen
 		c.Errors = 1
 		if res.Status == fasthttp.StatusTooManyRequests {
 			recordLatency(s.shed, latency)
+			recordLatency(s.shedSent, latency-sendLag)
 		}
 	}
 	if sendLag > lateSendThreshold {
@@ -249,6 +257,8 @@ type Totals struct {
 	All             *hdrhistogram.Histogram
 	BusinessLatency *hdrhistogram.Histogram // latency of definitive business answers
 	ShedLatency     *hdrhistogram.Histogram // latency of 429 answers
+	BusinessSent    *hdrhistogram.Histogram // the same two, from the actual send
+	ShedSent        *hdrhistogram.Histogram
 	ByOp            map[string]*hdrhistogram.Histogram
 	Codes           []StatusCount
 	MaxSendLag      time.Duration
@@ -257,7 +267,8 @@ type Totals struct {
 
 // Totals merges all shards. Call it after the load has stopped.
 func (r *Recorder) Totals() Totals {
-	t := Totals{All: newHist(), BusinessLatency: newHist(), ShedLatency: newHist(), ByOp: map[string]*hdrhistogram.Histogram{}, FirstSoldOut: -1}
+	t := Totals{All: newHist(), BusinessLatency: newHist(), ShedLatency: newHist(),
+		BusinessSent: newHist(), ShedSent: newHist(), ByOp: map[string]*hdrhistogram.Histogram{}, FirstSoldOut: -1}
 	codes := map[StatusCode]int64{}
 	var first time.Time
 	for k := OpKind(0); k < opKinds; k++ {
@@ -269,6 +280,8 @@ func (r *Recorder) Totals() Totals {
 		t.All.Merge(s.all)
 		t.BusinessLatency.Merge(s.business)
 		t.ShedLatency.Merge(s.shed)
+		t.BusinessSent.Merge(s.businessSent)
+		t.ShedSent.Merge(s.shedSent)
 		for k := range s.byOp {
 			t.ByOp[OpKind(k).String()].Merge(s.byOp[k])
 		}

@@ -156,6 +156,9 @@ func TestRecorderCountsAndCodes(t *testing.T) {
 	if tot.BusinessLatency.TotalCount() != 7 || tot.ShedLatency.TotalCount() != 1 {
 		t.Errorf("business %d, shed %d", tot.BusinessLatency.TotalCount(), tot.ShedLatency.TotalCount())
 	}
+	if tot.BusinessSent.TotalCount() != 7 || tot.ShedSent.TotalCount() != 1 {
+		t.Errorf("from send: business %d, shed %d", tot.BusinessSent.TotalCount(), tot.ShedSent.TotalCount())
+	}
 }
 
 func TestRecorderIntervals(t *testing.T) {
@@ -177,5 +180,25 @@ func TestRecorderIntervals(t *testing.T) {
 	}
 	if tot := r.Totals(); tot.Requests != 5 || tot.All.TotalCount() != 5 {
 		t.Fatalf("totals must not be reset by intervals: %+v", tot.Counts)
+	}
+}
+
+// TestRecorderLatencyFromSend: an open-loop request scheduled 10 ms before
+// its answer but sent 8 ms late took the server 2 ms.
+func TestRecorderLatencyFromSend(t *testing.T) {
+	r := NewRecorder(1, time.Unix(0, 0))
+	ok := api.Result{Status: 201}
+	shed := api.Result{Status: 429, Code: api.CodeOverloaded}
+	r.Record(0, OpPurchase, time.Unix(1, 0), 10*time.Millisecond, 8*time.Millisecond, &ok)
+	r.Record(0, OpPurchase, time.Unix(1, 0), 9*time.Millisecond, 8*time.Millisecond, &shed)
+	tot := r.Totals()
+	if got := Summarize(tot.BusinessSent).MaxMs; !within(got, 2) {
+		t.Errorf("business from send %v ms, want 2", got)
+	}
+	if got := Summarize(tot.ShedSent).MaxMs; !within(got, 1) {
+		t.Errorf("shed from send %v ms, want 1", got)
+	}
+	if got := Summarize(tot.BusinessLatency).MaxMs; !within(got, 10) {
+		t.Errorf("business from schedule %v ms, want 10", got)
 	}
 }

@@ -60,13 +60,17 @@ type SystemResult struct {
 	LatencyByOp     map[string]Percentiles `json:"latency_by_op"`
 	LatencyBusiness Percentiles            `json:"latency_business"`       // answers that were a business outcome
 	LatencyShed     *Percentiles           `json:"latency_shed,omitempty"` // 429 answers, when there were any
-	Curve           PercentileCurve        `json:"latency_curve"`
-	Codes           []StatusCount          `json:"answers"`
-	Samples         []Sample               `json:"samples"`
-	PeakRSSBytes    int64                  `json:"peak_rss_bytes"`
-	DiskBytes       int64                  `json:"disk_bytes"`
-	Audit           *AuditReport           `json:"audit,omitempty"`
-	ProfileNote     string                 `json:"profile,omitempty"`
+	// Open loop: the same from each request's actual send rather than its
+	// schedule, i.e. without the time it waited for the generator.
+	SentBusiness *Percentiles    `json:"latency_from_send_business,omitempty"`
+	SentShed     *Percentiles    `json:"latency_from_send_shed,omitempty"`
+	Curve        PercentileCurve `json:"latency_curve"`
+	Codes        []StatusCount   `json:"answers"`
+	Samples      []Sample        `json:"samples"`
+	PeakRSSBytes int64           `json:"peak_rss_bytes"`
+	DiskBytes    int64           `json:"disk_bytes"`
+	Audit        *AuditReport    `json:"audit,omitempty"`
+	ProfileNote  string          `json:"profile,omitempty"`
 }
 
 // Sample is one interval of a run.
@@ -133,6 +137,12 @@ func (r *SystemResult) fill(t Totals, st LoadStats) {
 	if t.ShedLatency.TotalCount() > 0 {
 		shed := Summarize(t.ShedLatency)
 		r.LatencyShed = &shed
+		sent := Summarize(t.ShedSent)
+		r.SentShed = &sent
+	}
+	if t.MaxSendLag > 0 { // open loop: sends could lag their schedule
+		sent := Summarize(t.BusinessSent)
+		r.SentBusiness = &sent
 	}
 	r.Curve = curveOf(t.All)
 	r.LatencyByOp = map[string]Percentiles{}
