@@ -114,6 +114,9 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	e.base = "http://" + ln.Addr().String()
 	e.client = &http.Client{Timeout: 10 * time.Second}
 	t.Cleanup(func() {
+		// Idle keep-alive connections would hold Shutdown up; a client
+		// that made many at once (concurrency tests) closes them first.
+		e.client.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := e.srv.Shutdown(ctx); err != nil {
