@@ -93,16 +93,12 @@ func (st *state) apply(ev *event) error {
 				o.paymentID = ev.paymentID
 			}
 		}
-	case evOrderRefunded:
-		if o.status != StatusPaid {
-			return fmt.Errorf("%w: OrderRefunded of a %s order", errCorrupt, o.status)
+	case evOrderRefunded, evOrderRefundedAfterEntry:
+		if err := st.applyRefund(o, sl, ev); err != nil {
+			return err
 		}
-		if !o.needsRefund {
-			tc.sold -= q
-			st.addTickets(sl, o.userID, -q)
-		}
-		o.status = StatusRefunded
-		o.needsRefund = false
+	case evDuplicateCharge:
+		st.applyDuplicateCharge(o, ev)
 	case evTicketCheckedIn:
 		if o.status != StatusPaid || int(ev.ticket) >= q {
 			return fmt.Errorf("%w: TicketCheckedIn of a %s order", errCorrupt, o.status)
@@ -191,6 +187,7 @@ func (st *state) orderView(o *order) Order {
 		Quantity: int(o.qty), AmountCents: o.amount, Currency: sl.cfg.Currency,
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
+		DuplicateCharges: slices.Clone(st.charges[o.key]),
 	}
 }
 

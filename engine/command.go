@@ -38,7 +38,8 @@ type command struct {
 	load     *loadGate
 	closed   bool
 	ticket   int
-	after    int // cmdSaleOrders: order index cursor (-1: from the start)
+	force    bool // cmdRefund: refund although tickets were used
+	after    int  // cmdSaleOrders: order index cursor (-1: from the start)
 	limit    int
 }
 
@@ -56,7 +57,7 @@ type result struct {
 	rej      *Rejection
 	err      error
 	created  bool
-	applied  bool
+	payment  PaymentOutcome
 	orderKey orderKey
 	order    Order // ID left empty: the caller formats it outside the shard
 	orders   []Order

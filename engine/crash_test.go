@@ -99,7 +99,7 @@ func TestCrashUnderLoad(t *testing.T) {
 					}
 				case x < 9:
 					id := mine[r.IntN(len(mine))]
-					if o, err := e.Refund(ctx, id); err == nil {
+					if o, err := e.Refund(ctx, id, true); err == nil {
 						mu.Lock()
 						acked[id] = ack{o.Status, acked[id].key}
 						mu.Unlock()

@@ -66,10 +66,7 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		case cmdPay:
 			return st.decidePay(o, &cmd.payment, now, res, evs)
 		case cmdRefund:
-			if o.status != StatusPaid {
-				return evs, reject(CodeInvalidOrderState, "order is %s; only a paid order can be refunded", o.status)
-			}
-			return append(evs, event{kind: evOrderRefunded, at: now, order: o.key}), nil
+			return st.decideRefund(o, cmd.force, now, evs)
 		case cmdCheckIn:
 			return st.decideCheckIn(o, cmd.ticket, now, evs)
 		}
@@ -182,39 +179,41 @@ func (st *state) decideCancel(o *order, now int64, evs []event) ([]event, *Rejec
 // decidePay applies a payment provider's event. An event moves an order at
 // most once, without a table of seen ids: a failure acts only on a pending
 // order and a success only on an order that is not paid yet, and no order
-// ever goes back to either. An event that would change nothing is answered
-// with the order as it is.
+// ever goes back to either. A success for an order that is paid or refunded
+// already is money taken twice: it is recorded on the order as a duplicate
+// charge (charges.go), once per event id. Any other event that would change
+// nothing is answered with the order as it is.
 func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []event) ([]event, *Rejection) {
 	if p.EventID == o.paymentID {
 		return evs, nil // the event that moved it last, again
 	}
 	sl := st.sales[o.sale]
 	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
-		return evs, reject(CodePaymentMismatch, "order is %d %s; payment says %d %s",
-			o.amount, sl.cfg.Currency, p.AmountCents, p.Currency)
+		return evs, reject(CodePaymentMismatch, "order is %s; payment says %s",
+			formatAmount(o.amount, sl.cfg.Currency), formatAmount(p.AmountCents, p.Currency))
 	}
 	if !p.Succeeded {
 		if o.status != StatusPending {
 			return evs, nil
 		}
-		res.applied = true
+		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderCancelled, at: now, order: o.key, paymentID: p.EventID}), nil
 	}
 	switch o.status {
 	case StatusPending:
 		// Paid before the expiry tick reached it: its tickets are still
 		// held, so the payment takes them, even at expires_at.
-		res.applied = true
+		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID}), nil
 	case StatusExpired, StatusCancelled:
 		// Late money: take the tickets again if they are there, else keep
 		// the money on record for a refund. Never oversell, never lose it.
 		u := sl.users[o.userID]
 		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty) <= sl.cfg.PerUserLimit
-		res.applied = true
+		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
 	}
-	return evs, nil // paid or refunded already: a second charge is the provider's to undo
+	return st.decideDuplicateCharge(o, p, now, res, evs) // paid or refunded already
 }
 
 func (st *state) decideCheckIn(o *order, ticket int, now int64, evs []event) ([]event, *Rejection) {

@@ -356,24 +356,26 @@ func (e *Engine) Cancel(ctx context.Context, orderID, userID string) (Order, err
 }
 
 // Refund refunds a paid order; its tickets return to the tier (unless it was
-// paid with NeedsRefund, which held none).
-func (e *Engine) Refund(ctx context.Context, orderID string) (Order, error) {
-	return e.orderCommand(ctx, orderID, command{kind: cmdRefund})
+// paid with NeedsRefund, which held none). An order with checked-in tickets
+// is refused with ticket_used unless force is set; then its checked-in
+// tickets stay sold and only the others return.
+func (e *Engine) Refund(ctx context.Context, orderID string, force bool) (Order, error) {
+	return e.orderCommand(ctx, orderID, command{kind: cmdRefund, force: force})
 }
 
-// ApplyPayment applies a payment provider's event once: applied is false
-// when the event id was seen before (the order is returned as it is now).
-func (e *Engine) ApplyPayment(ctx context.Context, p Payment) (Order, bool, error) {
+// ApplyPayment applies a payment provider's event once and says what it did
+// (the order is returned as it is after the event).
+func (e *Engine) ApplyPayment(ctx context.Context, p Payment) (Order, PaymentOutcome, error) {
 	if len(p.EventID) == 0 || len(p.EventID) > PaymentIDLenMax {
-		return Order{}, false, reject(CodeInvalidRequest, "payment event id must have 1 to %d bytes", PaymentIDLenMax)
+		return Order{}, PaymentUnchanged, reject(CodeInvalidRequest, "payment event id must have 1 to %d bytes", PaymentIDLenMax)
 	}
 	r := getRequest()
 	o, err := e.orderCall(ctx, p.OrderID, command{kind: cmdPay, payment: p}, r)
-	applied := r.res.applied
+	outcome := r.res.payment
 	if err == nil {
 		putRequest(r)
 	}
-	return o, applied, err
+	return o, outcome, err
 }
 
 // CheckIn admits the holder of a ticket code, once.

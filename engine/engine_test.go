@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -83,14 +84,14 @@ func TestEngineSmoke(t *testing.T) {
 	_, _, err = e.Purchase(ctx, PurchaseRequest{SaleID: "s1", TierID: "floor", Quantity: 2, UserID: "u2", IdempotencyKey: "k1"})
 	wantCode(t, err, CodeSoldOut)
 	got, err := e.Order(ctx, o.ID)
-	if err != nil || got != o {
+	if err != nil || !reflect.DeepEqual(got, o) {
 		t.Fatalf("Order: %+v %v, want %+v", got, err, o)
 	}
 	e.Close()
 
 	e2 := openTest(t, j, clock, 3)
 	got, err = e2.Order(ctx, o.ID)
-	if err != nil || got != o {
+	if err != nil || !reflect.DeepEqual(got, o) {
 		t.Fatalf("after reopen with 3 shards: %+v %v, want %+v", got, err, o)
 	}
 	s, err := e2.Sale(ctx, "s1")

@@ -28,6 +28,7 @@ const (
 	CodeInvalidOrderState    Code = "invalid_order_state"
 	CodeTicketNotValid       Code = "ticket_not_valid"
 	CodeTicketAlreadyCheckIn Code = "already_checked_in"
+	CodeTicketUsed           Code = "ticket_used"
 )
 
 // Rejection is a business outcome: the command was understood and refused,

@@ -20,9 +20,9 @@ type event struct {
 	key         string      // evOrderPlaced: idempotency key
 	tier        uint16      // evOrderPlaced
 	qty         uint16      // evOrderPlaced
-	amount      int64       // evOrderPlaced
+	amount      int64       // evOrderPlaced, evDuplicateCharge
 	expiresAt   int64       // evOrderPlaced
-	paymentID   string      // evOrderPaid, evOrderCancelled (payment.failed)
+	paymentID   string      // evOrderPaid, evOrderCancelled (payment.failed), evDuplicateCharge
 	needsRefund bool        // evOrderPaid: paid, but no ticket could be given
 	ticket      uint8       // evTicketCheckedIn
 }
@@ -38,6 +38,8 @@ const (
 	evOrderExpired
 	evOrderRefunded
 	evTicketCheckedIn
+	evDuplicateCharge
+	evOrderRefundedAfterEntry
 	evKindEnd
 )
 
@@ -57,6 +59,8 @@ const (
 //	OrderExpired    at key
 //	OrderRefunded   at key
 //	TicketCheckedIn at key ticket
+//	DuplicateCharge at key paymentID amount
+//	OrderRefundedAfterEntry at key
 //
 // A decoder rejects an unknown version or kind, a truncated or over-long
 // body, and values outside the limits in types.go, with an error.
@@ -95,9 +99,14 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = binary.AppendVarint(b, ev.at)
 		b = append(b, ev.order[:]...)
 		b = appendString(b, ev.paymentID)
-	case evOrderExpired, evOrderRefunded:
+	case evOrderExpired, evOrderRefunded, evOrderRefundedAfterEntry:
 		b = binary.AppendVarint(b, ev.at)
 		b = append(b, ev.order[:]...)
+	case evDuplicateCharge:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+		b = appendString(b, ev.paymentID)
+		b = binary.AppendVarint(b, ev.amount)
 	case evTicketCheckedIn:
 		b = binary.AppendVarint(b, ev.at)
 		b = append(b, ev.order[:]...)
@@ -210,9 +219,14 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.at = d.varint()
 		ev.order = d.key()
 		ev.paymentID = d.str(PaymentIDLenMax)
-	case evOrderExpired, evOrderRefunded:
+	case evOrderExpired, evOrderRefunded, evOrderRefundedAfterEntry:
 		ev.at = d.varint()
 		ev.order = d.key()
+	case evDuplicateCharge:
+		ev.at = d.varint()
+		ev.order = d.key()
+		ev.paymentID = d.str(PaymentIDLenMax)
+		ev.amount = d.varint()
 	case evTicketCheckedIn:
 		ev.at = d.varint()
 		ev.order = d.key()
@@ -233,6 +247,7 @@ var kindNames = [...]string{
 	evSalePut: "SalePut", evSaleClosed: "SaleClosed", evOrderPlaced: "OrderPlaced",
 	evOrderPaid: "OrderPaid", evOrderCancelled: "OrderCancelled", evOrderExpired: "OrderExpired",
 	evOrderRefunded: "OrderRefunded", evTicketCheckedIn: "TicketCheckedIn",
+	evDuplicateCharge: "DuplicateCharge", evOrderRefundedAfterEntry: "OrderRefundedAfterEntry",
 }
 
 func (k eventKind) String() string {

@@ -19,6 +19,8 @@ func seedEvents() []event {
 		{kind: evOrderExpired, at: 9, order: k},
 		{kind: evOrderRefunded, at: 10, order: k},
 		{kind: evTicketCheckedIn, at: 11, order: k, ticket: 1},
+		{kind: evDuplicateCharge, at: 12, order: k, paymentID: "evt_3", amount: 10000},
+		{kind: evOrderRefundedAfterEntry, at: 13, order: k},
 	}
 }
 

@@ -27,16 +27,13 @@ func (st *state) checkState() {
 	for i := int32(0); i < st.orders.n; i++ {
 		o := st.orders.at(i)
 		c := &counts[o.sale][o.tier]
-		switch {
-		case o.status == StatusPending:
+		if o.status == StatusPending {
 			c.held += int(o.qty)
 			pending++
-		case o.status == StatusPaid && !o.needsRefund:
-			c.sold += int(o.qty)
+		} else {
+			c.sold += o.ticketsTaken()
 		}
-		if o.holdsStock() {
-			tickets[o.sale][o.userID] += int32(o.qty)
-		}
+		tickets[o.sale][o.userID] += int32(o.ticketsTaken())
 		if got := st.byKey[o.key]; got != i {
 			panic(newInvariantError("order %d indexed at %d", i, got))
 		}

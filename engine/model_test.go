@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -43,7 +45,19 @@ type modelSale struct {
 
 type modelOrder struct {
 	Order
-	key string
+	key      string
+	usedKept bool // refunded by force after entry: checked-in tickets stay sold
+}
+
+// taken is how many tickets the order counts against stock and its user.
+func (o *modelOrder) taken() int {
+	switch {
+	case o.Status == StatusPending, o.Status == StatusPaid && !o.NeedsRefund:
+		return o.Quantity
+	case o.Status == StatusRefunded && o.usedKept:
+		return bits.OnesCount64(o.CheckedIn)
+	}
+	return 0
 }
 
 func (m *model) count(saleID, tierID string) (held, sold int) {
@@ -51,11 +65,10 @@ func (m *model) count(saleID, tierID string) (held, sold int) {
 		if o.SaleID != saleID || o.TierID != tierID {
 			continue
 		}
-		switch {
-		case o.Status == StatusPending:
+		if o.Status == StatusPending {
 			held += o.Quantity
-		case o.Status == StatusPaid && !o.NeedsRefund:
-			sold += o.Quantity
+		} else {
+			sold += o.taken()
 		}
 	}
 	return
@@ -64,9 +77,8 @@ func (m *model) count(saleID, tierID string) (held, sold int) {
 func (m *model) userTickets(saleID, user string) int {
 	n := 0
 	for _, o := range m.orders {
-		if o.SaleID == saleID && o.UserID == user &&
-			(o.Status == StatusPending || o.Status == StatusPaid && !o.NeedsRefund) {
-			n += o.Quantity
+		if o.SaleID == saleID && o.UserID == user {
+			n += o.taken()
 		}
 	}
 	return n
@@ -143,7 +155,42 @@ func (m *model) pay(now int64, o *modelOrder, p Payment) Code {
 			m.userTickets(o.SaleID, o.UserID)+o.Quantity <= m.sales[o.SaleID].cfg.PerUserLimit
 		o.Status, o.NeedsRefund, o.PaymentID, o.UpdatedAtMs = StatusPaid, !ok, p.EventID, now
 		m.events[p.EventID] = true
+	case p.Succeeded && (o.Status == StatusPaid || o.Status == StatusRefunded):
+		for _, c := range o.DuplicateCharges {
+			if c.EventID == p.EventID {
+				return ""
+			}
+		}
+		o.DuplicateCharges = append(o.DuplicateCharges, DuplicateCharge{EventID: p.EventID, AmountCents: p.AmountCents, AtMs: now})
+		o.UpdatedAtMs = now
 	}
+	return ""
+}
+
+// checkIn admits ticket n of an order.
+func (m *model) checkIn(now int64, o *modelOrder, n int) Code {
+	switch {
+	case n >= o.Quantity:
+		return CodeUnknownTicket
+	case o.Status != StatusPaid || o.NeedsRefund:
+		return CodeTicketNotValid
+	case o.CheckedIn&(1<<n) != 0:
+		return CodeTicketAlreadyCheckIn
+	}
+	o.CheckedIn |= 1 << n
+	o.UpdatedAtMs = now
+	return ""
+}
+
+// refund refunds a paid order; one with used tickets only by force.
+func (m *model) refund(now int64, o *modelOrder, force bool) Code {
+	switch {
+	case o.Status != StatusPaid:
+		return CodeInvalidOrderState
+	case o.CheckedIn != 0 && !force:
+		return CodeTicketUsed
+	}
+	o.Status, o.NeedsRefund, o.UpdatedAtMs, o.usedKept = StatusRefunded, false, now, o.CheckedIn != 0
 	return ""
 }
 
@@ -268,18 +315,27 @@ func TestRandomAgainstModel(t *testing.T) {
 				eo, _ := e.Order(ctx, id)
 				t.Fatalf("op %d cancel: got %q, model %q\nengine %+v\nmodel  %+v", op, got, want, eo, mo)
 			}
-		case r < 80:
+		case r < 77:
 			id, mo := pick()
-			_, err := e.Refund(ctx, id)
+			force := rng.IntN(2) == 0
+			_, err := e.Refund(ctx, id, force)
 			want := CodeUnknownOrder
 			if mo != nil {
-				want = CodeInvalidOrderState
-				if mo.Status == StatusPaid {
-					mo.Status, mo.NeedsRefund, mo.UpdatedAtMs, want = StatusRefunded, false, now, ""
-				}
+				want = m.refund(now, mo, force)
 			}
 			if got := codeOf(err); got != want {
-				t.Fatalf("op %d refund: got %q, model %q", op, got, want)
+				t.Fatalf("op %d refund (force %v): got %q, model %q", op, force, got, want)
+			}
+		case r < 80:
+			id, mo := pick()
+			n := rng.IntN(5)
+			_, err := e.CheckIn(ctx, TicketCode(id, n))
+			want := CodeUnknownTicket
+			if mo != nil {
+				want = m.checkIn(now, mo, n)
+			}
+			if got := codeOf(err); got != want {
+				t.Fatalf("op %d checkin %s.%d: got %q, model %q", op, id, n, got, want)
 			}
 		case r < 85:
 			id := saleIDs[rng.IntN(5)]
@@ -310,7 +366,7 @@ func TestRandomAgainstModel(t *testing.T) {
 				}
 				continue
 			}
-			if err != nil || o != mo.Order {
+			if err != nil || !reflect.DeepEqual(o, mo.Order) {
 				t.Fatalf("op %d order:\n got %+v %v\nmodel %+v", op, o, err, mo.Order)
 			}
 		}
@@ -359,7 +415,7 @@ func compareWithModel(t *testing.T, e *Engine, m *model) {
 		t.Fatalf("engine has %d orders, model %d", len(orders), len(m.orders))
 	}
 	for _, o := range orders {
-		if mo := m.orders[o.ID]; mo == nil || o != mo.Order {
+		if mo := m.orders[o.ID]; mo == nil || !reflect.DeepEqual(o, mo.Order) {
 			t.Fatalf("order differs:\n engine %+v\n model  %+v", o, mo)
 		}
 	}

@@ -104,8 +104,8 @@ func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
 	return st, seq, events, nil
 }
 
-// repartition moves every sale, with its orders in their order, to the
-// shard that owns it under the new count.
+// repartition moves every sale, with its orders in their order (and their
+// duplicate charges), to the shard that owns it under the new count.
 func repartition(old []*state, shards int) []*state {
 	states := make([]*state, shards)
 	for i := range states {
@@ -123,6 +123,12 @@ func repartition(old []*state, shards int) []*state {
 			dst := states[shardIndex(st.sales[o.sale].cfg.ID, shards)]
 			o.sale = newIdx[o.sale]
 			dst.insertOrder(o)
+			if c, ok := st.charges[o.key]; ok {
+				if dst.charges == nil {
+					dst.charges = make(map[orderKey][]DuplicateCharge)
+				}
+				dst.charges[o.key] = c
+			}
 		}
 	}
 	return states

@@ -135,7 +135,7 @@ func (sc *script) run(td *datadriven.TestData) (string, error) {
 	case "cancel":
 		cmd = command{kind: cmdCancel, userID: arg("user", "")}
 	case "refund":
-		cmd = command{kind: cmdRefund}
+		cmd = command{kind: cmdRefund, force: arg("force", "") != ""}
 	case "checkin":
 		cmd = command{kind: cmdCheckIn, ticket: num("ticket", 0)}
 	case "get":
@@ -175,8 +175,15 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 		}
 		fmt.Fprintf(&b, ": %s\n", res.rej.Message)
 	}
-	if res != nil && res.applied {
-		b.WriteString("payment applied\n")
+	if res != nil {
+		switch res.payment {
+		case PaymentApplied:
+			b.WriteString("payment applied\n")
+		case PaymentDuplicateCharge:
+			b.WriteString("payment not applied: duplicate charge recorded\n")
+		case PaymentDuplicateChargeSeen:
+			b.WriteString("payment not applied: duplicate charge seen before\n")
+		}
 	}
 	for i := range evs {
 		ev := &evs[i]
@@ -196,6 +203,9 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 			}
 			if ev.needsRefund {
 				b.WriteString(" needs_refund")
+			}
+			if ev.kind == evDuplicateCharge {
+				fmt.Fprintf(&b, " amount=%d", ev.amount)
 			}
 			if ev.kind == evTicketCheckedIn {
 				fmt.Fprintf(&b, " ticket=%d", ev.ticket)
@@ -228,6 +238,12 @@ func dumpState(st *state) string {
 	for i := int32(0); i < st.orders.n; i++ {
 		lines = append(lines, fmt.Sprintf("order %+v", *st.orders.at(i)))
 	}
+	var charged []string
+	for k, c := range st.charges {
+		charged = append(charged, fmt.Sprintf("charges %x %+v", k, c))
+	}
+	slices.Sort(charged)
+	lines = append(lines, charged...)
 	lines = append(lines, fmt.Sprintf("pending=%d", st.pending))
 	return strings.Join(lines, "\n")
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "slices"
+import (
+	"math/bits"
+	"slices"
+)
 
 // state is one shard's share of the world: its sales and their orders. It is
 // plain single-threaded data; only the shard's loop touches it (and recovery,
@@ -17,6 +20,11 @@ type state struct {
 	byKey   map[orderKey]int32
 	holds   holdHeap // pending orders by expiry; may hold stale entries
 	pending int64    // orders in status pending
+
+	// charges holds the duplicate charges of the few orders that have any
+	// (charges.go): a map, so the other orders pay nothing for it. Slices
+	// are only appended to, so a snapshot can share them.
+	charges map[orderKey][]DuplicateCharge
 }
 
 type sale struct {
@@ -71,6 +79,7 @@ type order struct {
 	qty         uint16
 	status      OrderStatus
 	needsRefund bool
+	usedKept    bool // refunded after entry: checked-in tickets stay sold (refunds.go)
 }
 
 func newState() *state {
@@ -134,9 +143,7 @@ func (st *state) insertOrder(o order) int32 {
 	o.prevByUser = u.last
 	idx := st.orders.add(o)
 	u.last = idx
-	if o.holdsStock() {
-		u.tickets += int32(o.qty)
-	}
+	u.tickets += int32(o.ticketsTaken())
 	sl.users[o.userID] = u
 	st.putIdem(sl, o.userID, o.idemKey, idx)
 	sl.orders++
@@ -146,8 +153,8 @@ func (st *state) insertOrder(o order) int32 {
 		sl.tiers[o.tier].held += int(o.qty)
 		st.pending++
 		pushHold(&st.holds, hold{o.expiresAt, idx})
-	case o.status == StatusPaid && !o.needsRefund:
-		sl.tiers[o.tier].sold += int(o.qty)
+	default:
+		sl.tiers[o.tier].sold += o.ticketsTaken()
 	}
 	checkTier(sl, int(o.tier))
 	return idx
@@ -195,10 +202,16 @@ func idemHash(user, key string) uint64 {
 	return h
 }
 
-// holdsStock reports whether the order counts against its tier's stock and
-// its user's limit.
-func (o *order) holdsStock() bool {
-	return o.status == StatusPending || o.status == StatusPaid && !o.needsRefund
+// ticketsTaken is how many of the order's tickets count against its tier's
+// stock (held if pending, sold otherwise) and its user's limit.
+func (o *order) ticketsTaken() int {
+	switch {
+	case o.status == StatusPending, o.status == StatusPaid && !o.needsRefund:
+		return int(o.qty)
+	case o.status == StatusRefunded && o.usedKept:
+		return bits.OnesCount64(o.checkedIn)
+	}
+	return 0
 }
 
 // nextExpiry returns the earliest hold deadline, or false if none.

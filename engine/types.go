@@ -105,6 +105,18 @@ type Order struct {
 	ExpiresAtMs    int64 // end of the hold
 	UpdatedAtMs    int64
 	CheckedIn      uint64 // bit i set: ticket i has been checked in
+	// DuplicateCharges are successful payments that did not pay for the
+	// order (a second charge of a paid order, a charge of a refunded one):
+	// money the buyer must get back. Oldest first.
+	DuplicateCharges []DuplicateCharge
+}
+
+// DuplicateCharge is a successful payment event recorded on an order it
+// did not pay for.
+type DuplicateCharge struct {
+	EventID     string
+	AmountCents int64 // in the order's currency
+	AtMs        int64
 }
 
 // Tickets returns the codes of the order's tickets, valid for check-in while
@@ -138,6 +150,31 @@ type Payment struct {
 	Succeeded   bool // payment.succeeded; false is payment.failed
 	AmountCents int64
 	Currency    string
+}
+
+// PaymentOutcome says what a payment event did.
+type PaymentOutcome uint8
+
+const (
+	// PaymentUnchanged: nothing changed (the event was seen before, or a
+	// failure arrived for an order that is no longer pending).
+	PaymentUnchanged PaymentOutcome = iota
+	// PaymentApplied: the event moved the order (paid, or cancelled by a
+	// failure).
+	PaymentApplied
+	// PaymentDuplicateCharge: a success for an order already paid or
+	// refunded; recorded now in Order.DuplicateCharges, not applied.
+	PaymentDuplicateCharge
+	// PaymentDuplicateChargeSeen: the same duplicate charge again.
+	PaymentDuplicateChargeSeen
+)
+
+// Applied reports whether the event changed the order's status.
+func (p PaymentOutcome) Applied() bool { return p == PaymentApplied }
+
+// DuplicateCharge reports whether the event is a recorded duplicate charge.
+func (p PaymentOutcome) DuplicateCharge() bool {
+	return p == PaymentDuplicateCharge || p == PaymentDuplicateChargeSeen
 }
 
 // CheckIn is the result of scanning a ticket at the door.

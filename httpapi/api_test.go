@@ -456,13 +456,64 @@ func TestCheckInAndRefund(t *testing.T) {
 		t.Errorf("checked_in %s", got)
 	}
 
-	r = e.want(e.do("POST", "/v1/admin/orders/"+id+"/refund", e.admin(), ""), 200, "")
+	// Both tickets were used: a plain refund would put their seats on sale
+	// again. Only a forced one goes through, and they stay sold.
+	refund := func(body string) *resp { return e.do("POST", "/v1/admin/orders/"+id+"/refund", e.admin(), body) }
+	e.want(refund(""), 409, "ticket_used")
+	e.want(refund(`{"force":false}`), 409, "ticket_used")
+	e.want(refund(`{"force":"yes"}`), 422, "invalid_request")
+	e.want(refund(`{"forse":true}`), 422, "invalid_request")
+	r = e.want(refund(`{"force":true}`), 200, "")
 	if r.str("status") != "refunded" {
 		t.Errorf("refund: %s", r.body)
 	}
-	e.want(e.do("POST", "/v1/admin/orders/"+id+"/refund", e.admin(), ""), 409, "invalid_order_state")
+	sale := e.want(e.do("GET", "/v1/sales/s1", nil, ""), 200, "").body
+	if !strings.Contains(string(sale), `"sold":2`) {
+		t.Errorf("used tickets went back on sale: %s", sale)
+	}
+	e.want(refund(`{"force":true}`), 409, "invalid_order_state")
 	e.want(e.do("POST", "/v1/admin/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund", e.admin(), ""), 404, "unknown_order")
 	e.want(checkin(door, id+".0"), 409, "ticket_not_valid")
+}
+
+// TestDuplicateChargeIsRecorded: a second successful payment for a paid
+// order, and one for a refunded order, are money to give back: 200 to the
+// provider with applied false, on the order, in the export and counted.
+func TestDuplicateChargeIsRecorded(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.putSale("s1", 5, 5)
+	id := e.want(e.buy("s1", "u1", "k1", "floor", 1), 201, "").str("order_id")
+	r := e.want(e.pay("evt_1", "payment.succeeded", id, 5000, "EUR"), 200, "")
+	if r.json()["applied"] != true || r.json()["duplicate_charge"] != false {
+		t.Fatalf("first payment: %s", r.body)
+	}
+	for i, want := range []bool{true, true} { // a new duplicate, then the same again
+		r = e.want(e.pay("evt_2", "payment.succeeded", id, 5000, "EUR"), 200, "")
+		if r.json()["applied"] != false || r.json()["duplicate_charge"] != want || r.str("status") != "paid" {
+			t.Fatalf("second charge, delivery %d: %s", i, r.body)
+		}
+	}
+	r = e.want(e.pay("evt_3", "payment.failed", id, 5000, "EUR"), 200, "")
+	if r.json()["applied"] != false || r.json()["duplicate_charge"] != false || r.str("status") != "paid" {
+		t.Fatalf("failure after success: %s", r.body)
+	}
+	e.want(e.do("POST", "/v1/admin/orders/"+id+"/refund", e.admin(), ""), 200, "")
+	e.want(e.pay("evt_4", "payment.succeeded", id, 5000, "EUR"), 200, "")
+
+	r = e.want(e.do("GET", "/v1/orders/"+id, e.buyer("u1"), ""), 200, "")
+	charges, _ := r.json()["duplicate_charges"].([]any)
+	if len(charges) != 2 || charges[0].(map[string]any)["event_id"] != "evt_2" ||
+		charges[1].(map[string]any)["event_id"] != "evt_4" || charges[0].(map[string]any)["amount_cents"] != json.Number("5000") {
+		t.Fatalf("duplicate_charges: %s", r.body)
+	}
+	csv := e.want(e.do("GET", "/v1/admin/sales/s1/orders?format=csv", e.admin(), ""), 200, "").body
+	if !strings.Contains(string(csv), ",evt_2=5000@") || !strings.Contains(string(csv), " evt_4=5000@") {
+		t.Fatalf("export lacks the duplicate charges:\n%s", csv)
+	}
+	metrics := e.want(e.do("GET", "/metrics", nil, ""), 200, "").body
+	if !strings.Contains(string(metrics), "onsale_duplicate_charges_total 2\n") {
+		t.Fatalf("metric: %s", metrics)
+	}
 }
 
 func TestExportOrders(t *testing.T) {

@@ -217,6 +217,20 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 			b = strconv.AppendInt(b, int64(i), 10)
 		}
 	}
+	b = append(b, `],"duplicate_charges":[`...)
+	for i := range o.DuplicateCharges {
+		c := &o.DuplicateCharges[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"event_id":`...)
+		b = appendString(b, c.EventID)
+		b = append(b, `,"amount_cents":`...)
+		b = strconv.AppendInt(b, c.AmountCents, 10)
+		b = append(b, `,"at":`...)
+		b = appendTime(b, c.AtMs)
+		b = append(b, '}')
+	}
 	b = append(b, ']')
 	if view == viewWithTickets && o.Status == engine.StatusPaid && !o.NeedsRefund {
 		b = append(b, `,"tickets":[`...)

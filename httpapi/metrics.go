@@ -21,6 +21,9 @@ type httpMetrics struct {
 	latency   [routeCount]latencyHistogram
 	purchases map[string]*metrics.Counter // by outcome; read-only after New
 	panics    *metrics.Counter
+	// duplicateCharges counts successful payments recorded on an order they
+	// did not pay for (money to give back), once per event id.
+	duplicateCharges *metrics.Counter
 	// rateLimited counts 429 rate_limited by route (purchase and cancel
 	// only; the others stay nil).
 	rateLimited [routeCount]*metrics.Counter
@@ -55,6 +58,7 @@ func newHTTPMetrics(set *metrics.Set) *httpMetrics {
 		}
 	}
 	m.panics = set.NewCounter("onsale_http_panics_total")
+	m.duplicateCharges = set.NewCounter("onsale_duplicate_charges_total")
 	for _, r := range []route{routePurchase, routeCancelOrder} {
 		m.rateLimited[r] = set.NewCounter(fmt.Sprintf(`onsale_http_rate_limited_total{route=%q}`, routes[r].name))
 	}

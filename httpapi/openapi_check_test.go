@@ -333,7 +333,7 @@ func TestOpenAPICheckerCatches(t *testing.T) {
 	s := loadSpec(t)
 	order := `{"order_id":"s.x","status":"pending","sale_id":"s","tier":"a","quantity":1,"amount_cents":1,"currency":"EUR",
 		"needs_refund":false,"user_id":"u","created_at":"2026-01-01T00:00:00.000Z","expires_at":"2026-01-01T00:00:00.000Z",
-		"updated_at":"2026-01-01T00:00:00.000Z","checked_in":[]}`
+		"updated_at":"2026-01-01T00:00:00.000Z","checked_in":[],"duplicate_charges":[]}`
 	if err := s.checkResponse("GET", "/v1/orders/s.x", 200, "application/json", []byte(order)); err != nil {
 		t.Fatalf("a valid order: %v", err)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/csv"
 	"fmt"
 	"strconv"
@@ -126,9 +127,23 @@ func (s *Server) myOrders(ctx *fasthttp.RequestCtx, _ []byte, who principal) {
 	writeOrders(ctx, orders, nil)
 }
 
-// refund: POST /v1/admin/orders/{order_id}/refund.
+type refundBody struct {
+	// Force refunds an order whose tickets were checked in: the money goes
+	// back, the used tickets stay sold.
+	Force bool `json:"force"`
+}
+
+// refund: POST /v1/admin/orders/{order_id}/refund, body optional:
+// {"force": true}.
 func (s *Server) refund(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
-	o, err := s.eng.Refund(s.reqCtx(), string(id))
+	var body refundBody
+	if raw := ctx.PostBody(); len(bytes.TrimSpace(raw)) > 0 {
+		if err := decodeStrict(raw, &body); err != nil {
+			writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+			return
+		}
+	}
+	o, err := s.eng.Refund(s.reqCtx(), string(id), body.Force)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -180,7 +195,7 @@ func writeOrdersCSV(ctx *fasthttp.RequestCtx, orders []engine.Order, next string
 	}
 	w := csv.NewWriter(ctx.Response.BodyWriter())
 	w.Write([]string{"order_id", "status", "needs_refund", "sale_id", "tier", "quantity", "amount_cents",
-		"currency", "user_id", "created_at", "expires_at", "updated_at", "checked_in"})
+		"currency", "user_id", "created_at", "expires_at", "updated_at", "checked_in", "duplicate_charges"})
 	for i := range orders {
 		o := &orders[i]
 		var checked []string
@@ -189,11 +204,15 @@ func writeOrdersCSV(ctx *fasthttp.RequestCtx, orders []engine.Order, next string
 				checked = append(checked, strconv.Itoa(t))
 			}
 		}
+		var charges []string
+		for _, c := range o.DuplicateCharges {
+			charges = append(charges, csvSafe(c.EventID)+"="+strconv.FormatInt(c.AmountCents, 10)+"@"+formatTime(c.AtMs))
+		}
 		w.Write([]string{
 			o.ID, o.Status.String(), strconv.FormatBool(o.NeedsRefund), o.SaleID, o.TierID,
 			strconv.Itoa(o.Quantity), strconv.FormatInt(o.AmountCents, 10), o.Currency, csvSafe(o.UserID),
 			formatTime(o.CreatedAtMs), formatTime(o.ExpiresAtMs), formatTime(o.UpdatedAtMs),
-			strings.Join(checked, " "),
+			strings.Join(checked, " "), strings.Join(charges, " "),
 		})
 	}
 	w.Flush()

@@ -66,6 +66,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeInvalidOrderState):    {409, "Order is not in a state that allows this"},
 	string(engine.CodeTicketNotValid):       {409, "Ticket not valid"},
 	string(engine.CodeTicketAlreadyCheckIn): {409, "Ticket already checked in"},
+	string(engine.CodeTicketUsed):           {409, "Tickets of the order were used"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
 	// Who is asking.

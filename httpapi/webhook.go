@@ -165,10 +165,33 @@ func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		return
 	}
 	p.AmountCents = *ev.AmountCents
-	o, _, err := s.eng.ApplyPayment(s.reqCtx(), p)
+	o, outcome, err := s.eng.ApplyPayment(s.reqCtx(), p)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
-	writeOrder(ctx, fasthttp.StatusOK, &o, viewNoTickets)
+	if outcome == engine.PaymentDuplicateCharge {
+		s.m.duplicateCharges.Inc()
+		s.log.Warn("duplicate charge recorded: the buyer paid twice; refund it",
+			"order_id", o.ID, "event_id", p.EventID, "amount_cents", p.AmountCents, "currency", p.Currency)
+	}
+	writePaymentAnswer(ctx, &o, outcome)
+}
+
+// writePaymentAnswer answers the provider with the order and what its
+// event did: "applied" (the event moved the order) and "duplicate_charge"
+// (a success that did not pay for the order, recorded for a refund). Both
+// are 200: the event is durably handled and must not be sent again.
+func writePaymentAnswer(ctx *fasthttp.RequestCtx, o *engine.Order, outcome engine.PaymentOutcome) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	buf := getBuffer()
+	b := appendOrder((*buf)[:0], o, viewNoTickets)
+	b = append(b[:len(b)-1], `,"applied":`...) // reopen the order object
+	b = strconv.AppendBool(b, outcome.Applied())
+	b = append(b, `,"duplicate_charge":`...)
+	b = strconv.AppendBool(b, outcome.DuplicateCharge())
+	b = append(b, "}\n"...)
+	ctx.SetBody(b)
+	putBuffer(buf, b)
 }
