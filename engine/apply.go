@@ -12,13 +12,15 @@ import (
 func (st *state) apply(ev *event) error {
 	switch ev.kind {
 	case evSalePut:
-		sl, _ := st.saleByID(ev.saleID)
+		sl, si := st.saleByID(ev.saleID)
 		cfg := *ev.sale
 		cfg.Tiers = slices.Clone(cfg.Tiers) // the event's slice may be reused
 		if sl == nil {
 			st.insertSale(cfg, false)
+			st.touch(int32(len(st.sales) - 1))
 			return nil
 		}
+		st.touch(si)
 		if len(cfg.Tiers) < len(sl.cfg.Tiers) {
 			return fmt.Errorf("%w: SalePut of %q drops tiers", errCorrupt, ev.saleID)
 		}
@@ -31,10 +33,11 @@ func (st *state) apply(ev *event) error {
 		}
 		return nil
 	case evSaleClosed:
-		sl, _ := st.saleByID(ev.saleID)
+		sl, si := st.saleByID(ev.saleID)
 		if sl == nil {
 			return fmt.Errorf("%w: SaleClosed of unknown sale %q", errCorrupt, ev.saleID)
 		}
+		st.touch(si)
 		sl.closed = ev.closed
 		return nil
 	case evOrderPlaced:
@@ -45,6 +48,7 @@ func (st *state) apply(ev *event) error {
 		if _, dup := st.byKey[ev.order]; dup {
 			return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
 		}
+		st.touch(si)
 		st.insertOrder(order{
 			key: ev.order, userID: ev.userID, idemKey: ev.key, amount: ev.amount,
 			createdAt: ev.at, expiresAt: ev.expiresAt, updatedAt: ev.at,
@@ -59,6 +63,7 @@ func (st *state) apply(ev *event) error {
 	}
 	o := st.orders.mut(idx)
 	sl := st.sales[o.sale]
+	st.touch(o.sale)
 	tc := &sl.tiers[o.tier]
 	q := int(o.qty)
 	switch ev.kind {
@@ -132,14 +137,9 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl) // res.created was set by decide
-	case cmdSetClosed, cmdGetSale:
+	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)
-	case cmdListSales:
-		res.sales = make([]Sale, len(st.sales))
-		for i, sl := range st.sales {
-			res.sales[i] = saleView(sl)
-		}
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
 		o, _ := st.orderByKey(cmd.order)
 		res.orderKey = o.key

@@ -9,8 +9,6 @@ const (
 	cmdPutSale
 	cmdLoad
 	cmdSetClosed
-	cmdGetSale
-	cmdListSales
 	cmdGetOrder
 	cmdUserOrders
 	cmdSaleOrders
@@ -70,5 +68,6 @@ type request struct {
 	cmd      command
 	res      result
 	deadline time.Duration // since Engine.started: shed if not decided by then
+	durable  time.Duration // since Engine.started: when the acker answered it
 	done     chan struct{} // buffered 1: the committer (or loop) never blocks
 }

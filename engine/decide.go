@@ -39,7 +39,7 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return evs, nil
 		}
 		return append(evs, event{kind: evSaleClosed, at: now, saleID: cmd.saleID, closed: cmd.closed}), nil
-	case cmdGetSale, cmdSaleOrders:
+	case cmdSaleOrders:
 		if sl, _ := st.saleByID(cmd.saleID); sl == nil {
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 		}
@@ -51,8 +51,6 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		if sl, _ := st.saleByID(cmd.saleID); sl == nil {
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 		}
-		return evs, nil
-	case cmdListSales:
 		return evs, nil
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
 		o, _ := st.orderByKey(cmd.order)

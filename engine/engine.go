@@ -90,7 +90,9 @@ type Engine struct {
 	closing atomic.Bool
 	failed  atomic.Bool
 	wg      sync.WaitGroup
-	started time.Time // monotonic base for queue deadlines
+	started time.Time // monotonic base for queue deadlines and stage times
+	views   *saleViews
+	stages  *stageMetrics
 }
 
 // Open recovers the state from the journal (newest snapshot of each shard,
@@ -101,14 +103,25 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, errors.New("engine: Config.Journal is required")
 	}
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, stopped: make(chan struct{}), started: time.Now()}
+	e := &Engine{cfg: cfg, stopped: make(chan struct{}), started: time.Now(), views: newSaleViews()}
 	states, seqs, err := recoverStates(cfg.Journal, cfg.Shards, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	m := newEngineMetrics(cfg.Metrics)
+	e.stages = m.stages
 	for i := range cfg.Shards {
-		e.shards = append(e.shards, newShard(e, i, states[i], seqs[i], m))
+		s := newShard(e, i, states[i], seqs[i], m)
+		// What was recovered is durable: publish every sale at once.
+		for _, si := range s.st.touched {
+			s.st.sales[si].touched = false
+		}
+		s.st.touched = s.st.touched[:0]
+		for si := range s.st.sales {
+			s.st.touch(int32(si))
+		}
+		publish(s.takeViews(nil))
+		e.shards = append(e.shards, s)
 	}
 	for _, s := range e.shards {
 		s.start(&e.wg)
@@ -269,26 +282,34 @@ func (e *Engine) SetSaleClosed(ctx context.Context, saleID string, closed bool) 
 	return s, nil
 }
 
-// Sale returns a sale with its live counts.
-func (e *Engine) Sale(ctx context.Context, saleID string) (Sale, error) {
-	r := getRequest()
-	r.cmd = command{kind: cmdGetSale, saleID: saleID}
-	if err := e.call(ctx, saleID, r); err != nil {
-		return Sale{}, err
+// SaleView returns a sale with its live counts as of the newest durable
+// log entry (views.go), without entering its shard: any number of readers,
+// no wait for a sync. Everyone answered for a write to the sale sees it.
+// The Sale and its slices are shared: callers must not modify them.
+func (e *Engine) SaleView(saleID string) (*Sale, error) {
+	if v := e.views.get(saleID); v != nil {
+		return v, nil
 	}
-	s := r.res.sale
-	putRequest(r)
-	return s, nil
+	return nil, reject(CodeUnknownSale, "no sale %q", saleID)
 }
 
-// Sales returns every sale, sorted by id.
-func (e *Engine) Sales(ctx context.Context) ([]Sale, error) {
-	var out []Sale
-	err := e.fanOut(ctx, command{kind: cmdListSales}, func(res *result) {
-		out = append(out, res.sales...)
-	})
-	slices.SortFunc(out, func(a, b Sale) int { return strings.Compare(a.ID, b.ID) })
-	return out, err
+// Sale is SaleView as a copy the caller owns.
+func (e *Engine) Sale(_ context.Context, saleID string) (Sale, error) {
+	v, err := e.SaleView(saleID)
+	if err != nil {
+		return Sale{}, err
+	}
+	return v.clone(), nil
+}
+
+// Sales returns every sale, sorted by id, from the published views.
+func (e *Engine) Sales(_ context.Context) ([]Sale, error) {
+	views := e.views.all()
+	out := make([]Sale, len(views))
+	for i, v := range views {
+		out[i] = v.clone()
+	}
+	return out, nil
 }
 
 // Order returns an order by id. Callers check who may see it.
@@ -461,6 +482,9 @@ func (e *Engine) call(ctx context.Context, saleID string, r *request) error {
 	}
 	if err := e.wait(ctx, r); err != nil {
 		return err
+	}
+	if r.durable > 0 {
+		e.stages.answer.Update((time.Since(e.started) - r.durable).Seconds())
 	}
 	if r.res.rej != nil {
 		return r.res.rej

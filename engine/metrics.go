@@ -10,7 +10,21 @@ import (
 // engineMetrics are created once at Open and kept in fields; with no
 // metrics.Set they still exist, unregistered, so the hot path never checks.
 type engineMetrics struct {
-	set *metrics.Set
+	set    *metrics.Set
+	stages *stageMetrics
+}
+
+// stageMetrics split a request's time in the engine into the stages it
+// waits in, one histogram each, shared by the shards:
+//
+//	inbox_wait   sent to the shard's inbox → its batch starts (per request)
+//	decide       the loop decides, applies and encodes one batch (per batch)
+//	commit_wait  batch decided → the committer starts its Append (per batch)
+//	append       Journal.Append: the Pebble batch is built and applied (per Append)
+//	sync_wait    Append returned → the log sync covering it returned (per Append)
+//	answer       the acker answered → the caller's goroutine runs again (per request)
+type stageMetrics struct {
+	inboxWait, decide, commitWait, append, syncWait, answer *metrics.Histogram
 }
 
 type shardMetrics struct {
@@ -18,13 +32,20 @@ type shardMetrics struct {
 	shed          *metrics.Counter
 	appendSeconds *metrics.Histogram
 	appendEntries *metrics.Histogram
+	stages        *stageMetrics
 }
 
 func newEngineMetrics(set *metrics.Set) *engineMetrics {
 	if set == nil {
 		set = metrics.NewSet() // never written out
 	}
-	return &engineMetrics{set: set}
+	stage := func(name string) *metrics.Histogram {
+		return set.NewHistogram(`onsale_stage_seconds{stage="` + name + `"}`)
+	}
+	return &engineMetrics{set: set, stages: &stageMetrics{
+		inboxWait: stage("inbox_wait"), decide: stage("decide"), commitWait: stage("commit_wait"),
+		append: stage("append"), syncWait: stage("sync_wait"), answer: stage("answer"),
+	}}
 }
 
 func (m *engineMetrics) shard(id int, e *Engine) *shardMetrics {
@@ -34,6 +55,7 @@ func (m *engineMetrics) shard(id int, e *Engine) *shardMetrics {
 		shed:          m.set.NewCounter("onsale_engine_shed_total" + label),
 		appendSeconds: m.set.NewHistogram("onsale_engine_log_append_seconds" + label),
 		appendEntries: m.set.NewHistogram("onsale_engine_log_append_batches" + label),
+		stages:        m.stages,
 	}
 	m.set.NewGauge("onsale_engine_inbox_depth"+label, func() float64 { return float64(e.InboxLen(id)) })
 	m.set.NewGauge("onsale_engine_holds_outstanding"+label, func() float64 {

@@ -41,20 +41,27 @@ type shard struct {
 
 	pendingOrders atomic.Int64 // published for metrics after each batch
 	m             *shardMetrics
+
+	slots []*viewSlot // published views, by sale index (views.go); loop only
 }
 
 // batch is one decided batch on its way to the log.
 type batch struct {
-	seq  uint64 // 0: no events (reads and rejections only)
-	data []byte // encoded events
-	reqs []*request
-	snap *snapshotJob // a snapshot frozen right after this batch
+	seq   uint64 // 0: no events (reads and rejections only)
+	data  []byte // encoded events
+	reqs  []*request
+	snap  *snapshotJob  // a snapshot frozen right after this batch
+	views []pendingView // published once the batch is durable
+
+	// Stage times, since Engine.started (metrics.go).
+	decideStart, decided time.Duration
+	appendStart          time.Duration // set by the committer
 
 	// Set by the committer on the first batch of each Append group.
-	wait       func() error
-	err        error
-	appendedAt time.Time
-	entries    int
+	wait      func() error
+	err       error
+	appendEnd time.Duration
+	entries   int
 }
 
 const batchesInFlight = 16
@@ -104,6 +111,7 @@ func (s *shard) run() {
 		b := <-s.free
 		now := s.e.cfg.Now().UnixMilli()
 		mono := time.Since(s.e.started)
+		b.decideStart = mono
 		if first != nil {
 			s.step(b, first, now, mono)
 		} else {
@@ -120,6 +128,8 @@ func (s *shard) run() {
 			}
 		}
 		s.seal(b)
+		b.decided = time.Since(s.e.started)
+		s.m.stages.decide.Update((b.decided - b.decideStart).Seconds())
 		s.commitQ <- b
 	}
 }
@@ -127,6 +137,7 @@ func (s *shard) run() {
 // step decides one request into the batch.
 func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 	b.reqs = append(b.reqs, r)
+	s.m.stages.inboxWait.Update((mono - r.deadline + s.e.cfg.QueueWaitMax).Seconds())
 	if mono > r.deadline {
 		r.res.err = ErrOverloaded // waited too long: shed, decide nothing
 		s.m.shed.Inc()
@@ -199,6 +210,7 @@ func (s *shard) seal(b *batch) {
 		s.seq++
 		b.seq = s.seq
 	}
+	b.views = s.takeViews(b.views)
 	if invariantsOn {
 		s.st.checkState()
 	}
@@ -271,14 +283,18 @@ func (s *shard) commit() {
 				entries = append(entries, g.data)
 			}
 		}
+		start := time.Since(s.e.started)
 		if s.e.failed.Load() {
 			group[0].err = ErrStopped
 		} else if len(entries) > 0 {
-			group[0].appendedAt = time.Now()
 			group[0].entries = len(entries)
 			group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			group[0].appendEnd = time.Since(s.e.started)
+			s.m.stages.append.Update((group[0].appendEnd - start).Seconds())
 		}
 		for _, g := range group {
+			g.appendStart = start
+			s.m.stages.commitWait.Update((start - g.decided).Seconds())
 			s.ackQ <- g
 		}
 		group = group[:0]
@@ -298,7 +314,9 @@ func (s *shard) ack() {
 		}
 		if err == nil && b.wait != nil {
 			err = b.wait()
-			s.m.observeAppend(time.Since(b.appendedAt), b.entries)
+			synced := time.Since(s.e.started)
+			s.m.observeAppend(synced-b.appendStart, b.entries)
+			s.m.stages.syncWait.Update((synced - b.appendEnd).Seconds())
 		}
 		if err != nil {
 			s.e.fail(err)
@@ -308,10 +326,15 @@ func (s *shard) ack() {
 }
 
 func (s *shard) answer(b *batch, err error) {
+	if err == nil {
+		publish(b.views) // before the answers: whoever was answered reads it back
+	}
+	durable := time.Since(s.e.started)
 	for _, r := range b.reqs {
 		if err != nil {
 			r.res = result{err: ErrStopped}
 		}
+		r.durable = durable
 		r.done <- struct{}{}
 	}
 	if b.snap != nil {
@@ -322,7 +345,8 @@ func (s *shard) answer(b *batch, err error) {
 		}
 	}
 	clear(b.reqs)
-	*b = batch{data: b.data[:0], reqs: b.reqs[:0]}
+	clear(b.views)
+	*b = batch{data: b.data[:0], reqs: b.reqs[:0], views: b.views[:0]}
 	s.free <- b
 }
 

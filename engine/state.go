@@ -25,6 +25,10 @@ type state struct {
 	// (charges.go): a map, so the other orders pay nothing for it. Slices
 	// are only appended to, so a snapshot can share them.
 	charges map[orderKey][]DuplicateCharge
+
+	// touched lists the sales that events changed since the shard last
+	// published their views (views.go); sale.touched says who is in it.
+	touched []int32
 }
 
 type sale struct {
@@ -32,6 +36,8 @@ type sale struct {
 	closed bool
 	tiers  []tierCount // parallel to cfg.Tiers
 	orders int
+
+	touched bool // in state.touched
 
 	// derived
 	users map[string]userState

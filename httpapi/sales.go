@@ -60,67 +60,92 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	return cfg, ""
 }
 
-// saleView is a sale as answered (schema Sale).
-type saleView struct {
-	ID           string     `json:"id"`
-	Name         string     `json:"name"`
-	Currency     string     `json:"currency"`
-	OpensAt      string     `json:"opens_at"`
-	ClosesAt     string     `json:"closes_at"`
-	HoldSeconds  int64      `json:"hold_seconds"`
-	PerUserLimit int        `json:"per_user_limit"`
-	Status       string     `json:"status"` // scheduled, open, closed
-	Closed       bool       `json:"closed"` // closed by an admin
-	OrderCount   int        `json:"order_count"`
-	Tiers        []tierView `json:"tiers"`
-}
-
-type tierView struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	PriceCents int64  `json:"price_cents"`
-	Stock      int    `json:"stock"`
-	Available  int    `json:"available"`
-	Held       int    `json:"held"`
-	Sold       int    `json:"sold"`
-}
-
-func (s *Server) viewSale(sl *engine.Sale) saleView {
-	now := s.now().UnixMilli()
+// appendSale appends the JSON of a sale (schema Sale in openapi.json), by
+// hand like an order: GET /v1/sales/{sale_id} is what a rush polls.
+func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	status := "open"
 	switch {
-	case sl.Closed || now >= sl.ClosesAtMs:
+	case sl.Closed || nowMs >= sl.ClosesAtMs:
 		status = "closed"
-	case now < sl.OpensAtMs:
+	case nowMs < sl.OpensAtMs:
 		status = "scheduled"
 	}
-	v := saleView{
-		ID: sl.ID, Name: sl.Name, Currency: sl.Currency,
-		OpensAt: formatTime(sl.OpensAtMs), ClosesAt: formatTime(sl.ClosesAtMs),
-		HoldSeconds: sl.HoldMs / 1000, PerUserLimit: sl.PerUserLimit,
-		Status: status, Closed: sl.Closed, OrderCount: sl.OrderCount,
-		Tiers: make([]tierView, len(sl.Tiers)),
-	}
-	for i, t := range sl.Tiers {
-		v.Tiers[i] = tierView{ID: t.ID, Name: t.Name, PriceCents: t.PriceCents, Stock: t.Stock}
-		if i < len(sl.TierCounts) {
-			c := sl.TierCounts[i]
-			v.Tiers[i].Available, v.Tiers[i].Held, v.Tiers[i].Sold = c.Available, c.Held, c.Sold
+	b = append(b, `{"id":`...)
+	b = appendString(b, sl.ID)
+	b = append(b, `,"name":`...)
+	b = appendString(b, sl.Name)
+	b = append(b, `,"currency":`...)
+	b = appendString(b, sl.Currency)
+	b = append(b, `,"opens_at":`...)
+	b = appendTime(b, sl.OpensAtMs)
+	b = append(b, `,"closes_at":`...)
+	b = appendTime(b, sl.ClosesAtMs)
+	b = append(b, `,"hold_seconds":`...)
+	b = strconv.AppendInt(b, sl.HoldMs/1000, 10)
+	b = append(b, `,"per_user_limit":`...)
+	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
+	b = append(b, `,"status":"`...)
+	b = append(b, status...)
+	b = append(b, `","closed":`...)
+	b = strconv.AppendBool(b, sl.Closed)
+	b = append(b, `,"order_count":`...)
+	b = strconv.AppendInt(b, int64(sl.OrderCount), 10)
+	b = append(b, `,"tiers":[`...)
+	for i := range sl.Tiers {
+		t := &sl.Tiers[i]
+		if i > 0 {
+			b = append(b, ',')
 		}
+		var c engine.TierCounts
+		if i < len(sl.TierCounts) {
+			c = sl.TierCounts[i]
+		}
+		b = append(b, `{"id":`...)
+		b = appendString(b, t.ID)
+		b = append(b, `,"name":`...)
+		b = appendString(b, t.Name)
+		b = append(b, `,"price_cents":`...)
+		b = strconv.AppendInt(b, t.PriceCents, 10)
+		b = append(b, `,"stock":`...)
+		b = strconv.AppendInt(b, int64(t.Stock), 10)
+		b = append(b, `,"available":`...)
+		b = strconv.AppendInt(b, int64(c.Available), 10)
+		b = append(b, `,"held":`...)
+		b = strconv.AppendInt(b, int64(c.Held), 10)
+		b = append(b, `,"sold":`...)
+		b = strconv.AppendInt(b, int64(c.Sold), 10)
+		b = append(b, '}')
 	}
-	return v
+	return append(b, "]}"...)
 }
 
-type salesView struct {
-	Sales []saleView `json:"sales"`
+// writeSale answers with one sale.
+func (s *Server) writeSale(ctx *fasthttp.RequestCtx, status int, sl *engine.Sale) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	buf := getBuffer()
+	b := appendSale((*buf)[:0], sl, s.now().UnixMilli())
+	b = append(b, '\n')
+	ctx.SetBody(b)
+	putBuffer(buf, b)
 }
 
-func (s *Server) viewSales(sales []engine.Sale) salesView {
-	out := salesView{Sales: make([]saleView, len(sales))}
+// writeSales answers with {"sales":[...]}.
+func (s *Server) writeSales(ctx *fasthttp.RequestCtx, sales []engine.Sale) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	now := s.now().UnixMilli()
+	buf := getBuffer()
+	b := append((*buf)[:0], `{"sales":[`...)
 	for i := range sales {
-		out.Sales[i] = s.viewSale(&sales[i])
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendSale(b, &sales[i], now)
 	}
-	return out
+	b = append(b, "]}\n"...)
+	ctx.SetBody(b)
+	putBuffer(buf, b)
 }
 
 // putSale: PUT /v1/admin/sales/{sale_id} → 201 created, 200 updated.
@@ -150,7 +175,7 @@ func (s *Server) putSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 		status = fasthttp.StatusCreated
 		ctx.Response.Header.Set("Location", "/v1/sales/"+sl.ID)
 	}
-	s.writeJSON(ctx, status, s.viewSale(&sl))
+	s.writeSale(ctx, status, &sl)
 }
 
 // loadSales: POST /v1/admin/sales:load {"sales":[...]} → 200 {"sales":[...]}, all or nothing.
@@ -181,7 +206,7 @@ func (s *Server) loadSales(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		s.writeError(ctx, err)
 		return
 	}
-	s.writeJSON(ctx, fasthttp.StatusOK, s.viewSales(sales))
+	s.writeSales(ctx, sales)
 }
 
 // listSales: GET /v1/admin/sales.
@@ -191,7 +216,7 @@ func (s *Server) listSales(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		s.writeError(ctx, err)
 		return
 	}
-	s.writeJSON(ctx, fasthttp.StatusOK, s.viewSales(sales))
+	s.writeSales(ctx, sales)
 }
 
 func (s *Server) closeSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
@@ -209,17 +234,18 @@ func (s *Server) setSaleClosed(ctx *fasthttp.RequestCtx, id []byte, closed bool)
 		s.writeError(ctx, err)
 		return
 	}
-	s.writeJSON(ctx, fasthttp.StatusOK, s.viewSale(&sl))
+	s.writeSale(ctx, fasthttp.StatusOK, &sl)
 }
 
-// getSale: GET /v1/sales/{sale_id}, public.
+// getSale: GET /v1/sales/{sale_id}, public. It reads the sale's published
+// view (engine.SaleView): no shard, no log sync, nothing not yet durable.
 func (s *Server) getSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
-	sl, err := s.eng.Sale(s.reqCtx(), string(id))
+	sl, err := s.eng.SaleView(string(id))
 	if err != nil {
 		s.writeError(ctx, err)
 		return
 	}
-	s.writeJSON(ctx, fasthttp.StatusOK, s.viewSale(&sl))
+	s.writeSale(ctx, fasthttp.StatusOK, sl)
 }
 
 // Export page sizes.
