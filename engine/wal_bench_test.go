@@ -12,7 +12,7 @@ import (
 // costs).
 func BenchmarkPurchaseWAL(b *testing.B) {
 	for _, sync := range []bool{true, false} {
-		for _, callers := range []int{1, 256} {
+		for _, callers := range []int{1, 16, 64, 256} {
 			b.Run(fmt.Sprintf("sync=%v/callers=%d", sync, callers), func(b *testing.B) {
 				log, err := wal.Open(b.TempDir(), wal.Options{NoSync: !sync, Logger: quietLogger})
 				if err != nil {
