@@ -24,6 +24,12 @@ type Options struct {
 	// OnFatal runs when Pebble cannot go on (a failed WAL write or sync).
 	// It must not return [log at error level and os.Exit(1)].
 	OnFatal func(msg string)
+
+	// MinSyncInterval is the least time between two log syncs [0: sync
+	// whenever something waits]. An fdatasync costs CPU as well as time;
+	// under load, waiting a little lets one sync cover more appends. Every
+	// Append still waits for a sync that covers it.
+	MinSyncInterval time.Duration
 }
 
 // Log is the write-ahead log. See the package comment.
@@ -68,7 +74,8 @@ func Open(dir string, opts Options) (*Log, error) {
 		// A large memtable absorbs bursts of appends without stalling on
 		// flushes; batches over half of it (big snapshots) are queued as
 		// flushable batches instead of being copied into it.
-		MemTableSize: 64 << 20,
+		MemTableSize:       64 << 20,
+		WALMinSyncInterval: func() time.Duration { return opts.MinSyncInterval },
 		// Pebble's default makes a corrupt table found by a read fatal; the
 		// read's own error is enough: Replay and LoadSnapshot return it and
 		// the engine refuses to start with it.
