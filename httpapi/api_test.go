@@ -738,8 +738,7 @@ func TestWriteErrorMapping(t *testing.T) {
 		if ctx.Response.StatusCode() != tt.status {
 			t.Errorf("%v: status %d, want %d", tt.err, ctx.Response.StatusCode(), tt.status)
 		}
-		if err := loadSpec(t).checkValue(loadSpec(t).resolve(map[string]any{"$ref": "#/components/schemas/Problem"}),
-			decodeAny(ctx.Response.Body()), "$"); err != nil {
+		if err := loadSpec(t).checkProblemBody(ctx.Response.Body()); err != nil {
 			t.Errorf("%v: %v", tt.err, err)
 		}
 	}
