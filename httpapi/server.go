@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -40,7 +39,7 @@ type Config struct {
 	PaymentSecrets [][]byte
 
 	MaxBodyBytes     int           // request body limit; beyond it 413 [64 KiB]
-	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load [8 MiB]
+	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load with the admin token [8 MiB]
 	ReadBufferSize   int           // also the request header limit; beyond it 431 [8 KiB]
 	ReadTimeout      time.Duration // to read a whole request [5s]
 	WriteTimeout     time.Duration // to write a whole response [5s]
@@ -267,26 +266,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	spec.handle(s, ctx, param, who)
 }
 
-// headerReceived raises the body limit for the one route that loads a whole
-// configuration file.
-func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if bytes.HasPrefix(h.RequestURI(), []byte("/v1/admin/sales:load")) {
-		return fasthttp.RequestConfig{MaxRequestBodySize: s.cfg.MaxLoadBodyBytes}
-	}
-	return fasthttp.RequestConfig{}
-}
-
 // handleConnError answers a request fasthttp could not read.
 func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		limit := s.cfg.MaxBodyBytes
-		if s.headerReceived(&ctx.Request.Header).MaxRequestBodySize > 0 {
-			limit = s.cfg.MaxLoadBodyBytes
-		}
-		writeProblem(ctx, codeBodyTooLarge, fmt.Sprintf("the request body is larger than the limit (%d bytes)", limit), -1)
+		s.answerBodyTooLarge(ctx) // bodylimit.go
 	case errors.As(err, &small):
 		writeProblem(ctx, codeHeaderTooLarge, fmt.Sprintf("the request header is larger than the limit (%d bytes)", s.cfg.ReadBufferSize), -1)
 	case errors.As(err, &netErr) && netErr.Timeout():
