@@ -47,6 +47,11 @@ type Config struct {
 	RequestTimeout   time.Duration // an engine call waits at most this long, plus up to a fifth [5s]
 	Concurrency      int           // connections served at once [65536]
 
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser, as ParseCORSOrigins returns them; "*"
+	// allows any. Empty: same origin only, no CORS headers (cors.go).
+	CORSOrigins []string
+
 	// UserRatePerSec limits each buyer's purchases and cancels, taken
 	// together: a token bucket per JWT sub, refilled at this rate and
 	// holding UserBurst; beyond it 429 rate_limited. Zero turns it off
@@ -128,6 +133,7 @@ type Server struct {
 	doorDigest  [sha256.Size]byte
 	users       *userService
 	limiter     *userLimiter // nil when UserRatePerSec is 0
+	cors        *corsPolicy  // nil when no CORS origin is allowed
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -155,6 +161,7 @@ func New(cfg Config) *Server {
 		deadlines:   newDeadlines(cfg.RequestTimeout),
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
+		cors:        newCORSPolicy(cfg.CORSOrigins),
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
@@ -238,6 +245,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.log.Error("handler panicked", "route", routes[r].name, "method", string(ctx.Method()),
 				"path", string(ctx.Path()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			ctx.Response.Reset()
+			s.applyCORS(ctx)
 			writeProblem(ctx, codeInternal, "internal error", -1)
 		}
 		status := ctx.Response.StatusCode()
@@ -246,11 +254,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.log.Warn("request failed", "route", routes[r].name, "status", status)
 		}
 	}()
+	corsAllowed := s.applyCORS(ctx)
 	if r == routeNone {
 		writeProblem(ctx, codeNotFound, "no route for this path; see /openapi.json", -1)
 		return
 	}
 	spec := &routes[r]
+	if isPreflight(ctx) {
+		s.preflight(ctx, spec, corsAllowed)
+		return
+	}
 	if string(ctx.Method()) != spec.method && !(spec.method == "GET" && ctx.IsHead()) {
 		ctx.Response.Header.Set("Allow", spec.method)
 		writeProblem(ctx, codeMethodNotAllowed, "this route allows "+spec.method+" only", -1)
@@ -270,6 +283,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
+	s.applyCORS(ctx)
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.answerBodyTooLarge(ctx) // bodylimit.go
