@@ -71,6 +71,7 @@ type options struct {
 	userBurst                                        int
 	logLevel                                         string
 	version                                          bool
+	corsOrigins                                      []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -99,6 +100,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.int(&o.userBurst, "user-burst", "ONSALE_USER_BURST", 20, "purchases and cancels a buyer may send at once before -user-rate applies")
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	var corsOrigins string
+	env.str(&corsOrigins, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
 	if env.err != nil {
 		return o, env.err
 	}
@@ -113,6 +116,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.userRate > 0 && o.userBurst < 1 {
 		return o, fmt.Errorf("-user-burst must be at least 1 when -user-rate is on, not %d", o.userBurst)
+	}
+	var err error
+	if o.corsOrigins, err = httpapi.ParseCORSOrigins(corsOrigins); err != nil {
+		return o, fmt.Errorf("-cors-origins: %w", err)
 	}
 	return o, nil
 }
@@ -222,6 +229,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
 		RequestTimeout: o.requestTimeout, Logger: logger, Metrics: set,
 		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
+		CORSOrigins: o.corsOrigins,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -1,49 +1,59 @@
 package httpapi
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 )
 
+// TestDecodeStrict: what is refused, and as which kind: a body that is not
+// JSON at all (400 malformed_json) or JSON that does not fit the route's
+// struct (422 invalid_request).
 func TestDecodeStrict(t *testing.T) {
+	const notJSON, unfit = codeMalformedJSON, codeInvalidRequest
 	tests := []struct {
 		name    string
 		body    string
 		want    purchaseBody
-		wantErr string // substring; "" for success
+		code    string // "" for success
+		wantErr string // substring of the sentence
 	}{
-		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{"floor", 2}, ""},
-		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{"a", 1}, ""},
-		{"missing members are zero", `{}`, purchaseBody{}, ""},
-		{"empty body", ``, purchaseBody{}, "empty"},
-		{"unknown member", `{"tier":"a","quantity":1,"price":1}`, purchaseBody{}, "unknown"},
-		{"duplicate member", `{"tier":"a","quantity":1,"quantity":5}`, purchaseBody{}, "duplicate"},
-		{"duplicate member same value", `{"tier":"a","tier":"a","quantity":1}`, purchaseBody{}, "duplicate"},
-		{"case variant", `{"Tier":"a","quantity":1}`, purchaseBody{}, "unknown"},
-		{"case variant upper", `{"tier":"a","QUANTITY":1}`, purchaseBody{}, "unknown"},
-		{"case variant as duplicate", `{"tier":"a","Tier":"b","quantity":1}`, purchaseBody{}, "unknown"},
-		{"trailing value", `{"tier":"a","quantity":1}{}`, purchaseBody{}, "invalid"},
-		{"trailing garbage", `{"tier":"a","quantity":1} x`, purchaseBody{}, "invalid"},
-		{"not an object", `[1]`, purchaseBody{}, "invalid"},
-		{"string for int", `{"tier":"a","quantity":"1"}`, purchaseBody{}, "invalid"},
-		{"fraction for int", `{"tier":"a","quantity":1.5}`, purchaseBody{}, "invalid"},
-		{"overflow", `{"tier":"a","quantity":99999999999999999999}`, purchaseBody{}, "invalid"},
-		{"invalid utf-8", "{\"tier\":\"\xff\",\"quantity\":1}", purchaseBody{}, "invalid"},
-		{"truncated", `{"tier":"a",`, purchaseBody{}, "invalid"},
+		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{"floor", 2}, "", ""},
+		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{"a", 1}, "", ""},
+		{"missing members are zero", `{}`, purchaseBody{}, "", ""},
+		{"empty body", ``, purchaseBody{}, notJSON, "empty"},
+		{"unknown member", `{"tier":"a","quantity":1,"price":1}`, purchaseBody{}, unfit, "unknown"},
+		{"duplicate member", `{"tier":"a","quantity":1,"quantity":5}`, purchaseBody{}, unfit, "duplicate"},
+		{"duplicate member same value", `{"tier":"a","tier":"a","quantity":1}`, purchaseBody{}, unfit, "duplicate"},
+		{"case variant", `{"Tier":"a","quantity":1}`, purchaseBody{}, unfit, "unknown"},
+		{"case variant upper", `{"tier":"a","QUANTITY":1}`, purchaseBody{}, unfit, "unknown"},
+		{"case variant as duplicate", `{"tier":"a","Tier":"b","quantity":1}`, purchaseBody{}, unfit, "unknown"},
+		{"trailing value", `{"tier":"a","quantity":1}{}`, purchaseBody{}, notJSON, "not json"},
+		{"trailing garbage", `{"tier":"a","quantity":1} x`, purchaseBody{}, notJSON, "not json"},
+		{"not an object", `[1]`, purchaseBody{}, unfit, "invalid"},
+		{"string for int", `{"tier":"a","quantity":"1"}`, purchaseBody{}, unfit, "invalid"},
+		{"fraction for int", `{"tier":"a","quantity":1.5}`, purchaseBody{}, unfit, "invalid"},
+		{"overflow", `{"tier":"a","quantity":99999999999999999999}`, purchaseBody{}, unfit, "invalid"},
+		{"invalid utf-8", "{\"tier\":\"\xff\",\"quantity\":1}", purchaseBody{}, notJSON, "utf-8"},
+		{"invalid utf-8 after an unknown member", "{\"x\":\"\xff\"}", purchaseBody{}, notJSON, "utf-8"},
+		{"truncated", `{"tier":"a",`, purchaseBody{}, notJSON, "not json"},
+		{"truncated after an unknown member", `{"x":1,`, purchaseBody{}, notJSON, "not json"},
+		{"a form", `tier=a&quantity=1`, purchaseBody{}, notJSON, "not json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got purchaseBody
 			err := decodeStrict([]byte(tt.body), &got)
-			if tt.wantErr == "" {
+			if tt.code == "" {
 				if err != nil || got != tt.want {
 					t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(strings.ToLower(err.Error()), tt.wantErr) {
-				t.Fatalf("got %+v, err %v; want an error containing %q", got, err, tt.wantErr)
+			var de *decodeError
+			if !errors.As(err, &de) || de.code != tt.code || !strings.Contains(strings.ToLower(err.Error()), tt.wantErr) {
+				t.Fatalf("got %+v, err %#v; want %s with a sentence containing %q", got, err, tt.code, tt.wantErr)
 			}
 		})
 	}

@@ -8,7 +8,10 @@
 //
 // # One request
 //
-//	fasthttp worker ── route (path split, no allocations)
+//	fasthttp worker ── body limit from the head, before the body is read
+//	                   (the load route's larger one only with the admin token)
+//	                ── route (path split, no allocations)
+//	                ── CORS: headers for listed origins, preflights answered
 //	                ── authenticate (constant-time token compare, cached JWT verification)
 //	                ── purchases and cancels: the buyer's token bucket (429 rate_limited)
 //	                ── decode the body (strict JSON: unknown, duplicate and

@@ -111,20 +111,27 @@ func TestHostileBodyLimits(t *testing.T) {
 	e.want(e.do("GET", "/healthz", nil, ""), 200, "")
 }
 
-// TestHostileJSON: nesting far past any real document, duplicate members,
-// and strings that are not valid UTF-8 (raw, overlong, surrogate halves,
-// escaped lone surrogates, in values and in names) are refused with 422
-// invalid_request and a sentence; nothing changes and nothing panics.
+// TestHostileJSON: nesting far past any real document and strings that
+// are not valid UTF-8 (raw, overlong, surrogate halves, escaped lone
+// surrogates, in values and in names) are not JSON we read: 400
+// malformed_json; duplicate members are JSON that we refuse: 422
+// invalid_request. Each with a sentence; nothing changes and nothing
+// panics.
 func TestHostileJSON(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	e.putSale("s1", 10, 4)
 	buyer := e.buyer("mallory").with("Idempotency-Key", "k-hostile")
 	purchase := func(name, body string) abuseCase {
-		return abuseCase{"purchase " + name, "POST", "/v1/sales/s1/purchase", buyer, body, 422, "invalid_request"}
+		return abuseCase{"purchase " + name, "POST", "/v1/sales/s1/purchase", buyer, body, 400, "malformed_json"}
 	}
 	signed := func(name, body string) abuseCase {
 		return abuseCase{"webhook " + name, "POST", "/v1/payments/webhook",
-			hdr{"Onsale-Signature": SignWebhook(e.paySecret, []byte(body), e.clock.Now())}, body, 422, "invalid_request"}
+			hdr{"Onsale-Signature": SignWebhook(e.paySecret, []byte(body), e.clock.Now())}, body, 400, "malformed_json"}
+	}
+	// dup: a duplicate member is well-formed JSON, refused with 422.
+	dup := func(c abuseCase) abuseCase {
+		c.status, c.code = 422, "invalid_request"
+		return c
 	}
 	sale := e.saleJSON(10, 4)
 	const deep = 100_000
@@ -139,7 +146,7 @@ func TestHostileJSON(t *testing.T) {
 		`{"sales":[{"id":"s2","name":` + deepObjects + `}]}`,
 	}
 	load := func(name, body string) abuseCase {
-		return abuseCase{"load " + name, "POST", "/v1/admin/sales:load", e.admin(), body, 422, "invalid_request"}
+		return abuseCase{"load " + name, "POST", "/v1/admin/sales:load", e.admin(), body, 400, "malformed_json"}
 	}
 	cases := []abuseCase{
 		load("100k nested arrays in place of the sales", `{"sales":`+deepArrays+`}`),
@@ -152,13 +159,13 @@ func TestHostileJSON(t *testing.T) {
 		purchase("30k nested arrays", `{"tier":`+strings.Repeat("[", 30_000)+strings.Repeat("]", 30_000)+`,"quantity":1}`),
 		purchase("30k nested, never closed", `{"tier":`+strings.Repeat("[", 30_000)),
 
-		purchase("duplicate tier", `{"tier":"floor","tier":"seat","quantity":1}`),
-		purchase("duplicate spelled with an escape", `{"tier":"floor","t\u0069er":"seat","quantity":1}`),
-		purchase("duplicate quantity", `{"tier":"floor","quantity":1,"quantity":2}`),
+		dup(purchase("duplicate tier", `{"tier":"floor","tier":"seat","quantity":1}`)),
+		dup(purchase("duplicate spelled with an escape", `{"tier":"floor","t\u0069er":"seat","quantity":1}`)),
+		dup(purchase("duplicate quantity", `{"tier":"floor","quantity":1,"quantity":2}`)),
 		{"sale duplicate currency", "PUT", "/v1/admin/sales/s1", e.admin(), strings.Replace(sale, `"currency":"EUR"`, `"currency":"EUR","currency":"USD"`, 1), 422, "invalid_request"},
 		{"sale duplicate tier stock", "PUT", "/v1/admin/sales/s1", e.admin(), strings.Replace(sale, `"stock":10}`, `"stock":10,"stock":0}`, 1), 422, "invalid_request"},
 		{"checkin duplicate", "POST", "/v1/checkin", e.admin(), `{"ticket":"a","ticket":"b"}`, 422, "invalid_request"},
-		signed("duplicate order_id", `{"id":"e1","type":"payment.succeeded","order_id":"a","order_id":"b","amount_cents":1,"currency":"EUR"}`),
+		dup(signed("duplicate order_id", `{"id":"e1","type":"payment.succeeded","order_id":"a","order_id":"b","amount_cents":1,"currency":"EUR"}`)),
 
 		purchase("raw 0xff", "{\"tier\":\"flo\xffor\",\"quantity\":1}"),
 		purchase("overlong slash", "{\"tier\":\"\xc0\xaf\",\"quantity\":1}"),
@@ -168,16 +175,16 @@ func TestHostileJSON(t *testing.T) {
 		purchase("escaped lone low surrogate", `{"tier":"\udc00floor","quantity":1}`),
 		purchase("invalid name", "{\"ti\xffer\":\"floor\",\"quantity\":1}"),
 		purchase("byte order mark", "\xef\xbb\xbf{\"tier\":\"floor\",\"quantity\":1}"),
-		{"sale name", "PUT", "/v1/admin/sales/s1", e.admin(), strings.Replace(sale, `"Concert"`, "\"Conc\xfert\"", 1), 422, "invalid_request"},
-		{"register username", "POST", "/v1/users", nil, "{\"username\":\"mal\xfflory\",\"password\":\"correct horse\"}", 422, "invalid_request"},
-		{"register password", "POST", "/v1/users", nil, "{\"username\":\"mallory\",\"password\":\"correct \xff horse\"}", 422, "invalid_request"},
+		{"sale name", "PUT", "/v1/admin/sales/s1", e.admin(), strings.Replace(sale, `"Concert"`, "\"Conc\xfert\"", 1), 400, "malformed_json"},
+		{"register username", "POST", "/v1/users", nil, "{\"username\":\"mal\xfflory\",\"password\":\"correct horse\"}", 400, "malformed_json"},
+		{"register password", "POST", "/v1/users", nil, "{\"username\":\"mallory\",\"password\":\"correct \xff horse\"}", 400, "malformed_json"},
 		signed("event id", "{\"id\":\"e\xff1\",\"type\":\"payment.succeeded\",\"order_id\":\"a\",\"amount_cents\":1,\"currency\":\"EUR\"}"),
 		{"idempotency key", "POST", "/v1/sales/s1/purchase", e.buyer("mallory").with("Idempotency-Key", "k\xff"), `{"tier":"floor","quantity":1}`, 422, "invalid_request"},
 	}...), "s1")
 
 	// The answer is a sentence, not an echo of the input.
 	for _, body := range skipped {
-		r := e.want(e.do("POST", "/v1/admin/sales:load", e.admin(), body), 422, "invalid_request")
+		r := e.want(e.do("POST", "/v1/admin/sales:load", e.admin(), body), 400, "malformed_json")
 		if d := r.str("detail"); !strings.Contains(d, "exceeded max depth") || len(d) > 500 {
 			t.Errorf("deep nesting detail (%d bytes): %.300s", len(d), d)
 		}
@@ -382,7 +389,7 @@ func TestGarbageDoesNotGrowTheHeap(t *testing.T) {
 	}{
 		{purchase + "Content-Length: 1000000000\r\n\r\n", "413"},
 		{purchase + "Transfer-Encoding: chunked\r\n\r\n10001\r\n", "413"},
-		{purchase + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(deep), deep), "422"},
+		{purchase + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(deep), deep), "400"},
 		{"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 9<<10) + "\r\n\r\n", "431"},
 		{"\x16\x03\x01" + strings.Repeat("\xff", 200) + "\r\n\r\n", "400"},
 	}

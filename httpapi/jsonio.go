@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/goccy/go-json/jsontext"
 	jsonv2 "github.com/goccy/go-json/v2"
 	"github.com/valyala/fasthttp"
 
@@ -25,15 +26,45 @@ var strictJSON = jsonv2.JoinOptions(
 	jsonv2.MatchCaseInsensitiveNames(false),
 )
 
-// decodeStrict decodes body into v (a pointer to a plain struct).
+// decodeStrict decodes body into v (a pointer to a plain struct). Its
+// error is a *decodeError that says which of two things went wrong: the
+// body is not JSON (400 malformed_json: empty, not UTF-8, broken or
+// trailing syntax, nested past the decoder's depth limit), or it is JSON
+// that does not fit v (422 invalid_request: another type, an unknown
+// member, a duplicate name, a number out of range).
 func decodeStrict(body []byte, v any) error {
 	if len(body) == 0 {
-		return errors.New("the request body is empty; a JSON object is expected")
+		return &decodeError{codeMalformedJSON, "the request body is empty, not JSON; a JSON object is expected"}
 	}
 	if err := jsonv2.Unmarshal(body, v, strictJSON); err != nil {
-		return errors.New("invalid JSON body: " + describeJSONError(err))
+		// The decoder stops at its first error, which for a body both
+		// broken and unfit may be either kind, so the syntax is checked
+		// on its own (on this error path only). Duplicate names are
+		// valid JSON (RFC 8259 says names SHOULD be unique): refused as
+		// unfit, like unknown members.
+		var raw jsontext.Value
+		if synErr := jsonv2.Unmarshal(body, &raw, jsontext.AllowDuplicateNames(true)); synErr != nil {
+			return &decodeError{codeMalformedJSON, "the request body is not JSON: " + describeJSONError(synErr)}
+		}
+		return &decodeError{codeInvalidRequest, "invalid JSON body: " + describeJSONError(err)}
 	}
 	return nil
+}
+
+// decodeError is decodeStrict's error: the problem code and the sentence.
+type decodeError struct{ code, detail string }
+
+func (e *decodeError) Error() string { return e.detail }
+
+// writeDecodeError answers an error of decodeStrict and returns its code.
+func writeDecodeError(ctx *fasthttp.RequestCtx, err error) string {
+	code := codeInvalidRequest
+	var de *decodeError
+	if errors.As(err, &de) {
+		code = de.code
+	}
+	writeProblem(ctx, code, err.Error(), -1)
+	return code
 }
 
 // describeJSONError words a decoding error for the client, without Go type

@@ -32,15 +32,14 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		return
 	}
 	key := ctx.Request.Header.PeekBytes(headerIdempotencyKey)
-	if msg := checkIdempotencyKey(key); msg != "" {
-		writeProblem(ctx, codeInvalidRequest, msg, -1)
-		s.m.purchase(codeInvalidRequest)
+	if code, msg := checkIdempotencyKey(key); code != "" {
+		writeProblem(ctx, code, msg, -1)
+		s.m.purchase(code)
 		return
 	}
 	var body purchaseBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
-		s.m.purchase(codeInvalidRequest)
+		s.m.purchase(writeDecodeError(ctx, err))
 		return
 	}
 	if body.Tier == "" {
@@ -73,20 +72,22 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 	writeOrder(ctx, status, &o, viewWithTickets)
 }
 
-// checkIdempotencyKey returns what is wrong with an Idempotency-Key, or "".
-func checkIdempotencyKey(key []byte) string {
+// checkIdempotencyKey returns the problem code and sentence of what is
+// wrong with an Idempotency-Key, or "" twice: a missing key is 400 (as the
+// IETF Idempotency-Key draft says), a malformed one 422.
+func checkIdempotencyKey(key []byte) (code, msg string) {
 	if len(key) == 0 {
-		return "the Idempotency-Key header is required: a unique string per purchase, reused only to retry it"
+		return codeIdempotencyKeyMissing, "the Idempotency-Key header is required: a unique string per purchase, reused only to retry it"
 	}
 	if len(key) > engine.IdempotencyKeyLenMax {
-		return fmt.Sprintf("the Idempotency-Key must be at most %d characters", engine.IdempotencyKeyLenMax)
+		return codeInvalidRequest, fmt.Sprintf("the Idempotency-Key must be at most %d characters", engine.IdempotencyKeyLenMax)
 	}
 	for _, c := range key {
 		if c < 0x21 || c > 0x7e {
-			return "the Idempotency-Key must be printable ASCII without spaces"
+			return codeInvalidRequest, "the Idempotency-Key must be printable ASCII without spaces"
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // getOrder: GET /v1/orders/{order_id}; a buyer sees only their own orders
@@ -159,7 +160,7 @@ type checkInBody struct {
 func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	var body checkInBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	if body.Ticket == "" {

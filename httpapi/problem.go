@@ -31,6 +31,13 @@ const (
 	codeInternal           = "internal"
 )
 
+// 400s for requests that cannot be read as the route needs (RFC 9110: 400
+// for what does not parse; 422 is for content that parses but is refused).
+const (
+	codeMalformedJSON         = "malformed_json"          // the body is not JSON at all
+	codeIdempotencyKeyMissing = "idempotency_key_missing" // a purchase without its key
+)
+
 // problemType prefixes a code to make the problem's type URI.
 const problemType = "https://onsale.dev/problems/"
 
@@ -80,6 +87,10 @@ var problemTable = map[string]problemInfo{
 	codeRequestTimeout:   {408, "Request timeout"},
 	codeBodyTooLarge:     {413, "Request body too large"},
 	codeHeaderTooLarge:   {431, "Request header too large"},
+
+	// Unreadable requests.
+	codeMalformedJSON:         {400, "Body is not JSON"},
+	codeIdempotencyKeyMissing: {400, "Idempotency-Key header missing"},
 
 	// The server.
 	codeOverloaded:  {429, "Overloaded"},

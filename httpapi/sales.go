@@ -152,7 +152,7 @@ func (s *Server) writeSales(ctx *fasthttp.RequestCtx, sales []engine.Sale) {
 func (s *Server) putSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 	var body saleBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	if body.ID != "" && body.ID != string(id) {
@@ -182,7 +182,7 @@ func (s *Server) putSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 func (s *Server) loadSales(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	var body loadBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	if len(body.Sales) == 0 {

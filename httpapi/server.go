@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -40,13 +39,18 @@ type Config struct {
 	PaymentSecrets [][]byte
 
 	MaxBodyBytes     int           // request body limit; beyond it 413 [64 KiB]
-	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load [8 MiB]
+	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load with the admin token [8 MiB]
 	ReadBufferSize   int           // also the request header limit; beyond it 431 [8 KiB]
 	ReadTimeout      time.Duration // to read a whole request [5s]
 	WriteTimeout     time.Duration // to write a whole response [5s]
 	IdleTimeout      time.Duration // between requests on a keep-alive connection [60s]
 	RequestTimeout   time.Duration // an engine call waits at most this long, plus up to a fifth [5s]
 	Concurrency      int           // connections served at once [65536]
+
+	// CORSOrigins are the origins (scheme://host[:port]) whose pages may
+	// call the API from a browser, as ParseCORSOrigins returns them; "*"
+	// allows any. Empty: same origin only, no CORS headers (cors.go).
+	CORSOrigins []string
 
 	// UserRatePerSec limits each buyer's purchases and cancels, taken
 	// together: a token bucket per JWT sub, refilled at this rate and
@@ -129,6 +133,7 @@ type Server struct {
 	doorDigest  [sha256.Size]byte
 	users       *userService
 	limiter     *userLimiter // nil when UserRatePerSec is 0
+	cors        *corsPolicy  // nil when no CORS origin is allowed
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -156,6 +161,7 @@ func New(cfg Config) *Server {
 		deadlines:   newDeadlines(cfg.RequestTimeout),
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
+		cors:        newCORSPolicy(cfg.CORSOrigins),
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
@@ -239,6 +245,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.log.Error("handler panicked", "route", routes[r].name, "method", string(ctx.Method()),
 				"path", string(ctx.Path()), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			ctx.Response.Reset()
+			s.applyCORS(ctx)
 			writeProblem(ctx, codeInternal, "internal error", -1)
 		}
 		status := ctx.Response.StatusCode()
@@ -247,11 +254,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.log.Warn("request failed", "route", routes[r].name, "status", status)
 		}
 	}()
+	corsAllowed := s.applyCORS(ctx)
 	if r == routeNone {
 		writeProblem(ctx, codeNotFound, "no route for this path; see /openapi.json", -1)
 		return
 	}
 	spec := &routes[r]
+	if isPreflight(ctx) {
+		s.preflight(ctx, spec, corsAllowed)
+		return
+	}
 	if string(ctx.Method()) != spec.method && !(spec.method == "GET" && ctx.IsHead()) {
 		ctx.Response.Header.Set("Allow", spec.method)
 		writeProblem(ctx, codeMethodNotAllowed, "this route allows "+spec.method+" only", -1)
@@ -267,26 +279,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	spec.handle(s, ctx, param, who)
 }
 
-// headerReceived raises the body limit for the one route that loads a whole
-// configuration file.
-func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if bytes.HasPrefix(h.RequestURI(), []byte("/v1/admin/sales:load")) {
-		return fasthttp.RequestConfig{MaxRequestBodySize: s.cfg.MaxLoadBodyBytes}
-	}
-	return fasthttp.RequestConfig{}
-}
-
 // handleConnError answers a request fasthttp could not read.
 func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
+	s.applyCORS(ctx)
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		limit := s.cfg.MaxBodyBytes
-		if s.headerReceived(&ctx.Request.Header).MaxRequestBodySize > 0 {
-			limit = s.cfg.MaxLoadBodyBytes
-		}
-		writeProblem(ctx, codeBodyTooLarge, fmt.Sprintf("the request body is larger than the limit (%d bytes)", limit), -1)
+		s.answerBodyTooLarge(ctx) // bodylimit.go
 	case errors.As(err, &small):
 		writeProblem(ctx, codeHeaderTooLarge, fmt.Sprintf("the request header is larger than the limit (%d bytes)", s.cfg.ReadBufferSize), -1)
 	case errors.As(err, &netErr) && netErr.Timeout():

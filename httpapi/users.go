@@ -63,7 +63,7 @@ func newUserService(s *Server) *userService {
 func (s *Server) register(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	var body credentialsBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	if msg := checkUsername(body.Username); msg != "" {
@@ -131,7 +131,7 @@ type sessionResponse struct {
 func (s *Server) login(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	var body credentialsBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	u := s.users

@@ -141,7 +141,7 @@ func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	}
 	var ev webhookBody
 	if err := decodeStrict(body, &ev); err != nil {
-		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		writeDecodeError(ctx, err)
 		return
 	}
 	p := engine.Payment{EventID: ev.ID, OrderID: ev.OrderID, Currency: ev.Currency}
