@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/onsale/onsale/bench/api"
 )
@@ -248,8 +249,9 @@ const exportPageSize = 1000
 
 // CollectAudit reads back, over HTTP as admin, what sc did on the server:
 // every sale's public view, the export of every sale with orders, and
-// every tracked order. workers bounds the concurrent order fetches.
-func CollectAudit(c *api.Client, sc Scenario, workers int) (*AuditInput, error) {
+// every tracked order. workers bounds the concurrent order fetches;
+// fetched, when not nil, counts the orders fetched so far.
+func CollectAudit(c *api.Client, sc Scenario, workers int, fetched *atomic.Int64) (*AuditInput, error) {
 	in := &AuditInput{
 		Sales:     sc.Sales(),
 		Views:     map[string]api.SaleView{},
@@ -290,6 +292,9 @@ func CollectAudit(c *api.Client, sc Scenario, workers int) (*AuditInput, error) 
 				mu.Lock()
 				in.Fetched[id] = FetchedOrder{Status: res.Status, Code: res.Code, Order: res.Order}
 				mu.Unlock()
+				if fetched != nil {
+					fetched.Add(1)
+				}
 			}
 		}()
 	}

@@ -88,9 +88,68 @@ func TestFlashOnsale(t *testing.T) {
 	if st := rep.Systems[0].Audit.Statuses; st["paid"] == 0 || st["cancelled"] == 0 {
 		t.Errorf("statuses %v: want paid and cancelled orders", st)
 	}
-	for _, f := range []string{"results.json", "summary.md", "throughput.png", "latency.png"} {
+	for _, f := range []string{"results.json", "summary.md", "throughput.png", "purchases.png", "latency.png", "cpu.png"} {
 		if _, err := os.Stat(filepath.Join(cfg.OutDir, f)); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestSustainedOnsale runs onsale and the ceiling through a short
+// sustained sale: stock that does not run out, so every purchase answer is
+// a new order and none a refusal; the audit passes; the report has the CPU
+// per purchase and a sample per interval.
+func TestSustainedOnsale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the onsale server")
+	}
+	flash := smallFlash(t, SysOnsale, SysCeiling)
+	s := DefaultSustained()
+	s.Users, s.Stock = 5_000, 1_000_000
+	cfg := flash
+	cfg.Scenario, cfg.Sustained = ScenarioSustained, s
+	cfg.Load.Duration = 2 * time.Second
+	bin, err := BuildOnsale(context.Background(), cfg.RepoRoot, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnsaleBinary = bin
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, ceiling := &rep.Systems[0], &rep.Systems[1]
+	if on.Error != "" || ceiling.Error != "" {
+		t.Fatalf("errors: %q, %q", on.Error, ceiling.Error)
+	}
+	if on.Audit == nil || !on.Audit.Passed || on.Audit.Orders == 0 {
+		t.Fatalf("audit %+v", on.Audit)
+	}
+	for _, sys := range []*SystemResult{on, ceiling} {
+		if sys.Created == 0 || sys.Rejected != 0 || sys.SoldOutAfterS >= 0 || sys.PurchaseAnswers.Created != sys.Created {
+			t.Errorf("%s: %d new orders, %d refusals, sold out after %v, answers %+v", sys.Name, sys.Created, sys.Rejected, sys.SoldOutAfterS, sys.PurchaseAnswers)
+		}
+		if sys.CPU == nil || sys.CPU.ServerUsPerPurchase <= 0 || sys.CPU.GeneratorCPUS <= 0 {
+			t.Errorf("%s: cpu %+v", sys.Name, sys.CPU)
+		}
+		if len(sys.Samples) < 4 {
+			t.Errorf("%s: %d samples in 2 s at 250 ms", sys.Name, len(sys.Samples))
+		}
+	}
+	if _, ok := on.LatencyByOp["pay"]; !ok {
+		t.Errorf("no payments: %v", on.LatencyByOp)
+	}
+	if on.StagesNote != "" {
+		t.Errorf("stages: %s", on.StagesNote)
+	}
+	if len(rep.Ratios) != 1 || rep.Ratios[0].Purchases <= 0 {
+		t.Errorf("ratios %+v", rep.Ratios)
+	}
+	var table strings.Builder
+	rep.Table(&table)
+	for _, want := range []string{"purchases/s", "rejected/s", "server µs/purchase", "generator cores"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
 	}
 }

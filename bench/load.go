@@ -155,7 +155,9 @@ func (l *Load) closedWorker(w int, op Op) (lastDone time.Time) {
 		}
 		kind, res := op(warm)
 		done := l.clock.Now()
-		if !warm {
+		if warm {
+			l.Rec.RecordWarm(w, kind, &res)
+		} else {
 			l.Rec.Record(w, kind, t0, done.Sub(t0), 0, &res)
 			lastDone = done
 		}
@@ -184,7 +186,9 @@ func (l *Load) openWorker(w int, op Op, sched Schedule, warmCount int64, next *a
 		sent := l.clock.Now()
 		kind, res := op(warm)
 		done := l.clock.Now()
-		if !warm {
+		if warm {
+			l.Rec.RecordWarm(w, kind, &res)
+		} else {
 			lat, lag := openLoopTiming(due, sent, done)
 			l.Rec.Record(w, kind, due, lat, lag, &res)
 			lastDone = done

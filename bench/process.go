@@ -114,49 +114,6 @@ func waitFor(p *proc, timeout time.Duration, ready func() bool) error {
 	}
 }
 
-// rssBytes is the memory (PSS) of pids and all their descendants.
-func rssBytes(pids []int) int64 {
-	if len(pids) == 0 {
-		return 0
-	}
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The field after the ")" that ends the command name: state, ppid.
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 {
-			f := strings.Fields(s[i+1:])
-			if len(f) > 1 {
-				if ppid, err := strconv.Atoi(f[1]); err == nil {
-					children[ppid] = append(children[ppid], pid)
-				}
-			}
-		}
-	}
-	var total int64
-	seen := map[int]bool{}
-	stack := append([]int(nil), pids...)
-	for len(stack) > 0 {
-		pid := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		total += memBytes(pid)
-		stack = append(stack, children[pid]...)
-	}
-	return total
-}
-
 // memBytes is a process's proportional set size (shared pages divided
 // among the processes that map them, so that PostgreSQL's backends do not
 // count its shared buffers once each), or its RSS where PSS is not shown.

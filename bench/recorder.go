@@ -118,6 +118,8 @@ type Counts struct {
 	Requests  int64 // measured requests answered or failed
 	Business  int64 // definitive business outcomes (2xx, 409 sold_out/...)
 	Purchases int64 // 2xx purchases (201 new, 200 replay)
+	Created   int64 // 201 purchases: new orders, each durable before its answer
+	Rejected  int64 // business refusals (409 sold_out, limit_exceeded, ...): no order
 	Errors    int64 // everything else: 4xx other than the above, 5xx, 429, no answer
 	LateSends int64 // open loop: sent later than scheduled by more than lateSendThreshold
 }
@@ -126,8 +128,30 @@ func (c *Counts) add(o Counts) {
 	c.Requests += o.Requests
 	c.Business += o.Business
 	c.Purchases += o.Purchases
+	c.Created += o.Created
+	c.Rejected += o.Rejected
 	c.Errors += o.Errors
 	c.LateSends += o.LateSends
+}
+
+// countOf classifies one answer.
+func countOf(kind OpKind, res *api.Result) Counts {
+	c := Counts{Requests: 1}
+	switch {
+	case res.OK():
+		c.Business = 1
+		if kind == OpPurchase {
+			c.Purchases = 1
+			if res.Status == fasthttp.StatusCreated {
+				c.Created = 1
+			}
+		}
+	case res.Business():
+		c.Business, c.Rejected = 1, 1
+	default:
+		c.Errors = 1
+	}
+	return c
 }
 
 // lateSendThreshold is how far behind its schedule an open-loop send may
@@ -154,6 +178,7 @@ type recShard struct {
 	interval     *hdrhistogram.Histogram
 	total        Counts
 	window       Counts
+	warm         Counts // warm-up requests of the current interval (progress only)
 	codes        map[StatusCode]int64
 	sendLag      time.Duration // open loop: worst send delay behind schedule
 	// firstSoldOut is the earliest start of a request answered sold_out.
@@ -193,21 +218,14 @@ func (r *Recorder) Record(worker int, kind OpKind, start time.Time, latency, sen
 	recordLatency(s.byOp[kind], latency)
 	recordLatency(s.all, latency)
 	recordLatency(s.interval, latency)
-	c := Counts{Requests: 1}
+	c := countOf(kind, res)
 	switch {
-	case res.Business():
-		c.Business = 1
+	case c.Business == 1:
 		recordLatency(s.business, latency)
 		recordLatency(s.businessSent, latency-sendLag)
-		if kind == OpPurchase && res.OK() {
-			c.Purchases = 1
-		}
-	default:
-		c.Errors = 1
-		if res.Status == fasthttp.StatusTooManyRequests {
-			recordLatency(s.shed, latency)
-			recordLatency(s.shedSent, latency-sendLag)
-		}
+	case res.Status == fasthttp.StatusTooManyRequests:
+		recordLatency(s.shed, latency)
+		recordLatency(s.shedSent, latency-sendLag)
 	}
 	if sendLag > lateSendThreshold {
 		c.LateSends = 1
@@ -228,10 +246,21 @@ func (r *Recorder) Record(worker int, kind OpKind, start time.Time, latency, sen
 	s.mu.Unlock()
 }
 
+// RecordWarm counts one warm-up request for the progress lines; the
+// results never see it.
+func (r *Recorder) RecordWarm(worker int, kind OpKind, res *api.Result) {
+	s := &r.shards[worker%len(r.shards)]
+	c := countOf(kind, res)
+	s.mu.Lock()
+	s.warm.add(c)
+	s.mu.Unlock()
+}
+
 // Interval is what happened since the previous call to TakeInterval.
 type Interval struct {
 	Counts
 	Latency Percentiles
+	Warm    Counts // warm-up requests
 }
 
 // TakeInterval returns and resets the per-interval counters and histogram.
@@ -245,6 +274,8 @@ func (r *Recorder) TakeInterval() Interval {
 		s.interval.Reset()
 		iv.Counts.add(s.window)
 		s.window = Counts{}
+		iv.Warm.add(s.warm)
+		s.warm = Counts{}
 		s.mu.Unlock()
 	}
 	iv.Latency = Summarize(merged)

@@ -112,19 +112,22 @@ func TestRecorderCountsAndCodes(t *testing.T) {
 	overloaded := api.Result{Status: 429, Code: api.CodeOverloaded}
 	timeout := api.Result{Code: api.CodeTimeout}
 	conflict := api.Result{Status: 409, Code: "stock_below_sold"} // a 409 that is not the buyer's business
-	for w, res := range []api.Result{ok, ok, soldOut, soldOut, soldOut, limit, overloaded, timeout, conflict} {
+	replay := api.Result{Status: 200}
+	for w, res := range []api.Result{ok, ok, soldOut, soldOut, soldOut, limit, overloaded, timeout, conflict, replay} {
 		r.Record(w, OpPurchase, start.Add(time.Duration(10-w)*time.Second), time.Millisecond, 0, &res)
 	}
 	read := api.Result{Status: 200}
 	r.Record(0, OpRead, start, time.Millisecond, 2*time.Millisecond, &read)
 	tot := r.Totals()
-	want := Counts{Requests: 10, Business: 7, Purchases: 2, Errors: 3, LateSends: 1}
+	// A replay (200) is a purchase answer but not a new order; a read's
+	// 200 is neither. Refusals are business answers but no purchase.
+	want := Counts{Requests: 11, Business: 8, Purchases: 3, Created: 2, Rejected: 4, Errors: 3, LateSends: 1}
 	if tot.Counts != want {
 		t.Fatalf("counts %+v, want %+v", tot.Counts, want)
 	}
 	wantCodes := map[StatusCode]int64{
 		{Status: 0, Code: api.CodeTimeout}:         1,
-		{Status: 200}:                              1,
+		{Status: 200}:                              2,
 		{Status: 201}:                              2,
 		{Status: 409, Code: api.CodeLimitExceeded}: 1,
 		{Status: 409, Code: api.CodeSoldOut}:       3,
@@ -146,17 +149,17 @@ func TestRecorderCountsAndCodes(t *testing.T) {
 	if tot.FirstSoldOut != 6*time.Second {
 		t.Errorf("first sold out at %v, want 6s", tot.FirstSoldOut)
 	}
-	if tot.ByOp["purchase"].TotalCount() != 9 || tot.ByOp["read"].TotalCount() != 1 {
+	if tot.ByOp["purchase"].TotalCount() != 10 || tot.ByOp["read"].TotalCount() != 1 {
 		t.Errorf("by op: purchase %d read %d", tot.ByOp["purchase"].TotalCount(), tot.ByOp["read"].TotalCount())
 	}
 	if tot.MaxSendLag != 2*time.Millisecond {
 		t.Errorf("max send lag %v", tot.MaxSendLag)
 	}
 	// Business answers and 429s are also kept apart, for overload figures.
-	if tot.BusinessLatency.TotalCount() != 7 || tot.ShedLatency.TotalCount() != 1 {
+	if tot.BusinessLatency.TotalCount() != 8 || tot.ShedLatency.TotalCount() != 1 {
 		t.Errorf("business %d, shed %d", tot.BusinessLatency.TotalCount(), tot.ShedLatency.TotalCount())
 	}
-	if tot.BusinessSent.TotalCount() != 7 || tot.ShedSent.TotalCount() != 1 {
+	if tot.BusinessSent.TotalCount() != 8 || tot.ShedSent.TotalCount() != 1 {
 		t.Errorf("from send: business %d, shed %d", tot.BusinessSent.TotalCount(), tot.ShedSent.TotalCount())
 	}
 }
@@ -173,6 +176,16 @@ func TestRecorderIntervals(t *testing.T) {
 	}
 	if iv := r.TakeInterval(); iv.Requests != 0 || iv.Latency.Count != 0 {
 		t.Fatalf("second interval not reset: %+v", iv)
+	}
+	// Warm-up requests show in the interval's Warm counts only.
+	soldOut := api.Result{Status: 409, Code: api.CodeSoldOut}
+	r.RecordWarm(1, OpPurchase, &ok)
+	r.RecordWarm(1, OpPurchase, &soldOut)
+	if iv := r.TakeInterval(); iv.Requests != 0 || iv.Warm != (Counts{Requests: 2, Business: 2, Purchases: 1, Created: 1, Rejected: 1}) {
+		t.Fatalf("warm interval %+v", iv)
+	}
+	if iv := r.TakeInterval(); iv.Warm.Requests != 0 {
+		t.Fatalf("warm counts not reset: %+v", iv.Warm)
 	}
 	r.Record(0, OpPurchase, time.Unix(2, 0), 9*time.Millisecond, 0, &ok)
 	if iv := r.TakeInterval(); iv.Requests != 1 || !within(iv.Latency.P50Ms, 9) {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,19 +39,29 @@ type LoadJSON struct {
 
 // SystemResult is one system's figures.
 type SystemResult struct {
-	Name            string                 `json:"name"`
-	Skipped         string                 `json:"skipped,omitempty"`
-	Error           string                 `json:"error,omitempty"`
-	StopError       string                 `json:"stop_error,omitempty"`
-	StoppedBy       string                 `json:"stopped_by,omitempty"`
-	ElapsedS        float64                `json:"elapsed_s"`
-	Requests        int64                  `json:"requests"`
-	RequestsPerSec  float64                `json:"requests_per_sec"`
-	GoodputPerSec   float64                `json:"goodput_per_sec"` // definitive business answers per second
-	Purchases       int64                  `json:"purchases"`       // 2xx purchase answers
-	PurchasesPerSec float64                `json:"purchases_per_sec"`
-	Errors          int64                  `json:"errors"`
-	ErrorRate       float64                `json:"error_rate"`
+	Name             string          `json:"name"`
+	Skipped          string          `json:"skipped,omitempty"`
+	Error            string          `json:"error,omitempty"`
+	StopError        string          `json:"stop_error,omitempty"`
+	StoppedBy        string          `json:"stopped_by,omitempty"`
+	ElapsedS         float64         `json:"elapsed_s"`
+	Requests         int64           `json:"requests"`
+	RequestsPerSec   float64         `json:"requests_per_sec"`
+	GoodputPerSec    float64         `json:"goodput_per_sec"`   // definitive business answers per second
+	Purchases        int64           `json:"purchases"`         // 2xx purchase answers (new and replays)
+	Created          int64           `json:"purchases_created"` // 201 purchase answers: new durable orders
+	PurchasesPerSec  float64         `json:"purchases_per_sec"` // new orders (201) per second
+	Rejected         int64           `json:"rejections"`        // business refusals (409 sold_out, ...)
+	RejectionsPerSec float64         `json:"rejections_per_sec"`
+	Errors           int64           `json:"errors"`
+	ErrorsPerSec     float64         `json:"errors_per_sec"`
+	ErrorRate        float64         `json:"error_rate"`
+	PurchaseAnswers  PurchaseAnswers `json:"purchase_answers"`
+	// Open loop: requests per second achieved over the rate asked.
+	AchievedShare   float64                `json:"achieved_share_of_rate,omitempty"`
+	CPU             *CPUCost               `json:"cpu,omitempty"`
+	Stages          []StageStats           `json:"stages,omitempty"` // server-side latency by stage, when the server exposes it
+	StagesNote      string                 `json:"stages_note,omitempty"`
 	SoldOutAfterS   float64                `json:"sold_out_after_s"` // first sold_out since the start; -1 never
 	LateSends       int64                  `json:"late_sends,omitempty"`
 	MaxSendLagMs    float64                `json:"max_send_lag_ms,omitempty"`
@@ -73,25 +82,51 @@ type SystemResult struct {
 	ProfileNote  string          `json:"profile,omitempty"`
 }
 
+// PurchaseAnswers splits the measured purchase requests by answer.
+type PurchaseAnswers struct {
+	Sent     int64 `json:"sent"`
+	Created  int64 `json:"created"`  // 201: a new order
+	Replayed int64 `json:"replayed"` // 200: a resent key's existing order
+	Other    int64 `json:"other"`    // refusals, errors, no answer
+}
+
+// CPUCost is the CPU time of the measured phase (from its start to the
+// last answer), from /proc for the server's processes and from getrusage
+// for the generator (the harness process, shims excluded).
+type CPUCost struct {
+	WallS                 float64 `json:"wall_s"`
+	ServerCPUS            float64 `json:"server_cpu_s,omitempty"`
+	ServerCores           float64 `json:"server_cores,omitempty"`
+	ServerUsPerRequest    float64 `json:"server_us_per_request,omitempty"`
+	ServerUsPerPurchase   float64 `json:"server_us_per_purchase,omitempty"` // per new order (201)
+	GeneratorCPUS         float64 `json:"generator_cpu_s"`
+	GeneratorCores        float64 `json:"generator_cores"`
+	GeneratorUsPerRequest float64 `json:"generator_us_per_request,omitempty"`
+}
+
 // Sample is one interval of a run.
 type Sample struct {
-	AtS             float64 `json:"at_s"`
-	RequestsPerSec  float64 `json:"requests_per_sec"`
-	GoodputPerSec   float64 `json:"goodput_per_sec"`
-	PurchasesPerSec float64 `json:"purchases_per_sec"`
-	ErrorsPerSec    float64 `json:"errors_per_sec"`
-	P50Ms           float64 `json:"p50_ms"`
-	P99Ms           float64 `json:"p99_ms"`
-	MaxMs           float64 `json:"max_ms"`
-	RSSBytes        int64   `json:"rss_bytes"`
-	DiskBytes       int64   `json:"disk_bytes"`
+	AtS              float64 `json:"at_s"`
+	RequestsPerSec   float64 `json:"requests_per_sec"`
+	GoodputPerSec    float64 `json:"goodput_per_sec"`
+	PurchasesPerSec  float64 `json:"purchases_per_sec"` // new orders (201)
+	RejectionsPerSec float64 `json:"rejections_per_sec"`
+	ErrorsPerSec     float64 `json:"errors_per_sec"`
+	P50Ms            float64 `json:"p50_ms"`
+	P99Ms            float64 `json:"p99_ms"`
+	MaxMs            float64 `json:"max_ms"`
+	ServerCores      float64 `json:"server_cores"`
+	GeneratorCores   float64 `json:"generator_cores"`
+	RSSBytes         int64   `json:"rss_bytes"`
+	DiskBytes        int64   `json:"disk_bytes"`
 }
 
 // Ratio compares onsale with another system.
 type Ratio struct {
-	Name    string  `json:"name"` // "onsale / ceiling"
-	Goodput float64 `json:"goodput"`
-	P99     float64 `json:"p99"`
+	Name      string  `json:"name"` // "onsale / ceiling"
+	Goodput   float64 `json:"goodput"`
+	Purchases float64 `json:"purchases,omitempty"` // new orders per second, when both made some
+	P99       float64 `json:"p99"`
 }
 
 func newReport(cfg *Config, started time.Time) *Report {
@@ -108,9 +143,12 @@ func newReport(cfg *Config, started time.Time) *Report {
 	} else {
 		r.Load.Clients = cfg.Load.Clients
 	}
-	if cfg.Scenario == ScenarioFlash {
+	switch cfg.Scenario {
+	case ScenarioFlash:
 		r.Workload = cfg.Flash
-	} else {
+	case ScenarioSustained:
+		r.Workload = cfg.Sustained
+	default:
 		r.Workload = cfg.Steady
 	}
 	return r
@@ -120,11 +158,16 @@ func (r *SystemResult) fill(t Totals, st LoadStats) {
 	r.StoppedBy = st.StoppedBy
 	r.ElapsedS = st.Elapsed.Seconds()
 	r.Requests, r.Purchases, r.Errors, r.LateSends = t.Requests, t.Purchases, t.Errors, t.LateSends
+	r.Created, r.Rejected = t.Created, t.Rejected
 	if r.ElapsedS > 0 {
 		r.RequestsPerSec = float64(t.Requests) / r.ElapsedS
 		r.GoodputPerSec = float64(t.Business) / r.ElapsedS
-		r.PurchasesPerSec = float64(t.Purchases) / r.ElapsedS
+		r.PurchasesPerSec = float64(t.Created) / r.ElapsedS
+		r.RejectionsPerSec = float64(t.Rejected) / r.ElapsedS
+		r.ErrorsPerSec = float64(t.Errors) / r.ElapsedS
 	}
+	sent := t.ByOp[OpPurchase.String()].TotalCount()
+	r.PurchaseAnswers = PurchaseAnswers{Sent: sent, Created: t.Created, Replayed: t.Purchases - t.Created, Other: sent - t.Purchases}
 	if t.Requests > 0 {
 		r.ErrorRate = float64(t.Errors) / float64(t.Requests)
 	}
@@ -157,6 +200,36 @@ func (r *SystemResult) fill(t Totals, st LoadStats) {
 	}
 }
 
+// measuredPhase adds what the measured phase cost and, in an open loop,
+// how much of the asked rate it achieved.
+func (r *SystemResult) measuredPhase(pc phaseCost, ratePerSec float64) {
+	if ratePerSec > 0 {
+		r.AchievedShare = r.RequestsPerSec / ratePerSec
+	}
+	r.Stages, r.StagesNote = pc.stages, pc.stagesNote
+	wall := pc.end.at.Sub(pc.start.at).Seconds()
+	if pc.start.at.IsZero() || wall <= 0 {
+		return
+	}
+	c := &CPUCost{WallS: wall}
+	gen := (pc.end.generator - pc.start.generator).Seconds()
+	c.GeneratorCPUS, c.GeneratorCores = gen, gen/wall
+	if r.Requests > 0 {
+		c.GeneratorUsPerRequest = gen / float64(r.Requests) * 1e6
+	}
+	if pc.serverKnown {
+		srv := (pc.end.server - pc.start.server).Seconds()
+		c.ServerCPUS, c.ServerCores = srv, srv/wall
+		if r.Requests > 0 {
+			c.ServerUsPerRequest = srv / float64(r.Requests) * 1e6
+		}
+		if r.Created > 0 {
+			c.ServerUsPerPurchase = srv / float64(r.Created) * 1e6
+		}
+	}
+	r.CPU = c
+}
+
 // measured reports whether the system ran.
 func (r *SystemResult) measured() bool { return r.Skipped == "" && r.Error == "" && r.Requests > 0 }
 
@@ -186,6 +259,9 @@ func (r *Report) finish() {
 			continue
 		}
 		ratio := Ratio{Name: SysOnsale + " / " + other, Goodput: on.GoodputPerSec / o.GoodputPerSec}
+		if on.PurchasesPerSec > 0 && o.PurchasesPerSec > 0 {
+			ratio.Purchases = on.PurchasesPerSec / o.PurchasesPerSec
+		}
 		if o.Latency.P99Ms > 0 {
 			ratio.P99 = on.Latency.P99Ms / o.Latency.P99Ms
 		}
@@ -213,59 +289,6 @@ func (r *Report) WriteFiles(dir string) error {
 	return r.WriteCharts(dir)
 }
 
-// Table writes the terminal table.
-func (r *Report) Table(w io.Writer) {
-	fmt.Fprintf(w, "\nscenario %s, %s\n\n", r.Scenario, r.LoadModel)
-	fmt.Fprintf(w, "%-14s %10s %10s %9s %8s %8s %8s %8s %9s %8s %7s  %s\n",
-		"system", "req/s", "goodput/s", "purchases", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "sold", "audit")
-	for _, s := range r.Systems {
-		if !s.measured() {
-			why := s.Skipped
-			if why == "" {
-				why = s.Error
-			}
-			if why == "" {
-				why = "no requests measured"
-			}
-			fmt.Fprintf(w, "%-14s %s\n", s.Name, oneLine(why))
-			continue
-		}
-		fmt.Fprintf(w, "%-14s %10.0f %10.0f %9d %8.2f %8.2f %8.2f %8.2f %9.2f %8d %7s  %s\n",
-			s.Name, s.RequestsPerSec, s.GoodputPerSec, s.Purchases, s.Latency.P50Ms, s.Latency.P90Ms,
-			s.Latency.P99Ms, s.Latency.P999Ms, s.Latency.MaxMs, s.Errors, soldOut(s.SoldOutAfterS), auditWord(s.Audit))
-	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintln(w)
-		for _, ra := range r.Ratios {
-			fmt.Fprintf(w, "%-26s goodput x%.2f   p99 x%.2f\n", ra.Name, ra.Goodput, ra.P99)
-		}
-	}
-	for _, s := range r.Systems {
-		if !s.measured() {
-			continue
-		}
-		var errs []string
-		for _, c := range s.Codes {
-			if c.Status >= 200 && c.Status < 300 {
-				continue
-			}
-			errs = append(errs, fmt.Sprintf("%d %s: %d", c.Status, c.Code, c.Count))
-		}
-		if len(errs) > 0 {
-			fmt.Fprintf(w, "\n%s non-2xx answers: %s", s.Name, strings.Join(errs, ", "))
-		}
-	}
-	fmt.Fprintln(w)
-	for _, s := range r.Systems {
-		if s.Audit != nil && !s.Audit.Passed {
-			fmt.Fprintf(w, "\n!!! AUDIT FAILED for %s: %v\n", s.Name, s.Audit.ByRule)
-			for _, v := range s.Audit.Violations {
-				fmt.Fprintf(w, "!!!   %s: %s\n", v.Rule, v.Detail)
-			}
-		}
-	}
-}
-
 func oneLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
@@ -287,55 +310,6 @@ func auditWord(a *AuditReport) string {
 	default:
 		return "FAILED"
 	}
-}
-
-// Markdown writes the summary.
-func (r *Report) Markdown(w io.Writer) {
-	fmt.Fprintf(w, "# onsale bench: %s\n\n", r.Scenario)
-	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s. Load: %s.\n\n", r.Started.Format(time.RFC3339), r.Machine.GOOS,
-		r.Machine.GOARCH, r.Machine.CPUs, r.Machine.GoVersion, r.LoadModel)
-	fmt.Fprintln(w, "| system | req/s | goodput/s | purchases | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | sold out after | peak RSS MiB | audit |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-	for _, s := range r.Systems {
-		if !s.measured() {
-			why := s.Skipped
-			if why == "" {
-				why = s.Error
-			}
-			fmt.Fprintf(w, "| %s | %s |||||||||||\n", s.Name, strings.ReplaceAll(oneLine(why), "|", "/"))
-			continue
-		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %d | %s | %.0f | %s |\n",
-			s.Name, s.RequestsPerSec, s.GoodputPerSec, s.Purchases, s.Latency.P50Ms, s.Latency.P90Ms, s.Latency.P99Ms,
-			s.Latency.P999Ms, s.Latency.MaxMs, s.Errors, soldOut(s.SoldOutAfterS), float64(s.PeakRSSBytes)/(1<<20), auditWord(s.Audit))
-	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintln(w, "\n| ratio | goodput | p99 |\n|---|---:|---:|")
-		for _, ra := range r.Ratios {
-			fmt.Fprintf(w, "| %s | %.2fx | %.2fx |\n", ra.Name, ra.Goodput, ra.P99)
-		}
-	}
-	fmt.Fprintln(w, "\n## Answers\n\n| system | status | code | count |\n|---|---:|---|---:|")
-	for _, s := range r.Systems {
-		for _, c := range s.Codes {
-			fmt.Fprintf(w, "| %s | %d | %s | %d |\n", s.Name, c.Status, c.Code, c.Count)
-		}
-	}
-	for _, s := range r.Systems {
-		if s.Audit == nil {
-			continue
-		}
-		a := s.Audit
-		fmt.Fprintf(w, "\n## Audit of %s: %s\n\n%d sales, %d tiers, %d orders (statuses %v), %d exported, %d users checked.\n",
-			s.Name, auditWord(a), a.Sales, a.Tiers, a.Orders, sortedCounts(a.Statuses), a.Exported, a.Users)
-		for _, v := range a.Violations {
-			fmt.Fprintf(w, "- **%s**: %s\n", v.Rule, v.Detail)
-		}
-		for _, wn := range a.Warnings {
-			fmt.Fprintf(w, "- warning: %s\n", wn)
-		}
-	}
-	fmt.Fprintln(w, "\nCharts: throughput.png, latency.png, latency-over-time.png, memory.png. Every figure: results.json.")
 }
 
 func sortedCounts(m map[string]int) string {

@@ -12,17 +12,23 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/onsale/onsale/bench/api"
+	"github.com/onsale/onsale/bench/shim"
 )
 
 // Scenario names.
 const (
-	ScenarioFlash  = "flash"
-	ScenarioSteady = "steady"
-	ScenarioSoak   = "soak"
+	ScenarioFlash     = "flash"
+	ScenarioSustained = "sustained"
+	ScenarioSteady    = "steady"
+	ScenarioSoak      = "soak"
 )
+
+// Scenarios lists every scenario.
+var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak}
 
 // Config is one harness run: a scenario, a load model, the systems.
 type Config struct {
@@ -30,6 +36,7 @@ type Config struct {
 	Systems        []string
 	Load           LoadConfig
 	Flash          FlashConfig
+	Sustained      SustainedConfig
 	Steady         SteadyConfig // steady and soak
 	Timeout        time.Duration
 	SampleInterval time.Duration
@@ -45,8 +52,7 @@ type Config struct {
 	OnsaleFlags    []string       // more flags for onsale
 	CPUProfile     bool           // build onsale with pprof and profile the measured phase
 	HarnessProfile string         // CPU profile of the harness itself (the CLI writes it)
-	Progress       io.Writer      // progress bar target (a terminal), or nil
-	Log            io.Writer      // one line per step; nil discards
+	Log            io.Writer      // one line per step and per interval of a phase; nil discards
 }
 
 // Validate checks the run is bounded and well-formed.
@@ -59,12 +65,16 @@ func (c *Config) Validate() error {
 		if err := c.Flash.Validate(); err != nil {
 			return err
 		}
+	case ScenarioSustained:
+		if err := c.Sustained.Validate(); err != nil {
+			return err
+		}
 	case ScenarioSteady, ScenarioSoak:
 		if err := c.Steady.Validate(); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (flash, steady, soak)", c.Scenario)
+		return fmt.Errorf("bench: unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
 	if len(c.Systems) == 0 {
 		return errors.New("bench: no systems to run")
@@ -81,8 +91,11 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) users() int {
-	if c.Scenario == ScenarioFlash {
+	switch c.Scenario {
+	case ScenarioFlash:
 		return c.Flash.Users
+	case ScenarioSustained:
+		return c.Sustained.Users
 	}
 	return c.Steady.Users
 }
@@ -91,6 +104,8 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 	switch c.Scenario {
 	case ScenarioFlash:
 		return NewFlash(c.Flash, users, now)
+	case ScenarioSustained:
+		return NewSustained(c.Sustained, users, now)
 	default:
 		return NewSteady(c.Scenario, c.Steady, users, now)
 	}
@@ -103,10 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	logw := cfg.Log
-	if logw == nil {
-		logw = io.Discard
-	}
+	logw := logOut(&cfg)
 	logf := func(format string, args ...any) { fmt.Fprintf(logw, format+"\n", args...) }
 
 	workDir, err := os.MkdirTemp("", "onsale-bench-")
@@ -129,6 +141,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		AdminToken: randomHex(16), UserSecret: randomHex(32), PaymentSecret: randomHex(32),
 		OnsaleFlags: cfg.OnsaleFlags, OnsalePprof: cfg.CPUProfile && cfg.OnsaleBinary == "",
 		ShimExe: cfg.ShimExe, RedisConns: cfg.RedisConns, PostgresConns: cfg.PostgresConns,
+		CeilingPurchase: ceilingPurchaseAnswer(cfg.Scenario),
 	}
 	if slices.Contains(cfg.Systems, SysExternal) {
 		if len(cfg.Systems) != 1 {
@@ -219,20 +232,30 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 			logf("%s: %s", name, res.ProfileNote)
 		}()
 	}
-	smp := newSampler(load, sys, cfg.SampleInterval, cfg.Progress, name)
+	var usage func() treeUsage
+	if pids := sys.Pids(); len(pids) > 0 {
+		usage = func() treeUsage { return processTreeUsage(pids) }
+	}
+	smp := newSampler(load, name, cfg.SampleInterval, logOut(cfg), usage, sys.DataDirs)
 	go smp.run()
+	meter := newPhaseMeter(load.MeasureStart, usage, scraperOf(sys, c))
 	stats := load.Run(ctx, func(w int) Op { return scen.NewOp(c, w) })
+	phase := meter.finish()
 	res.Samples = smp.stop()
 	if profileDone != nil {
 		<-profileDone
 	}
 	res.fill(load.Rec.Totals(), stats)
-	logf("%s: %.0f req/s, %.0f business/s, %d purchases, p99 %.2f ms, %d errors",
-		name, res.RequestsPerSec, res.GoodputPerSec, res.Purchases, res.Latency.P99Ms, res.Errors)
+	res.measuredPhase(phase, cfg.Load.RatePerSec)
+	logf("%s: %.0f req/s, %.0f purchases/s, %.0f rejected/s, %.0f errors/s, p99 %.2f ms",
+		name, res.RequestsPerSec, res.PurchasesPerSec, res.RejectionsPerSec, res.ErrorsPerSec, res.Latency.P99Ms)
 
 	if sys.Audited() && !cfg.NoAudit {
 		logf("%s: auditing %d orders", name, len(scen.Tracker().Orders()))
-		in, err := CollectAudit(c, scen, cfg.AuditWorkers)
+		var fetched atomic.Int64
+		stopProgress := auditProgress(logOut(cfg), name, cfg.SampleInterval, &fetched, len(scen.Tracker().Orders()))
+		in, err := CollectAudit(c, scen, cfg.AuditWorkers, &fetched)
+		stopProgress()
 		if err != nil {
 			res.Error = "audit: " + err.Error()
 		} else {
@@ -247,6 +270,43 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 	}
 	res.DiskBytes = dirBytes(sys.DataDirs())
 	return res
+}
+
+func logOut(cfg *Config) io.Writer {
+	if cfg.Log == nil {
+		return io.Discard
+	}
+	return cfg.Log
+}
+
+// ceilingPurchaseAnswer is the ceiling's answer to a purchase in a
+// scenario: what onsale answers most of the time there, so that the client
+// does the same work per answer against both.
+func ceilingPurchaseAnswer(scenario string) string {
+	if scenario == ScenarioSustained {
+		return shim.CeilingCreated
+	}
+	return shim.CeilingSoldOut
+}
+
+// auditProgress writes a line per interval while the audit fetches orders;
+// the returned func stops it.
+func auditProgress(w io.Writer, name string, interval time.Duration, fetched *atomic.Int64, total int) func() {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "%-14s audit   %d/%d orders fetched\n", name, fetched.Load(), total)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 func describeLoad(l *LoadConfig) string {
@@ -281,105 +341,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
-}
-
-// sampler takes one Sample per interval during the measurement and draws
-// the progress bar.
-type sampler struct {
-	load     *Load
-	sys      System
-	interval time.Duration
-	progress io.Writer
-	name     string
-	samples  []Sample
-	quit     chan struct{}
-	done     chan struct{}
-	last     time.Time
-}
-
-func newSampler(l *Load, sys System, interval time.Duration, progress io.Writer, name string) *sampler {
-	return &sampler{load: l, sys: sys, interval: interval, progress: progress, name: name,
-		quit: make(chan struct{}), done: make(chan struct{})}
-}
-
-func (s *sampler) run() {
-	defer close(s.done)
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.quit:
-			return
-		case now := <-t.C:
-			// Samples cover at least half an interval from the
-			// measurement start, so that the first is not a sliver.
-			if now.Sub(s.load.MeasureStart) < s.interval/2 || (!s.last.IsZero() && now.Sub(s.last) < s.interval/2) {
-				s.bar(now, nil)
-				continue
-			}
-			s.take(now)
-			s.bar(now, &s.samples[len(s.samples)-1])
-		}
-	}
-}
-
-func (s *sampler) take(now time.Time) {
-	from := s.last
-	if from.IsZero() || from.Before(s.load.MeasureStart) {
-		from = s.load.MeasureStart
-	}
-	iv := s.load.Rec.TakeInterval()
-	secs := now.Sub(from).Seconds()
-	if secs <= 0 {
-		secs = s.interval.Seconds()
-	}
-	s.last = now
-	s.samples = append(s.samples, Sample{
-		AtS:             now.Sub(s.load.MeasureStart).Seconds(),
-		RequestsPerSec:  float64(iv.Requests) / secs,
-		GoodputPerSec:   float64(iv.Business) / secs,
-		PurchasesPerSec: float64(iv.Purchases) / secs,
-		ErrorsPerSec:    float64(iv.Errors) / secs,
-		P50Ms:           iv.Latency.P50Ms,
-		P99Ms:           iv.Latency.P99Ms,
-		MaxMs:           iv.Latency.MaxMs,
-		RSSBytes:        rssBytes(s.sys.Pids()),
-		DiskBytes:       dirBytes(s.sys.DataDirs()),
-	})
-}
-
-func (s *sampler) stop() []Sample {
-	close(s.quit)
-	<-s.done
-	now := time.Now()
-	if now.After(s.load.MeasureStart) && now.Sub(s.last) > s.interval/10 {
-		s.take(now)
-	}
-	if s.progress != nil {
-		fmt.Fprint(s.progress, "\r\033[K")
-	}
-	return s.samples
-}
-
-// bar redraws the progress line (only when progress goes to a terminal).
-func (s *sampler) bar(now time.Time, last *Sample) {
-	if s.progress == nil {
-		return
-	}
-	const width = 30
-	total := s.load.End.Sub(s.load.Start)
-	frac := min(max(now.Sub(s.load.Start).Seconds()/total.Seconds(), 0), 1)
-	filled := int(frac * width)
-	phase := "measure"
-	if now.Before(s.load.MeasureStart) {
-		phase = "warm-up"
-	}
-	line := fmt.Sprintf("\r\033[K%-14s %s [%s%s] %3.0f%%", s.name, phase,
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100)
-	if last != nil {
-		line += fmt.Sprintf("  %8.0f req/s  p99 %7.2f ms  errors %5.0f/s", last.RequestsPerSec, last.P99Ms, last.ErrorsPerSec)
-	}
-	fmt.Fprint(s.progress, line)
 }
 
 // Machine describes where the run happened.

@@ -142,13 +142,27 @@ func (b *buyer) nextFollowUp() (followUp, bool) {
 // resends the previous purchase's key) and tracks a 2xx order. follow says
 // whether a new order may get a follow-up.
 func (b *buyer) purchase(saleID, tier string, qty int, follow bool) api.Result {
-	if last := b.last; last != nil && b.fu.RetryShare > 0 && b.rng.Float64() < b.fu.RetryShare {
-		b.last = nil
-		res := b.c.Purchase(b.users.Auth[last.userIdx], last.SaleID, last.Tier, last.Quantity, last.Key, true)
-		b.tracker.Replayed(last, &res)
+	if res, ok := b.maybeRetry(); ok {
 		return res
 	}
-	u := b.rng.IntN(len(b.users.IDs))
+	return b.buy(b.rng.IntN(len(b.users.IDs)), saleID, tier, qty, follow)
+}
+
+// maybeRetry resends the previous purchase's key, with RetryShare, and
+// checks that the answer names the same order.
+func (b *buyer) maybeRetry() (api.Result, bool) {
+	last := b.last
+	if last == nil || b.fu.RetryShare <= 0 || b.rng.Float64() >= b.fu.RetryShare {
+		return api.Result{}, false
+	}
+	b.last = nil
+	res := b.c.Purchase(b.users.Auth[last.userIdx], last.SaleID, last.Tier, last.Quantity, last.Key, true)
+	b.tracker.Replayed(last, &res)
+	return res, true
+}
+
+// buy sends a new purchase as user u and tracks a 2xx order.
+func (b *buyer) buy(u int, saleID, tier string, qty int, follow bool) api.Result {
 	b.seq++
 	b.keyBuf = append(b.keyBuf[:0], 'k')
 	b.keyBuf = strconv.AppendInt(b.keyBuf, int64(b.worker), 10)

@@ -46,6 +46,9 @@ type Env struct {
 	ShimExe       string   // a binary that calls MaybeRunShim first (the harness itself)
 	RedisConns    int      // connections of the Redis shim to Redis
 	PostgresConns int      // connections of the PostgreSQL shim to PostgreSQL
+	// CeilingPurchase is the ceiling's answer to a purchase
+	// (shim.CeilingSoldOut or shim.CeilingCreated).
+	CeilingPurchase string
 }
 
 // System is one server under test. Start brings it up on a loopback port
@@ -269,6 +272,9 @@ func (s *shimSystem) Start(ctx context.Context, env *Env) (string, error) {
 		Kind: s.kind, Addr: "127.0.0.1:" + strconv.Itoa(port),
 		AdminToken: env.AdminToken, UserSecret: env.UserSecret, PaymentSecret: env.PaymentSecret,
 		RedisConns: env.RedisConns, PostgresConns: env.PostgresConns,
+	}
+	if s.kind == "ceiling" {
+		cfg.CeilingPurchase = env.CeilingPurchase
 	}
 	if s.backend != nil {
 		if err := s.backend.start(ctx, env, &cfg); err != nil {

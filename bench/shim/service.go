@@ -50,6 +50,9 @@ type Config struct {
 	RedisConns    int    `json:"redis_conns,omitempty"`
 	PostgresDSN   string `json:"postgres_dsn,omitempty"`
 	PostgresConns int    `json:"postgres_conns,omitempty"`
+	// CeilingPurchase is the ceiling's answer to a purchase: CeilingSoldOut
+	// (the default) or CeilingCreated.
+	CeilingPurchase string `json:"ceiling_purchase,omitempty"`
 }
 
 // Run serves the shim on cfg.Addr until ctx is done.
@@ -62,7 +65,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) error {
 	var closeFn func()
 	switch cfg.Kind {
 	case "ceiling":
-		handler = ceilingHandler
+		c, err := newCeiling(cfg.CeilingPurchase)
+		if err != nil {
+			return err
+		}
+		handler = c.handle
 	case "redis", "postgres":
 		var st store
 		var err error

@@ -1,7 +1,11 @@
 package shim
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/bench/api"
 )
@@ -35,5 +39,43 @@ func TestVerifySignature(t *testing.T) {
 	}
 	if !verifySignature(secret, good, body, now+signatureToleranceSec) {
 		t.Error("signature at the edge of the tolerance refused")
+	}
+}
+
+// TestCeilingPurchaseAnswers: the ceiling answers sold_out by default and,
+// for the sustained scenario, a new order with its own id each time.
+func TestCeilingPurchaseAnswers(t *testing.T) {
+	purchase := func(c *ceiling) *fasthttp.RequestCtx {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/sales/sustained/purchase")
+		c.handle(&ctx)
+		return &ctx
+	}
+	def, err := newCeiling("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx := purchase(def); ctx.Response.StatusCode() != 409 || !bytes.Contains(ctx.Response.Body(), []byte(`"sold_out"`)) {
+		t.Fatalf("default: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	created, err := newCeiling(CeilingCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for range 3 {
+		ctx := purchase(created)
+		var o api.Order
+		if err := json.Unmarshal(ctx.Response.Body(), &o); err != nil || ctx.Response.StatusCode() != 201 {
+			t.Fatalf("created: %d %s (%v)", ctx.Response.StatusCode(), ctx.Response.Body(), err)
+		}
+		if len(o.OrderID) != len("sustained_")+24 || ids[o.OrderID] || o.AmountCents != 4500 {
+			t.Fatalf("order %+v (ids so far %v)", o, ids)
+		}
+		ids[o.OrderID] = true
+	}
+	if _, err := newCeiling("maybe"); err == nil {
+		t.Fatal("unknown answer accepted")
 	}
 }

@@ -3,7 +3,9 @@
 // without fsync, PostgreSQL), drives each with the same scenario on
 // loopback, audits what onsale sold, and writes a report.
 //
-//	go run ./bench/cmd/onsale-bench                      # flash, every system
+//	go run ./bench/cmd/onsale-bench                      # flash then sustained, every system
+//	go run ./bench/cmd/onsale-bench -scenario sustained -clients 16
+//	go run ./bench/cmd/onsale-bench -scenario sustained -rate 10000 -duration 10s
 //	go run ./bench/cmd/onsale-bench -scenario steady -rate 5000
 //	go run ./bench/cmd/onsale-bench -scenario soak -systems onsale
 //
@@ -22,11 +24,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/onsale/onsale/bench"
 )
@@ -37,7 +38,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseFlags(args, stderr)
+	cfgs, harnessProfile, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -45,8 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "onsale-bench:", err)
 		return 3
 	}
-	if cfg.HarnessProfile != "" {
-		f, err := os.Create(cfg.HarnessProfile)
+	if harnessProfile != "" {
+		f, err := os.Create(harnessProfile)
 		if err != nil {
 			fmt.Fprintln(stderr, "onsale-bench:", err)
 			return 1
@@ -58,40 +59,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		cfg.Progress = stdout
-	}
-	cfg.Log = stderr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	rep, err := bench.Run(ctx, *cfg)
-	if rep != nil {
-		rep.Table(stdout)
-		if cfg.OutDir != "" {
-			fmt.Fprintf(stdout, "\nreport: %s (results.json, summary.md, *.png, logs/)\n", cfg.OutDir)
+	auditFailed, failed := false, false
+	for _, cfg := range cfgs {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg.Log = stderr
+		rep, err := bench.Run(ctx, *cfg)
+		if rep != nil {
+			rep.Table(stdout)
+			if cfg.OutDir != "" {
+				fmt.Fprintf(stdout, "\nreport: %s (results.json, summary.md, *.png, logs/)\n", cfg.OutDir)
+			}
+		}
+		switch {
+		case err != nil:
+			fmt.Fprintln(stderr, "onsale-bench:", err)
+			failed = true
+		case rep.AuditFailed:
+			fmt.Fprintf(stderr, "\nonsale-bench: AUDIT FAILED in %s: the server's answers break an invariant (see above and summary.md)\n", cfg.Scenario)
+			auditFailed = true
+		case len(rep.Failed) > 0:
+			fmt.Fprintf(stderr, "onsale-bench: %s: systems failed: %s\n", cfg.Scenario, strings.Join(rep.Failed, ", "))
+			failed = true
 		}
 	}
 	switch {
-	case err != nil:
-		fmt.Fprintln(stderr, "onsale-bench:", err)
-		return 1
-	case rep.AuditFailed:
-		fmt.Fprintln(stderr, "\nonsale-bench: AUDIT FAILED: the server's answers break an invariant (see above and summary.md)")
+	case auditFailed:
 		return 2
-	case len(rep.Failed) > 0:
-		fmt.Fprintf(stderr, "onsale-bench: systems failed: %s\n", strings.Join(rep.Failed, ", "))
+	case failed || ctx.Err() != nil:
 		return 1
 	}
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
+// parseFlags makes one run configuration per scenario named by -scenario,
+// each with that scenario's defaults for the flags left unset.
+func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error) {
 	fs := flag.NewFlagSet("onsale-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	flash, steady := bench.DefaultFlash(), bench.DefaultSteady()
+	steady := bench.DefaultSteady()
 	var (
-		scenario    = fs.String("scenario", bench.ScenarioFlash, "flash, steady or soak")
+		scenarios   = fs.String("scenario", bench.ScenarioFlash+","+bench.ScenarioSustained, "comma-separated scenarios, run in turn: "+strings.Join(bench.Scenarios, ", "))
 		systems     = fs.String("systems", strings.Join(bench.AllSystems, ","), "comma-separated systems: "+strings.Join(bench.AllSystems, ", "))
 		clients     = fs.Int("clients", 64, "closed loop: concurrent clients")
 		rate        = fs.Float64("rate", 0, "open loop: arrivals per second (0: closed loop; soak defaults to 2000)")
@@ -100,8 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
 		duration    = fs.Duration("duration", 20*time.Second, "measured time per system (soak defaults to 10m)")
 		requests    = fs.Int64("requests", 50_000_000, "measured requests per system at most")
 		timeout     = fs.Duration("timeout", 5*time.Second, "per-request timeout")
-		interval    = fs.Duration("interval", time.Second, "sample interval for the time series")
-		out         = fs.String("out", "", "report directory (default bench-results/<scenario>-<time>; \"-\" writes no files)")
+		interval    = fs.Duration("interval", time.Second, "sample interval for the time series and the progress lines")
+		out         = fs.String("out", "", "report directory (default bench-results/<scenario>-<time>; with several scenarios, one sub-directory each; \"-\" writes no files)")
 		repo        = fs.String("repo", "", "onsale module root to build (default: found from the working directory)")
 		onsaleBin   = fs.String("onsale-bin", "", "use this onsale binary instead of building one")
 		redisConns  = fs.Int("redis-conns", 64, "connections of the Redis shim to Redis")
@@ -116,14 +128,15 @@ func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
 		paySecret   = fs.String("payment-secret", os.Getenv("ONSALE_PAYMENT_SECRET"), "with -target: payment webhook secret")
 		targetData  = fs.String("target-data", "", "with -target: its data directory, for the disk figures")
 		seed        = fs.Uint64("seed", 1, "random seed of the crowd")
-		users       = fs.Int("users", 0, "distinct users (default 100000)")
-		stock       = fs.Int("stock", flash.Stock, "flash: tickets on sale")
-		quantity    = fs.Int("quantity", flash.Quantity, "flash: tickets per purchase")
-		limit       = fs.Int("per-user-limit", 0, "tickets per user per sale (default flash 2, steady 4, soak 1000)")
-		hold        = fs.Int("hold", 0, "hold seconds before a pending order expires (default flash 300, steady 120, soak 30)")
-		pay         = fs.Float64("pay", -1, "share of new orders paid through the webhook (default flash/steady 0.6, soak 0.4)")
-		cancel      = fs.Float64("cancel", -1, "share of new orders cancelled (default flash/steady 0.2, soak 0.3)")
-		retry       = fs.Float64("retry", flash.FollowUp.RetryShare, "share of purchases that resend the previous idempotency key")
+		users       = fs.Int("users", 0, "distinct users (default flash/steady 100000, sustained 200000)")
+		stock       = fs.Int("stock", 0, "flash and sustained: tickets on sale (default flash 10000, sustained 10000000)")
+		quantity    = fs.Int("quantity", 1, "flash: tickets per purchase")
+		buyerRange  = fs.String("buyer-purchases", "2-4", "sustained: purchases one buyer makes before the next takes over (N or MIN-MAX)")
+		limit       = fs.Int("per-user-limit", 0, "tickets per user per sale (default flash 2, sustained 100, steady 4, soak 1000)")
+		hold        = fs.Int("hold", 0, "hold seconds before a pending order expires (default flash/sustained 300, steady 120, soak 30)")
+		pay         = fs.Float64("pay", -1, "share of new orders paid through the webhook (default flash/steady/sustained 0.6, soak 0.4)")
+		cancel      = fs.Float64("cancel", -1, "share of new orders cancelled (default flash/steady 0.2, sustained 0.1, soak 0.3)")
+		retry       = fs.Float64("retry", -1, "share of purchases that resend the previous idempotency key (default 0.01, sustained 0.02)")
 		sales       = fs.Int("sales", 0, "steady/soak: number of sales (default steady 1000, soak 100)")
 		tiers       = fs.Int("tiers", steady.TiersPerSale, "steady/soak: tiers per sale")
 		tierStock   = fs.Int("tier-stock", 0, "steady/soak: stock per tier (default steady 2000, soak 1000000)")
@@ -133,55 +146,63 @@ func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
 		setExplicit = map[string]bool{}
 	)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: onsale-bench [flags]\n\nRuns a scenario against onsale and the baselines on loopback and reports.\nFlags:")
+		fmt.Fprintln(stderr, "usage: onsale-bench [flags]\n\nRuns scenarios against onsale and the baselines on loopback and reports.\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %v", fs.Args())
+		return nil, "", fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
 	fs.Visit(func(f *flag.Flag) { setExplicit[f.Name] = true })
-
-	cfg := &bench.Config{
-		Scenario: *scenario, Timeout: *timeout, SampleInterval: *interval, AuditWorkers: *auditN,
-		NoAudit: *noAudit, HarnessProfile: *harnessProf, OnsaleBinary: *onsaleBin, RedisConns: *redisConns, PostgresConns: *pgConns, CPUProfile: *cpuprofile,
-	}
-	cfg.OnsaleFlags = strings.Fields(*onsaleFlags)
 	if *cpuprofile && *onsaleBin != "" {
-		return nil, errors.New("-cpuprofile builds its own onsale: drop -onsale-bin")
+		return nil, "", errors.New("-cpuprofile builds its own onsale: drop -onsale-bin")
 	}
+	buyerMin, buyerMax, err := parseRange(*buyerRange)
+	if err != nil {
+		return nil, "", fmt.Errorf("-buyer-purchases: %w", err)
+	}
+	var sysList []string
 	for s := range strings.SplitSeq(*systems, ",") {
 		if s = strings.TrimSpace(s); s == "all" {
-			cfg.Systems = append(cfg.Systems, bench.AllSystems...)
+			sysList = append(sysList, bench.AllSystems...)
 		} else if s != "" {
-			cfg.Systems = append(cfg.Systems, s)
+			sysList = append(sysList, s)
 		}
 	}
+	var external bench.ExternalTarget
 	if *target != "" {
 		if setExplicit["systems"] {
-			return nil, errors.New("-target and -systems exclude each other")
+			return nil, "", errors.New("-target and -systems exclude each other")
 		}
-		cfg.Systems = []string{bench.SysExternal}
-		cfg.External = bench.ExternalTarget{Addr: *target, AdminToken: *adminToken, UserSecret: *userSecret,
+		sysList = []string{bench.SysExternal}
+		external = bench.ExternalTarget{Addr: *target, AdminToken: *adminToken, UserSecret: *userSecret,
 			PaymentSecret: *paySecret, DataDir: *targetData}
 		if *adminToken == "" || *userSecret == "" || *paySecret == "" {
-			return nil, errors.New("-target needs -admin-token, -user-secret and -payment-secret")
+			return nil, "", errors.New("-target needs -admin-token, -user-secret and -payment-secret")
 		}
 	}
+	var repoRoot string
+	if needsRepo(sysList, *onsaleBin) {
+		repoRoot = *repo
+		if repoRoot == "" {
+			if repoRoot, err = findRepo(); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	var names []string
+	for s := range strings.SplitSeq(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			names = append(names, s)
+		}
+	}
+	if len(names) == 0 {
+		return nil, "", errors.New("-scenario names no scenario")
+	}
+	stamp := time.Now().Format("20060102-150405")
 
-	cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
-		Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
-	if *scenario == bench.ScenarioSoak {
-		if !setExplicit["rate"] && !setExplicit["clients"] {
-			cfg.Load.RatePerSec = 2000
-		}
-		if !setExplicit["duration"] {
-			cfg.Load.Duration = 10 * time.Minute
-		}
-		steady = bench.DefaultSoak()
-	}
 	followUp := func(fu *bench.FollowUpConfig) {
 		if *pay >= 0 {
 			fu.PayShare = *pay
@@ -189,49 +210,90 @@ func parseFlags(args []string, stderr io.Writer) (*bench.Config, error) {
 		if *cancel >= 0 {
 			fu.CancelShare = *cancel
 		}
-		fu.RetryShare = *retry
+		if *retry >= 0 {
+			fu.RetryShare = *retry
+		}
 	}
 	setInt := func(dst *int, v int) {
 		if v > 0 {
 			*dst = v
 		}
 	}
-	switch *scenario {
-	case bench.ScenarioFlash:
-		setInt(&flash.Users, *users)
-		flash.Stock, flash.Quantity, flash.Seed = *stock, *quantity, *seed
-		setInt(&flash.PerUserLimit, *limit)
-		setInt(&flash.HoldSeconds, *hold)
-		followUp(&flash.FollowUp)
-	default:
-		setInt(&steady.Users, *users)
-		setInt(&steady.Sales, *sales)
-		setInt(&steady.StockPerTier, *tierStock)
-		setInt(&steady.PerUserLimit, *limit)
-		setInt(&steady.HoldSeconds, *hold)
-		steady.TiersPerSale, steady.ZipfS, steady.ReadShare, steady.Seed = *tiers, *zipf, *readShare, *seed
-		followUp(&steady.FollowUp)
-	}
-	cfg.Flash, cfg.Steady = flash, steady
-
-	switch *out {
-	case "-":
-	case "":
-		cfg.OutDir = filepath.Join("bench-results", fmt.Sprintf("%s-%s", *scenario, time.Now().Format("20060102-150405")))
-	default:
-		cfg.OutDir = *out
-	}
-	if slices := cfg.Systems; len(slices) > 0 && needsRepo(slices, *onsaleBin) {
-		root := *repo
-		if root == "" {
-			var err error
-			if root, err = findRepo(); err != nil {
-				return nil, err
-			}
+	var cfgs []*bench.Config
+	for _, scenario := range names {
+		cfg := &bench.Config{
+			Scenario: scenario, Systems: sysList, External: external, RepoRoot: repoRoot,
+			Timeout: *timeout, SampleInterval: *interval, AuditWorkers: *auditN, NoAudit: *noAudit,
+			OnsaleBinary: *onsaleBin, RedisConns: *redisConns, PostgresConns: *pgConns, CPUProfile: *cpuprofile,
+			OnsaleFlags: strings.Fields(*onsaleFlags),
 		}
-		cfg.RepoRoot = root
+		cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
+			Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
+		flash, sustained, steady := bench.DefaultFlash(), bench.DefaultSustained(), bench.DefaultSteady()
+		switch scenario {
+		case bench.ScenarioFlash:
+			setInt(&flash.Users, *users)
+			setInt(&flash.Stock, *stock)
+			setInt(&flash.PerUserLimit, *limit)
+			setInt(&flash.HoldSeconds, *hold)
+			flash.Quantity, flash.Seed = *quantity, *seed
+			followUp(&flash.FollowUp)
+		case bench.ScenarioSustained:
+			setInt(&sustained.Users, *users)
+			setInt(&sustained.Stock, *stock)
+			setInt(&sustained.PerUserLimit, *limit)
+			setInt(&sustained.HoldSeconds, *hold)
+			sustained.BuyerPurchasesMin, sustained.BuyerPurchasesMax, sustained.Seed = buyerMin, buyerMax, *seed
+			followUp(&sustained.FollowUp)
+		default:
+			if scenario == bench.ScenarioSoak {
+				if !setExplicit["rate"] && !setExplicit["clients"] {
+					cfg.Load.RatePerSec = 2000
+				}
+				if !setExplicit["duration"] {
+					cfg.Load.Duration = 10 * time.Minute
+				}
+				steady = bench.DefaultSoak()
+			}
+			setInt(&steady.Users, *users)
+			setInt(&steady.Sales, *sales)
+			setInt(&steady.StockPerTier, *tierStock)
+			setInt(&steady.PerUserLimit, *limit)
+			setInt(&steady.HoldSeconds, *hold)
+			steady.TiersPerSale, steady.ZipfS, steady.ReadShare, steady.Seed = *tiers, *zipf, *readShare, *seed
+			followUp(&steady.FollowUp)
+		}
+		cfg.Flash, cfg.Sustained, cfg.Steady = flash, sustained, steady
+		switch {
+		case *out == "-":
+		case *out == "":
+			cfg.OutDir = filepath.Join("bench-results", fmt.Sprintf("%s-%s", scenario, stamp))
+		case len(names) > 1:
+			cfg.OutDir = filepath.Join(*out, scenario)
+		default:
+			cfg.OutDir = *out
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, "", err
+		}
+		cfgs = append(cfgs, cfg)
 	}
-	return cfg, cfg.Validate()
+	return cfgs, *harnessProf, nil
+}
+
+// parseRange reads "N" or "MIN-MAX".
+func parseRange(s string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = strconv.Atoi(strings.TrimSpace(a)); err != nil {
+		return 0, 0, fmt.Errorf("%q is not N or MIN-MAX", s)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = strconv.Atoi(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("%q is not N or MIN-MAX", s)
+		}
+	}
+	return lo, hi, nil
 }
 
 func needsRepo(systems []string, bin string) bool {
