@@ -9,7 +9,9 @@
 // Layout: api/ is the only HTTP client; shim/ holds the baseline servers;
 // this package holds the load loops (load.go, pacing.go), the recorder
 // (recorder.go), scenarios, the audit (audit.go), the systems under test
-// (system*.go) and the report. cmd/onsale-bench is the CLI.
+// (system*.go) and the report. cmd/onsale-bench is the CLI. reliability/
+// (with cmd/onsale-kill) is the other ops tool: kill -9 under load and a
+// linearizability check; it shares api/ and nothing else.
 //
 // Threading: the load loops run one goroutine per client (closed loop) or
 // per in-flight slot (open loop). Each goroutine records into one of a few
