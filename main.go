@@ -407,7 +407,8 @@ func writeFileSynced(path string, data []byte, perm os.FileMode) error {
 func printWelcome(w io.Writer, addr, data string, s secrets) {
 	now := time.Now().UTC().Truncate(time.Second)
 	sale := fmt.Sprintf(`{"name":"Demo concert","currency":"EUR","opens_at":"%s","closes_at":"%s","hold_seconds":600,`+
-		`"per_user_limit":4,"tiers":[{"id":"floor","name":"Floor","price_cents":5000,"stock":100}]}`,
+		`"per_user_limit":4,"tiers":[{"id":"floor","name":"Floor","price_cents":5000,"stock":100},`+
+		`{"id":"seat","name":"Seated","price_cents":8000,"stock":50}]}`,
 		now.Format(time.RFC3339), now.AddDate(0, 0, 30).Format(time.RFC3339))
 	paySecret := strings.TrimSpace(strings.Split(s.PaymentSecret, ",")[0])
 	fmt.Fprintf(w, `

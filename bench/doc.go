@@ -14,7 +14,9 @@
 // progress lines (sampler.go), the measured phase's CPU and stage figures
 // (phase.go, cpu.go, stages.go), the audit (audit.go), the systems under
 // test (system.go, process.go) and the report (report*.go, chart.go).
-// cmd/onsale-bench is the CLI.
+// cmd/onsale-bench is the CLI. reliability/ (with cmd/onsale-kill) is the
+// other ops tool: kill -9 under load and a linearizability check; it shares
+// api/ and nothing else.
 //
 // Threading: the load loops run one goroutine per client (closed loop) or
 // per in-flight slot (open loop). Each goroutine records into one of a few

@@ -13,7 +13,10 @@
 //	    hand the batch to the shard's committer ──────────────┐
 //	                                                         ▼
 //	committer (one goroutine per shard): take every decided batch that is
-//	    waiting, write them in one Journal.Append (one synced Pebble batch),
+//	    waiting, write them in one Journal.Append (one synced Pebble batch)
+//	    without waiting for its sync, and hand them on ───────┐
+//	                                                         ▼
+//	acker (one goroutine per shard): wait for each Append's sync, in order,
 //	    then answer every request of those batches, in decide order.
 //
 // The state machine (state.go, decide.go, apply.go) is plain, single-threaded

@@ -3,9 +3,9 @@
 // that everything it acknowledged survived, that nothing was oversold, and
 // that no idempotency key made two orders. It exits 1 on any violation.
 //
-//	go run ./reliability/cmd/onsale-kill -rounds 50
-//	go run ./reliability/cmd/onsale-kill -preload 1000000 -rounds 3
-//	go run ./reliability/cmd/onsale-kill -seed 42 -rounds 5   # replays a run's kill schedule and traffic
+//	go run ./bench/cmd/onsale-kill -rounds 50
+//	go run ./bench/cmd/onsale-kill -preload 1000000 -rounds 3
+//	go run ./bench/cmd/onsale-kill -seed 42 -rounds 5   # replays a run's kill schedule and traffic
 package main
 
 import (
@@ -14,7 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/onsale/onsale/reliability"
+	"github.com/onsale/onsale/bench/reliability"
 )
 
 func main() {

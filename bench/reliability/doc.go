@@ -4,9 +4,9 @@
 //
 // # What it owns
 //
-// Run (and the onsale-kill command over it) starts the onsale binary (built
-// from this module with `go build`, or a given path) on a data directory,
-// and for each of N rounds: creates a new sale (two tiers), drives
+// Run (and the onsale-kill command over it, in bench/cmd) starts the onsale
+// binary (built from this module with `go build`, or a given path) on a data
+// directory, and for each of N rounds: creates a new sale (two tiers), drives
 // concurrent buyers over HTTP on 127.0.0.1 (purchase; then cancel, pay
 // through the signed webhook, or keep pending; 5% of purchases resend a key
 // sent before, from any round), SIGKILLs the server after a seeded random
@@ -36,10 +36,10 @@
 //
 // # Running it
 //
-//	go run ./reliability/cmd/onsale-kill -rounds 50             # -seed N replays a run
-//	go run ./reliability/cmd/onsale-kill -preload 1000000 -rounds 3
-//	go test ./reliability/                                      # 3 kill rounds, porcupine, controls
-//	go test ./reliability/ -run Linearizable -lin-rounds 300    # long porcupine form
+//	go run ./bench/cmd/onsale-kill -rounds 50                   # -seed N replays a run
+//	go run ./bench/cmd/onsale-kill -preload 1000000 -rounds 3
+//	go test ./bench/reliability/                                # 3 kill rounds, porcupine, controls
+//	go test ./bench/reliability/ -run Linearizable -lin-rounds 300  # long porcupine form
 //
 // Each round prints when the kill came, the orders acknowledged, the keys
 // retried and restart-to-ready (with the server's own log-open and recovery
