@@ -17,6 +17,7 @@
 //	    without waiting for its sync, and hand them on ───────┐
 //	                                                         ▼
 //	acker (one goroutine per shard): wait for each Append's sync, in order,
+//	    publish the views of the sales those batches changed (views.go),
 //	    then answer every request of those batches, in decide order.
 //
 // The state machine (state.go, decide.go, apply.go) is plain, single-threaded
@@ -38,6 +39,8 @@
 //   - Entries of one shard reach the log in the order they were decided; a
 //     release (cancel, expiry) is never reordered after the re-sale of its
 //     stock.
+//   - A published sale view (SaleView, Sale, Sales) shows only durable state,
+//     and is published before any request of its batch is answered.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery
@@ -47,7 +50,9 @@
 //
 // Engine methods are safe for concurrent use by any number of goroutines.
 // A shard's state is touched only by its loop goroutine; the committer touches
-// only the decided batches handed to it; the snapshot writer reads only the
-// frozen copy-on-write view the loop handed it. There is no mutex on the
-// purchase path.
+// only the decided batches handed to it; the acker publishes the immutable
+// sale views the loop built (one atomic store each; readers load them from
+// any goroutine); the snapshot writer reads only the frozen copy-on-write
+// view the loop handed it. There is no mutex on the purchase path (the views'
+// map takes one when a new sale is created).
 package engine
