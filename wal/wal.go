@@ -31,6 +31,8 @@ type Options struct {
 // Log is the write-ahead log. See the package comment.
 type Log struct {
 	db      *pebble.DB
+	fs      vfs.FS
+	dir     string
 	plog    pebbleLogger
 	wo      *pebble.WriteOptions
 	appends *metrics.Counter
@@ -84,6 +86,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	if err := checkRoom(fs, dir); err != nil {
+		return nil, err
+	}
 	if err := checkNewestLog(fs, dir); err != nil {
 		return nil, err
 	}
@@ -99,6 +104,8 @@ func Open(dir string, opts Options) (*Log, error) {
 	// a repartitioning start-up) with the same set.
 	l := &Log{
 		db:      db,
+		fs:      fs,
+		dir:     dir,
 		plog:    plog,
 		wo:      pebble.Sync,
 		appends: set.GetOrCreateCounter("onsale_wal_appends_total"),
