@@ -70,6 +70,7 @@ type options struct {
 	userRate                                         float64
 	userBurst                                        int
 	logLevel                                         string
+	level                                            slog.Level // parsed from logLevel
 	version                                          bool
 }
 
@@ -108,13 +109,49 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if !(o.userRate >= 0) || math.IsInf(o.userRate, 0) {
-		return o, fmt.Errorf("-user-rate must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	return o, checkOptions(&o)
+}
+
+// shardsMax bounds -shards: more shard goroutines than cores gains
+// nothing, and each has its own inbox and log range.
+const shardsMax = 1024
+
+// checkOptions refuses settings that make no sense with an error that
+// names the flag and its variable, rather than replacing them with
+// defaults; it parses -log-level into o.level.
+func checkOptions(o *options) error {
+	var bad []string
+	check := func(ok bool, flagName, format string, args ...any) {
+		if !ok {
+			env := "ONSALE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+			bad = append(bad, fmt.Sprintf("-%s ($%s) ", flagName, env)+fmt.Sprintf(format, args...))
+		}
 	}
-	if o.userRate > 0 && o.userBurst < 1 {
-		return o, fmt.Errorf("-user-burst must be at least 1 when -user-rate is on, not %d", o.userBurst)
+	_, _, err := net.SplitHostPort(o.addr)
+	check(err == nil, "addr", "must be host:port such as 127.0.0.1:8080, not %q", o.addr)
+	check(o.data != "", "data", "must name a directory")
+	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
+	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
+	check(o.inboxMax >= 1, "inbox-max", "must be at least 1, not %d", o.inboxMax)
+	check(o.maxBody >= 1, "max-body", "must be at least 1 byte, not %d", o.maxBody)
+	check(o.maxLoadBody >= 1, "max-load-body", "must be at least 1 byte, not %d", o.maxLoadBody)
+	for _, d := range []struct {
+		name, example string
+		v             time.Duration
+	}{
+		{"tick", "100ms", o.tick}, {"read-timeout", "5s", o.readTimeout}, {"write-timeout", "5s", o.writeTimeout},
+		{"idle-timeout", "60s", o.idleTimeout}, {"request-timeout", "5s", o.requestTimeout},
+		{"shutdown-timeout", "10s", o.shutdownTimeout},
+	} {
+		check(d.v > 0, d.name, "must be a duration above 0 such as %s, not %s", d.example, d.v)
 	}
-	return o, nil
+	check(o.userRate >= 0 && !math.IsInf(o.userRate, 0), "user-rate", "must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	check(o.userRate == 0 || o.userBurst >= 1, "user-burst", "must be at least 1 when -user-rate is on, not %d", o.userBurst)
+	check(o.level.UnmarshalText([]byte(o.logLevel)) == nil, "log-level", "must be debug, info, warn or error, not %q", o.logLevel)
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
 }
 
 // envDefaults defines flags whose default comes from an environment
@@ -176,11 +213,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		fmt.Fprintf(stdout, "onsale %s (%s)\n", version, runtime.Version())
 		return nil
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 	logger.Info("starting", "version", version, "data", o.data, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	if err := os.MkdirAll(o.data, 0o700); err != nil {

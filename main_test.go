@@ -271,3 +271,46 @@ func TestVersion(t *testing.T) {
 		t.Errorf("-version printed %q", out.String())
 	}
 }
+
+// TestBadFlagsAreRefused: a setting that makes no sense is refused at
+// start with an error naming the flag and its variable, before anything is
+// created, rather than quietly replaced by a default.
+func TestBadFlagsAreRefused(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tick", "0"}, "-tick ($ONSALE_TICK) must be a duration above 0"},
+		{[]string{"-tick", "-1s"}, "-tick ($ONSALE_TICK)"},
+		{[]string{"-shards", "-1"}, "-shards ($ONSALE_SHARDS) must be 0 (= GOMAXPROCS) to 1024, not -1"},
+		{[]string{"-shards", "5000"}, "-shards ($ONSALE_SHARDS)"},
+		{[]string{"-batch-max", "0"}, "-batch-max ($ONSALE_BATCH_MAX) must be at least 1"},
+		{[]string{"-inbox-max", "-5"}, "-inbox-max ($ONSALE_INBOX_MAX)"},
+		{[]string{"-max-body", "0"}, "-max-body ($ONSALE_MAX_BODY)"},
+		{[]string{"-max-load-body", "0"}, "-max-load-body ($ONSALE_MAX_LOAD_BODY)"},
+		{[]string{"-read-timeout", "0s"}, "-read-timeout ($ONSALE_READ_TIMEOUT)"},
+		{[]string{"-write-timeout", "0s"}, "-write-timeout ($ONSALE_WRITE_TIMEOUT)"},
+		{[]string{"-idle-timeout", "0s"}, "-idle-timeout ($ONSALE_IDLE_TIMEOUT)"},
+		{[]string{"-request-timeout", "-5s"}, "-request-timeout ($ONSALE_REQUEST_TIMEOUT)"},
+		{[]string{"-shutdown-timeout", "0s"}, "-shutdown-timeout ($ONSALE_SHUTDOWN_TIMEOUT)"},
+		{[]string{"-addr", "8080"}, "-addr ($ONSALE_ADDR) must be host:port"},
+		{[]string{"-data", ""}, "-data ($ONSALE_DATA) must name a directory"},
+		{[]string{"-log-level", "loud"}, "-log-level ($ONSALE_LOG_LEVEL)"},
+		{[]string{"-tick", "0", "-shards", "-1"}, "not -1; -tick ($ONSALE_TICK) must be a duration above 0 such as 100ms, not 0s"},
+	} {
+		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	t.Setenv("ONSALE_TICK", "0s")
+	if _, err := parseFlags(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "$ONSALE_TICK") {
+		t.Errorf("ONSALE_TICK=0s: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := run(context.Background(), []string{"-data", dir}, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-tick") {
+		t.Errorf("run with ONSALE_TICK=0s: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a refused start created %s (%v)", dir, err)
+	}
+}
