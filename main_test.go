@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -618,4 +619,57 @@ func TestStopWithinShutdownTimeoutOnAHungDisk(t *testing.T) {
 			t.Errorf("log:\n%s", stderr)
 		}
 	})
+}
+
+// TestReadmeScriptLines pastes the README's lines for scripts (build,
+// start in the background, wait for /readyz, SIGTERM, wait) into bash, on
+// a free port and a fresh data directory: the server gets ready, stops on
+// SIGTERM with exit status 0, and frees the port and the data directory.
+func TestReadmeScriptLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "In scripts\nand services, build the binary and signal it:\n\n```sh\n")
+	script, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 || !strings.Contains(script, "go build -o onsale .") || !strings.Contains(script, "kill $PID") {
+		t.Fatalf("no script block in README.md:\n%s", script)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "onsale")
+	pasted := strings.NewReplacer("-o onsale", "-o "+bin, "./onsale", bin, "127.0.0.1:8080", addr).Replace(script)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-eu", "-o", "pipefail", "-c", pasted)
+	cmd.Env = append(os.Environ(), "ONSALE_ADDR="+addr, "ONSALE_DATA="+filepath.Join(tmp, "data"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's lines failed: %v\n%s\nscript:\n%s", err, out, pasted)
+	}
+	for _, want := range []string{"onsale is ready at http://" + addr, `"msg":"log closed"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	// The port and the data directory are free again.
+	if ln, err := net.Listen("tcp", addr); err != nil {
+		t.Errorf("the port is still held: %v", err)
+	} else {
+		ln.Close()
+	}
+	startRun(t, "-data", filepath.Join(tmp, "data"))
 }
