@@ -3,8 +3,11 @@
 // every decision before it answers, and recovers exactly what it
 // acknowledged after a crash.
 //
-//	go run .            # listens on 127.0.0.1:8080, data in ./onsale-data
+//	go run .            # listens on 127.0.0.1:8080, data in ./onsale-data; Ctrl-C stops it
 //	go run . -h         # every flag, each with an ONSALE_* variable
+//
+// In scripts, build it and signal the binary: `go run . &` then `kill $!`
+// stops the go tool, not the server it started.
 //
 // main wires the pieces and nothing else: flags and environment, secrets,
 // the write-ahead log (wal), the engine, the HTTP service (httpapi),
@@ -29,10 +32,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/onsale/onsale/engine"
 	"github.com/onsale/onsale/httpapi"
@@ -48,6 +53,13 @@ var stdout io.Writer = os.Stdout
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal stops gracefully; a second one ends the process
+		// at once (the default action), as a user pressing Ctrl-C twice
+		// expects.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -69,9 +81,12 @@ type options struct {
 	requestTimeout, shutdownTimeout                  time.Duration
 	userRate                                         float64
 	userBurst                                        int
+	minFreeDisk                                      byteSize
 	logLevel                                         string
+	level                                            slog.Level // parsed from logLevel
 	version                                          bool
-	corsOrigins                                      []string
+	corsOriginsList                                  string
+	corsOrigins                                      []string // parsed from corsOriginsList
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -98,10 +113,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.duration(&o.shutdownTimeout, "shutdown-timeout", "ONSALE_SHUTDOWN_TIMEOUT", 10*time.Second, "longest wait for requests under way at stop")
 	env.float(&o.userRate, "user-rate", "ONSALE_USER_RATE", 5, "purchases and cancels per second per buyer (JWT sub), together; beyond it 429; 0 = no limit")
 	env.int(&o.userBurst, "user-burst", "ONSALE_USER_BURST", 20, "purchases and cancels a buyer may send at once before -user-rate applies")
+	env.size(&o.minFreeDisk, "min-free-disk", "ONSALE_MIN_FREE_DISK", 256<<20,
+		"below this free space on the data directory's disk, writes are refused (503) and /readyz is red; 0 = no check")
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
+	env.str(&o.corsOriginsList, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
-	var corsOrigins string
-	env.str(&corsOrigins, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
 	if env.err != nil {
 		return o, env.err
 	}
@@ -111,17 +127,52 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if !(o.userRate >= 0) || math.IsInf(o.userRate, 0) {
-		return o, fmt.Errorf("-user-rate must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	return o, checkOptions(&o)
+}
+
+// shardsMax bounds -shards: more shard goroutines than cores gains
+// nothing, and each has its own inbox and log range.
+const shardsMax = 1024
+
+// checkOptions refuses settings that make no sense with an error that
+// names the flag and its variable, rather than replacing them with
+// defaults; it parses -log-level into o.level.
+func checkOptions(o *options) error {
+	var bad []string
+	check := func(ok bool, flagName, format string, args ...any) {
+		if !ok {
+			env := "ONSALE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+			bad = append(bad, fmt.Sprintf("-%s ($%s) ", flagName, env)+fmt.Sprintf(format, args...))
+		}
 	}
-	if o.userRate > 0 && o.userBurst < 1 {
-		return o, fmt.Errorf("-user-burst must be at least 1 when -user-rate is on, not %d", o.userBurst)
+	_, _, err := net.SplitHostPort(o.addr)
+	check(err == nil, "addr", "must be host:port such as 127.0.0.1:8080, not %q", o.addr)
+	check(o.data != "", "data", "must name a directory")
+	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
+	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
+	check(o.inboxMax >= 1, "inbox-max", "must be at least 1, not %d", o.inboxMax)
+	check(o.maxBody >= 1, "max-body", "must be at least 1 byte, not %d", o.maxBody)
+	check(o.maxLoadBody >= 1, "max-load-body", "must be at least 1 byte, not %d", o.maxLoadBody)
+	for _, d := range []struct {
+		name, example string
+		v             time.Duration
+	}{
+		{"tick", "100ms", o.tick}, {"read-timeout", "5s", o.readTimeout}, {"write-timeout", "5s", o.writeTimeout},
+		{"idle-timeout", "60s", o.idleTimeout}, {"request-timeout", "5s", o.requestTimeout},
+		{"shutdown-timeout", "10s", o.shutdownTimeout},
+	} {
+		check(d.v > 0, d.name, "must be a duration above 0 such as %s, not %s", d.example, d.v)
 	}
-	var err error
-	if o.corsOrigins, err = httpapi.ParseCORSOrigins(corsOrigins); err != nil {
-		return o, fmt.Errorf("-cors-origins: %w", err)
+	check(o.userRate >= 0 && !math.IsInf(o.userRate, 0), "user-rate", "must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	check(o.userRate == 0 || o.userBurst >= 1, "user-burst", "must be at least 1 when -user-rate is on, not %d", o.userBurst)
+	check(o.level.UnmarshalText([]byte(o.logLevel)) == nil, "log-level", "must be debug, info, warn or error, not %q", o.logLevel)
+	var corsErr error
+	o.corsOrigins, corsErr = httpapi.ParseCORSOrigins(o.corsOriginsList)
+	check(corsErr == nil, "cors-origins", "%v", corsErr)
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
 	}
-	return o, nil
+	return nil
 }
 
 // envDefaults defines flags whose default comes from an environment
@@ -160,6 +211,16 @@ func (e *envDefaults) float(p *float64, name, envName string, def float64, usage
 	e.fs.Float64Var(p, name, def, usage+" ($"+envName+")")
 }
 
+func (e *envDefaults) size(p *byteSize, name, envName string, def byteSize, usage string) {
+	*p = def
+	if v, ok := os.LookupEnv(envName); ok {
+		if err := p.Set(v); err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %w", envName, err)
+		}
+	}
+	e.fs.Var(p, name, usage+" ($"+envName+")")
+}
+
 func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.Duration, usage string) {
 	if v, ok := os.LookupEnv(envName); ok {
 		d, err := time.ParseDuration(v)
@@ -175,6 +236,44 @@ func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.
 // ctx they cancel to stop it. ready, if not nil, is called with the listen
 // address once the server is ready.
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	return runWith(ctx, args, stderr, ready, seams{})
+}
+
+// seams are what tests replace; the zero value is the real thing.
+type seams struct {
+	fs        vfs.FS            // the log's filesystem [the disk]
+	listening func(addr string) // called once the port is open, before recovery
+	diskEvery time.Duration     // how often the free disk space is checked [1s]
+}
+
+// app is one run: what it has started, for stop to end in reverse order.
+type app struct {
+	o      options
+	seams  seams
+	logger *slog.Logger
+	set    *metrics.Set
+	srv    *httpapi.Server
+	served chan error
+	addr   string
+	log    *wal.Log
+	eng    *engine.Engine
+
+	// The disk watcher's; checkDisk runs on one goroutine at a time.
+	diskLow   bool          // the last check found less than -min-free-disk
+	diskErr   bool          // the last check failed
+	diskFree  atomic.Uint64 // bytes, for /metrics
+	diskQuit  chan struct{} // closed by stop; nil when the disk is not watched
+	diskEnded chan struct{} // closed when the watcher has returned
+}
+
+// recovery is what recovering the log gave.
+type recovery struct {
+	log *wal.Log
+	eng *engine.Engine
+	err error
+}
+
+func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(addr string), sm seams) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -183,11 +282,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		fmt.Fprintf(stdout, "onsale %s (%s)\n", version, runtime.Version())
 		return nil
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 	logger.Info("starting", "version", version, "data", o.data, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
@@ -197,98 +292,237 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
-	sec.override(o)
+	fromFlags := sec.override(o)
 
-	set := metrics.NewSet()
-	start := time.Now()
-	log, err := wal.Open(filepath.Join(o.data, "wal"), wal.Options{Logger: logger, Metrics: set})
-	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("%w (is another onsale running on %s?)", err, o.data)
-	}
-	if err != nil {
+	// Listen first: while the log is replayed, /healthz is 200, /readyz
+	// 503 and every API route 503 unavailable with Retry-After.
+	a := &app{o: o, seams: sm, logger: logger, set: metrics.NewSet()}
+	if err := a.listen(sec); err != nil {
 		return err
 	}
-	logger.Info("log opened", "ms", time.Since(start).Milliseconds())
-
-	start = time.Now()
-	eng, err := engine.Open(engine.Config{
-		Journal: log, Shards: o.shards, BatchMax: o.batchMax, InboxMax: o.inboxMax,
-		TickInterval: o.tick, Logger: logger, Metrics: set,
-	})
-	if err != nil {
-		log.Close()
-		return err
+	if sm.listening != nil {
+		sm.listening(a.addr)
 	}
-	logRecovery(ctx, logger, eng, time.Since(start))
-
-	srv := httpapi.New(httpapi.Config{
-		Engine: eng, Users: log,
-		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
-		PaymentSecrets: splitSecrets(sec.PaymentSecret),
-		MaxBodyBytes:   o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
-		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
-		RequestTimeout: o.requestTimeout, Logger: logger, Metrics: set,
-		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
-		CORSOrigins: o.corsOrigins,
-	})
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		eng.Close()
-		log.Close()
-		return fmt.Errorf("cannot listen: %w", err)
+	recovered := make(chan recovery, 1)
+	go func() { recovered <- a.recover() }()
+	select {
+	case r := <-recovered:
+		if r.err != nil {
+			a.stop(nil, nil)
+			return r.err
+		}
+		a.log, a.eng = r.log, r.eng
+	case <-ctx.Done():
+		logger.Info("stopping while recovering", "reason", context.Cause(ctx).Error())
+		return a.stop(recovered, nil)
+	case err := <-a.served:
+		logger.Error("server stopped", "err", err)
+		return a.stop(recovered, err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	srv.SetReady(true)
-	addr := ln.Addr().String()
-	logger.Info("listening", "addr", addr)
+
+	a.srv.Attach(a.eng, a.log)
+	diskLow := a.watchDisk()
+	a.srv.SetReady(true)
+	printReady(stderr, a.addr, o.data, fromFlags, diskLow)
 	if firstStart {
-		printWelcome(stderr, addr, o.data, sec)
+		printWelcome(stderr, a.addr, o.data, sec)
 	}
 	if ready != nil {
-		ready(addr)
+		ready(a.addr)
 	}
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping", "reason", context.Cause(ctx).Error())
-	case serveErr = <-served:
+	case serveErr = <-a.served:
 		logger.Error("server stopped", "err", serveErr)
 	}
-	return stop(logger, o.shutdownTimeout, srv, served, eng, log, serveErr)
+	return a.stop(nil, serveErr)
+}
+
+// listen opens the port and serves it, the API closed until recovery
+// attaches the engine.
+func (a *app) listen(sec secrets) error {
+	o := a.o
+	a.srv = httpapi.New(httpapi.Config{
+		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
+		PaymentSecrets: splitSecrets(sec.PaymentSecret),
+		MaxBodyBytes:   o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
+		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
+		RequestTimeout: o.requestTimeout, Logger: a.logger, Metrics: a.set,
+		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
+		CORSOrigins: o.corsOrigins,
+	})
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	a.served = make(chan error, 1)
+	go func() { a.served <- a.srv.Serve(ln) }()
+	a.addr = ln.Addr().String()
+	a.logger.Info("listening", "addr", a.addr)
+	return nil
+}
+
+// recover opens the log and rebuilds the engine's state from it.
+func (a *app) recover() recovery {
+	start := time.Now()
+	log, err := wal.Open(filepath.Join(a.o.data, "wal"), wal.Options{FS: a.seams.fs, Logger: a.logger, Metrics: a.set})
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return recovery{err: fmt.Errorf("%w (is another onsale running on %s?)", err, a.o.data)}
+	}
+	if err != nil {
+		return recovery{err: err}
+	}
+	a.logger.Info("log opened", "ms", time.Since(start).Milliseconds())
+
+	start = time.Now()
+	eng, err := engine.Open(engine.Config{
+		Journal: log, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
+		TickInterval: a.o.tick, Logger: a.logger, Metrics: a.set,
+	})
+	if err != nil {
+		log.Close()
+		return recovery{err: err}
+	}
+	logRecovery(a.logger, eng, time.Since(start))
+	return recovery{log: log, eng: eng}
 }
 
 // stop shuts down in reverse order of start and logs how long each step
 // took: readiness red and the listener closed, requests under way
-// answered, the engine's queues answered, the log closed.
-func stop(logger *slog.Logger, timeout time.Duration, srv *httpapi.Server, served chan error,
-	eng *engine.Engine, log *wal.Log, serveErr error) error {
-	start := time.Now()
+// answered, the engine's queues answered, the log closed. pending, if not
+// nil, is a recovery still under way, whose engine and log are closed once
+// it ends. All of it within -shutdown-timeout: past it stop returns an
+// error without waiting longer, so that a log on a full or hung disk
+// cannot keep the process alive. Exiting then is as safe as a crash: every
+// acknowledged write was synced before its answer.
+func (a *app) stop(pending <-chan recovery, serveErr error) error {
+	timeout := a.o.shutdownTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		logger.Warn("requests still under way at the shutdown timeout", "err", err)
+	start := time.Now()
+	if a.diskQuit != nil {
+		close(a.diskQuit)
+		<-a.diskEnded
+	}
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.logger.Warn("requests still under way at the shutdown timeout", "err", err)
 	}
 	if serveErr == nil {
-		serveErr = <-served
+		select {
+		case serveErr = <-a.served:
+		case <-ctx.Done():
+		}
 	}
-	logger.Info("http server stopped", "ms", time.Since(start).Milliseconds())
+	a.logger.Info("http server stopped", "ms", time.Since(start).Milliseconds())
 
-	start = time.Now()
-	eng.Close()
-	logger.Info("engine stopped", "ms", time.Since(start).Milliseconds())
-
-	start = time.Now()
-	if err := log.Close(); err != nil {
-		return err
+	closed := make(chan error, 1)
+	go func() { closed <- a.closeEngineAndLog(pending) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return err
+		}
+		return serveErr
+	case <-ctx.Done():
+		a.logger.Error("the engine and the log did not stop within -shutdown-timeout; exiting without them",
+			"timeout", timeout.String())
+		return fmt.Errorf("the engine and the log did not stop within -shutdown-timeout (%s), "+
+			"the disk may be full or hung; exiting without closing the log (every acknowledged write was synced)", timeout)
 	}
-	logger.Info("log closed", "ms", time.Since(start).Milliseconds())
-	return serveErr
 }
 
-func logRecovery(ctx context.Context, logger *slog.Logger, eng *engine.Engine, took time.Duration) {
-	sales, err := eng.Sales(ctx)
+func (a *app) closeEngineAndLog(pending <-chan recovery) error {
+	eng, log := a.eng, a.log
+	if pending != nil {
+		r := <-pending
+		eng, log = r.eng, r.log
+	}
+	if eng != nil {
+		start := time.Now()
+		eng.Close()
+		a.logger.Info("engine stopped", "ms", time.Since(start).Milliseconds())
+	}
+	if log != nil {
+		start := time.Now()
+		if err := log.Close(); err != nil {
+			return err
+		}
+		a.logger.Info("log closed", "ms", time.Since(start).Milliseconds())
+	}
+	return nil
+}
+
+// watchDisk checks the free space under the log now, then every
+// seams.diskEvery until stop: below -min-free-disk writes are refused
+// (503 unavailable) and /readyz is red, before the disk is full; above it
+// both come back. Reads are served throughout. It returns whether the
+// first check found the disk low.
+func (a *app) watchDisk() (low bool) {
+	if a.o.minFreeDisk == 0 {
+		return false
+	}
+	if !a.checkDisk() {
+		a.logger.Warn("cannot tell the free disk space; writes will not be refused before the disk is full")
+		return false
+	}
+	low = a.diskLow // before the watcher below owns it
+	a.set.NewGauge("onsale_disk_free_bytes", func() float64 { return float64(a.diskFree.Load()) })
+	every := a.seams.diskEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	a.diskQuit, a.diskEnded = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(a.diskEnded)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-a.diskQuit:
+				return
+			case <-t.C:
+				a.checkDisk()
+			}
+		}
+	}()
+	return low
+}
+
+// checkDisk compares the free space with -min-free-disk and logs changes
+// only. It reports whether the free space could be read.
+func (a *app) checkDisk() bool {
+	free, err := a.log.DiskFreeBytes()
+	if err != nil {
+		if !a.diskErr {
+			a.logger.Warn("cannot read the free disk space", "err", err)
+		}
+		a.diskErr = true
+		return false
+	}
+	a.diskErr = false
+	a.diskFree.Store(free)
+	minFree := uint64(a.o.minFreeDisk)
+	low := free < minFree
+	if low == a.diskLow {
+		return true
+	}
+	a.diskLow = low
+	if low {
+		a.srv.RefuseWrites(fmt.Sprintf("the data directory's disk is nearly full (%s free, under the %s minimum): "+
+			"writes are refused until space is freed; reads are served", mib(free), mib(minFree)))
+		a.logger.Warn("disk nearly full: writes refused, /readyz red", "free_bytes", free, "min_free_bytes", minFree)
+	} else {
+		a.srv.RefuseWrites("")
+		a.logger.Info("disk space back: writes accepted", "free_bytes", free, "min_free_bytes", minFree)
+	}
+	return true
+}
+
+func logRecovery(logger *slog.Logger, eng *engine.Engine, took time.Duration) {
+	sales, err := eng.Sales(context.Background())
 	if err != nil {
 		logger.Warn("cannot count sales", "err", err)
 	}
@@ -298,6 +532,21 @@ func logRecovery(ctx context.Context, logger *slog.Logger, eng *engine.Engine, t
 	}
 	logger.Info("recovered", "ms", took.Milliseconds(), "shards", eng.Shards(), "sales", len(sales),
 		"orders", orders, "holds", eng.HoldsOutstanding())
+}
+
+// printReady writes the one plain line of every start: where to reach the
+// server, where its data and its tokens are (never the secrets: only the
+// first start's welcome shows them), how to stop it.
+func printReady(w io.Writer, addr, data string, fromFlags []string, diskLow bool) {
+	tokens := "tokens in " + filepath.Join(data, "secrets.json")
+	if len(fromFlags) > 0 {
+		tokens += " (" + strings.Join(fromFlags, ", ") + " from the command line or environment)"
+	}
+	state := "ready"
+	if diskLow {
+		state = "up but refusing writes (the disk is nearly full, see -min-free-disk)"
+	}
+	fmt.Fprintf(w, "onsale is %s at http://%s; data in %s, %s; Ctrl-C or SIGTERM stops it\n", state, addr, data, tokens)
 }
 
 // secrets are kept in <data>/secrets.json (mode 0600), generated on first
@@ -339,18 +588,23 @@ func loadSecrets(path string) (s secrets, created bool, err error) {
 	return s, created, nil
 }
 
-func (s *secrets) override(o options) {
+// override applies the secrets given by flag or environment and returns
+// those flags' names.
+func (s *secrets) override(o options) (fromFlags []string) {
 	for _, p := range []struct {
-		dst *string
-		v   string
+		dst  *string
+		v    string
+		flag string
 	}{
-		{&s.AdminToken, o.adminToken}, {&s.UserSecret, o.userSecret},
-		{&s.PaymentSecret, o.paymentSecret}, {&s.DoorToken, o.doorToken},
+		{&s.AdminToken, o.adminToken, "-admin-token"}, {&s.UserSecret, o.userSecret, "-user-secret"},
+		{&s.PaymentSecret, o.paymentSecret, "-payment-secret"}, {&s.DoorToken, o.doorToken, "-door-token"},
 	} {
 		if p.v != "" {
 			*p.dst = p.v
+			fromFlags = append(fromFlags, p.flag)
 		}
 	}
+	return fromFlags
 }
 
 func splitSecrets(s string) [][]byte {
@@ -401,7 +655,7 @@ func writeFileSynced(path string, data []byte, perm os.FileMode) error {
 	return dir.Sync()
 }
 
-// printWelcome shows, on first start, the admin token and shell lines that
+// printWelcome shows, on first start and after printReady's line, the admin token and shell lines that
 // load a demo sale, register a buyer, buy and pay. They work when pasted
 // (they need curl, and openssl for the payment).
 func printWelcome(w io.Writer, addr, data string, s secrets) {
@@ -411,9 +665,7 @@ func printWelcome(w io.Writer, addr, data string, s secrets) {
 		`{"id":"seat","name":"Seated","price_cents":8000,"stock":50}]}`,
 		now.Format(time.RFC3339), now.AddDate(0, 0, 30).Format(time.RFC3339))
 	paySecret := strings.TrimSpace(strings.Split(s.PaymentSecret, ",")[0])
-	fmt.Fprintf(w, `
-onsale is ready at http://%[1]s
-First start: secrets were created in %[2]s (mode 0600); later starts reuse them.
+	fmt.Fprintf(w, `First start: secrets were created in %[2]s (mode 0600); later starts reuse them.
 
   admin token: %[3]s
 
@@ -437,3 +689,42 @@ curl -s $URL/v1/sales/demo
 
 `, addr, filepath.Join(data, "secrets.json"), s.AdminToken, paySecret, sale)
 }
+
+// byteSize is a flag value in bytes, written as 268435456, 256MiB or 1.5GiB
+// (KB, MB, GB, TB are powers of 1000).
+type byteSize uint64
+
+var byteUnits = []struct {
+	suffix string
+	n      float64
+}{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+}
+
+func (b *byteSize) String() string {
+	for _, u := range byteUnits[:4] {
+		if n := uint64(u.n); *b != 0 && uint64(*b)%n == 0 {
+			return strconv.FormatUint(uint64(*b)/n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(uint64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, unit := strings.TrimSpace(s), 1.0
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, unit = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || !(f >= 0) || f*unit >= 1<<63 {
+		return fmt.Errorf("%q is not a size such as 256MiB", s)
+	}
+	*b = byteSize(f * unit)
+	return nil
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

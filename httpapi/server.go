@@ -28,8 +28,10 @@ type UserStore interface {
 
 // Config configures a Server. Zero values take the defaults in brackets.
 type Config struct {
-	Engine *engine.Engine // required
-	Users  UserStore      // required
+	// Engine and Users are required, or both nil: the server then answers
+	// 503 on its API routes until Attach hands them over (ready.go).
+	Engine *engine.Engine
+	Users  UserStore
 
 	AdminToken string // required: bearer token of the admin routes
 	DoorToken  string // required: bearer token of door staff (POST /v1/checkin)
@@ -70,10 +72,8 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	switch {
-	case c.Engine == nil:
-		panic("httpapi: Config.Engine is required")
-	case c.Users == nil:
-		panic("httpapi: Config.Users is required")
+	case (c.Engine == nil) != (c.Users == nil):
+		panic("httpapi: Config.Engine and Config.Users go together: both, or neither until Attach")
 	case c.AdminToken == "" || c.DoorToken == "" || len(c.UserSecret) == 0 || len(c.PaymentSecrets) == 0:
 		panic("httpapi: Config.AdminToken, DoorToken, UserSecret and PaymentSecrets are required")
 	}
@@ -139,6 +139,7 @@ type Server struct {
 	rateLimitedDetail string
 
 	ready atomic.Bool
+	gate  gate // ready.go: 503 while starting, writes refused while the disk is low
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -162,6 +163,9 @@ func New(cfg Config) *Server {
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
 		cors:        newCORSPolicy(cfg.CORSOrigins),
+	}
+	if cfg.Engine == nil {
+		s.gate.closed.Store(gateStarting)
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
@@ -194,7 +198,8 @@ func New(cfg Config) *Server {
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // SetReady turns /readyz green (true) or red. main sets it after recovery
-// and clears it before draining.
+// and clears it before draining. /readyz stays red while the gate is closed
+// (ready.go).
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // Serve answers requests on ln until Shutdown. It returns nil after
@@ -269,6 +274,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		writeProblem(ctx, codeMethodNotAllowed, "this route allows "+spec.method+" only", -1)
 		return
 	}
+	if !s.admit(ctx, r) {
+		return
+	}
 	who, ok := s.authorize(ctx, spec.access)
 	if !ok {
 		return
@@ -304,15 +312,6 @@ func (s *Server) reqCtx() context.Context { return s.deadlines.current() }
 func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"status":"ok"}` + "\n")
-}
-
-func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
-	if !s.ready.Load() {
-		writeProblem(ctx, codeUnavailable, "not ready: recovering or draining", -1)
-		return
-	}
-	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"status":"ready"}` + "\n")
 }
 
 func (s *Server) metricsPage(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {

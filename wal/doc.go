@@ -48,6 +48,17 @@
 // flipped bit there fails Open, Replay or LoadSnapshot with an error, never
 // a different answer. TestBitFlipsAreRefused flips random bits to prove it.
 //
+// # Disk space
+//
+// Open refuses, with one error saying what is free and what is needed, a
+// disk without room to open the log: the WAL files it replays (Pebble
+// writes them out again as tables before Open returns) plus 8 MiB for a
+// new manifest, options file and WAL (disk.go). Started without that room,
+// Pebble's flush fails and is retried at once, forever. DiskFreeBytes lets
+// the caller watch the disk while the log is open. Pebble's own log lines
+// go through a repeat limiter (logger.go): alike lines at most three times
+// a second, then a count of those held back.
+//
 // # Threading
 //
 // All methods are safe for concurrent use. The engine calls Append for one

@@ -30,11 +30,16 @@ type Options struct {
 	// under load, waiting a little lets one sync cover more appends. Every
 	// Append still waits for a sync that covers it.
 	MinSyncInterval time.Duration
+
+	now func() time.Time // tests: the clock of the repeat limiter of Pebble's lines [time.Now]
 }
 
 // Log is the write-ahead log. See the package comment.
 type Log struct {
 	db      *pebble.DB
+	fs      vfs.FS
+	dir     string
+	plog    pebbleLogger
 	wo      *pebble.WriteOptions
 	appends *metrics.Counter
 	entries *metrics.Histogram
@@ -67,10 +72,11 @@ func Open(dir string, opts Options) (*Log, error) {
 			os.Exit(1)
 		}
 	}
+	plog := pebbleLogger{log: opts.Logger, onFatal: opts.OnFatal, repeats: newRepeatLimiter(opts.now)}
 	po := &pebble.Options{
 		FS:                 opts.FS,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{opts.Logger, opts.OnFatal},
+		Logger:             plog,
 		// A large memtable absorbs bursts of appends without stalling on
 		// flushes; batches over half of it (big snapshots) are queued as
 		// flushable batches instead of being copied into it.
@@ -87,6 +93,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	if err := checkRoom(fs, dir); err != nil {
+		return nil, err
+	}
 	if err := checkNewestLog(fs, dir); err != nil {
 		return nil, err
 	}
@@ -102,6 +111,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	// a repartitioning start-up) with the same set.
 	l := &Log{
 		db:      db,
+		fs:      fs,
+		dir:     dir,
+		plog:    plog,
 		wo:      pebble.Sync,
 		appends: set.GetOrCreateCounter("onsale_wal_appends_total"),
 		entries: set.GetOrCreateHistogram("onsale_wal_append_entries"),
@@ -116,7 +128,9 @@ func Open(dir string, opts Options) (*Log, error) {
 
 // Close closes the log. Everything acknowledged is already durable.
 func (l *Log) Close() error {
-	if err := l.db.Close(); err != nil {
+	err := l.db.Close()
+	l.plog.flush()
+	if err != nil {
 		return fmt.Errorf("wal: cannot close: %w", err)
 	}
 	return nil
@@ -438,26 +452,4 @@ func checked(v []byte) ([]byte, error) {
 		return nil, errors.New("checksum mismatch: log is corrupt")
 	}
 	return body, nil
-}
-
-// pebbleLogger sends Pebble's lines to slog; Fatalf hands over to OnFatal,
-// which does not return.
-type pebbleLogger struct {
-	log     *slog.Logger
-	onFatal func(string)
-}
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.log.Info(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.log.Error(msg, "component", "pebble")
-	p.onFatal(msg)
-	panic("wal: OnFatal returned: " + msg) // never continue past a fatal commit error
 }
