@@ -12,12 +12,15 @@
 //	                   (the load route's larger one only with the admin token)
 //	                ── route (path split, no allocations)
 //	                ── CORS: headers for listed origins, preflights answered
+//	                ── the gate (ready.go): every API route 503 until the engine
+//	                   is attached after recovery; writes 503 while disk is low
 //	                ── authenticate (constant-time token compare, cached JWT verification)
 //	                ── purchases and cancels: the buyer's token bucket (429 rate_limited)
 //	                ── decode the body (strict JSON: unknown, duplicate and
 //	                   case-variant members are errors)
 //	                ── engine call with a deadline ── durable answer
-//	                ── write JSON (the order by hand, without reflection)
+//	                   (a sale's availability: its published view, no shard)
+//	                ── write JSON (orders and sales by hand, without reflection)
 //
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.

@@ -18,9 +18,9 @@ import (
 
 // Limits of one server start.
 const (
-	listenWaitMax  = 10 * time.Minute // recovery of a large log comes before the "listening" line
+	listenWaitMax  = time.Minute // onsale listens before it recovers
 	readyPollEvery = 2 * time.Millisecond
-	readyPollsMax  = 5000 // 10 s of polling /readyz once the port is open
+	readyPollsMax  = 300_000 // 10 min of polling /readyz: recovery of a large log comes first
 	logTailLines   = 40   // server log lines kept for error messages
 )
 
