@@ -78,6 +78,10 @@ func startRunWith(t *testing.T, sm seams, args ...string) (base string, stderr *
 	return base, stderr, stop
 }
 
+// clientTimeout bounds one request of a test: generous, because bcrypt
+// (login, registration) is slow under -race on a loaded machine.
+const clientTimeout = 2 * time.Minute
+
 type client struct {
 	t    *testing.T
 	base string
@@ -146,7 +150,7 @@ func TestRunStartsStopsAndRestarts(t *testing.T) {
 	if !strings.Contains(stderr.String(), "admin token: "+sec.AdminToken) {
 		t.Errorf("the welcome does not show the admin token:\n%s", stderr)
 	}
-	c := &client{t: t, base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 	if st, _ := c.do("GET", "/readyz", nil, ""); st != 200 {
 		t.Fatalf("readyz %d", st)
 	}
@@ -435,7 +439,7 @@ func TestListensWhileRecovering(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, stderr)
 	}
 	<-hold.blocked // the log is being opened, and held there
-	c := &client{t: t, base: "http://" + addr, http: &http.Client{Timeout: 10 * time.Second}}
+	c := &client{t: t, base: "http://" + addr, http: &http.Client{Timeout: clientTimeout}}
 	if st, _ := c.do("GET", "/healthz", nil, ""); st != 200 {
 		t.Errorf("healthz while recovering: %d", st)
 	}
@@ -522,7 +526,7 @@ func TestDiskLowRefusesWrites(t *testing.T) {
 	dir := t.TempDir()
 	mem := memDisk(1 << 30)
 	base, stderr, stop := startRunWith(t, seams{fs: mem, diskEvery: time.Millisecond}, "-data", dir, "-min-free-disk", "256MiB")
-	c := &client{t: t, base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 	sec := readSecrets(t, dir)
 	admin := map[string]string{"Authorization": "Bearer " + sec.AdminToken}
 	if st, m := c.do("PUT", "/v1/admin/sales/s1", admin, demoSale(10)); st != 201 {
@@ -585,7 +589,7 @@ func TestStopWithinShutdownTimeoutOnAHungDisk(t *testing.T) {
 		dir := t.TempDir()
 		base, stderr, stop := startRunWith(t, seams{fs: errorfs.Wrap(memDisk(1<<30), hang)},
 			"-data", dir, "-shutdown-timeout", "200ms", "-request-timeout", "100ms")
-		c := &client{t: t, base: base, http: &http.Client{Timeout: 10 * time.Second}}
+		c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 		admin := map[string]string{"Authorization": "Bearer " + readSecrets(t, dir).AdminToken}
 		if st, m := c.do("PUT", "/v1/admin/sales/s1", admin, demoSale(10)); st != 201 {
 			t.Fatalf("put sale: %d %v", st, m)

@@ -109,7 +109,7 @@ func TestReadmeAPILinesWork(t *testing.T) {
 	order, spare := string(m[1]), string(m[2])
 
 	sec := readSecrets(t, filepath.Join(dir, "onsale-data"))
-	c := &client{t: t, base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 	admin := map[string]string{"Authorization": "Bearer " + sec.AdminToken}
 	_, sales := c.do("GET", "/v1/admin/sales", admin, "")
 	var ids []string
@@ -201,7 +201,7 @@ func TestReadmeExampleSalesLoad(t *testing.T) {
 	dir := t.TempDir()
 	base, _, _ := startRun(t, "-data", dir)
 	admin := map[string]string{"Authorization": "Bearer " + readSecrets(t, dir).AdminToken}
-	c := &client{t: t, base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 	st, got := c.do("POST", "/v1/admin/sales:load", admin, string(raw))
 	if st != 200 {
 		t.Fatalf("sales:load of examples/sales.json: %d %v", st, got)
@@ -230,7 +230,7 @@ func TestReadmeSessionLifetime(t *testing.T) {
 	base, _, _ := startRun(t, "-data", t.TempDir())
 	// bcrypt under -race on a loaded machine can take seconds: the limit only
 	// keeps a hung server from hanging the test.
-	c := &client{t: t, base: base, http: &http.Client{Timeout: 2 * time.Minute}}
+	c := &client{t: t, base: base, http: &http.Client{Timeout: clientTimeout}}
 	if st, m := c.do("POST", "/v1/users", nil, `{"username":"bob","password":"correct horse"}`); st != 201 {
 		t.Fatalf("register %d %v", st, m)
 	}
