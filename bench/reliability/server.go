@@ -21,7 +21,7 @@ const (
 	listenWaitMax  = time.Minute // onsale listens before it recovers
 	readyPollEvery = 2 * time.Millisecond
 	readyPollsMax  = 300_000 // 10 min of polling /readyz: recovery of a large log comes first
-	logTailLines   = 40   // server log lines kept for error messages
+	logTailLines   = 40      // server log lines kept for error messages
 )
 
 // BuildBinary builds the onsale command of this module into dir and returns
