@@ -122,12 +122,27 @@ func (s *shard) takeViews(out []pendingView) []pendingView {
 // publishedView is saleView sharing the sale's tier configuration, which is
 // replaced on change and never modified in place.
 func publishedView(sl *sale) *Sale {
-	v := &Sale{SaleConfig: sl.cfg, Closed: sl.closed, OrderCount: sl.orders}
-	v.TierCounts = make([]TierCounts, len(sl.tiers))
+	var v *Sale
+	if len(sl.tiers) <= len(viewWithFewTiers{}.counts) { // one allocation, not two
+		w := &viewWithFewTiers{}
+		v = &w.Sale
+		v.TierCounts = w.counts[:len(sl.tiers)]
+	} else {
+		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
+	}
+	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
 	for t, tc := range sl.tiers {
 		v.TierCounts[t] = TierCounts{Held: tc.held, Sold: tc.sold, Available: sl.available(t)}
 	}
 	return v
+}
+
+// viewWithFewTiers holds a view and its counts in one allocation: a view
+// is built per batch for every sale the batch changed, and most sales have
+// a handful of tiers.
+type viewWithFewTiers struct {
+	Sale
+	counts [4]TierCounts
 }
 
 // publish makes a durable batch's views visible.
