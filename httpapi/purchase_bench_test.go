@@ -175,7 +175,7 @@ func BenchmarkHandlerParts(b *testing.B) {
 		}
 	})
 	b.Run("token_cached", func(b *testing.B) {
-		v := newTokenVerifier([]byte("k"), time.Now)
+		v := newTokenVerifier([]byte("k"))
 		tok, _ := MintUserToken([]byte("k"), "u1", time.Now(), time.Hour)
 		now := time.Now()
 		b.ReportAllocs()
@@ -186,7 +186,7 @@ func BenchmarkHandlerParts(b *testing.B) {
 		}
 	})
 	b.Run("token_uncached", func(b *testing.B) {
-		v := newTokenVerifier([]byte("k"), time.Now)
+		v := newTokenVerifier([]byte("k"))
 		tok, _ := MintUserToken([]byte("k"), "u1", time.Now(), time.Hour)
 		now := time.Now()
 		b.ReportAllocs()
