@@ -482,7 +482,7 @@ func TestTokenVerifyAllocations(t *testing.T) {
 		t.Errorf("hit: %v allocations", n)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		clear(v.shards[fnv32(b)%uint32(len(v.shards))].m)
+		clear(v.shard(b).m)
 		if _, err := v.verify(b, testNow); err != nil {
 			t.Fatal(err)
 		}
