@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,15 +15,28 @@ import (
 // -fuzz=FuzzPurchaseBody ./httpapi/` searches further.
 
 // FuzzPurchaseBody: the strict decoder never panics, and what it accepts
-// encoding/json reads the same way (the strict one only refuses more).
+// encoding/json reads the same way (the strict one only refuses more). The
+// purchase's shortcut (decodePurchaseBody) gives decodeStrict's answer,
+// error words included, and leaves the body as it was.
 func FuzzPurchaseBody(f *testing.F) {
 	for _, s := range []string{
 		`{"tier":"floor","quantity":2}`, `{"tier":"a","quantity":1,"tier":"b"}`, `{"TIER":"a"}`,
 		`{"tier":"\u00e9","quantity":-1}`, `{"tier":"a"} {}`, `null`, `{"quantity":1e3}`, "{\"tier\":\"\xff\"}",
+		` { "quantity" : -12 , "tier" : "é" } `, `{"tier":"a","quantity":-0}`, `{"quantity":01}`,
+		`{"quantity":123456789012345678}`, `{"quantity":1234567890123456789}`, `{"quantity":1,"quantity":1}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		orig := bytes.Clone(body)
+		var fast, strict purchaseBody
+		errFast, errStrict := decodePurchaseBody(body, &fast), decodeStrict(body, &strict)
+		if fmt.Sprint(errFast) != fmt.Sprint(errStrict) || errStrict == nil && fast != strict {
+			t.Fatalf("decodePurchaseBody %+v, %v; decodeStrict %+v, %v: %q", fast, errFast, strict, errStrict, body)
+		}
+		if !bytes.Equal(body, orig) {
+			t.Fatalf("the body changed: %q, was %q", body, orig)
+		}
 		var got purchaseBody
 		if err := decodeStrict(body, &got); err != nil {
 			return

@@ -37,7 +37,7 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		return
 	}
 	var body purchaseBody
-	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
+	if err := decodePurchaseBody(ctx.PostBody(), &body); err != nil {
 		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
 		s.m.purchase(codeInvalidRequest)
 		return
