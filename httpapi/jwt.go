@@ -31,9 +31,9 @@ import (
 // except what only a careless or hostile signer would send, which it
 // refuses on purpose:
 //
-//   - a segment in non-canonical base64url (line breaks, padding, non-zero
-//     trailing bits): golang-jwt decodes those, so one token had several
-//     spellings;
+//   - a segment in non-canonical base64url (line breaks, non-zero
+//     trailing bits): golang-jwt decodes those, so one signature had
+//     several spellings;
 //   - a header with a "typ" other than "JWT", with "crit" (RFC 7515 says
 //     to refuse extensions one does not understand), or with "alg" or
 //     "typ" twice;
