@@ -38,7 +38,7 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		return
 	}
 	var body purchaseBody
-	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
+	if err := decodePurchaseBody(ctx.PostBody(), &body); err != nil {
 		s.m.purchase(writeDecodeError(ctx, err))
 		return
 	}

@@ -158,7 +158,7 @@ func New(cfg Config) *Server {
 		eng:         cfg.Engine,
 		log:         cfg.Logger,
 		now:         cfg.Now,
-		tokens:      newTokenVerifier(cfg.UserSecret, cfg.Now),
+		tokens:      newTokenVerifier(cfg.UserSecret),
 		deadlines:   newDeadlines(cfg.RequestTimeout),
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
