@@ -143,10 +143,24 @@ func putBuffer(buf *[]byte, b []byte) {
 // timeLayout is RFC 3339 with milliseconds, always in UTC.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
+// appendTime appends ms as a JSON string in timeLayout. Every order carries
+// three times, so the common years are written digit by digit rather than
+// through time.AppendFormat's layout interpreter (7% of a purchase's CPU).
 func appendTime(b []byte, ms int64) []byte {
-	b = append(b, '"')
-	b = time.UnixMilli(ms).UTC().AppendFormat(b, timeLayout)
-	return append(b, '"')
+	t := time.UnixMilli(ms).UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, timeLayout)
+		return append(b, '"')
+	}
+	hour, minute, sec := t.Clock()
+	milli := t.Nanosecond() / 1e6
+	return append(b, '"',
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+milli/100), byte('0'+milli/10%10), byte('0'+milli%10), 'Z', '"')
 }
 
 func formatTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
