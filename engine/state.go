@@ -188,17 +188,26 @@ func (st *state) putIdem(sl *sale, user, key string, idx int32) {
 // unambiguous, and key. It decides only where a pair is stored, never an
 // outcome.
 func idemHash(user, key string) uint64 {
+	return idemHashKey(idemHashUser(user), key)
+}
+
+// idemHashUser is the part of idemHash that depends on the user alone;
+// restore computes it once per user rather than once per order.
+func idemHashUser(user string) uint64 {
 	h := uint64(14695981039346656037)
-	mix := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= 1099511628211
-		}
+	for i := 0; i < len(user); i++ {
+		h ^= uint64(user[i])
+		h *= 1099511628211
 	}
-	mix(user)
 	h ^= uint64(len(user))
-	h *= 1099511628211
-	mix(key)
+	return h * 1099511628211
+}
+
+func idemHashKey(h uint64, key string) uint64 {
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
 	return h
 }
 
