@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -13,17 +14,6 @@ import (
 // snapshot per new shard before anything else is written. It returns the
 // states and the last seq of each shard's log.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
-	defer func() {
-		// A snapshot or log that breaks an invariant is corrupt, not a bug
-		// to crash on: report it.
-		if p := recover(); p != nil {
-			ie, ok := p.(invariantError)
-			if !ok {
-				panic(p)
-			}
-			states, seqs, err = nil, nil, fmt.Errorf("engine: cannot recover: log is inconsistent: %w", ie)
-		}
-	}()
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows
 	// only rescans it. Collect less often until it is built.
@@ -32,21 +22,34 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: cannot read log layout: %w", err)
 	}
+	// Shards are independent: each is rebuilt on its own goroutine, from its
+	// own snapshot and log, and checked there when the layout stays.
 	old := make([]*state, stored)
 	oldSeqs := make([]uint64, stored)
-	var events int
+	events := make([]int, stored)
+	errs := make([]error, stored)
+	check := stored == shards
+	var wg sync.WaitGroup
 	for i := range stored {
-		st, seq, n, err := recoverShard(j, i)
+		wg.Go(func() {
+			old[i], oldSeqs[i], events[i], errs[i] = recoverShard(j, i, check)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
 			return nil, nil, fmt.Errorf("engine: cannot recover shard %d: %w", i, err)
 		}
-		old[i], oldSeqs[i] = st, seq
-		events += n
 	}
-	if stored == shards {
+	if check {
 		states, seqs = old, oldSeqs
 	} else {
-		states = repartition(old, shards)
+		if states, err = repartition(old, shards); err != nil {
+			return nil, nil, fmt.Errorf("engine: cannot repartition: %w", err)
+		}
+		if err := checkStates(states); err != nil {
+			return nil, nil, err
+		}
 		snaps := make([][][]byte, shards)
 		for i, st := range states {
 			snaps[i] = st.snapshotEncoding()
@@ -59,19 +62,25 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 			logger.Info("sales repartitioned", "shards_before", stored, "shards", shards)
 		}
 	}
-	var sales, orders int
-	for _, st := range states {
-		st.checkState()
+	var sales, orders, replayed int
+	for i, st := range states {
 		sales += len(st.sales)
 		orders += int(st.orders.n)
+		if i < len(events) {
+			replayed += events[i]
+		}
 	}
 	logger.Info("state recovered", "shards", shards, "sales", sales, "orders", orders,
-		"events_replayed", events, "duration", time.Since(start))
+		"events_replayed", replayed, "duration", time.Since(start))
 	return states, seqs, nil
 }
 
-func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
-	st := newState()
+// recoverShard rebuilds one shard: its snapshot, then every entry after it;
+// check recounts the result (checkState). A snapshot or log that breaks an
+// invariant is corrupt, not a bug to crash on: it is reported as an error.
+func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, events int, err error) {
+	defer recoverInvariant(&err)
+	st = newState()
 	r := restorer{st: st}
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
@@ -82,7 +91,6 @@ func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
 			return nil, 0, 0, err
 		}
 	}
-	events := 0
 	users := make(map[string]string)
 	err = j.Replay(shard, seq, func(s uint64, entry []byte) error {
 		if s != seq+1 {
@@ -101,13 +109,48 @@ func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
 		return nil, 0, 0, err
 	}
 	st.dropStaleHolds()
+	if check {
+		st.checkState()
+	}
 	return st, seq, events, nil
+}
+
+// checkStates recounts repartitioned states, one goroutine each.
+func checkStates(states []*state) error {
+	errs := make([]error, len(states))
+	var wg sync.WaitGroup
+	for i, st := range states {
+		wg.Go(func() {
+			defer recoverInvariant(&errs[i])
+			st.checkState()
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("engine: cannot recover shard %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// recoverInvariant turns the panic of a broken invariant into *err; other
+// panics go on.
+func recoverInvariant(err *error) {
+	if p := recover(); p != nil {
+		ie, ok := p.(invariantError)
+		if !ok {
+			panic(p)
+		}
+		*err = fmt.Errorf("log is inconsistent: %w", ie)
+	}
 }
 
 // repartition moves every sale, with its orders in their order (and their
 // duplicate charges), to the shard that owns it under the new count.
-func repartition(old []*state, shards int) []*state {
-	states := make([]*state, shards)
+func repartition(old []*state, shards int) (states []*state, err error) {
+	defer recoverInvariant(&err)
+	states = make([]*state, shards)
 	for i := range states {
 		states[i] = newState()
 	}
@@ -131,5 +174,5 @@ func repartition(old []*state, shards int) []*state {
 			}
 		}
 	}
-	return states
+	return states, nil
 }
