@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 )
 
 // restorer rebuilds a state from a snapshot, chunk by chunk (format in
@@ -34,7 +35,8 @@ type restorer struct {
 
 	users map[string]string // versions 1 and 2: interned user ids
 
-	slots []userSlot // version 3
+	slots []userSlot  // version 3
+	keys  *keyIndexer // version 3: fills st.byKey until finish or close
 }
 
 // userSlot is one user of one sale while a snapshot is restored.
@@ -95,6 +97,9 @@ func (r *restorer) addHead(chunk []byte) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: snapshot header: %d bytes left over", errCorrupt, len(d.b))
 	}
+	if r.version >= 3 {
+		r.keys = startKeyIndexer(r.st.byKey)
+	}
 	return nil
 }
 
@@ -108,6 +113,7 @@ func (r *restorer) addOrders(chunk []byte) error {
 	arena := string(d.b[n:]) // the chunk's strings: one allocation
 	d.b = d.b[:n]
 	st := r.st
+	defer func() { r.keys.add(&st.orders, st.orders.n) }()
 	for len(d.b) > 0 && d.err == nil {
 		idx := st.orders.n
 		var o order
@@ -155,7 +161,6 @@ func (r *restorer) addOrders(chunk []byte) error {
 		st.orders.add(o)
 		s.last = idx
 		s.tickets += int32(o.ticketsTaken())
-		st.byKey[o.key] = idx
 		sl := st.sales[o.sale]
 		sl.idem[idemHashKey(s.userHash, o.idemKey)] = idx
 		sl.orders++
@@ -234,6 +239,7 @@ func (r *restorer) readCharges(d *decoder) {
 
 func (r *restorer) finish() error {
 	st := r.st
+	r.close()
 	if uint64(st.orders.n) != r.orders {
 		return fmt.Errorf("%w: snapshot announced %d orders and held %d", errCorrupt, r.orders, st.orders.n)
 	}
@@ -278,9 +284,7 @@ func (r *restorer) finishIndexes() error {
 			return fmt.Errorf("%w: snapshot lists a user of sale %q twice", errCorrupt, sl.cfg.ID)
 		}
 		if len(sl.idem) != sl.orders {
-			if err := st.rebuildIdem(int32(i)); err != nil {
-				return err
-			}
+			st.reindexIdem(int32(i))
 		}
 		for t := range sl.tiers {
 			checkTier(sl, t)
@@ -289,23 +293,72 @@ func (r *restorer) finishIndexes() error {
 	return nil
 }
 
-// rebuildIdem indexes a sale's idempotency pairs one by one, as apply does:
-// a pair whose hash another pair took goes to idemOverflow.
-func (st *state) rebuildIdem(si int32) error {
+// close waits for the goroutine that fills byKey, if any. Recovery calls it
+// on every path; finish calls it first.
+func (r *restorer) close() {
+	if r.keys != nil {
+		r.keys.wait()
+		r.keys = nil
+	}
+}
+
+// reindexIdem indexes a sale's idempotency pairs one by one, in order, as
+// apply did: a pair whose hash an earlier pair holds goes to idemOverflow.
+func (st *state) reindexIdem(si int32) {
 	sl := st.sales[si]
 	clear(sl.idem)
 	sl.idemOverflow = nil
 	for i := int32(0); i < st.orders.n; i++ {
-		o := st.orders.at(i)
-		if o.sale != si {
-			continue
+		if o := st.orders.at(i); o.sale == si {
+			st.putIdem(sl, o.userID, o.idemKey, i)
 		}
-		if _, dup := st.findIdem(sl, o.userID, o.idemKey); dup {
-			return fmt.Errorf("%w: snapshot holds an idempotency key of a user twice in sale %q", errCorrupt, sl.cfg.ID)
-		}
-		st.putIdem(sl, o.userID, o.idemKey, i)
 	}
-	return nil
+}
+
+// keyIndexer fills byKey on its own goroutine, from ranges of orders that
+// restore has written and no longer touches.
+type keyIndexer struct {
+	byKey  map[orderKey]int32
+	ranges chan keyRange
+	done   chan struct{}
+	next   int32 // first order not yet sent
+}
+
+type keyRange struct {
+	chunks   []*orderChunk // the table's chunks from the one holding from
+	from, to int32
+}
+
+func startKeyIndexer(byKey map[orderKey]int32) *keyIndexer {
+	k := &keyIndexer{byKey: byKey, ranges: make(chan keyRange, 4), done: make(chan struct{})}
+	go k.run()
+	return k
+}
+
+func (k *keyIndexer) run() {
+	defer close(k.done)
+	for r := range k.ranges {
+		base := r.from >> chunkShift
+		for i := r.from; i < r.to; i++ {
+			k.byKey[r.chunks[i>>chunkShift-base].orders[i&chunkMask].key] = i
+		}
+	}
+}
+
+// add hands over the orders of t up to n that were not handed over yet.
+func (k *keyIndexer) add(t *orderTable, n int32) {
+	if n == k.next {
+		return
+	}
+	chunks := slices.Clone(t.chunks[k.next>>chunkShift : (n-1)>>chunkShift+1])
+	k.ranges <- keyRange{chunks, k.next, n}
+	k.next = n
+}
+
+// wait returns once every order handed over is in byKey.
+func (k *keyIndexer) wait() {
+	close(k.ranges)
+	<-k.done
 }
 
 func (d *decoder) check(what string) error {
