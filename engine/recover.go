@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -82,6 +83,7 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 	defer recoverInvariant(&err)
 	st = newState()
 	r := restorer{st: st}
+	defer r.close()
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("cannot load snapshot: %w", err)
@@ -91,28 +93,164 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 			return nil, 0, 0, err
 		}
 	}
+	restored := st.orders.n
+	if seq, events, err = replay(j, shard, st, seq); err != nil {
+		return nil, 0, 0, err
+	}
+	// checkState reads neither the idempotency index nor the hold heap:
+	// recount while endReplay builds them.
+	var checkErr error
+	var wg sync.WaitGroup
+	if check {
+		wg.Go(func() {
+			defer recoverInvariant(&checkErr)
+			st.checkState()
+		})
+	}
+	endErr := st.endReplay(restored)
+	wg.Wait()
+	if endErr != nil {
+		return nil, 0, 0, endErr
+	}
+	if checkErr != nil {
+		return nil, 0, 0, checkErr
+	}
+	return st, seq, events, nil
+}
+
+// replay applies every entry of the shard's log after seq to st and returns
+// the last seq and the number of events. One goroutine reads and decodes the
+// log (the journal's iteration and checksums, the codec, interning user ids)
+// while this one applies, in log order, blocks of decoded events.
+func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
+	blocks := make(chan *eventBlock, replayBlocksInFlight-1)
+	free := make(chan *eventBlock, replayBlocksInFlight)
+	for range replayBlocksInFlight {
+		free <- &eventBlock{events: make([]event, 0, replayBlockEvents)}
+	}
+	stop := make(chan struct{})
+	go decodeLog(j, shard, seq, blocks, free, stop)
+	st.replaying = true
+	var applyErr error
+	events := 0
+	for b := range blocks {
+		for i := range b.events {
+			if applyErr == nil {
+				if err := st.apply(&b.events[i]); err != nil {
+					applyErr = fmt.Errorf("entry %d: %w", b.seqs[i], err)
+					close(stop) // the decoder ends; drain what it sent
+				}
+			}
+		}
+		events += len(b.events)
+		if applyErr == nil && b.err != nil {
+			return 0, 0, b.err // the last block: the decoder has ended
+		}
+		seq = b.last
+		b.events, b.seqs = b.events[:0], b.seqs[:0]
+		free <- b
+	}
+	if applyErr != nil {
+		return 0, 0, applyErr
+	}
+	return seq, events, nil
+}
+
+const (
+	replayBlockEvents    = 1024
+	replayBlocksInFlight = 8
+)
+
+// eventBlock is a run of decoded events on its way from decodeLog to replay.
+type eventBlock struct {
+	events []event  // strings are the block's own; sale points to a copy
+	seqs   []uint64 // the entry of each event, for errors
+	last   uint64   // the last entry read so far
+	err    error    // set on the last block if reading or decoding failed
+}
+
+// decodeLog reads the shard's log after seq into blocks, each taken from
+// free, and closes blocks when the log ends, fails, or stop is closed.
+func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free <-chan *eventBlock, stop <-chan struct{}) {
+	defer close(blocks)
+	b := <-free
+	send := func() bool {
+		select {
+		case blocks <- b:
+		case <-stop:
+			return false
+		}
+		select {
+		case b = <-free:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	users := make(map[string]string)
-	err = j.Replay(shard, seq, func(s uint64, entry []byte) error {
+	errStopped := errors.New("engine: replay stopped")
+	err := j.Replay(shard, seq, func(s uint64, entry []byte) error {
 		if s != seq+1 {
 			return fmt.Errorf("%w: entry %d follows %d", errCorrupt, s, seq)
 		}
 		seq = s
 		return decodeEntryInterned(entry, users, func(ev *event) error {
-			events++
-			if err := st.apply(ev); err != nil {
-				return fmt.Errorf("entry %d: %w", s, err)
+			e := *ev
+			if e.sale != nil { // the decoder's, reused for the next SalePut
+				cfg := *e.sale
+				e.sale = &cfg
+			}
+			b.events, b.seqs, b.last = append(b.events, e), append(b.seqs, s), s
+			if len(b.events) == replayBlockEvents && !send() {
+				return errStopped
 			}
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, 0, 0, err
+	if errors.Is(err, errStopped) {
+		return
 	}
+	b.last, b.err = seq, err
+	select {
+	case blocks <- b:
+	case <-stop:
+	}
+}
+
+// endReplay checks and builds what apply and insertOrder left while
+// replaying: that no order key was placed twice (each OrderPlaced added one
+// to byKey, unless its key was there), the idempotency pairs of the orders
+// from the first replayed one on, one insert each into maps sized when they
+// were empty (a sale where two pairs share a hash is indexed again the exact
+// way), and the hold heap, sized.
+func (st *state) endReplay(from int32) error {
+	st.replaying = false
+	if len(st.byKey) != int(st.orders.n) {
+		return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
+	}
+	added := make([]int, len(st.sales))
+	for i := from; i < st.orders.n; i++ {
+		added[st.orders.at(i).sale]++
+	}
+	had := make([]int, len(st.sales))
+	for si, sl := range st.sales {
+		had[si] = len(sl.idem)
+		if had[si] == 0 && added[si] > 0 {
+			sl.idem = make(map[uint64]int32, added[si])
+		}
+	}
+	for i := from; i < st.orders.n; i++ {
+		o := st.orders.at(i)
+		st.sales[o.sale].idem[idemHash(o.userID, o.idemKey)] = i
+	}
+	for si, sl := range st.sales {
+		if len(sl.idem) != had[si]+added[si] {
+			st.reindexIdem(int32(si))
+		}
+	}
+	st.holds = make(holdHeap, 0, st.pending)
 	st.dropStaleHolds()
-	if check {
-		st.checkState()
-	}
-	return st, seq, events, nil
+	return nil
 }
 
 // checkStates recounts repartitioned states, one goroutine each.

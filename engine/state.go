@@ -25,6 +25,11 @@ type state struct {
 	// (charges.go): a map, so the other orders pay nothing for it. Slices
 	// are only appended to, so a snapshot can share them.
 	charges map[orderKey][]DuplicateCharge
+
+	// replaying is set while recovery applies the log, which reads neither
+	// the hold heap nor the idempotency index: insertOrder leaves both to
+	// endReplay (recover.go), which builds them once, sized.
+	replaying bool
 }
 
 type sale struct {
@@ -145,14 +150,18 @@ func (st *state) insertOrder(o order) int32 {
 	u.last = idx
 	u.tickets += int32(o.ticketsTaken())
 	sl.users[o.userID] = u
-	st.putIdem(sl, o.userID, o.idemKey, idx)
+	if !st.replaying {
+		st.putIdem(sl, o.userID, o.idemKey, idx)
+	}
 	sl.orders++
 	st.byKey[o.key] = idx
 	switch {
 	case o.status == StatusPending:
 		sl.tiers[o.tier].held += int(o.qty)
 		st.pending++
-		pushHold(&st.holds, hold{o.expiresAt, idx})
+		if !st.replaying {
+			pushHold(&st.holds, hold{o.expiresAt, idx})
+		}
 	default:
 		sl.tiers[o.tier].sold += o.ticketsTaken()
 	}
