@@ -121,7 +121,8 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 // replay applies every entry of the shard's log after seq to st and returns
 // the last seq and the number of events. One goroutine reads and decodes the
 // log (the journal's iteration and checksums, the codec, interning user ids)
-// while this one applies, in log order, blocks of decoded events.
+// while this one applies, in log order, blocks of decoded events. However
+// replay ends (an error, a panic), the reader has stopped when it returns.
 func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 	blocks := make(chan *eventBlock, replayBlocksInFlight-1)
 	free := make(chan *eventBlock, replayBlocksInFlight)
@@ -130,28 +131,26 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 	}
 	stop := make(chan struct{})
 	go decodeLog(j, shard, seq, blocks, free, stop)
+	defer func() {
+		close(stop)
+		for range blocks { // until the reader has closed it
+		}
+	}()
 	st.replaying = true
-	var applyErr error
 	events := 0
 	for b := range blocks {
 		for i := range b.events {
-			if applyErr == nil {
-				if err := st.apply(&b.events[i]); err != nil {
-					applyErr = fmt.Errorf("entry %d: %w", b.seqs[i], err)
-					close(stop) // the decoder ends; drain what it sent
-				}
+			if err := st.apply(&b.events[i]); err != nil {
+				return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 			}
 		}
-		events += len(b.events)
-		if applyErr == nil && b.err != nil {
-			return 0, 0, b.err // the last block: the decoder has ended
+		if b.err != nil {
+			return 0, 0, b.err // the last block
 		}
+		events += len(b.events)
 		seq = b.last
 		b.events, b.seqs = b.events[:0], b.seqs[:0]
 		free <- b
-	}
-	if applyErr != nil {
-		return 0, 0, applyErr
 	}
 	return seq, events, nil
 }

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/onsale/onsale/wal"
 )
 
 // TestRecoverNamesTheBrokenShard: shards recover in parallel; a corrupt or
@@ -85,5 +87,44 @@ func TestReplayRebuildsEveryIndex(t *testing.T) {
 				t.Fatalf("recovered state differs:\n%s", firstDiff(want, got))
 			}
 		})
+	}
+}
+
+// TestFailedReplayStopsReading: when apply fails early in a long log, the
+// goroutine reading it stops, so the Pebble log closes without a leaked
+// iterator.
+func TestFailedReplayStopsReading(t *testing.T) {
+	log, err := wal.Open(t.TempDir(), wal.Options{Logger: quietLogger, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &SaleConfig{ID: "s1", Name: "Sale", Currency: "EUR", OpensAtMs: 1, ClosesAtMs: 2, HoldMs: 1000, PerUserLimit: 4,
+		Tiers: []TierConfig{{ID: "floor", Name: "Floor", PriceCents: 5000, Stock: 1}}}
+	var entries [][]byte
+	var e []byte
+	e = appendEvent(e, &event{kind: evSalePut, sale: cfg, saleID: "s1"})
+	for k := range 2 { // the second oversells the tier: apply panics
+		e = appendEvent(e, &event{kind: evOrderPlaced, at: 1, saleID: "s1", order: orderKey{byte(k)}, userID: "u", key: fmt.Sprint(k), qty: 1, expiresAt: 1001})
+	}
+	entries = append(entries, e)
+	for i := range 100 { // far more events than replay keeps in flight
+		e = nil
+		for k := range 200 {
+			e = appendEvent(e, &event{kind: evOrderCancelled, at: 2, order: orderKey{1, byte(i), byte(k)}})
+		}
+		entries = append(entries, e)
+	}
+	if err := log.Reset([][][]byte{newState().snapshotEncoding()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Append(0, 1, entries); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = recoverStates(log, 1, quietLogger)
+	if err == nil || !strings.Contains(err.Error(), "log is inconsistent") {
+		t.Fatalf("got %v, want an inconsistent log", err)
+	}
+	if err := log.Close(); err != nil {
+		t.Fatalf("close after a failed recovery: %v", err)
 	}
 }
