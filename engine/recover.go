@@ -14,6 +14,15 @@ import (
 // shard count, sales are repartitioned and the journal is reset to one
 // snapshot per new shard before anything else is written. It returns the
 // states and the last seq of each shard's log.
+//
+// Threading: it runs before any shard starts. Each stored shard is rebuilt
+// on a goroutine of its own, which owns that state until recoverStates
+// returns; beside it run the shard's log reader (decodeLog, which hands
+// decoded events over by channel) and, for a version 3 snapshot, the
+// goroutine filling byKey (keyIndexer, which owns byKey until restore
+// finishes); after replay, checkState reads the state on one goroutine while
+// endReplay writes the parts it does not read. All of them have ended when
+// recoverStates returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows

@@ -9,14 +9,17 @@ import (
 // snapshot.go).
 //
 // Version 3 is restored in bulk, without a heap allocation or a map lookup
-// per order: the strings of a chunk are copied into one string (an arena)
-// that the orders slice; an order's user slot gives its user id, previous
-// order and the user's share of idemHash, the slot counts the user's
-// tickets, and sale.users is filled once per user at the end; byKey and idem get one insert per order
-// into maps sized from chunk 0, duplicates found by counting (a repeated
-// order key is corruption; two idempotency pairs with one hash, which the
-// 64-bit hash makes rare, send that sale through the exact putIdem path).
-// The hold heap is left empty: recovery rebuilds it once after replay.
+// per order. The strings of a chunk are copied into one string (an arena)
+// that the orders slice. An order's user slot gives its user id, previous
+// order and the user's share of idemHash, and counts the user's tickets;
+// sale.users is filled once per user at the end. byKey and idem get one
+// insert per order into maps sized from chunk 0, and duplicates are found by
+// counting: a repeated order key is corruption; two idempotency pairs with
+// one hash (rare with 64 bits, or a repeated pair, which decide never makes)
+// send that sale through putIdem in order, as replay would index it. byKey,
+// the largest map, is filled on a goroutine of its own (keyIndexer) while
+// the next chunks are decoded. The hold heap is left empty: recovery builds
+// it once after replay.
 //
 // The arena trade-off: a chunk's strings stay in memory as long as any of
 // its orders, which is as long as the state (orders are never removed). Only
