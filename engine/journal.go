@@ -11,7 +11,8 @@ package engine
 // (its wait functions from shard i's acker),
 // SaveSnapshot for shard i only from shard i's snapshot writer; calls for
 // different shards run concurrently. Replay, LoadSnapshot, Layout and Reset
-// are called during Open only, from one goroutine.
+// are called during Open only; recovery rebuilds shards in parallel, so
+// Replay and LoadSnapshot of different shards run concurrently.
 type Journal interface {
 	// Append writes entries as seq firstSeq, firstSeq+1, ... of the shard's
 	// log. It returns once they are in the log's order (later Appends come

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -12,18 +14,16 @@ import (
 // shard count, sales are repartitioned and the journal is reset to one
 // snapshot per new shard before anything else is written. It returns the
 // states and the last seq of each shard's log.
+//
+// Threading: it runs before any shard starts. Each stored shard is rebuilt
+// on a goroutine of its own, which owns that state until recoverStates
+// returns; beside it run the shard's log reader (decodeLog, which hands
+// decoded events over by channel) and, for a version 3 snapshot, the
+// goroutine filling byKey (keyIndexer, which owns byKey until restore
+// finishes); after replay, checkState reads the state on one goroutine while
+// endReplay writes the parts it does not read. All of them have ended when
+// recoverStates returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
-	defer func() {
-		// A snapshot or log that breaks an invariant is corrupt, not a bug
-		// to crash on: report it.
-		if p := recover(); p != nil {
-			ie, ok := p.(invariantError)
-			if !ok {
-				panic(p)
-			}
-			states, seqs, err = nil, nil, fmt.Errorf("engine: cannot recover: log is inconsistent: %w", ie)
-		}
-	}()
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows
 	// only rescans it. Collect less often until it is built.
@@ -32,21 +32,34 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: cannot read log layout: %w", err)
 	}
+	// Shards are independent: each is rebuilt on its own goroutine, from its
+	// own snapshot and log, and checked there when the layout stays.
 	old := make([]*state, stored)
 	oldSeqs := make([]uint64, stored)
-	var events int
+	events := make([]int, stored)
+	errs := make([]error, stored)
+	check := stored == shards
+	var wg sync.WaitGroup
 	for i := range stored {
-		st, seq, n, err := recoverShard(j, i)
+		wg.Go(func() {
+			old[i], oldSeqs[i], events[i], errs[i] = recoverShard(j, i, check)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
 			return nil, nil, fmt.Errorf("engine: cannot recover shard %d: %w", i, err)
 		}
-		old[i], oldSeqs[i] = st, seq
-		events += n
 	}
-	if stored == shards {
+	if check {
 		states, seqs = old, oldSeqs
 	} else {
-		states = repartition(old, shards)
+		if states, err = repartition(old, shards); err != nil {
+			return nil, nil, fmt.Errorf("engine: cannot repartition: %w", err)
+		}
+		if err := checkStates(states); err != nil {
+			return nil, nil, err
+		}
 		snaps := make([][][]byte, shards)
 		for i, st := range states {
 			snaps[i] = st.snapshotEncoding()
@@ -59,20 +72,27 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 			logger.Info("sales repartitioned", "shards_before", stored, "shards", shards)
 		}
 	}
-	var sales, orders int
-	for _, st := range states {
-		st.checkState()
+	var sales, orders, replayed int
+	for i, st := range states {
 		sales += len(st.sales)
 		orders += int(st.orders.n)
+		if i < len(events) {
+			replayed += events[i]
+		}
 	}
 	logger.Info("state recovered", "shards", shards, "sales", sales, "orders", orders,
-		"events_replayed", events, "duration", time.Since(start))
+		"events_replayed", replayed, "duration", time.Since(start))
 	return states, seqs, nil
 }
 
-func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
-	st := newState()
+// recoverShard rebuilds one shard: its snapshot, then every entry after it;
+// check recounts the result (checkState). A snapshot or log that breaks an
+// invariant is corrupt, not a bug to crash on: it is reported as an error.
+func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, events int, err error) {
+	defer recoverInvariant(&err)
+	st = newState()
 	r := restorer{st: st}
+	defer r.close()
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("cannot load snapshot: %w", err)
@@ -82,32 +102,201 @@ func recoverShard(j Journal, shard int) (*state, uint64, int, error) {
 			return nil, 0, 0, err
 		}
 	}
+	restored := st.orders.n
+	if seq, events, err = replay(j, shard, st, seq); err != nil {
+		return nil, 0, 0, err
+	}
+	// checkState reads neither the idempotency index nor the hold heap:
+	// recount while endReplay builds them.
+	var checkErr error
+	var wg sync.WaitGroup
+	if check {
+		wg.Go(func() {
+			defer recoverInvariant(&checkErr)
+			st.checkState()
+		})
+	}
+	endErr := st.endReplay(restored)
+	wg.Wait()
+	if endErr != nil {
+		return nil, 0, 0, endErr
+	}
+	if checkErr != nil {
+		return nil, 0, 0, checkErr
+	}
+	return st, seq, events, nil
+}
+
+// replay applies every entry of the shard's log after seq to st and returns
+// the last seq and the number of events. One goroutine reads and decodes the
+// log (the journal's iteration and checksums, the codec, interning user ids)
+// while this one applies, in log order, blocks of decoded events. However
+// replay ends (an error, a panic), the reader has stopped when it returns.
+func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
+	blocks := make(chan *eventBlock, replayBlocksInFlight-1)
+	free := make(chan *eventBlock, replayBlocksInFlight)
+	for range replayBlocksInFlight {
+		free <- &eventBlock{events: make([]event, 0, replayBlockEvents)}
+	}
+	stop := make(chan struct{})
+	go decodeLog(j, shard, seq, blocks, free, stop)
+	defer func() {
+		close(stop)
+		for range blocks { // until the reader has closed it
+		}
+	}()
+	st.replaying = true
 	events := 0
+	for b := range blocks {
+		for i := range b.events {
+			if err := st.apply(&b.events[i]); err != nil {
+				return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
+			}
+		}
+		if b.err != nil {
+			return 0, 0, b.err // the last block
+		}
+		events += len(b.events)
+		seq = b.last
+		b.events, b.seqs = b.events[:0], b.seqs[:0]
+		free <- b
+	}
+	return seq, events, nil
+}
+
+const (
+	replayBlockEvents    = 1024
+	replayBlocksInFlight = 8
+)
+
+// eventBlock is a run of decoded events on its way from decodeLog to replay.
+type eventBlock struct {
+	events []event  // strings are the block's own; sale points to a copy
+	seqs   []uint64 // the entry of each event, for errors
+	last   uint64   // the last entry read so far
+	err    error    // set on the last block if reading or decoding failed
+}
+
+// decodeLog reads the shard's log after seq into blocks, each taken from
+// free, and closes blocks when the log ends, fails, or stop is closed.
+func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free <-chan *eventBlock, stop <-chan struct{}) {
+	defer close(blocks)
+	b := <-free
+	send := func() bool {
+		select {
+		case blocks <- b:
+		case <-stop:
+			return false
+		}
+		select {
+		case b = <-free:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	users := make(map[string]string)
-	err = j.Replay(shard, seq, func(s uint64, entry []byte) error {
+	errStopped := errors.New("engine: replay stopped")
+	err := j.Replay(shard, seq, func(s uint64, entry []byte) error {
 		if s != seq+1 {
 			return fmt.Errorf("%w: entry %d follows %d", errCorrupt, s, seq)
 		}
 		seq = s
 		return decodeEntryInterned(entry, users, func(ev *event) error {
-			events++
-			if err := st.apply(ev); err != nil {
-				return fmt.Errorf("entry %d: %w", s, err)
+			e := *ev
+			if e.sale != nil { // the decoder's, reused for the next SalePut
+				cfg := *e.sale
+				e.sale = &cfg
+			}
+			b.events, b.seqs, b.last = append(b.events, e), append(b.seqs, s), s
+			if len(b.events) == replayBlockEvents && !send() {
+				return errStopped
 			}
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, 0, 0, err
+	if errors.Is(err, errStopped) {
+		return
 	}
+	b.last, b.err = seq, err
+	select {
+	case blocks <- b:
+	case <-stop:
+	}
+}
+
+// endReplay checks and builds what apply and insertOrder left while
+// replaying: that no order key was placed twice (each OrderPlaced added one
+// to byKey, unless its key was there), the idempotency pairs of the orders
+// from the first replayed one on, one insert each into maps sized when they
+// were empty (a sale where two pairs share a hash is indexed again the exact
+// way), and the hold heap, sized.
+func (st *state) endReplay(from int32) error {
+	st.replaying = false
+	if len(st.byKey) != int(st.orders.n) {
+		return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
+	}
+	added := make([]int, len(st.sales))
+	for i := from; i < st.orders.n; i++ {
+		added[st.orders.at(i).sale]++
+	}
+	had := make([]int, len(st.sales))
+	for si, sl := range st.sales {
+		had[si] = len(sl.idem)
+		if had[si] == 0 && added[si] > 0 {
+			sl.idem = make(map[uint64]int32, added[si])
+		}
+	}
+	for i := from; i < st.orders.n; i++ {
+		o := st.orders.at(i)
+		st.sales[o.sale].idem[idemHash(o.userID, o.idemKey)] = i
+	}
+	for si, sl := range st.sales {
+		if len(sl.idem) != had[si]+added[si] {
+			st.reindexIdem(int32(si))
+		}
+	}
+	st.holds = make(holdHeap, 0, st.pending)
 	st.dropStaleHolds()
-	return st, seq, events, nil
+	return nil
+}
+
+// checkStates recounts repartitioned states, one goroutine each.
+func checkStates(states []*state) error {
+	errs := make([]error, len(states))
+	var wg sync.WaitGroup
+	for i, st := range states {
+		wg.Go(func() {
+			defer recoverInvariant(&errs[i])
+			st.checkState()
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("engine: cannot recover shard %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// recoverInvariant turns the panic of a broken invariant into *err; other
+// panics go on.
+func recoverInvariant(err *error) {
+	if p := recover(); p != nil {
+		ie, ok := p.(invariantError)
+		if !ok {
+			panic(p)
+		}
+		*err = fmt.Errorf("log is inconsistent: %w", ie)
+	}
 }
 
 // repartition moves every sale, with its orders in their order (and their
 // duplicate charges), to the shard that owns it under the new count.
-func repartition(old []*state, shards int) []*state {
-	states := make([]*state, shards)
+func repartition(old []*state, shards int) (states []*state, err error) {
+	defer recoverInvariant(&err)
+	states = make([]*state, shards)
 	for i := range states {
 		states[i] = newState()
 	}
@@ -131,5 +320,5 @@ func repartition(old []*state, shards int) []*state {
 			}
 		}
 	}
-	return states
+	return states, nil
 }

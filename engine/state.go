@@ -29,6 +29,11 @@ type state struct {
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
 	touched []int32
+
+	// replaying is set while recovery applies the log, which reads neither
+	// the hold heap nor the idempotency index: insertOrder leaves both to
+	// endReplay (recover.go), which builds them once, sized.
+	replaying bool
 }
 
 type sale struct {
@@ -151,14 +156,18 @@ func (st *state) insertOrder(o order) int32 {
 	u.last = idx
 	u.tickets += int32(o.ticketsTaken())
 	sl.users[o.userID] = u
-	st.putIdem(sl, o.userID, o.idemKey, idx)
+	if !st.replaying {
+		st.putIdem(sl, o.userID, o.idemKey, idx)
+	}
 	sl.orders++
 	st.byKey[o.key] = idx
 	switch {
 	case o.status == StatusPending:
 		sl.tiers[o.tier].held += int(o.qty)
 		st.pending++
-		pushHold(&st.holds, hold{o.expiresAt, idx})
+		if !st.replaying {
+			pushHold(&st.holds, hold{o.expiresAt, idx})
+		}
 	default:
 		sl.tiers[o.tier].sold += o.ticketsTaken()
 	}
@@ -194,17 +203,26 @@ func (st *state) putIdem(sl *sale, user, key string, idx int32) {
 // unambiguous, and key. It decides only where a pair is stored, never an
 // outcome.
 func idemHash(user, key string) uint64 {
+	return idemHashKey(idemHashUser(user), key)
+}
+
+// idemHashUser is the part of idemHash that depends on the user alone;
+// restore computes it once per user rather than once per order.
+func idemHashUser(user string) uint64 {
 	h := uint64(14695981039346656037)
-	mix := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h ^= uint64(s[i])
-			h *= 1099511628211
-		}
+	for i := 0; i < len(user); i++ {
+		h ^= uint64(user[i])
+		h *= 1099511628211
 	}
-	mix(user)
 	h ^= uint64(len(user))
-	h *= 1099511628211
-	mix(key)
+	return h * 1099511628211
+}
+
+func idemHashKey(h uint64, key string) uint64 {
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
 	return h
 }
 
