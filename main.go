@@ -75,7 +75,7 @@ type options struct {
 	addr, data                                       string
 	adminToken, userSecret, paymentSecret, doorToken string
 	shards, batchMax, inboxMax                       int
-	tick                                             time.Duration
+	tick, logMinSync                                 time.Duration
 	maxBody, maxLoadBody                             int
 	readTimeout, writeTimeout, idleTimeout           time.Duration
 	requestTimeout, shutdownTimeout                  time.Duration
@@ -104,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
+	env.duration(&o.logMinSync, "log-min-sync-interval", "ONSALE_LOG_MIN_SYNC_INTERVAL", 0,
+		"least time between two log syncs; 0 = sync as soon as anything waits (see the README before changing it)")
 	env.int(&o.maxBody, "max-body", "ONSALE_MAX_BODY", 64<<10, "request body limit in bytes; beyond it 413")
 	env.int(&o.maxLoadBody, "max-load-body", "ONSALE_MAX_LOAD_BODY", 8<<20, "body limit of POST /v1/admin/sales:load")
 	env.duration(&o.readTimeout, "read-timeout", "ONSALE_READ_TIMEOUT", 5*time.Second, "time to read a request")
@@ -149,6 +151,7 @@ func checkOptions(o *options) error {
 	check(err == nil, "addr", "must be host:port such as 127.0.0.1:8080, not %q", o.addr)
 	check(o.data != "", "data", "must name a directory")
 	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
+	check(o.logMinSync >= 0 && o.logMinSync <= time.Second, "log-min-sync-interval", "must be 0 to 1s, not %s", o.logMinSync)
 	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
 	check(o.inboxMax >= 1, "inbox-max", "must be at least 1, not %d", o.inboxMax)
 	check(o.maxBody >= 1, "max-body", "must be at least 1 byte, not %d", o.maxBody)
@@ -368,7 +371,8 @@ func (a *app) listen(sec secrets) error {
 // recover opens the log and rebuilds the engine's state from it.
 func (a *app) recover() recovery {
 	start := time.Now()
-	log, err := wal.Open(filepath.Join(a.o.data, "wal"), wal.Options{FS: a.seams.fs, Logger: a.logger, Metrics: a.set})
+	log, err := wal.Open(filepath.Join(a.o.data, "wal"), wal.Options{FS: a.seams.fs, Logger: a.logger, Metrics: a.set,
+		MinSyncInterval: a.o.logMinSync})
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
 		return recovery{err: fmt.Errorf("%w (is another onsale running on %s?)", err, a.o.data)}
 	}

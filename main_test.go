@@ -313,6 +313,9 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-min-free-disk", "-1"}, `"-1" is not a size such as 256MiB`},
 		{[]string{"-min-free-disk", "lots"}, `"lots" is not a size`},
 		{[]string{"-log-level", "loud"}, "-log-level ($ONSALE_LOG_LEVEL)"},
+		{[]string{"-log-min-sync-interval", "-1ms"}, "-log-min-sync-interval ($ONSALE_LOG_MIN_SYNC_INTERVAL) must be 0 to 1s"},
+		{[]string{"-log-min-sync-interval", "2s"}, "-log-min-sync-interval ($ONSALE_LOG_MIN_SYNC_INTERVAL)"},
+		{[]string{"-cors-origins", "not a url"}, "-cors-origins ($ONSALE_CORS_ORIGINS)"},
 		{[]string{"-tick", "0", "-shards", "-1"}, "not -1; -tick ($ONSALE_TICK) must be a duration above 0 such as 100ms, not 0s"},
 	} {
 		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
