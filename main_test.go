@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,7 +21,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/onsale/onsale/engine"
 	"github.com/onsale/onsale/httpapi"
+	"github.com/onsale/onsale/wal"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's logger and the test.
@@ -316,6 +319,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-log-min-sync-interval", "-1ms"}, "-log-min-sync-interval ($ONSALE_LOG_MIN_SYNC_INTERVAL) must be 0 to 1s"},
 		{[]string{"-log-min-sync-interval", "2s"}, "-log-min-sync-interval ($ONSALE_LOG_MIN_SYNC_INTERVAL)"},
 		{[]string{"-cors-origins", "not a url"}, "-cors-origins ($ONSALE_CORS_ORIGINS)"},
+		{[]string{"-log-min-sync-waiting", "0"}, "-log-min-sync-waiting ($ONSALE_LOG_MIN_SYNC_WAITING) must be at least 1"},
 		{[]string{"-tick", "0", "-shards", "-1"}, "not -1; -tick ($ONSALE_TICK) must be a duration above 0 such as 100ms, not 0s"},
 	} {
 		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -679,4 +683,32 @@ func TestReadmeScriptLines(t *testing.T) {
 		ln.Close()
 	}
 	startRun(t, "-data", filepath.Join(tmp, "data"))
+}
+
+// TestMinSyncIntervalOnlyUnderLoad: the log waits between syncs only once
+// the engine runs and enough requests wait for a sync.
+func TestMinSyncIntervalOnlyUnderLoad(t *testing.T) {
+	a := &app{o: options{logMinSync: 300 * time.Microsecond, logMinSyncWaiting: 1}}
+	if d := a.minSyncInterval(); d != 0 {
+		t.Fatalf("before recovery: %v", d)
+	}
+	dir := t.TempDir()
+	log, err := wal.Open(dir, wal.Options{Logger: slog.New(slog.DiscardHandler), MinSyncInterval: a.minSyncInterval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	eng, err := engine.Open(engine.Config{Journal: log, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	a.running.Store(eng)
+	if d := a.minSyncInterval(); d != 0 {
+		t.Fatalf("idle engine: %v", d)
+	}
+	a.o.logMinSyncWaiting = 0 // any load at all, even none
+	if d := a.minSyncInterval(); d != 300*time.Microsecond {
+		t.Fatalf("under load: %v", d)
+	}
 }

@@ -150,6 +150,17 @@ func (e *Engine) Shards() int { return len(e.shards) }
 // InboxLen returns how many requests wait in shard i's inbox.
 func (e *Engine) InboxLen(i int) int { return len(e.shards[i].inbox) }
 
+// AwaitingSync returns how many requests have been decided and wait for the
+// log sync that covers them: a measure of load that the log's group commit
+// can use (main's -log-min-sync-waiting). Any goroutine may call it.
+func (e *Engine) AwaitingSync() int64 {
+	var n int64
+	for _, s := range e.shards {
+		n += s.awaitingSync.Load()
+	}
+	return n
+}
+
 // HoldsOutstanding returns the number of pending orders, as last published
 // by the shards.
 func (e *Engine) HoldsOutstanding() int64 {

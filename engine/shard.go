@@ -40,6 +40,7 @@ type shard struct {
 	evs             []event     // scratch, reused per command
 
 	pendingOrders atomic.Int64 // published for metrics after each batch
+	awaitingSync  atomic.Int64 // requests decided and not yet answered
 	m             *shardMetrics
 
 	slots []*viewSlot // published views, by sale index (views.go); loop only
@@ -130,6 +131,7 @@ func (s *shard) run() {
 		s.seal(b)
 		b.decided = time.Since(s.e.started)
 		s.m.stages.decide.Update((b.decided - b.decideStart).Seconds())
+		s.awaitingSync.Add(int64(len(b.reqs)))
 		s.commitQ <- b
 	}
 }
@@ -330,6 +332,7 @@ func (s *shard) answer(b *batch, err error) {
 		publish(b.views) // before the answers: whoever was answered reads it back
 	}
 	durable := time.Since(s.e.started)
+	s.awaitingSync.Add(-int64(len(b.reqs)))
 	for _, r := range b.reqs {
 		if err != nil {
 			r.res = result{err: ErrStopped}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -98,5 +99,51 @@ func TestSaleViewsAfterRecovery(t *testing.T) {
 			t.Fatalf("%d shards: %+v", shards, sales)
 		}
 		e.Close()
+	}
+}
+
+// TestAwaitingSyncCountsWhatWaitsForTheLog: requests decided while a sync
+// is held are counted until they are answered.
+func TestAwaitingSyncCountsWhatWaitsForTheLog(t *testing.T) {
+	clock := newFakeClock()
+	j := &gatedJournal{memJournal: newMemJournal(), appended: make(chan struct{}, 64)}
+	e := openTest(t, j, clock, 1)
+	ctx := context.Background()
+	if _, _, err := e.PutSale(ctx, testSale("s1", clock, 50, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.AwaitingSync(); n != 0 {
+		t.Fatalf("idle engine: %d awaiting", n)
+	}
+	gate := make(chan struct{})
+	j.mu.Lock()
+	j.gate = gate
+	j.mu.Unlock()
+	const buyers = 5
+	done := make(chan error, buyers)
+	for i := range buyers {
+		go func() {
+			_, _, err := e.Purchase(ctx, PurchaseRequest{SaleID: "s1", TierID: "floor", Quantity: 1,
+				UserID: "u", IdempotencyKey: string(rune('a' + i))})
+			done <- err
+		}()
+	}
+	for spins := 0; e.AwaitingSync() != buyers; spins++ { // observed, not slept on
+		if spins > 10_000_000 {
+			t.Fatalf("%d awaiting, want %d", e.AwaitingSync(), buyers)
+		}
+		runtime.Gosched()
+	}
+	j.mu.Lock()
+	j.gate = nil
+	j.mu.Unlock()
+	close(gate)
+	for range buyers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.AwaitingSync(); n != 0 {
+		t.Fatalf("after the answers: %d awaiting", n)
 	}
 }

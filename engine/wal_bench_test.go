@@ -33,7 +33,7 @@ func BenchmarkPurchaseWALMinSync(b *testing.B) {
 	for _, callers := range []int{16, 64} {
 		for _, interval := range []time.Duration{0, 250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond} {
 			b.Run(fmt.Sprintf("callers=%d/min-sync=%v", callers, interval), func(b *testing.B) {
-				log, err := wal.Open(b.TempDir(), wal.Options{Logger: quietLogger, MinSyncInterval: interval})
+				log, err := wal.Open(b.TempDir(), wal.Options{Logger: quietLogger, MinSyncInterval: func() time.Duration { return interval }})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -25,11 +25,13 @@ type Options struct {
 	// It must not return [log at error level and os.Exit(1)].
 	OnFatal func(msg string)
 
-	// MinSyncInterval is the least time between two log syncs [0: sync
-	// whenever something waits]. An fdatasync costs CPU as well as time;
-	// under load, waiting a little lets one sync cover more appends. Every
-	// Append still waits for a sync that covers it.
-	MinSyncInterval time.Duration
+	// MinSyncInterval, called after each log sync, says how long the next
+	// one must wait at least [nil: sync whenever something waits]. An
+	// fdatasync costs CPU as well as time; under load, waiting a little
+	// lets one sync cover more appends. Every Append still waits for a sync
+	// that covers it. It runs on Pebble's log writer goroutine: keep it
+	// cheap and safe for concurrent use.
+	MinSyncInterval func() time.Duration
 
 	now func() time.Time // tests: the clock of the repeat limiter of Pebble's lines [time.Now]
 }
@@ -81,7 +83,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		// flushes; batches over half of it (big snapshots) are queued as
 		// flushable batches instead of being copied into it.
 		MemTableSize:       64 << 20,
-		WALMinSyncInterval: func() time.Duration { return opts.MinSyncInterval },
+		WALMinSyncInterval: opts.MinSyncInterval,
 		// Pebble's default makes a corrupt table found by a read fatal; the
 		// read's own error is enough: Replay and LoadSnapshot return it and
 		// the engine refuses to start with it.
