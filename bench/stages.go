@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -206,7 +207,7 @@ func (h *vmHistogram) quantile(q float64) float64 {
 	if total == 0 {
 		return 0
 	}
-	slices.SortFunc(bs, func(a, b bucket) int { return cmpFloat(a.lo, b.lo) })
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.lo, b.lo) })
 	rank := q * float64(total)
 	var seen float64
 	for _, b := range bs {
@@ -223,14 +224,4 @@ func (h *vmHistogram) quantile(q float64) float64 {
 		return last.lo
 	}
 	return last.hi
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -352,7 +353,7 @@ func (e *Engine) UserOrders(ctx context.Context, userID, saleID string) ([]Order
 	} else {
 		err = e.fanOut(ctx, cmd, collect)
 	}
-	slices.SortStableFunc(out, func(a, b Order) int { return compareInt64(b.CreatedAtMs, a.CreatedAtMs) })
+	slices.SortStableFunc(out, func(a, b Order) int { return cmp.Compare(b.CreatedAtMs, a.CreatedAtMs) })
 	return out, err
 }
 
@@ -565,14 +566,4 @@ func newOrderKey() orderKey {
 		panic(fmt.Sprintf("engine: crypto/rand failed: %v", err))
 	}
 	return k
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -116,20 +116,7 @@ func (job *snapshotJob) appendHead(head []byte, users []int) []byte {
 		head = binary.AppendUvarint(head, uint64(users[i]))
 	}
 	head = binary.AppendUvarint(head, uint64(job.orders.n))
-	var ncharges int
-	for _, fc := range job.charges {
-		ncharges += len(fc.charges)
-	}
-	head = binary.AppendUvarint(head, uint64(ncharges))
-	for _, fc := range job.charges {
-		for _, c := range fc.charges {
-			head = append(head, fc.order[:]...)
-			head = appendString(head, c.EventID)
-			head = binary.AppendVarint(head, c.AmountCents)
-			head = binary.AppendVarint(head, c.AtMs)
-		}
-	}
-	return head
+	return appendCharges(head, job.charges)
 }
 
 func joinChunk(fields, strs []byte) []byte {
@@ -178,4 +165,23 @@ func orderFlags(o *order) byte {
 // Journal.Reset at open).
 func (st *state) snapshotEncoding() [][]byte {
 	return st.freeze(0).encode()
+}
+
+// appendCharges appends chunk 0's duplicate charges (format 2 and later):
+// their count, then each with its order's key.
+func appendCharges(head []byte, charges []frozenCharges) []byte {
+	var n int
+	for _, fc := range charges {
+		n += len(fc.charges)
+	}
+	head = binary.AppendUvarint(head, uint64(n))
+	for _, fc := range charges {
+		for _, c := range fc.charges {
+			head = append(head, fc.order[:]...)
+			head = appendString(head, c.EventID)
+			head = binary.AppendVarint(head, c.AmountCents)
+			head = binary.AppendVarint(head, c.AtMs)
+		}
+	}
+	return head
 }

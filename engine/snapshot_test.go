@@ -359,19 +359,7 @@ func legacySnapshotEncoding(st *state, version byte) [][]byte {
 	}
 	head = binary.AppendUvarint(head, uint64(job.orders.n))
 	if version >= 2 {
-		var ncharges int
-		for _, fc := range job.charges {
-			ncharges += len(fc.charges)
-		}
-		head = binary.AppendUvarint(head, uint64(ncharges))
-		for _, fc := range job.charges {
-			for _, c := range fc.charges {
-				head = append(head, fc.order[:]...)
-				head = appendString(head, c.EventID)
-				head = binary.AppendVarint(head, c.AmountCents)
-				head = binary.AppendVarint(head, c.AtMs)
-			}
-		}
+		head = appendCharges(head, job.charges)
 	} else if len(job.charges) > 0 {
 		panic("version 1 holds no duplicate charges")
 	}
