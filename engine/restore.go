@@ -134,17 +134,12 @@ func (r *restorer) addOrders(chunk []byte) error {
 		}
 		idemLen := d.uvarint(IdempotencyKeyLenMax)
 		paymentLen := d.uvarint(PaymentIDLenMax)
-		o.amount = d.varint()
-		o.createdAt = d.varint()
-		o.expiresAt = d.varint()
-		o.updatedAt = d.varint()
-		o.checkedIn = d.uvarint(1<<64 - 1)
+		d.orderNumbers(&o)
 		if d.err != nil {
 			break
 		}
-		if int(o.sale) >= len(st.sales) || int(o.tier) >= len(st.sales[o.sale].tiers) ||
-			o.qty == 0 || o.status == 0 || o.usedKept && o.status != StatusRefunded {
-			return fmt.Errorf("%w: snapshot order out of range", errCorrupt)
+		if err := checkRestoredOrder(st, &o); err != nil {
+			return err
 		}
 		if userLen+idemLen+paymentLen > uint64(len(arena)) {
 			return fmt.Errorf("%w: snapshot order strings past the end", errCorrupt)
@@ -205,17 +200,12 @@ func (r *restorer) addOrdersInline(chunk []byte) error {
 		o.userID = d.user()
 		o.idemKey = d.str(IdempotencyKeyLenMax)
 		o.paymentID = d.str(PaymentIDLenMax)
-		o.amount = d.varint()
-		o.createdAt = d.varint()
-		o.expiresAt = d.varint()
-		o.updatedAt = d.varint()
-		o.checkedIn = d.uvarint(1<<64 - 1)
+		d.orderNumbers(&o)
 		if d.err != nil {
 			break
 		}
-		if int(o.sale) >= len(r.st.sales) || int(o.tier) >= len(r.st.sales[o.sale].tiers) ||
-			o.qty == 0 || o.status == 0 || o.usedKept && o.status != StatusRefunded {
-			return fmt.Errorf("%w: snapshot order out of range", errCorrupt)
+		if err := checkRestoredOrder(r.st, &o); err != nil {
+			return err
 		}
 		if _, dup := r.st.byKey[o.key]; dup {
 			return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
@@ -367,6 +357,25 @@ func (k *keyIndexer) wait() {
 func (d *decoder) check(what string) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: %s: %v", errCorrupt, what, d.err)
+	}
+	return nil
+}
+
+// orderNumbers reads the fields every snapshot format ends an order with.
+func (d *decoder) orderNumbers(o *order) {
+	o.amount = d.varint()
+	o.createdAt = d.varint()
+	o.expiresAt = d.varint()
+	o.updatedAt = d.varint()
+	o.checkedIn = d.uvarint(1<<64 - 1)
+}
+
+// checkRestoredOrder refuses an order that names a sale or tier the
+// snapshot does not hold, or a state no order can be in.
+func checkRestoredOrder(st *state, o *order) error {
+	if int(o.sale) >= len(st.sales) || int(o.tier) >= len(st.sales[o.sale].tiers) ||
+		o.qty == 0 || o.status == 0 || o.usedKept && o.status != StatusRefunded {
+		return fmt.Errorf("%w: snapshot order out of range", errCorrupt)
 	}
 	return nil
 }
