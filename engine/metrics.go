@@ -15,14 +15,16 @@ type engineMetrics struct {
 }
 
 // stageMetrics split a request's time in the engine into the stages it
-// waits in, one histogram each, shared by the shards:
+// waits in, one histogram each, shared by the shards. Each is observed once
+// per batch (or per Append), never per request: a histogram takes a lock.
 //
-//	inbox_wait   sent to the shard's inbox → its batch starts (per request)
+//	inbox_wait   sent to the shard's inbox → its batch starts (per batch: its oldest request)
 //	decide       the loop decides, applies and encodes one batch (per batch)
 //	commit_wait  batch decided → the committer starts its Append (per batch)
 //	append       Journal.Append: the Pebble batch is built and applied (per Append)
 //	sync_wait    Append returned → the log sync covering it returned (per Append)
-//	answer       the acker answered → the caller's goroutine runs again (per request)
+//	answer       the acker answered → the caller's goroutine runs again (per batch: the
+//	             request answered last)
 type stageMetrics struct {
 	inboxWait, decide, commitWait, append, syncWait, answer *metrics.Histogram
 }

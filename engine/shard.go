@@ -139,7 +139,9 @@ func (s *shard) run() {
 // step decides one request into the batch.
 func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 	b.reqs = append(b.reqs, r)
-	s.m.stages.inboxWait.Update((mono - r.deadline + s.e.cfg.QueueWaitMax).Seconds())
+	if len(b.reqs) == 1 { // the batch's oldest request: one observation per batch, not per request
+		s.m.stages.inboxWait.Update((mono - r.deadline + s.e.cfg.QueueWaitMax).Seconds())
+	}
 	if mono > r.deadline {
 		r.res.err = ErrOverloaded // waited too long: shed, decide nothing
 		s.m.shed.Inc()
@@ -333,11 +335,13 @@ func (s *shard) answer(b *batch, err error) {
 	}
 	durable := time.Since(s.e.started)
 	s.awaitingSync.Add(-int64(len(b.reqs)))
-	for _, r := range b.reqs {
+	for i, r := range b.reqs {
 		if err != nil {
 			r.res = result{err: ErrStopped}
 		}
-		r.durable = durable
+		if i == len(b.reqs)-1 { // woken last: its caller observes the answer stage, once per batch
+			r.durable = durable
+		}
 		r.done <- struct{}{}
 	}
 	if b.snap != nil {
