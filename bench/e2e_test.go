@@ -71,15 +71,7 @@ func TestFlashOnsale(t *testing.T) {
 		t.Skip("builds and runs the onsale server")
 	}
 	cfg := smallFlash(t, SysOnsale)
-	bin, err := BuildOnsale(context.Background(), cfg.RepoRoot, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnsaleBinary = bin
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runBuiltOnsale(t, cfg)
 	checkMeasured(t, &rep.Systems[0], cfg.Flash.Stock)
 	if rep.AuditFailed {
 		t.Fatal("report says the audit failed")
@@ -109,15 +101,7 @@ func TestSustainedOnsale(t *testing.T) {
 	cfg := flash
 	cfg.Scenario, cfg.Sustained = ScenarioSustained, s
 	cfg.Load.Duration = 2 * time.Second
-	bin, err := BuildOnsale(context.Background(), cfg.RepoRoot, t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnsaleBinary = bin
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runBuiltOnsale(t, cfg)
 	on, ceiling := &rep.Systems[0], &rep.Systems[1]
 	if on.Error != "" || ceiling.Error != "" {
 		t.Fatalf("errors: %q, %q", on.Error, ceiling.Error)
@@ -205,4 +189,19 @@ func TestFlashBaselines(t *testing.T) {
 	if rep.AuditFailed || len(rep.Failed) > 0 {
 		t.Fatalf("audit failed %v, failed systems %v", rep.AuditFailed, rep.Failed)
 	}
+}
+
+// runBuiltOnsale builds onsale from this tree and runs cfg against it.
+func runBuiltOnsale(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	bin, err := BuildOnsale(context.Background(), cfg.RepoRoot, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnsaleBinary = bin
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
