@@ -357,8 +357,8 @@ func (a *app) listen(sec secrets) error {
 	o := a.o
 	a.srv = httpapi.New(httpapi.Config{
 		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
-		PaymentSecrets: splitSecrets(sec.PaymentSecret),
-		MaxBodyBytes:   o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
+		PaymentSecrets: splitSecrets(sec.PaymentSecret), DataKey: []byte(sec.DataKey),
+		MaxBodyBytes: o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
 		RequestTimeout: o.requestTimeout, Logger: a.logger, Metrics: a.set,
 		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
@@ -581,6 +581,10 @@ type secrets struct {
 	UserSecret    string `json:"user_secret"`
 	PaymentSecret string `json:"payment_secret"`
 	DoorToken     string `json:"door_token"`
+	// DataKey is the root of the keys onsale derives for itself (ticket
+	// signing keys per sale, hashes of staff tokens, encryption of buyers'
+	// contact data). It has no flag: changing it voids every ticket issued.
+	DataKey string `json:"data_key"`
 }
 
 // loadSecrets reads the file, generates what it lacks and writes it back;
@@ -598,7 +602,7 @@ func loadSecrets(path string) (s secrets, created bool, err error) {
 		}
 	}
 	changed := false
-	for _, p := range []*string{&s.AdminToken, &s.UserSecret, &s.PaymentSecret, &s.DoorToken} {
+	for _, p := range []*string{&s.AdminToken, &s.UserSecret, &s.PaymentSecret, &s.DoorToken, &s.DataKey} {
 		if *p == "" {
 			*p = newSecret()
 			changed = true

@@ -31,7 +31,7 @@ func benchServer(b *testing.B, userRate float64) (*Server, []string) {
 	secret := []byte("bench-user-secret")
 	s := New(Config{
 		Engine: eng, Users: log,
-		AdminToken: "admin", DoorToken: "door", UserSecret: secret, PaymentSecrets: [][]byte{[]byte("pay")},
+		AdminToken: "admin", DoorToken: "door", UserSecret: secret, DataKey: testDataKey, PaymentSecrets: [][]byte{[]byte("pay")},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.NewSet(), BcryptCost: bcrypt.MinCost,
 		UserRatePerSec: userRate, UserBurst: 1 << 30,
 	})

@@ -39,6 +39,10 @@ type Config struct {
 	// PaymentSecrets verify the webhook's signature; any one of them may
 	// have signed it, so a secret can be rotated. At least one is required.
 	PaymentSecrets [][]byte
+	// DataKey is the root secret the server derives its own keys from
+	// (ticket signing keys, staff token hashes, buyer contact encryption):
+	// at least 32 bytes, kept in the data directory, never changed.
+	DataKey []byte
 
 	MaxBodyBytes     int           // request body limit; beyond it 413 [64 KiB]
 	MaxLoadBodyBytes int           // body limit of POST /v1/admin/sales:load with the admin token [8 MiB]
@@ -76,6 +80,8 @@ func (c *Config) setDefaults() {
 		panic("httpapi: Config.Engine and Config.Users go together: both, or neither until Attach")
 	case c.AdminToken == "" || c.DoorToken == "" || len(c.UserSecret) == 0 || len(c.PaymentSecrets) == 0:
 		panic("httpapi: Config.AdminToken, DoorToken, UserSecret and PaymentSecrets are required")
+	case len(c.DataKey) < 32:
+		panic("httpapi: Config.DataKey must hold at least 32 bytes")
 	}
 	if !(c.UserRatePerSec >= 0) || math.IsInf(c.UserRatePerSec, 0) || c.UserBurst < 0 {
 		panic("httpapi: Config.UserRatePerSec and UserBurst must be finite and not negative")

@@ -28,6 +28,9 @@ type testClock struct {
 	now time.Time
 }
 
+// testDataKey is the server's root secret in tests.
+var testDataKey = []byte("0123456789abcdef0123456789abcdef")
+
 func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -93,7 +96,7 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	}
 	cfg := Config{
 		Engine: eng, Users: log,
-		AdminToken: e.adminToken, DoorToken: e.doorToken, UserSecret: e.userSecret,
+		AdminToken: e.adminToken, DoorToken: e.doorToken, UserSecret: e.userSecret, DataKey: testDataKey,
 		PaymentSecrets: [][]byte{[]byte("old-payment-secret"), e.paySecret},
 		Logger:         logger, Metrics: set, Now: clock.Now, BcryptCost: bcrypt.MinCost,
 	}
