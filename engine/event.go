@@ -332,6 +332,20 @@ func (d *decoder) str(maxLen int) string {
 	return s
 }
 
+// raw returns the next n bytes, shared with the input.
+func (d *decoder) raw(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("bytes past the end")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
 func (d *decoder) saleConfig(cfg *SaleConfig) {
 	*cfg = SaleConfig{
 		ID: d.str(IDLenMax), Name: d.str(NameLenMax), Currency: d.str(3),

@@ -29,12 +29,13 @@ import (
 //
 // Versions 1 and 2 go through insertOrder, order by order.
 type restorer struct {
-	st      *state
-	chunk   int
-	version byte
-	orders  uint64   // announced in chunk 0
-	sales   []uint64 // orders announced per sale
-	charges []frozenCharges
+	st       *state
+	chunk    int
+	version  byte
+	orders   uint64   // announced in chunk 0
+	sales    []uint64 // orders announced per sale
+	charges  []frozenCharges
+	sections []rawSection // version 4
 
 	users map[string]string // versions 1 and 2: interned user ids
 
@@ -93,6 +94,9 @@ func (r *restorer) addHead(chunk []byte) error {
 	r.st.byKey = make(map[orderKey]int32, r.orders)
 	if r.version >= 2 {
 		r.readCharges(&d)
+	}
+	if r.version >= 4 {
+		r.readSections(&d)
 	}
 	if err := d.check("snapshot header"); err != nil {
 		return err
@@ -253,7 +257,7 @@ func (r *restorer) finish() error {
 		}
 		st.charges[fc.order] = fc.charges
 	}
-	return nil
+	return r.restoreSections()
 }
 
 // finishIndexes completes a version 3 restore: users from their slots, and

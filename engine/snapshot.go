@@ -11,6 +11,7 @@ import (
 //
 //	chunk 0   version(1) | nsales | {SaleConfig as in SalePut, closed, norders, nusers} | norders
 //	          | ncharges | {key(16) eventID amount at}*
+//	          | nsections | {tag len body}*   (snapshot_sections.go)
 //	chunk 1.. uvarint(len(fields)) | fields: {order}* | strings
 //	order     key(16) sale tier qty status flags user idemLen paymentLen
 //	          amount createdAt expiresAt updatedAt checkedIn
@@ -34,8 +35,10 @@ import (
 //
 //	version 1 order  key sale tier qty status needsRefund(0|1) user idemKey paymentID amount ...
 //	version 2        chunk 0 gains ncharges {...}; needsRefund becomes flags
+//	version 3        orders' strings in one block per chunk, user slots
+//	version 4        chunk 0 gains the features' sections
 const (
-	snapshotVersion        = 3
+	snapshotVersion        = 4
 	snapshotOrdersPerChunk = 16384
 )
 
@@ -43,10 +46,11 @@ const (
 // (small) and a copy-on-write view of the orders (large), so the loop spends
 // microseconds on it and the writer encodes it in the background.
 type snapshotJob struct {
-	seq     uint64
-	sales   []saleSnapshot
-	orders  frozenOrders
-	charges []frozenCharges // sorted by order key
+	seq      uint64
+	sales    []saleSnapshot
+	orders   frozenOrders
+	charges  []frozenCharges // sorted by order key
+	sections []frozenSection
 }
 
 type frozenCharges struct {
@@ -72,6 +76,7 @@ func (st *state) freeze(seq uint64) *snapshotJob {
 		job.charges = append(job.charges, frozenCharges{k, c})
 	}
 	slices.SortFunc(job.charges, func(a, b frozenCharges) int { return bytes.Compare(a.order[:], b.order[:]) })
+	job.sections = st.freezeSections()
 	return job
 }
 
@@ -116,7 +121,8 @@ func (job *snapshotJob) appendHead(head []byte, users []int) []byte {
 		head = binary.AppendUvarint(head, uint64(users[i]))
 	}
 	head = binary.AppendUvarint(head, uint64(job.orders.n))
-	return appendCharges(head, job.charges)
+	head = appendCharges(head, job.charges)
+	return appendSections(head, job.sections)
 }
 
 func joinChunk(fields, strs []byte) []byte {
