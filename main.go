@@ -75,7 +75,7 @@ type options struct {
 	addr, data                                       string
 	adminToken, userSecret, paymentSecret, doorToken string
 	shards, batchMax, inboxMax                       int
-	tick, logMinSync                                 time.Duration
+	tick, logMinSync, logSyncGather                  time.Duration
 	logMinSyncWaiting                                int
 	maxBody, maxLoadBody                             int
 	readTimeout, writeTimeout, idleTimeout           time.Duration
@@ -105,6 +105,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
+	env.duration(&o.logSyncGather, "log-sync-gather", "ONSALE_LOG_SYNC_GATHER", time.Millisecond,
+		"after a log sync, how long a shard may hold new purchases so that the callers just answered join the next sync with them (never longer than a sync takes); 0 = never hold")
 	env.duration(&o.logMinSync, "log-min-sync-interval", "ONSALE_LOG_MIN_SYNC_INTERVAL", 300*time.Microsecond,
 		"under load (see -log-min-sync-waiting), the least time between two log syncs, so one sync covers more purchases; 0 = never wait")
 	env.int(&o.logMinSyncWaiting, "log-min-sync-waiting", "ONSALE_LOG_MIN_SYNC_WAITING", 32,
@@ -155,6 +157,7 @@ func checkOptions(o *options) error {
 	check(o.data != "", "data", "must name a directory")
 	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
 	check(o.logMinSync >= 0 && o.logMinSync <= time.Second, "log-min-sync-interval", "must be 0 to 1s, not %s", o.logMinSync)
+	check(o.logSyncGather >= 0 && o.logSyncGather <= 100*time.Millisecond, "log-sync-gather", "must be 0 to 100ms, not %s", o.logSyncGather)
 	check(o.logMinSyncWaiting >= 1, "log-min-sync-waiting", "must be at least 1, not %d", o.logMinSyncWaiting)
 	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
 	check(o.inboxMax >= 1, "inbox-max", "must be at least 1, not %d", o.inboxMax)
@@ -391,7 +394,7 @@ func (a *app) recover() recovery {
 	start = time.Now()
 	eng, err := engine.Open(engine.Config{
 		Journal: log, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
-		TickInterval: a.o.tick, Logger: a.logger, Metrics: a.set,
+		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
 	})
 	if err != nil {
 		log.Close()
@@ -402,7 +405,15 @@ func (a *app) recover() recovery {
 	return recovery{log: log, eng: eng}
 }
 
-// minSyncInterval is group commit's one knob. Syncing as soon as anything
+// orOff maps a flag's 0 ("off") to the engine's negative off.
+func orOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// minSyncInterval is group commit's other knob. Syncing as soon as anything
 // waits gives the lowest latency, but an fdatasync costs CPU as well as
 // time (about 0.2 ms of CPU on the reference machine), and on a night when
 // the CPU is the limit, fewer, fuller syncs sell more. So the log waits

@@ -33,6 +33,14 @@ type Config struct {
 	// its last one, then the log before it is deleted [250_000].
 	SnapshotEvents int
 
+	// SyncGatherMax bounds how long a shard's log writer holds decided
+	// batches after a sync, waiting for the callers that sync answered to
+	// send their next requests, so that all of them share the next sync
+	// instead of splitting into two groups that each wait for two syncs
+	// (gather.go). It waits at most the last sync's duration, and not at
+	// all when nobody is expected. Negative turns gathering off [1ms].
+	SyncGatherMax time.Duration
+
 	Now     func() time.Time // the clock [time.Now]; read once per batch
 	Logger  *slog.Logger     // [slog.Default()]
 	OnFatal func(error)      // called once when a log write fails [log and os.Exit(1)]
@@ -57,6 +65,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ExpireMax <= 0 {
 		c.ExpireMax = 4096
+	}
+	if c.SyncGatherMax == 0 {
+		c.SyncGatherMax = time.Millisecond
 	}
 	if c.SnapshotEvents <= 0 {
 		c.SnapshotEvents = 250_000

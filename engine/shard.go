@@ -44,6 +44,8 @@ type shard struct {
 	m             *shardMetrics
 
 	slots []*viewSlot // published views, by sale index (views.go); loop only
+
+	gatherer *gatherer // committer and acker (gather.go)
 }
 
 // batch is one decided batch on its way to the log.
@@ -77,6 +79,8 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		free:    make(chan *batch, batchesInFlight),
 		snapQ:   make(chan *snapshotJob, 1),
 		m:       m.shard(id, e),
+
+		gatherer: newGatherer(e.cfg.SyncGatherMax),
 	}
 	for range batchesInFlight {
 		s.free <- &batch{}
@@ -277,6 +281,7 @@ func (s *shard) commit() {
 				break more
 			}
 		}
+		group = s.gather(group)
 		entries = entries[:0]
 		var firstSeq uint64
 		for _, g := range group {
@@ -292,7 +297,11 @@ func (s *shard) commit() {
 			group[0].err = ErrStopped
 		} else if len(entries) > 0 {
 			group[0].entries = len(entries)
+			s.gatherer.unsynced.Add(1)
 			group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			if group[0].err != nil {
+				s.gatherer.unsynced.Add(-1)
+			}
 			group[0].appendEnd = time.Since(s.e.started)
 			s.m.stages.append.Update((group[0].appendEnd - start).Seconds())
 		}
@@ -316,9 +325,12 @@ func (s *shard) ack() {
 		if err == nil && b.err != nil {
 			err = b.err
 		}
-		if err == nil && b.wait != nil {
-			err = b.wait()
+		if b.wait != nil {
+			if err == nil {
+				err = b.wait()
+			}
 			synced := time.Since(s.e.started)
+			s.gatherer.syncEnded(synced-b.appendEnd, s.awaitingSync.Load())
 			s.m.observeAppend(synced-b.appendStart, b.entries)
 			s.m.stages.syncWait.Update((synced - b.appendEnd).Seconds())
 		}
