@@ -18,6 +18,7 @@ const (
 	RuleIdempotency  = "idempotency"    // a retried key gave the same order; no order id for two keys
 	RuleExport       = "export"         // the admin export lists every acknowledged order
 	RuleSale         = "sale"           // every sale the scenario made can be read back
+	RuleCheckIn      = "check_in"       // door: every ticket scanned is admitted exactly once
 )
 
 // Violation is one broken rule.
@@ -261,6 +262,12 @@ func CollectAudit(c *api.Client, sc Scenario, workers int, fetched *atomic.Int64
 		Tracked:   sc.Tracker().Orders(),
 	}
 	in.RunViolations, in.RunViolated = sc.Tracker().Violations()
+	if d, ok := sc.(interface{ RunViolations() []Violation }); ok {
+		// Rules the scenario checks itself (door: each ticket admitted once).
+		vs := d.RunViolations()
+		in.RunViolations = append(in.RunViolations, vs...)
+		in.RunViolated += len(vs)
+	}
 	withOrders := map[string]bool{}
 	for _, t := range in.Tracked {
 		withOrders[t.SaleID] = true

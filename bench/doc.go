@@ -2,7 +2,7 @@
 // loopback (onsale built from this tree, a bare fasthttp ceiling, a
 // Redis+Lua shim with and without fsync, a PostgreSQL shim), drives them
 // one after the other with the same scenario (flash, sustained, steady,
-// soak) in a closed or open loop, records latency in HDR histograms and
+// soak; door, check-ins, on onsale alone) in a closed or open loop, records latency in HDR histograms and
 // the CPU time of the server and of itself, reads onsale's per-stage
 // latency histograms from its /metrics, audits what the server says it
 // sold, and writes progress lines, a terminal table, JSON, Markdown and

@@ -19,11 +19,12 @@ const (
 	OpPurchase OpKind = iota
 	OpPay             // signed payment webhook
 	OpCancel
-	OpRead // public availability read
+	OpRead    // public availability read
+	OpCheckIn // a ticket scanned at the door
 	opKinds
 )
 
-var opNames = [opKinds]string{"purchase", "pay", "cancel", "read"}
+var opNames = [opKinds]string{"purchase", "pay", "cancel", "read", "checkin"}
 
 func (k OpKind) String() string { return opNames[k] }
 
@@ -119,7 +120,8 @@ type Counts struct {
 	Business  int64 // definitive business outcomes (2xx, 409 sold_out/...)
 	Purchases int64 // 2xx purchases (201 new, 200 replay)
 	Created   int64 // 201 purchases: new orders, each durable before its answer
-	Rejected  int64 // business refusals (409 sold_out, limit_exceeded, ...): no order
+	Rejected  int64 // business refusals (409 sold_out, limit_exceeded, already_checked_in, ...): no order
+	Admitted  int64 // 2xx check-ins: tickets let in, each durable before its answer
 	Errors    int64 // everything else: 4xx other than the above, 5xx, 429, no answer
 	LateSends int64 // open loop: sent later than scheduled by more than lateSendThreshold
 }
@@ -130,6 +132,7 @@ func (c *Counts) add(o Counts) {
 	c.Purchases += o.Purchases
 	c.Created += o.Created
 	c.Rejected += o.Rejected
+	c.Admitted += o.Admitted
 	c.Errors += o.Errors
 	c.LateSends += o.LateSends
 }
@@ -140,11 +143,14 @@ func countOf(kind OpKind, res *api.Result) Counts {
 	switch {
 	case res.OK():
 		c.Business = 1
-		if kind == OpPurchase {
+		switch kind {
+		case OpPurchase:
 			c.Purchases = 1
 			if res.Status == fasthttp.StatusCreated {
 				c.Created = 1
 			}
+		case OpCheckIn:
+			c.Admitted = 1
 		}
 	case res.Business():
 		c.Business, c.Rejected = 1, 1

@@ -53,6 +53,8 @@ type SystemResult struct {
 	PurchasesPerSec  float64         `json:"purchases_per_sec"` // new orders (201) per second
 	Rejected         int64           `json:"rejections"`        // business refusals (409 sold_out, ...)
 	RejectionsPerSec float64         `json:"rejections_per_sec"`
+	Admitted         int64           `json:"check_ins,omitempty"`         // door: 2xx check-ins, tickets let in
+	AdmittedPerSec   float64         `json:"check_ins_per_sec,omitempty"` // door: tickets let in per second
 	Errors           int64           `json:"errors"`
 	ErrorsPerSec     float64         `json:"errors_per_sec"`
 	ErrorRate        float64         `json:"error_rate"`
@@ -111,6 +113,7 @@ type Sample struct {
 	GoodputPerSec    float64 `json:"goodput_per_sec"`
 	PurchasesPerSec  float64 `json:"purchases_per_sec"` // new orders (201)
 	RejectionsPerSec float64 `json:"rejections_per_sec"`
+	AdmittedPerSec   float64 `json:"check_ins_per_sec,omitempty"` // door: tickets let in
 	ErrorsPerSec     float64 `json:"errors_per_sec"`
 	P50Ms            float64 `json:"p50_ms"`
 	P99Ms            float64 `json:"p99_ms"`
@@ -148,6 +151,8 @@ func newReport(cfg *Config, started time.Time) *Report {
 		r.Workload = cfg.Flash
 	case ScenarioSustained:
 		r.Workload = cfg.Sustained
+	case ScenarioDoor:
+		r.Workload = cfg.Door
 	default:
 		r.Workload = cfg.Steady
 	}
@@ -158,12 +163,13 @@ func (r *SystemResult) fill(t Totals, st LoadStats) {
 	r.StoppedBy = st.StoppedBy
 	r.ElapsedS = st.Elapsed.Seconds()
 	r.Requests, r.Purchases, r.Errors, r.LateSends = t.Requests, t.Purchases, t.Errors, t.LateSends
-	r.Created, r.Rejected = t.Created, t.Rejected
+	r.Created, r.Rejected, r.Admitted = t.Created, t.Rejected, t.Admitted
 	if r.ElapsedS > 0 {
 		r.RequestsPerSec = float64(t.Requests) / r.ElapsedS
 		r.GoodputPerSec = float64(t.Business) / r.ElapsedS
 		r.PurchasesPerSec = float64(t.Created) / r.ElapsedS
 		r.RejectionsPerSec = float64(t.Rejected) / r.ElapsedS
+		r.AdmittedPerSec = float64(t.Admitted) / r.ElapsedS
 		r.ErrorsPerSec = float64(t.Errors) / r.ElapsedS
 	}
 	sent := t.ByOp[OpPurchase.String()].TotalCount()

@@ -25,10 +25,11 @@ const (
 	ScenarioSustained = "sustained"
 	ScenarioSteady    = "steady"
 	ScenarioSoak      = "soak"
+	ScenarioDoor      = "door"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak}
+var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioDoor}
 
 // Config is one harness run: a scenario, a load model, the systems.
 type Config struct {
@@ -38,6 +39,7 @@ type Config struct {
 	Flash          FlashConfig
 	Sustained      SustainedConfig
 	Steady         SteadyConfig // steady and soak
+	Door           DoorConfig
 	Timeout        time.Duration
 	SampleInterval time.Duration
 	AuditWorkers   int
@@ -73,6 +75,15 @@ func (c *Config) Validate() error {
 		if err := c.Steady.Validate(); err != nil {
 			return err
 		}
+	case ScenarioDoor:
+		if err := c.Door.Validate(); err != nil {
+			return err
+		}
+		for _, s := range c.Systems {
+			if s != SysOnsale && s != SysExternal {
+				return fmt.Errorf("bench: the door scenario runs on onsale only, not %s: it checks in tickets that only onsale issues", s)
+			}
+		}
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -96,6 +107,8 @@ func (c *Config) users() int {
 		return c.Flash.Users
 	case ScenarioSustained:
 		return c.Sustained.Users
+	case ScenarioDoor:
+		return c.Door.Buyers
 	}
 	return c.Steady.Users
 }
@@ -106,6 +119,8 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 		return NewFlash(c.Flash, users, now)
 	case ScenarioSustained:
 		return NewSustained(c.Sustained, users, now)
+	case ScenarioDoor:
+		return NewDoor(c.Door, users, now, c.Log)
 	default:
 		return NewSteady(c.Scenario, c.Steady, users, now)
 	}
@@ -219,9 +234,14 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 		logf("%s: ERROR: %s", name, res.Error)
 		return res
 	}
-	logf("%s: running %s on %s (%s)", name, scen.Name(), addr, describeLoad(&cfg.Load))
+	loadCfg := cfg.Load
+	if b, ok := scen.(interface{ MaxRequests() int64 }); ok {
+		// A scenario with a fixed plan (door: each ticket once) ends with it.
+		loadCfg.MaxRequests = min(loadCfg.MaxRequests, b.MaxRequests())
+	}
+	logf("%s: running %s on %s (%s)", name, scen.Name(), addr, describeLoad(&loadCfg))
 
-	load := NewLoad(cfg.Load, realClock{})
+	load := NewLoad(loadCfg, realClock{})
 	var profileDone chan struct{}
 	if on, ok := sys.(*onsaleSystem); ok && on.pprofAddr != "" && cfg.OutDir != "" {
 		profileDone = make(chan struct{})
@@ -237,6 +257,7 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 		usage = func() treeUsage { return processTreeUsage(pids) }
 	}
 	smp := newSampler(load, name, cfg.SampleInterval, logOut(cfg), usage, sys.DataDirs)
+	smp.checkIns = cfg.Scenario == ScenarioDoor
 	go smp.run()
 	meter := newPhaseMeter(load.MeasureStart, usage, scraperOf(sys, c))
 	stats := load.Run(ctx, func(w int) Op { return scen.NewOp(c, w) })
@@ -247,8 +268,12 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 	}
 	res.fill(load.Rec.Totals(), stats)
 	res.measuredPhase(phase, cfg.Load.RatePerSec)
-	logf("%s: %.0f req/s, %.0f purchases/s, %.0f rejected/s, %.0f errors/s, p99 %.2f ms",
-		name, res.RequestsPerSec, res.PurchasesPerSec, res.RejectionsPerSec, res.ErrorsPerSec, res.Latency.P99Ms)
+	what, made := "purchases", res.PurchasesPerSec
+	if cfg.Scenario == ScenarioDoor {
+		what, made = "check-ins", res.AdmittedPerSec
+	}
+	logf("%s: %.0f req/s, %.0f %s/s, %.0f rejected/s, %.0f errors/s, p99 %.2f ms",
+		name, res.RequestsPerSec, made, what, res.RejectionsPerSec, res.ErrorsPerSec, res.Latency.P99Ms)
 
 	if sys.Audited() && !cfg.NoAudit {
 		logf("%s: auditing %d orders", name, len(scen.Tracker().Orders()))

@@ -21,6 +21,7 @@ type sampler struct {
 	usage    func() treeUsage     // the server's processes; nil when unknown
 	dataDirs func() []string      // the server's data, for the disk figure; may be nil
 	genCPU   func() time.Duration // the generator's CPU time so far
+	checkIns bool                 // door: the line counts check-ins, not purchases
 	samples  []Sample
 	last     cpuReading // at the previous tick
 	quit     chan struct{}
@@ -114,6 +115,7 @@ func (s *sampler) tick(now time.Time) {
 		GoodputPerSec:    float64(iv.Business) / secs,
 		PurchasesPerSec:  float64(iv.Created) / secs,
 		RejectionsPerSec: float64(iv.Rejected) / secs,
+		AdmittedPerSec:   float64(iv.Admitted) / secs,
 		ErrorsPerSec:     float64(iv.Errors) / secs,
 		P50Ms:            iv.Latency.P50Ms,
 		P99Ms:            iv.Latency.P99Ms,
@@ -132,8 +134,12 @@ func (s *sampler) line(phase string, at, of time.Duration, c Counts, secs float6
 		return
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-14s %-7s %5s/%-5s %8.0f req/s  purchases %7.0f/s  rejected %7.0f/s  errors %6.0f/s",
-		s.name, phase, roundSecs(at), roundSecs(of), float64(c.Requests)/secs, float64(c.Created)/secs,
+	what, made := "purchases", c.Created
+	if s.checkIns {
+		what, made = "check-ins", c.Admitted
+	}
+	fmt.Fprintf(&b, "%-14s %-7s %5s/%-5s %8.0f req/s  %s %7.0f/s  rejected %7.0f/s  errors %6.0f/s",
+		s.name, phase, roundSecs(at), roundSecs(of), float64(c.Requests)/secs, what, float64(made)/secs,
 		float64(c.Rejected)/secs, float64(c.Errors)/secs)
 	if lat != nil {
 		fmt.Fprintf(&b, "  p50 %6.2f ms  p99 %7.2f ms", lat.P50Ms, lat.P99Ms)

@@ -113,7 +113,8 @@ type Result struct {
 func (r *Result) OK() bool { return r.Status >= 200 && r.Status < 300 }
 
 // Business reports an answer that is a definitive business outcome: a 2xx,
-// or a 409 the buyer caused (sold out, over the limit, not open, closed).
+// or a 409 the buyer caused (sold out, over the limit, not open, closed),
+// or a 409 for a ticket scanned again (already checked in).
 func (r *Result) Business() bool {
 	if r.OK() {
 		return true
@@ -122,7 +123,7 @@ func (r *Result) Business() bool {
 		return false
 	}
 	switch r.Code {
-	case CodeSoldOut, CodeLimitExceeded, CodeSaleNotOpen, CodeSaleClosed:
+	case CodeSoldOut, CodeLimitExceeded, CodeSaleNotOpen, CodeSaleClosed, CodeAlreadyCheckedIn:
 		return true
 	}
 	return false
@@ -372,7 +373,7 @@ func problemCode(body []byte) string {
 var knownCodes = []string{
 	CodeSoldOut, CodeLimitExceeded, CodeSaleNotOpen, CodeSaleClosed, CodeUnknownSale,
 	CodeUnknownTier, CodeInvalidRequest, CodeUnauthorized, CodeForbidden, CodeNotFound,
-	CodeIdempotencyConflict, CodeOverloaded,
+	CodeIdempotencyConflict, CodeOverloaded, CodeAlreadyCheckedIn,
 }
 
 func internCode(b []byte) string {

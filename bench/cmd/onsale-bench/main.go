@@ -8,6 +8,7 @@
 //	go run ./bench/cmd/onsale-bench -scenario sustained -rate 10000 -duration 10s
 //	go run ./bench/cmd/onsale-bench -scenario steady -rate 5000
 //	go run ./bench/cmd/onsale-bench -scenario soak -systems onsale
+//	go run ./bench/cmd/onsale-bench -scenario door                  # check-ins/s, onsale only
 //
 // Exit status: 0 done, 1 the harness or a system failed, 2 an audit
 // failed, 3 bad flags.
@@ -101,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error) {
 	fs := flag.NewFlagSet("onsale-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	steady := bench.DefaultSteady()
+	steady, door := bench.DefaultSteady(), bench.DefaultDoor()
 	var (
 		scenarios   = fs.String("scenario", bench.ScenarioFlash+","+bench.ScenarioSustained, "comma-separated scenarios, run in turn: "+strings.Join(bench.Scenarios, ", "))
 		systems     = fs.String("systems", strings.Join(bench.AllSystems, ","), "comma-separated systems: "+strings.Join(bench.AllSystems, ", "))
@@ -128,7 +129,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		paySecret   = fs.String("payment-secret", os.Getenv("ONSALE_PAYMENT_SECRET"), "with -target: payment webhook secret")
 		targetData  = fs.String("target-data", "", "with -target: its data directory, for the disk figures")
 		seed        = fs.Uint64("seed", 1, "random seed of the crowd")
-		users       = fs.Int("users", 0, "distinct users (default flash/steady 100000, sustained 200000)")
+		users       = fs.Int("users", 0, "distinct users (default flash/steady 100000, sustained 200000, door 5000 buyers)")
 		stock       = fs.Int("stock", 0, "flash and sustained: tickets on sale (default flash 10000, sustained 10000000)")
 		quantity    = fs.Int("quantity", 1, "flash: tickets per purchase")
 		buyerRange  = fs.String("buyer-purchases", "2-4", "sustained: purchases one buyer makes before the next takes over (N or MIN-MAX)")
@@ -142,6 +143,11 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		tierStock   = fs.Int("tier-stock", 0, "steady/soak: stock per tier (default steady 2000, soak 1000000)")
 		zipf        = fs.Float64("zipf", steady.ZipfS, "steady/soak: Zipf exponent of sale popularity (> 1)")
 		readShare   = fs.Float64("read-share", steady.ReadShare, "steady/soak: share of requests that read availability")
+		tickets     = fs.Int("tickets", door.Tickets, "door: tickets scanned in the measured phase")
+		warmTickets = fs.Int("warmup-tickets", door.WarmupTickets, "door: tickets the warm-up scans")
+		perOrder    = fs.Int("per-order", door.PerOrder, "door: tickets per order")
+		repeat      = fs.Float64("repeat", door.RepeatShare, "door: share of the scans that repeat a ticket (answered 409 already_checked_in)")
+		gates       = fs.Int("gates", door.Gates, "door: gates the scans name, by client")
 		harnessProf = fs.String("harness-cpuprofile", "", "write the harness's own CPU profile to this file")
 		setExplicit = map[string]bool{}
 	)
@@ -229,8 +235,15 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		}
 		cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
 			Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
-		flash, sustained, steady := bench.DefaultFlash(), bench.DefaultSustained(), bench.DefaultSteady()
+		flash, sustained, steady, door := bench.DefaultFlash(), bench.DefaultSustained(), bench.DefaultSteady(), bench.DefaultDoor()
 		switch scenario {
+		case bench.ScenarioDoor:
+			setInt(&door.Buyers, *users)
+			door.Tickets, door.WarmupTickets, door.PerOrder = *tickets, *warmTickets, *perOrder
+			door.RepeatShare, door.Gates, door.Seed = *repeat, *gates, *seed
+			if !setExplicit["systems"] && *target == "" {
+				cfg.Systems = []string{bench.SysOnsale} // only onsale issues tickets
+			}
 		case bench.ScenarioFlash:
 			setInt(&flash.Users, *users)
 			setInt(&flash.Stock, *stock)
@@ -263,7 +276,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			steady.TiersPerSale, steady.ZipfS, steady.ReadShare, steady.Seed = *tiers, *zipf, *readShare, *seed
 			followUp(&steady.FollowUp)
 		}
-		cfg.Flash, cfg.Sustained, cfg.Steady = flash, sustained, steady
+		cfg.Flash, cfg.Sustained, cfg.Steady, cfg.Door = flash, sustained, steady, door
 		switch {
 		case *out == "-":
 		case *out == "":

@@ -52,3 +52,23 @@ func TestFlagsExpressIssueRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestDoorFlags: the door scenario runs on onsale alone unless told
+// otherwise, takes its own flags, and refuses a baseline.
+func TestDoorFlags(t *testing.T) {
+	cfgs, _, err := parseFlags([]string{"-onsale-bin", "/bin/true", "-out", "-", "-scenario", "door",
+		"-tickets", "1000", "-repeat", "0.2", "-users", "50", "-per-order", "4", "-gates", "3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfgs[0]
+	if len(c.Systems) != 1 || c.Systems[0] != bench.SysOnsale {
+		t.Errorf("systems %v, want onsale alone", c.Systems)
+	}
+	if d := c.Door; d.Tickets != 1000 || d.RepeatShare != 0.2 || d.Buyers != 50 || d.PerOrder != 4 || d.Gates != 3 {
+		t.Errorf("door %+v", d)
+	}
+	if _, _, err := parseFlags([]string{"-onsale-bin", "/bin/true", "-scenario", "door", "-systems", "onsale,ceiling"}, io.Discard); err == nil {
+		t.Error("door on the ceiling accepted")
+	}
+}
