@@ -93,6 +93,7 @@ type Engine struct {
 	wg      sync.WaitGroup
 	started time.Time // monotonic base for queue deadlines and stage times
 	views   *saleViews
+	creds   credentialViews
 	stages  *stageMetrics
 }
 
@@ -111,6 +112,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	m := newEngineMetrics(cfg.Metrics)
 	e.stages = m.stages
+	e.creds.table.Store(emptyCredentialTable)
 	for i := range cfg.Shards {
 		s := newShard(e, i, states[i], seqs[i], m)
 		// What was recovered is durable: publish every sale at once.
@@ -122,6 +124,10 @@ func Open(cfg Config) (*Engine, error) {
 			s.st.touch(int32(si))
 		}
 		publish(s.takeViews(nil))
+		if len(s.st.creds.list) > 0 {
+			s.st.creds.changed = true
+		}
+		e.publishCredentials(s.st.takeCredentialTable())
 		e.shards = append(e.shards, s)
 	}
 	for _, s := range e.shards {
