@@ -40,6 +40,10 @@ func (st *state) apply(ev *event) error {
 		st.touch(si)
 		sl.closed = ev.closed
 		return nil
+	case evCredentialCreated, evCredentialRevoked:
+		return st.applyCredential(ev)
+	case evBoxOfficeSold, evCounterPaid:
+		return st.applyBoxOffice(ev)
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -129,7 +133,7 @@ func (st *state) addTickets(sl *sale, user string, n int) {
 // events (if any) were applied.
 func (st *state) answer(cmd *command, res *result, changed bool) {
 	switch cmd.kind {
-	case cmdPurchase:
+	case cmdPurchase, cmdBoxOfficePurchase:
 		sl, _ := st.saleByID(cmd.saleID)
 		idx, _ := st.findIdem(sl, cmd.userID, cmd.key)
 		o := st.orders.at(idx)
@@ -142,10 +146,12 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay:
 		o, _ := st.orderByKey(cmd.order)
 		res.orderKey = o.key
 		res.order = st.orderView(o)
+	case cmdCreateCredential, cmdRevokeCredential:
+		st.answerCredential(cmd, res)
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {
@@ -189,7 +195,7 @@ func (st *state) orderView(o *order) Order {
 		Quantity: int(o.qty), AmountCents: o.amount, Currency: sl.cfg.Currency,
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
-		DuplicateCharges: slices.Clone(st.charges[o.key]),
+		DuplicateCharges: slices.Clone(st.charges[o.key]), BoxOffice: st.boxOffice[o.key],
 	}
 }
 

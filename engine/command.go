@@ -17,6 +17,10 @@ const (
 	cmdRefund
 	cmdCheckIn
 	cmdTick
+	cmdCreateCredential  // credentials.go
+	cmdRevokeCredential  // credentials.go
+	cmdBoxOfficePurchase // boxoffice.go
+	cmdCounterPay        // boxoffice.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -39,6 +43,8 @@ type command struct {
 	force    bool // cmdRefund: refund although tickets were used
 	after    int  // cmdSaleOrders: order index cursor (-1: from the start)
 	limit    int
+	cred     *Credential // cmdCreateCredential
+	box      *BoxOffice  // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -62,6 +68,7 @@ type result struct {
 	next     int
 	sale     Sale
 	sales    []Sale
+	cred     Credential
 }
 
 type request struct {

@@ -26,6 +26,12 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 	switch cmd.kind {
 	case cmdPurchase:
 		return st.decidePurchase(cmd, now, evs)
+	case cmdBoxOfficePurchase:
+		return st.decideBoxOfficePurchase(cmd, now, evs)
+	case cmdCreateCredential:
+		return st.decideCreateCredential(cmd.cred, now, evs)
+	case cmdRevokeCredential:
+		return st.decideRevokeCredential(cmd.key, now, evs)
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.sale.ID)
 		res.created = sl == nil
@@ -52,7 +58,7 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 		}
 		return evs, nil
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn:
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
 			// Another user's order is reported exactly like a missing one.
@@ -67,6 +73,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return st.decideRefund(o, cmd.force, now, evs)
 		case cmdCheckIn:
 			return st.decideCheckIn(o, cmd.ticket, now, evs)
+		case cmdCounterPay:
+			return st.decideCounterPay(o, cmd, now, evs)
 		}
 		return evs, nil
 	}

@@ -40,7 +40,9 @@
 //     release (cancel, expiry) is never reordered after the re-sale of its
 //     stock.
 //   - A published sale view (SaleView, Sale, Sales) shows only durable state,
-//     and is published before any request of its batch is answered.
+//     and is published before any request of its batch is answered. So is
+//     the credential table (Credentials, credentials.go): a revocation
+//     answered is seen by every request after it.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

@@ -104,6 +104,7 @@ type Engine struct {
 	wg      sync.WaitGroup
 	started time.Time // monotonic base for queue deadlines and stage times
 	views   *saleViews
+	creds   credentialViews
 	stages  *stageMetrics
 }
 
@@ -122,6 +123,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	m := newEngineMetrics(cfg.Metrics)
 	e.stages = m.stages
+	e.creds.table.Store(emptyCredentialTable)
 	for i := range cfg.Shards {
 		s := newShard(e, i, states[i], seqs[i], m)
 		// What was recovered is durable: publish every sale at once.
@@ -133,6 +135,10 @@ func Open(cfg Config) (*Engine, error) {
 			s.st.touch(int32(si))
 		}
 		publish(s.takeViews(nil))
+		if len(s.st.creds.list) > 0 {
+			s.st.creds.changed = true
+		}
+		e.publishCredentials(s.st.takeCredentialTable())
 		e.shards = append(e.shards, s)
 	}
 	for _, s := range e.shards {

@@ -29,6 +29,7 @@ const (
 	CodeTicketNotValid       Code = "ticket_not_valid"
 	CodeTicketAlreadyCheckIn Code = "already_checked_in"
 	CodeTicketUsed           Code = "ticket_used"
+	CodeUnknownCredential    Code = "unknown_credential"
 )
 
 // Rejection is a business outcome: the command was understood and refused,

@@ -25,6 +25,8 @@ type event struct {
 	paymentID   string      // evOrderPaid, evOrderCancelled (payment.failed), evDuplicateCharge
 	needsRefund bool        // evOrderPaid: paid, but no ticket could be given
 	ticket      uint8       // evTicketCheckedIn
+	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
+	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
 }
 
 type eventKind uint8
@@ -40,6 +42,10 @@ const (
 	evTicketCheckedIn
 	evDuplicateCharge
 	evOrderRefundedAfterEntry
+	evCredentialCreated // credentials.go
+	evCredentialRevoked
+	evBoxOfficeSold // boxoffice.go
+	evCounterPaid
 	evKindEnd
 )
 
@@ -61,6 +67,8 @@ const (
 //	TicketCheckedIn at key ticket
 //	DuplicateCharge at key paymentID amount
 //	OrderRefundedAfterEntry at key
+//	CredentialCreated, CredentialRevoked: credentials.go
+//	BoxOfficeSold, CounterPaid: boxoffice.go
 //
 // A decoder rejects an unknown version or kind, a truncated or over-long
 // body, and values outside the limits in types.go, with an error.
@@ -111,6 +119,10 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = binary.AppendVarint(b, ev.at)
 		b = append(b, ev.order[:]...)
 		b = append(b, ev.ticket)
+	case evCredentialCreated, evCredentialRevoked:
+		b = appendCredentialEvent(b, ev)
+	case evBoxOfficeSold, evCounterPaid:
+		b = appendBoxOfficeEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -231,6 +243,10 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.at = d.varint()
 		ev.order = d.key()
 		ev.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
+	case evCredentialCreated, evCredentialRevoked:
+		decodeCredentialEvent(&d, ev)
+	case evBoxOfficeSold, evCounterPaid:
+		decodeBoxOfficeEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -248,6 +264,8 @@ var kindNames = [...]string{
 	evOrderPaid: "OrderPaid", evOrderCancelled: "OrderCancelled", evOrderExpired: "OrderExpired",
 	evOrderRefunded: "OrderRefunded", evTicketCheckedIn: "TicketCheckedIn",
 	evDuplicateCharge: "DuplicateCharge", evOrderRefundedAfterEntry: "OrderRefundedAfterEntry",
+	evCredentialCreated: "CredentialCreated", evCredentialRevoked: "CredentialRevoked",
+	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
 }
 
 func (k eventKind) String() string {

@@ -21,6 +21,12 @@ func seedEvents() []event {
 		{kind: evTicketCheckedIn, at: 11, order: k, ticket: 1},
 		{kind: evDuplicateCharge, at: 12, order: k, paymentID: "evt_3", amount: 10000},
 		{kind: evOrderRefundedAfterEntry, at: 13, order: k},
+		{kind: evCredentialCreated, at: 14, cred: &Credential{ID: "cred1", Name: "Door A", Role: RoleStaff,
+			Sales: []string{"s1", "s2"}, TokenHash: [32]byte{9}, CreatedAtMs: 14, ExpiresAtMs: 99}},
+		{kind: evCredentialRevoked, at: 15, cred: &Credential{ID: "cred1"}},
+		{kind: evBoxOfficeSold, at: 16, order: k, box: &BoxOffice{SellerID: "sel1", Contact: []byte("sealed")}},
+		{kind: evCounterPaid, at: 17, order: k, paymentID: "counter:sel1:cash:k", needsRefund: true,
+			box: &BoxOffice{Counter: &CounterPayment{SellerID: "sel1", Method: "cash", Reference: "r1"}}},
 	}
 }
 

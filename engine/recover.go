@@ -320,5 +320,7 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 			}
 		}
 	}
+	moveCredentials(old, states)
+	moveBoxOffice(old, states)
 	return states, nil
 }

@@ -53,8 +53,9 @@ type batch struct {
 	seq   uint64 // 0: no events (reads and rejections only)
 	data  []byte // encoded events
 	reqs  []*request
-	snap  *snapshotJob  // a snapshot frozen right after this batch
-	views []pendingView // published once the batch is durable
+	snap  *snapshotJob     // a snapshot frozen right after this batch
+	views []pendingView    // published once the batch is durable
+	creds *CredentialTable // published once the batch is durable; nil: unchanged
 
 	// Stage times, since Engine.started (metrics.go).
 	decideStart, decided time.Duration
@@ -219,6 +220,7 @@ func (s *shard) seal(b *batch) {
 		b.seq = s.seq
 	}
 	b.views = s.takeViews(b.views)
+	b.creds = s.st.takeCredentialTable()
 	if invariantsOn {
 		s.st.checkState()
 	}
@@ -344,6 +346,7 @@ func (s *shard) ack() {
 func (s *shard) answer(b *batch, err error) {
 	if err == nil {
 		publish(b.views) // before the answers: whoever was answered reads it back
+		s.e.publishCredentials(b.creds)
 	}
 	durable := time.Since(s.e.started)
 	s.awaitingSync.Add(-int64(len(b.reqs)))

@@ -13,16 +13,28 @@ import (
 // randomState drives a state through a few thousand random commands of every
 // kind: purchases (with repeated idempotency keys), payments (failed, late,
 // repeated, duplicate charges), cancels, refunds (forced after entry),
-// check-ins, expiry and closing. legacy keeps to what snapshot version 1 can
-// hold: no duplicate charges and no refund after entry.
+// check-ins, expiry and closing, and (unless legacy) credentials, box-office
+// sales and counter payments. legacy keeps to what snapshot version 1 can
+// hold: no duplicate charges, no refund after entry, no feature sections.
 func randomState(rng *rand.Rand, commands int, legacy bool) *state {
 	st, _ := randomLog(rng, commands, legacy)
+	return st
+}
+
+// randomStateNoSections is randomState without the commands whose state
+// lives in snapshot sections (versions 2 and 3 have none).
+func randomStateNoSections(rng *rand.Rand, commands int) *state {
+	st, _ := randomLogOf(rng, commands, false, false)
 	return st
 }
 
 // randomLog is randomState that also returns its log: one entry per command
 // that decided events.
 func randomLog(rng *rand.Rand, commands int, legacy bool) (*state, [][]byte) {
+	return randomLogOf(rng, commands, legacy, !legacy)
+}
+
+func randomLogOf(rng *rand.Rand, commands int, legacy, features bool) (*state, [][]byte) {
 	var log [][]byte
 	record := func(evs []event) {
 		if len(evs) == 0 {
@@ -61,6 +73,15 @@ func randomLog(rng *rand.Rand, commands int, legacy bool) (*state, [][]byte) {
 			}
 			j := rng.IntN(len(orders))
 			cmd.order, cmd.saleID = orders[j], orderSale[j]
+		}
+		if features && rng.IntN(10) == 0 {
+			cmd = randomFeatureCommand(rng, sales, orders, orderSale)
+			evs = st.execute(&cmd, now, &res, evs[:0])
+			record(evs)
+			if res.rej == nil && res.created && cmd.kind == cmdBoxOfficePurchase {
+				orders, orderSale = append(orders, cmd.newOrder), append(orderSale, cmd.saleID)
+			}
+			continue
 		}
 		switch r := rng.IntN(100); {
 		case r < 50:
@@ -108,6 +129,43 @@ func randomLog(rng *rand.Rand, commands int, legacy bool) (*state, [][]byte) {
 	return st, log
 }
 
+// randomFeatureCommand is a command of a feature with a snapshot section:
+// credentials created and revoked, box-office purchases, counter payments.
+func randomFeatureCommand(rng *rand.Rand, sales []string, orders []orderKey, orderSale []string) command {
+	var k orderKey
+	binary.LittleEndian.PutUint64(k[:], rng.Uint64())
+	binary.LittleEndian.PutUint64(k[8:], rng.Uint64())
+	seller := fmt.Sprint("sel", rng.IntN(4))
+	switch r := rng.IntN(10); {
+	case r < 2:
+		c := Credential{ID: fmt.Sprint("cred", rng.IntN(30)), Name: "Staff", Role: Role(1 + rng.IntN(2)),
+			Sales: sales[:1+rng.IntN(len(sales))], TokenHash: [32]byte(append(k[:], k[:]...)), ExpiresAtMs: int64(rng.IntN(2)) * 1_900_000_000_000}
+		return command{kind: cmdCreateCredential, cred: &c}
+	case r < 3:
+		return command{kind: cmdRevokeCredential, key: fmt.Sprint("cred", rng.IntN(30))}
+	case r < 7 || len(orders) == 0:
+		sale := sales[rng.IntN(len(sales))]
+		return command{kind: cmdBoxOfficePurchase, saleID: sale, tierID: "floor", qty: 1 + rng.IntN(2),
+			userID: fmt.Sprint("box:", rng.IntN(20)), key: fmt.Sprint("b", rng.IntN(30)), newOrder: k,
+			box: &BoxOffice{SellerID: seller, Contact: []byte(fmt.Sprint("sealed-", rng.IntN(1000)))}}
+	}
+	j := rng.IntN(len(orders))
+	return command{kind: cmdCounterPay, order: orders[j], saleID: orderSale[j], key: fmt.Sprint("p", rng.IntN(5)),
+		box: &BoxOffice{Counter: &CounterPayment{SellerID: seller, Method: []string{"cash", "card"}[rng.IntN(2)], Reference: fmt.Sprint("r", rng.IntN(9))}}}
+}
+
+// hasEveryFeature reports whether a state holds something of each section.
+func hasEveryFeature(st *state) bool {
+	revoked, counter := false, false
+	for _, c := range st.creds.list {
+		revoked = revoked || c.RevokedAtMs != 0
+	}
+	for _, r := range st.boxOffice {
+		counter = counter || r.Counter != nil && r.SellerID != ""
+	}
+	return revoked && counter
+}
+
 // restoreSnapshot restores chunks into a new state, as recovery does.
 func restoreSnapshot(chunks [][]byte) (*state, error) {
 	st := newState()
@@ -142,6 +200,16 @@ func dumpFull(st *state) string {
 	holds := slices.Clone(st.holds)
 	slices.SortFunc(holds, func(a, b hold) int { return int(a.idx - b.idx) })
 	lines = append(lines, fmt.Sprintf("holds %v", holds))
+	for _, c := range st.creds.list {
+		i, j := st.creds.byID[c.ID], st.creds.byHash[c.TokenHash]
+		lines = append(lines, fmt.Sprintf("credential %+v byID %d byHash %d", c, i, j))
+	}
+	var box []string
+	for k, r := range st.boxOffice {
+		box = append(box, fmt.Sprintf("box office %x %q %q %+v", k, r.SellerID, r.Contact, r.Counter))
+	}
+	slices.Sort(box)
+	lines = append(lines, box...)
 	return strings.Join(lines, "\n")
 }
 
@@ -153,6 +221,12 @@ func TestSnapshotRestoresExactly(t *testing.T) {
 		t.Run(fmt.Sprintf("version=%d", version), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, uint64(version)))
 			st := randomState(rng, 3000, version == 1)
+			if version == 2 || version == 3 {
+				st = randomStateNoSections(rng, 3000)
+			}
+			if version == snapshotVersion && !hasEveryFeature(st) {
+				t.Fatal("the random state lacks credentials, revocations, box-office sales or counter payments")
+			}
 			st.checkState()
 			var chunks [][]byte
 			if version == snapshotVersion {

@@ -26,6 +26,13 @@ type state struct {
 	// are only appended to, so a snapshot can share them.
 	charges map[orderKey][]DuplicateCharge
 
+	// boxOffice holds the box-office records of the few orders that have
+	// one (boxoffice.go); records are replaced, never modified.
+	boxOffice map[orderKey]*BoxOffice
+	// creds are the credentials, on the shard that owns credentialsKey
+	// (credentials.go); empty elsewhere.
+	creds credentialState
+
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
 	touched []int32

@@ -109,6 +109,10 @@ type Order struct {
 	// order (a second charge of a paid order, a charge of a refunded one):
 	// money the buyer must get back. Oldest first.
 	DuplicateCharges []DuplicateCharge
+	// BoxOffice is the order's box-office record (boxoffice.go): who sold
+	// it to whom, a payment taken at the counter. Nil for an online order
+	// never paid at a counter. Shared: never modify it.
+	BoxOffice *BoxOffice
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it

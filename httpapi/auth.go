@@ -19,7 +19,8 @@ import (
 // principal is who is calling.
 type principal struct {
 	kind   principalKind
-	userID string // for principalBuyer: the JWT's sub
+	userID string             // for principalBuyer: the JWT's sub
+	cred   *engine.Credential // for principalStaff and principalSeller: role, id, name, sales
 }
 
 type principalKind uint8
@@ -29,12 +30,22 @@ const (
 	principalAdmin
 	principalDoor
 	principalBuyer
+	principalStaff  // a staff credential (credentials.go): door routes of its sales
+	principalSeller // a seller credential: the box office of its sales (boxoffice.go)
 )
 
 // allowsSale reports whether the caller may act on a sale: staff and
 // sellers are scoped to a list of sales; the admin and the door token reach
-// every sale.
-func (p principal) allowsSale(saleID string) bool { return true }
+// every sale; a buyer acts on no sale's behalf.
+func (p principal) allowsSale(saleID string) bool {
+	switch p.kind {
+	case principalAdmin, principalDoor:
+		return true
+	case principalStaff, principalSeller:
+		return p.cred.AllowsSale(saleID)
+	}
+	return false
+}
 
 // tokenLeeway is how far a buyer token's exp may lie in the past, for clock
 // skew between the frontend that minted it and this server.
@@ -60,7 +71,13 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, rule access) (principal, bo
 	case accessBuyerOrAdmin:
 		allowed = who.kind == principalBuyer || who.kind == principalAdmin
 	case accessDoor:
-		allowed = who.kind == principalDoor || who.kind == principalAdmin
+		allowed = who.kind == principalDoor || who.kind == principalAdmin || who.kind == principalStaff
+	case accessBuyerOrSeller:
+		allowed = who.kind == principalBuyer || who.kind == principalSeller
+	case accessOrderReader:
+		allowed = who.kind == principalBuyer || who.kind == principalAdmin || who.kind == principalSeller
+	case accessSeller:
+		allowed = who.kind == principalSeller
 	}
 	if !allowed {
 		writeProblem(ctx, codeForbidden, forbiddenDetail(rule), -1)
@@ -77,7 +94,13 @@ func forbiddenDetail(rule access) string {
 	case accessBuyerOrAdmin:
 		return "this route needs a buyer's token or the admin token"
 	case accessDoor:
-		return "this route needs the door token or the admin token"
+		return "this route needs a staff token, the door token or the admin token"
+	case accessBuyerOrSeller:
+		return "this route needs a buyer's token or a seller's token"
+	case accessOrderReader:
+		return "this route needs a buyer's token, a seller's token or the admin token"
+	case accessSeller:
+		return "this route needs a seller's token"
 	}
 	return "not allowed"
 }
@@ -95,6 +118,9 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (principal, string) {
 	}
 	token := bytes.TrimSpace(h[len(scheme):])
 	now := s.now()
+	if isCredentialToken(token) { // staff and sellers: never cached, so a revocation holds at once
+		return s.authenticateCredential(token, now)
+	}
 	// A buyer's repeated requests end here, before the digest of the
 	// token. The admin and door tokens never enter the cache: only tokens
 	// that matched neither are verified, and only verified ones are kept.

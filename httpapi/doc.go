@@ -1,6 +1,7 @@
 // Package httpapi is onsale's HTTP service: the fasthttp server, its routes,
-// authentication (admin and door bearer tokens, buyer JWTs, the payment
-// provider's webhook signature), JSON in and out, errors as
+// authentication (admin and door bearer tokens, staff and seller
+// credentials scoped to sales, buyer JWTs, the payment provider's webhook
+// signature), JSON in and out, errors as
 // application/problem+json, limits, metrics, health and the OpenAPI
 // document. It owns no state of its own besides user accounts, which it
 // keeps in a UserStore (the wal's metadata store); every sale, order and
@@ -14,7 +15,11 @@
 //	                ── CORS: headers for listed origins, preflights answered
 //	                ── the gate (ready.go): every API route 503 until the engine
 //	                   is attached after recovery; writes 503 while disk is low
-//	                ── authenticate (constant-time token compare, cached JWT verification)
+//	                ── authenticate (constant-time token compare; stf_/sel_ tokens by
+//	                   keyed hash in the engine's published credential table,
+//	                   never cached; cached JWT verification)
+//	                ── authorise: the route's roles, then the sale of a staff
+//	                   or seller credential (principal.allowsSale)
 //	                ── purchases and cancels: the buyer's token bucket (429 rate_limited)
 //	                ── decode the body (strict JSON: unknown, duplicate and
 //	                   case-variant members are errors)

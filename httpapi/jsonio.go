@@ -293,6 +293,9 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 		}
 		b = append(b, ']')
 	}
+	if view == viewWithTickets { // not for the payment provider and the door
+		b = appendBoxOffice(b, o.BoxOffice) // boxoffice.go
+	}
 	return append(b, '}')
 }
 

@@ -27,6 +27,8 @@ type httpMetrics struct {
 	// rateLimited counts 429 rate_limited by route (purchase and cancel
 	// only; the others stay nil).
 	rateLimited [routeCount]*metrics.Counter
+	// boxOfficeSales counts orders sellers made at a box office.
+	boxOfficeSales *metrics.Counter
 }
 
 // countedStatuses are the statuses counted by their number; any other is

@@ -25,8 +25,13 @@ var (
 
 // purchase: POST /v1/sales/{sale_id}/purchase, the hot path. 201 with a new
 // pending order, 200 with the order an earlier request with the same
-// Idempotency-Key made.
+// Idempotency-Key made. A seller's token sells at the box office instead
+// (boxoffice.go).
 func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal) {
+	if who.kind == principalSeller {
+		s.boxOfficePurchase(ctx, saleID, who)
+		return
+	}
 	if s.overUserRate(ctx, routePurchase, who) {
 		s.m.purchase(codeRateLimited)
 		return
@@ -91,14 +96,23 @@ func checkIdempotencyKey(key []byte) (code, msg string) {
 }
 
 // getOrder: GET /v1/orders/{order_id}; a buyer sees only their own orders
-// (another's is reported exactly like a missing one), the admin any.
+// (another's is reported exactly like a missing one), a seller the orders
+// of its sales (another sale's is 403), the admin any. Sellers and the
+// admin see a box-office buyer's name and email.
 func (s *Server) getOrder(ctx *fasthttp.RequestCtx, id []byte, who principal) {
+	if who.kind == principalSeller && !s.sellerMayTouchOrder(ctx, id, who) {
+		return
+	}
 	o, err := s.eng.Order(s.reqCtx(), string(id))
 	if err == nil && who.kind == principalBuyer && o.UserID != who.userID {
 		err = &engine.Rejection{Code: engine.CodeUnknownOrder, Message: fmt.Sprintf("no order %q", id)}
 	}
 	if err != nil {
 		s.writeError(ctx, err)
+		return
+	}
+	if who.kind == principalSeller || who.kind == principalAdmin {
+		s.writeOrderWithBuyer(ctx, fasthttp.StatusOK, &o)
 		return
 	}
 	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
@@ -157,7 +171,7 @@ type checkInBody struct {
 }
 
 // checkIn: POST /v1/checkin {"ticket": code}, door staff or the admin.
-func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, who principal) {
 	var body checkInBody
 	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
 		writeDecodeError(ctx, err)
@@ -165,6 +179,10 @@ func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	}
 	if body.Ticket == "" {
 		writeProblem(ctx, codeInvalidRequest, "ticket is required", -1)
+		return
+	}
+	if sale, _, _ := strings.Cut(body.Ticket, "."); !who.allowsSale(sale) {
+		writeProblem(ctx, codeForbidden, "this credential may not check in tickets of sale "+strconv.Quote(sale), -1)
 		return
 	}
 	c, err := s.eng.CheckIn(s.reqCtx(), body.Ticket)

@@ -50,10 +50,11 @@ type problemInfo struct {
 // missing here is answered as 500 internal, and a test fails.
 var problemTable = map[string]problemInfo{
 	// Not found.
-	string(engine.CodeUnknownSale):   {404, "No such sale"},
-	string(engine.CodeUnknownOrder):  {404, "No such order"},
-	string(engine.CodeUnknownTicket): {404, "No such ticket"},
-	codeNotFound:                     {404, "No such resource"},
+	string(engine.CodeUnknownSale):       {404, "No such sale"},
+	string(engine.CodeUnknownOrder):      {404, "No such order"},
+	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
+	string(engine.CodeUnknownCredential): {404, "No such credential"},
+	codeNotFound:                         {404, "No such resource"},
 
 	// The request is well-formed HTTP but its content is not acceptable.
 	string(engine.CodeUnknownTier):         {422, "No such tier"},

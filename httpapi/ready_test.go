@@ -11,33 +11,37 @@ type routeSample struct{ method, path, body string }
 func routeSamples(t *testing.T) map[route]routeSample {
 	t.Helper()
 	s := map[route]routeSample{
-		routeHealthz:         {"GET", "/healthz", ""},
-		routeReadyz:          {"GET", "/readyz", ""},
-		routeMetrics:         {"GET", "/metrics", ""},
-		routeOpenAPI:         {"GET", "/openapi.json", ""},
-		routeAdminPutSale:    {"PUT", "/v1/admin/sales/s2", ""},
-		routeAdminCloseSale:  {"POST", "/v1/admin/sales/s1:close", ""},
-		routeAdminReopenSale: {"POST", "/v1/admin/sales/s1:reopen", ""},
-		routeAdminLoadSales:  {"POST", "/v1/admin/sales:load", `{"sales":[]}`},
-		routeAdminListSales:  {"GET", "/v1/admin/sales", ""},
-		routeAdminSaleOrders: {"GET", "/v1/admin/sales/s1/orders", ""},
-		routeAdminRefund:     {"POST", "/v1/admin/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund", ""},
-		routeRegister:        {"POST", "/v1/users", `{"username":"bob","password":"correct horse"}`},
-		routeLogin:           {"POST", "/v1/sessions", `{"username":"alice","password":"correct horse"}`},
-		routeGetSale:         {"GET", "/v1/sales/s1", ""},
-		routePurchase:        {"POST", "/v1/sales/s1/purchase", `{"tier":"floor","quantity":1}`},
-		routeGetOrder:        {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa", ""},
-		routeCancelOrder:     {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/cancel", ""},
-		routeMyOrders:        {"GET", "/v1/me/orders", ""},
-		routeWebhook:         {"POST", "/v1/payments/webhook", `{}`},
-		routeCheckIn:         {"POST", "/v1/checkin", `{"ticket":"s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0"}`},
+		routeHealthz:               {"GET", "/healthz", ""},
+		routeReadyz:                {"GET", "/readyz", ""},
+		routeMetrics:               {"GET", "/metrics", ""},
+		routeOpenAPI:               {"GET", "/openapi.json", ""},
+		routeAdminPutSale:          {"PUT", "/v1/admin/sales/s2", ""},
+		routeAdminCloseSale:        {"POST", "/v1/admin/sales/s1:close", ""},
+		routeAdminReopenSale:       {"POST", "/v1/admin/sales/s1:reopen", ""},
+		routeAdminLoadSales:        {"POST", "/v1/admin/sales:load", `{"sales":[]}`},
+		routeAdminListSales:        {"GET", "/v1/admin/sales", ""},
+		routeAdminSaleOrders:       {"GET", "/v1/admin/sales/s1/orders", ""},
+		routeAdminRefund:           {"POST", "/v1/admin/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund", ""},
+		routeRegister:              {"POST", "/v1/users", `{"username":"bob","password":"correct horse"}`},
+		routeLogin:                 {"POST", "/v1/sessions", `{"username":"alice","password":"correct horse"}`},
+		routeGetSale:               {"GET", "/v1/sales/s1", ""},
+		routePurchase:              {"POST", "/v1/sales/s1/purchase", `{"tier":"floor","quantity":1}`},
+		routeGetOrder:              {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa", ""},
+		routeCancelOrder:           {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/cancel", ""},
+		routeMyOrders:              {"GET", "/v1/me/orders", ""},
+		routeWebhook:               {"POST", "/v1/payments/webhook", `{}`},
+		routeCheckIn:               {"POST", "/v1/checkin", `{"ticket":"s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0"}`},
+		routeAdminCreateCredential: {"POST", "/v1/admin/credentials", `{"name":"Door A","role":"staff","sales":["s1"]}`},
+		routeAdminListCredentials:  {"GET", "/v1/admin/credentials", ""},
+		routeAdminRevokeCredential: {"DELETE", "/v1/admin/credentials/cred_x", ""},
+		routePayAtCounter:          {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/pay-at-counter", `{"method":"cash"}`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
 		if !ok {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
-		if got, _ := matchRoute([]byte(smp.path)); got != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); credentialRoute(got, []byte(smp.method)) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -98,7 +102,8 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 	wantWrites := map[route]bool{
 		routeAdminPutSale: true, routeAdminCloseSale: true, routeAdminReopenSale: true, routeAdminLoadSales: true,
 		routeAdminRefund: true, routeRegister: true, routePurchase: true, routeCancelOrder: true,
-		routeWebhook: true, routeCheckIn: true,
+		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
+		routePayAtCounter: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

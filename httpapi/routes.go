@@ -16,22 +16,26 @@ const (
 	routeReadyz
 	routeMetrics
 	routeOpenAPI
-	routeAdminPutSale    // PUT  /v1/admin/sales/{sale_id}
-	routeAdminCloseSale  // POST /v1/admin/sales/{sale_id}:close
-	routeAdminReopenSale // POST /v1/admin/sales/{sale_id}:reopen
-	routeAdminLoadSales  // POST /v1/admin/sales:load
-	routeAdminListSales  // GET  /v1/admin/sales
-	routeAdminSaleOrders // GET  /v1/admin/sales/{sale_id}/orders
-	routeAdminRefund     // POST /v1/admin/orders/{order_id}/refund
-	routeRegister        // POST /v1/users
-	routeLogin           // POST /v1/sessions
-	routeGetSale         // GET  /v1/sales/{sale_id}
-	routePurchase        // POST /v1/sales/{sale_id}/purchase
-	routeGetOrder        // GET  /v1/orders/{order_id}
-	routeCancelOrder     // POST /v1/orders/{order_id}/cancel
-	routeMyOrders        // GET  /v1/me/orders
-	routeWebhook         // POST /v1/payments/webhook
-	routeCheckIn         // POST /v1/checkin
+	routeAdminPutSale          // PUT  /v1/admin/sales/{sale_id}
+	routeAdminCloseSale        // POST /v1/admin/sales/{sale_id}:close
+	routeAdminReopenSale       // POST /v1/admin/sales/{sale_id}:reopen
+	routeAdminLoadSales        // POST /v1/admin/sales:load
+	routeAdminListSales        // GET  /v1/admin/sales
+	routeAdminSaleOrders       // GET  /v1/admin/sales/{sale_id}/orders
+	routeAdminRefund           // POST /v1/admin/orders/{order_id}/refund
+	routeRegister              // POST /v1/users
+	routeLogin                 // POST /v1/sessions
+	routeGetSale               // GET  /v1/sales/{sale_id}
+	routePurchase              // POST /v1/sales/{sale_id}/purchase
+	routeGetOrder              // GET  /v1/orders/{order_id}
+	routeCancelOrder           // POST /v1/orders/{order_id}/cancel
+	routeMyOrders              // GET  /v1/me/orders
+	routeWebhook               // POST /v1/payments/webhook
+	routeCheckIn               // POST /v1/checkin
+	routeAdminCreateCredential // POST   /v1/admin/credentials
+	routeAdminListCredentials  // GET    /v1/admin/credentials (credentialRoute)
+	routeAdminRevokeCredential // DELETE /v1/admin/credentials/{credential_id}
+	routePayAtCounter          // POST   /v1/orders/{order_id}/pay-at-counter
 	routeCount
 )
 
@@ -39,11 +43,14 @@ const (
 type access uint8
 
 const (
-	accessPublic       access = iota
-	accessAdmin               // the admin token
-	accessBuyer               // a buyer's JWT
-	accessBuyerOrAdmin        // a buyer's JWT (own orders) or the admin token
-	accessDoor                // the door token or the admin token
+	accessPublic        access = iota
+	accessAdmin                // the admin token
+	accessBuyer                // a buyer's JWT
+	accessBuyerOrAdmin         // a buyer's JWT (own orders) or the admin token
+	accessDoor                 // a staff token, the door token or the admin token
+	accessBuyerOrSeller        // a buyer's JWT, or a seller's token (box office)
+	accessOrderReader          // a buyer's JWT (own orders), a seller's token (its sales' orders) or the admin token
+	accessSeller               // a seller's token
 )
 
 type routeSpec struct {
@@ -58,27 +65,31 @@ var routes [routeCount]routeSpec
 
 func init() {
 	routes = [routeCount]routeSpec{
-		routeNone:            {name: "none"},
-		routeHealthz:         {"healthz", "GET", accessPublic, (*Server).healthz},
-		routeReadyz:          {"readyz", "GET", accessPublic, (*Server).readyz},
-		routeMetrics:         {"metrics", "GET", accessPublic, (*Server).metricsPage},
-		routeOpenAPI:         {"openapi", "GET", accessPublic, (*Server).openAPI},
-		routeAdminPutSale:    {"admin_put_sale", "PUT", accessAdmin, (*Server).putSale},
-		routeAdminCloseSale:  {"admin_close_sale", "POST", accessAdmin, (*Server).closeSale},
-		routeAdminReopenSale: {"admin_reopen_sale", "POST", accessAdmin, (*Server).reopenSale},
-		routeAdminLoadSales:  {"admin_load_sales", "POST", accessAdmin, (*Server).loadSales},
-		routeAdminListSales:  {"admin_list_sales", "GET", accessAdmin, (*Server).listSales},
-		routeAdminSaleOrders: {"admin_sale_orders", "GET", accessAdmin, (*Server).saleOrders},
-		routeAdminRefund:     {"admin_refund", "POST", accessAdmin, (*Server).refund},
-		routeRegister:        {"register", "POST", accessPublic, (*Server).register},
-		routeLogin:           {"login", "POST", accessPublic, (*Server).login},
-		routeGetSale:         {"get_sale", "GET", accessPublic, (*Server).getSale},
-		routePurchase:        {"purchase", "POST", accessBuyer, (*Server).purchase},
-		routeGetOrder:        {"get_order", "GET", accessBuyerOrAdmin, (*Server).getOrder},
-		routeCancelOrder:     {"cancel_order", "POST", accessBuyerOrAdmin, (*Server).cancelOrder},
-		routeMyOrders:        {"my_orders", "GET", accessBuyer, (*Server).myOrders},
-		routeWebhook:         {"payment_webhook", "POST", accessPublic, (*Server).webhook},
-		routeCheckIn:         {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeNone:                  {name: "none"},
+		routeHealthz:               {"healthz", "GET", accessPublic, (*Server).healthz},
+		routeReadyz:                {"readyz", "GET", accessPublic, (*Server).readyz},
+		routeMetrics:               {"metrics", "GET", accessPublic, (*Server).metricsPage},
+		routeOpenAPI:               {"openapi", "GET", accessPublic, (*Server).openAPI},
+		routeAdminPutSale:          {"admin_put_sale", "PUT", accessAdmin, (*Server).putSale},
+		routeAdminCloseSale:        {"admin_close_sale", "POST", accessAdmin, (*Server).closeSale},
+		routeAdminReopenSale:       {"admin_reopen_sale", "POST", accessAdmin, (*Server).reopenSale},
+		routeAdminLoadSales:        {"admin_load_sales", "POST", accessAdmin, (*Server).loadSales},
+		routeAdminListSales:        {"admin_list_sales", "GET", accessAdmin, (*Server).listSales},
+		routeAdminSaleOrders:       {"admin_sale_orders", "GET", accessAdmin, (*Server).saleOrders},
+		routeAdminRefund:           {"admin_refund", "POST", accessAdmin, (*Server).refund},
+		routeRegister:              {"register", "POST", accessPublic, (*Server).register},
+		routeLogin:                 {"login", "POST", accessPublic, (*Server).login},
+		routeGetSale:               {"get_sale", "GET", accessPublic, (*Server).getSale},
+		routePurchase:              {"purchase", "POST", accessBuyerOrSeller, (*Server).purchase},
+		routeGetOrder:              {"get_order", "GET", accessOrderReader, (*Server).getOrder},
+		routeCancelOrder:           {"cancel_order", "POST", accessBuyerOrAdmin, (*Server).cancelOrder},
+		routeMyOrders:              {"my_orders", "GET", accessBuyer, (*Server).myOrders},
+		routeWebhook:               {"payment_webhook", "POST", accessPublic, (*Server).webhook},
+		routeCheckIn:               {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeAdminCreateCredential: {"admin_create_credential", "POST", accessAdmin, (*Server).createCredential},
+		routeAdminListCredentials:  {"admin_list_credentials", "GET", accessAdmin, (*Server).listCredentials},
+		routeAdminRevokeCredential: {"admin_revoke_credential", "DELETE", accessAdmin, (*Server).revokeCredential},
+		routePayAtCounter:          {"pay_at_counter", "POST", accessSeller, (*Server).payAtCounter},
 	}
 }
 
@@ -109,6 +120,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeWebhook, nil
 	case "/v1/checkin":
 		return routeCheckIn, nil
+	case "/v1/admin/credentials":
+		return routeAdminCreateCredential, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -129,6 +142,8 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetOrder, id
 		case string(tail) == "/cancel":
 			return routeCancelOrder, id
+		case string(tail) == "/pay-at-counter":
+			return routePayAtCounter, id
 		}
 		return routeNone, nil
 	}
@@ -151,6 +166,9 @@ func matchRoute(path []byte) (route, []byte) {
 		}
 		return routeNone, nil
 	}
+	if id, ok := bytes.CutPrefix(path, prefixAdminCredentials); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
+		return routeAdminRevokeCredential, id
+	}
 	if rest, ok := bytes.CutPrefix(path, prefixAdminOrders); ok {
 		id, tail := cutSegment(rest)
 		if len(id) > 0 && string(tail) == "/refund" {
@@ -161,12 +179,13 @@ func matchRoute(path []byte) (route, []byte) {
 }
 
 var (
-	prefixSales       = []byte("/v1/sales/")
-	prefixOrders      = []byte("/v1/orders/")
-	prefixAdminSales  = []byte("/v1/admin/sales/")
-	prefixAdminOrders = []byte("/v1/admin/orders/")
-	suffixClose       = []byte(":close")
-	suffixReopen      = []byte(":reopen")
+	prefixSales            = []byte("/v1/sales/")
+	prefixOrders           = []byte("/v1/orders/")
+	prefixAdminSales       = []byte("/v1/admin/sales/")
+	prefixAdminOrders      = []byte("/v1/admin/orders/")
+	prefixAdminCredentials = []byte("/v1/admin/credentials/")
+	suffixClose            = []byte(":close")
+	suffixReopen           = []byte(":reopen")
 )
 
 // cutSegment splits p at its first '/': the segment before, and the rest

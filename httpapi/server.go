@@ -140,6 +140,7 @@ type Server struct {
 	users       *userService
 	limiter     *userLimiter // nil when UserRatePerSec is 0
 	cors        *corsPolicy  // nil when no CORS origin is allowed
+	credKeys    credentialKeys
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -169,12 +170,14 @@ func New(cfg Config) *Server {
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
 		cors:        newCORSPolicy(cfg.CORSOrigins),
+		credKeys:    newCredentialKeys(cfg.DataKey),
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
+	s.registerCredentialMetrics()
 	if cfg.UserRatePerSec > 0 {
 		s.limiter = newUserLimiter(cfg.UserRatePerSec, cfg.UserBurst, cfg.UserRateUsersMax, cfg.Metrics)
 		s.rateLimitedDetail = fmt.Sprintf("too many purchases and cancels from this account: at most %g per second,"+
@@ -250,6 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
+	r = credentialRoute(r, ctx.Method())
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()
