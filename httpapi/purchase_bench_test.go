@@ -225,3 +225,22 @@ func BenchmarkHandlerParts(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGetSale measures the public availability read through the
+// handler: a published view, no shard, no log.
+func BenchmarkGetSale(b *testing.B) {
+	s, _ := benchServer(b, 0)
+	h := s.Handler()
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.SetMethod("GET")
+	ctx.Request.SetRequestURI("/v1/sales/s1")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx.Response.Reset()
+		h(ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}
