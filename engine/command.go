@@ -17,6 +17,12 @@ const (
 	cmdRefund
 	cmdCheckIn
 	cmdTick
+	cmdTicketKeys  // ticketkeys.go
+	cmdRotateKey   // ticketkeys.go
+	cmdRetireKey   // ticketkeys.go
+	cmdScans       // checkin.go: signed codes scanned at a gate
+	cmdTickets     // tickets.go
+	cmdRevocations // revocations.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -39,6 +45,7 @@ type command struct {
 	force    bool // cmdRefund: refund although tickets were used
 	after    int  // cmdSaleOrders: order index cursor (-1: from the start)
 	limit    int
+	door     *doorCommand // the door's commands (checkin.go); nil for the others
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -62,6 +69,7 @@ type result struct {
 	next     int
 	sale     Sale
 	sales    []Sale
+	door     *doorResult // the door's commands (checkin.go)
 }
 
 type request struct {

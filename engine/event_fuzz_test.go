@@ -21,6 +21,9 @@ func seedEvents() []event {
 		{kind: evTicketCheckedIn, at: 11, order: k, ticket: 1},
 		{kind: evDuplicateCharge, at: 12, order: k, paymentID: "evt_3", amount: 10000},
 		{kind: evOrderRefundedAfterEntry, at: 13, order: k},
+		{kind: evTicketKeyAdded, at: 14, saleID: "s1", kid: 2},
+		{kind: evTicketKeyRetired, at: 15, saleID: "s1", kid: 1},
+		{kind: evTicketAdmitted, at: 16, order: k, ticket: 1, gate: "north-3", scannedAt: 12},
 	}
 }
 

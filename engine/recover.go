@@ -320,5 +320,6 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 			}
 		}
 	}
+	repartitionDoor(old, states) // checkin.go
 	return states, nil
 }

@@ -26,6 +26,10 @@ type state struct {
 	// are only appended to, so a snapshot can share them.
 	charges map[orderKey][]DuplicateCharge
 
+	// door holds the gate and time of every admission (checkin.go), apart
+	// from the orders, which only carry a bit per ticket.
+	door admissions
+
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
 	touched []int32
@@ -43,6 +47,8 @@ type sale struct {
 	orders int
 
 	touched bool // in state.touched
+
+	tickets *saleTickets // ticket keys and revocations (ticketkeys.go); nil: none logged yet
 
 	// derived
 	users map[string]userState
@@ -72,7 +78,8 @@ type idemKey struct {
 	key  string
 }
 
-// order is an order in memory: 120 bytes plus the strings the client chose
+// order is an order in memory: 120 bytes (kid fills the last byte of
+// padding) plus the strings the client chose
 // (user id, idempotency key, payment event id).
 type order struct {
 	key         orderKey
@@ -90,7 +97,8 @@ type order struct {
 	qty         uint16
 	status      OrderStatus
 	needsRefund bool
-	usedKept    bool // refunded after entry: checked-in tickets stay sold (refunds.go)
+	usedKept    bool  // refunded after entry: checked-in tickets stay sold (refunds.go)
+	kid         uint8 // the sale's ticket key that signs its tickets (ticketkeys.go); 0 means 1
 }
 
 func newState() *state {
