@@ -31,6 +31,12 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMyOrders:        {"GET", "/v1/me/orders", ""},
 		routeWebhook:         {"POST", "/v1/payments/webhook", `{}`},
 		routeCheckIn:         {"POST", "/v1/checkin", `{"ticket":"s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0"}`},
+		routeCheckInSync:     {"POST", "/v1/checkin:sync", `{"gate":"g","scans":[]}`},
+		routeCheckInKey:      {"GET", "/v1/sales/s1/checkin-key", ""},
+		routeRevocations:     {"GET", "/v1/sales/s1/revocations", ""},
+		routeOrderTickets:    {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets", ""},
+		routeAdminRotateKey:  {"POST", "/v1/admin/sales/s1/checkin-keys:rotate", ""},
+		routeAdminRetireKey:  {"POST", "/v1/admin/sales/s1/checkin-keys/1:retire", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -98,7 +104,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 	wantWrites := map[route]bool{
 		routeAdminPutSale: true, routeAdminCloseSale: true, routeAdminReopenSale: true, routeAdminLoadSales: true,
 		routeAdminRefund: true, routeRegister: true, routePurchase: true, routeCancelOrder: true,
-		routeWebhook: true, routeCheckIn: true,
+		routeWebhook: true, routeCheckIn: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

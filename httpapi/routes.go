@@ -32,6 +32,12 @@ const (
 	routeMyOrders        // GET  /v1/me/orders
 	routeWebhook         // POST /v1/payments/webhook
 	routeCheckIn         // POST /v1/checkin
+	routeCheckInSync     // POST /v1/checkin:sync
+	routeCheckInKey      // GET  /v1/sales/{sale_id}/checkin-key
+	routeRevocations     // GET  /v1/sales/{sale_id}/revocations
+	routeOrderTickets    // GET  /v1/orders/{order_id}/tickets
+	routeAdminRotateKey  // POST /v1/admin/sales/{sale_id}/checkin-keys:rotate
+	routeAdminRetireKey  // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
 	routeCount
 )
 
@@ -79,6 +85,12 @@ func init() {
 		routeMyOrders:        {"my_orders", "GET", accessBuyer, (*Server).myOrders},
 		routeWebhook:         {"payment_webhook", "POST", accessPublic, (*Server).webhook},
 		routeCheckIn:         {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeCheckInSync:     {"checkin_sync", "POST", accessDoor, (*Server).checkInSync},
+		routeCheckInKey:      {"checkin_key", "GET", accessPublic, (*Server).checkInKey},
+		routeRevocations:     {"revocations", "GET", accessDoor, (*Server).revocations},
+		routeOrderTickets:    {"order_tickets", "GET", accessBuyerOrAdmin, (*Server).orderTickets},
+		routeAdminRotateKey:  {"admin_rotate_checkin_key", "POST", accessAdmin, (*Server).rotateCheckInKey},
+		routeAdminRetireKey:  {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
 	}
 }
 
@@ -109,6 +121,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeWebhook, nil
 	case "/v1/checkin":
 		return routeCheckIn, nil
+	case "/v1/checkin:sync":
+		return routeCheckInSync, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -118,6 +132,10 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetSale, id
 		case string(tail) == "/purchase":
 			return routePurchase, id
+		case string(tail) == "/checkin-key":
+			return routeCheckInKey, id
+		case string(tail) == "/revocations":
+			return routeRevocations, id
 		}
 		return routeNone, nil
 	}
@@ -129,6 +147,8 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetOrder, id
 		case string(tail) == "/cancel":
 			return routeCancelOrder, id
+		case string(tail) == "/tickets":
+			return routeOrderTickets, id
 		}
 		return routeNone, nil
 	}
@@ -148,6 +168,11 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeAdminPutSale, seg
 		case string(tail) == "/orders":
 			return routeAdminSaleOrders, seg
+		case string(tail) == "/checkin-keys:rotate":
+			return routeAdminRotateKey, seg
+		case bytes.HasPrefix(tail, checkInKeysSegment) && bytes.HasSuffix(tail, suffixRetire):
+			// the parameter is "{sale_id}/checkin-keys/{kid}" (tickets.go splits it)
+			return routeAdminRetireKey, rest[:len(rest)-len(suffixRetire)]
 		}
 		return routeNone, nil
 	}
@@ -161,12 +186,14 @@ func matchRoute(path []byte) (route, []byte) {
 }
 
 var (
-	prefixSales       = []byte("/v1/sales/")
-	prefixOrders      = []byte("/v1/orders/")
-	prefixAdminSales  = []byte("/v1/admin/sales/")
-	prefixAdminOrders = []byte("/v1/admin/orders/")
-	suffixClose       = []byte(":close")
-	suffixReopen      = []byte(":reopen")
+	prefixSales        = []byte("/v1/sales/")
+	prefixOrders       = []byte("/v1/orders/")
+	prefixAdminSales   = []byte("/v1/admin/sales/")
+	prefixAdminOrders  = []byte("/v1/admin/orders/")
+	suffixClose        = []byte(":close")
+	suffixReopen       = []byte(":reopen")
+	suffixRetire       = []byte(":retire")
+	checkInKeysSegment = []byte("/checkin-keys/")
 )
 
 // cutSegment splits p at its first '/': the segment before, and the rest

@@ -140,6 +140,7 @@ type Server struct {
 	users       *userService
 	limiter     *userLimiter // nil when UserRatePerSec is 0
 	cors        *corsPolicy  // nil when no CORS origin is allowed
+	ticketKeys  *ticketKeys  // the sales' ticket signing keys (tickets.go)
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -169,6 +170,7 @@ func New(cfg Config) *Server {
 		adminDigest: sha256.Sum256([]byte(cfg.AdminToken)),
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
 		cors:        newCORSPolicy(cfg.CORSOrigins),
+		ticketKeys:  newTicketKeys(cfg.DataKey),
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
