@@ -169,7 +169,9 @@ func TestCheckInSync(t *testing.T) {
 	e.putSale("s1", 20, 10)
 	codes := e.codes(e.paidOrder("u1", "k1", 2))
 	e.want(e.scan(codes[0], "north-1"), 200, "")
-	at := func(s int) string { return e.clock.Now().Add(time.Duration(s-100) * time.Second).UTC().Format(time.RFC3339Nano) }
+	at := func(s int) string {
+		return e.clock.Now().Add(time.Duration(s-100) * time.Second).UTC().Format(time.RFC3339Nano)
+	}
 	body := fmt.Sprintf(`{"gate":"east-offline","scans":[{"code":%q,"scanned_at":%q},{"code":%q,"scanned_at":%q},{"code":%q,"scanned_at":%q},{"code":"FORGED","scanned_at":%q}]}`,
 		codes[1], at(1), codes[0], at(2), codes[1], at(3), at(4))
 	door := hdr{"Authorization": "Bearer " + e.doorToken}
