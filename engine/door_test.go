@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
@@ -357,5 +358,32 @@ func TestParseTicketID(t *testing.T) {
 		if ok != c.ok || ok && (order != c.order || n != c.n) {
 			t.Errorf("ParseTicketID(%q) = %q %d %v", c.id, order, n, ok)
 		}
+	}
+}
+
+// TestSnapshotSectionsOutliveTheirChunk: the journal may reuse a chunk's
+// buffer once restore has read it; the sections, restored at the end, must
+// not read it again.
+func TestSnapshotSectionsOutliveTheirChunk(t *testing.T) {
+	st := randomState(rand.New(rand.NewPCG(5, 6)), 2000, false)
+	got := newState()
+	r := restorer{st: got}
+	defer r.close()
+	for _, c := range st.snapshotEncoding() {
+		c = slices.Clone(c)
+		if err := r.add(c); err != nil {
+			t.Fatal(err)
+		}
+		for i := range c {
+			c[i] = 0xff
+		}
+	}
+	if err := r.finish(); err != nil {
+		t.Fatal(err)
+	}
+	got.dropStaleHolds()
+	st.dropStaleHolds()
+	if a, b := dumpFull(st), dumpFull(got); a != b {
+		t.Fatalf("restored state differs:\n%s", firstDiff(a, b))
 	}
 }
