@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // dumpDoor prints the door's state canonically (dumpState includes it).
@@ -385,5 +386,13 @@ func TestSnapshotSectionsOutliveTheirChunk(t *testing.T) {
 	st.dropStaleHolds()
 	if a, b := dumpFull(st), dumpFull(got); a != b {
 		t.Fatalf("restored state differs:\n%s", firstDiff(a, b))
+	}
+}
+
+// TestOrderSizeKeepsItsBudget: the kid took the order's last byte of
+// padding; an order stays 120 bytes.
+func TestOrderSizeKeepsItsBudget(t *testing.T) {
+	if n := unsafe.Sizeof(order{}); n != 120 {
+		t.Fatalf("order is %d bytes, want 120", n)
 	}
 }
