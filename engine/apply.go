@@ -58,9 +58,11 @@ func (st *state) apply(ev *event) error {
 		st.insertOrder(order{
 			key: ev.order, userID: ev.userID, idemKey: ev.key, amount: ev.amount,
 			createdAt: ev.at, expiresAt: ev.expiresAt, updatedAt: ev.at,
-			sale: si, tier: ev.tier, qty: ev.qty, status: StatusPending,
+			sale: si, tier: ev.tier, qty: ev.qty, status: StatusPending, kid: sl.currentKid(),
 		})
 		return nil
+	case evTicketKeyAdded, evTicketKeyRetired:
+		return st.applyTicketKey(ev)
 	}
 
 	idx, ok := st.byKey[ev.order]
@@ -90,6 +92,7 @@ func (st *state) apply(ev *event) error {
 		o.status = StatusPaid
 		o.needsRefund = ev.needsRefund
 		o.paymentID = ev.paymentID
+		o.kid = sl.currentKid() // its tickets are signed with the key current now
 	case evOrderCancelled, evOrderExpired:
 		if o.status != StatusPending {
 			return fmt.Errorf("%w: %s of a %s order", errCorrupt, ev.kind, o.status)
@@ -105,16 +108,16 @@ func (st *state) apply(ev *event) error {
 			}
 		}
 	case evOrderRefunded, evOrderRefundedAfterEntry:
+		st.revokeOnRefund(o, sl, ev.at) // revocations.go
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
 	case evDuplicateCharge:
 		st.applyDuplicateCharge(o, ev)
-	case evTicketCheckedIn:
-		if o.status != StatusPaid || int(ev.ticket) >= q {
-			return fmt.Errorf("%w: TicketCheckedIn of a %s order", errCorrupt, o.status)
+	case evTicketCheckedIn, evTicketAdmitted:
+		if err := st.applyCheckIn(o, ev); err != nil { // checkin.go
+			return err
 		}
-		o.checkedIn |= 1 << ev.ticket
 	default:
 		return fmt.Errorf("%w: cannot apply %s", errCorrupt, ev.kind)
 	}
@@ -146,12 +149,20 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay:
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		res.orderKey = o.key
 		res.order = st.orderView(o)
+		if cmd.kind == cmdTickets {
+			st.answerTickets(o, res) // tickets.go
+		}
 	case cmdCreateCredential, cmdRevokeCredential:
 		st.answerCredential(cmd, res)
+	case cmdTicketKeys, cmdRotateKey, cmdRetireKey:
+		sl, _ := st.saleByID(cmd.saleID)
+		res.door = &doorResult{keys: sl.ticketKeys()}
+	case cmdRevocations:
+		st.answerRevocations(cmd, res) // revocations.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

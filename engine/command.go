@@ -21,6 +21,12 @@ const (
 	cmdRevokeCredential  // credentials.go
 	cmdBoxOfficePurchase // boxoffice.go
 	cmdCounterPay        // boxoffice.go
+	cmdTicketKeys        // ticketkeys.go
+	cmdRotateKey         // ticketkeys.go
+	cmdRetireKey         // ticketkeys.go
+	cmdScans             // checkin.go: signed codes scanned at a gate
+	cmdTickets           // tickets.go
+	cmdRevocations       // revocations.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -43,8 +49,9 @@ type command struct {
 	force    bool // cmdRefund: refund although tickets were used
 	after    int  // cmdSaleOrders: order index cursor (-1: from the start)
 	limit    int
-	cred     *Credential // cmdCreateCredential
-	box      *BoxOffice  // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
+	cred     *Credential  // cmdCreateCredential
+	box      *BoxOffice   // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
+	door     *doorCommand // the door's commands (checkin.go); nil for the others
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -69,6 +76,7 @@ type result struct {
 	sale     Sale
 	sales    []Sale
 	cred     Credential
+	door     *doorResult // the door's commands (checkin.go)
 }
 
 type request struct {

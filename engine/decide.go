@@ -5,6 +5,9 @@ package engine
 // returns it. It is the only entry point of the live state machine; replay
 // calls apply alone.
 func (st *state) execute(cmd *command, now int64, res *result, evs []event) []event {
+	if cmd.kind == cmdScans { // decided and applied scan by scan (checkin.go)
+		return st.executeScans(cmd, now, res, evs)
+	}
 	start := len(evs)
 	evs, rej := st.decide(cmd, now, res, evs)
 	if rej != nil {
@@ -35,7 +38,11 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.sale.ID)
 		res.created = sl == nil
-		return st.decidePutSale(cmd.sale, evs)
+		evs, rej := st.decidePutSale(cmd.sale, evs)
+		if rej == nil && sl == nil {
+			evs = firstTicketKey(evs, cmd.sale.ID, now) // ticketkeys.go
+		}
+		return evs, rej
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		if sl == nil {
@@ -58,7 +65,11 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 		}
 		return evs, nil
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay:
+	case cmdTicketKeys, cmdRotateKey, cmdRetireKey:
+		return st.decideTicketKeys(cmd, now, evs)
+	case cmdRevocations:
+		return evs, st.decideRevocations(cmd)
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
 			// Another user's order is reported exactly like a missing one.
@@ -72,7 +83,7 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		case cmdRefund:
 			return st.decideRefund(o, cmd.force, now, evs)
 		case cmdCheckIn:
-			return st.decideCheckIn(o, cmd.ticket, now, evs)
+			return st.decideCheckIn(o, cmd, now, evs) // checkin.go
 		case cmdCounterPay:
 			return st.decideCounterPay(o, cmd, now, evs)
 		}
@@ -220,19 +231,6 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
 	}
 	return st.decideDuplicateCharge(o, p, now, res, evs) // paid or refunded already
-}
-
-func (st *state) decideCheckIn(o *order, ticket int, now int64, evs []event) ([]event, *Rejection) {
-	if ticket >= int(o.qty) {
-		return evs, reject(CodeUnknownOrder, "order has %d tickets", o.qty)
-	}
-	if o.status != StatusPaid || o.needsRefund {
-		return evs, reject(CodeTicketNotValid, "order is %s; only tickets of a paid order admit", o.statusText())
-	}
-	if o.checkedIn&(1<<ticket) != 0 {
-		return evs, reject(CodeTicketAlreadyCheckIn, "ticket %d of this order was already checked in", ticket)
-	}
-	return append(evs, event{kind: evTicketCheckedIn, at: now, order: o.key, ticket: uint8(ticket)}), nil
 }
 
 func (o *order) statusText() string {

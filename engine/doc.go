@@ -43,6 +43,11 @@
 //     and is published before any request of its batch is answered. So is
 //     the credential table (Credentials, credentials.go): a revocation
 //     answered is seen by every request after it.
+//   - A ticket admits once: its check-in is decided by its sale's shard, so
+//     concurrent scans (and offline uploads) of one code get one admission.
+//     The engine holds no secret: ticket keys are logged as ids (kids) and
+//     derived outside it (ticketcode.go); each order's kid is set and moved
+//     only in apply, so replay re-issues exactly as the live shard did.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

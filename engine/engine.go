@@ -428,24 +428,6 @@ func (e *Engine) ApplyPayment(ctx context.Context, p Payment) (Order, PaymentOut
 	return o, outcome, err
 }
 
-// CheckIn admits the holder of a ticket code, once.
-func (e *Engine) CheckIn(ctx context.Context, code string) (CheckIn, error) {
-	dot := strings.LastIndexByte(code, '.')
-	var ticket int
-	if dot < 0 {
-		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
-	}
-	if n, err := fmt.Sscanf(code[dot+1:], "%d", &ticket); n != 1 || err != nil || ticket < 0 || ticket >= QuantityPerOrderMax ||
-		code[dot+1:] != fmt.Sprint(ticket) {
-		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
-	}
-	o, err := e.orderCommand(ctx, code[:dot], command{kind: cmdCheckIn, ticket: ticket})
-	if rej, ok := err.(*Rejection); ok && rej.Code == CodeUnknownOrder {
-		return CheckIn{}, reject(CodeUnknownTicket, "no ticket %q", code)
-	}
-	return CheckIn{Order: o, Ticket: ticket}, err
-}
-
 func (e *Engine) orderCommand(ctx context.Context, orderID string, cmd command) (Order, error) {
 	r := getRequest()
 	o, err := e.orderCall(ctx, orderID, cmd, r)

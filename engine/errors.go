@@ -38,7 +38,8 @@ const (
 type Rejection struct {
 	Code      Code
 	Message   string
-	Available int // for sold_out: how many tickets of the tier are left
+	Available int        // for sold_out: how many tickets of the tier are left
+	First     *Admission // for already_checked_in: the ticket's first admission (checkin.go)
 }
 
 func (r *Rejection) Error() string { return string(r.Code) + ": " + r.Message }

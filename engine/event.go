@@ -24,7 +24,10 @@ type event struct {
 	expiresAt   int64       // evOrderPlaced
 	paymentID   string      // evOrderPaid, evOrderCancelled (payment.failed), evDuplicateCharge
 	needsRefund bool        // evOrderPaid: paid, but no ticket could be given
-	ticket      uint8       // evTicketCheckedIn
+	ticket      uint8       // evTicketCheckedIn, evTicketAdmitted
+	kid         uint8       // evTicketKeyAdded, evTicketKeyRetired
+	gate        string      // evTicketAdmitted
+	scannedAt   int64       // evTicketAdmitted: when the gate scanned it
 	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
 }
@@ -46,6 +49,9 @@ const (
 	evCredentialRevoked
 	evBoxOfficeSold // boxoffice.go
 	evCounterPaid
+	evTicketKeyAdded // ticketkeys.go
+	evTicketKeyRetired
+	evTicketAdmitted // checkin.go
 	evKindEnd
 )
 
@@ -69,6 +75,9 @@ const (
 //	OrderRefundedAfterEntry at key
 //	CredentialCreated, CredentialRevoked: credentials.go
 //	BoxOfficeSold, CounterPaid: boxoffice.go
+//	TicketKeyAdded      at saleID kid      (kid 1 with the sale's creation; ticketkeys.go)
+//	TicketKeyRetired    at saleID kid
+//	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
 //
 // A decoder rejects an unknown version or kind, a truncated or over-long
 // body, and values outside the limits in types.go, with an error.
@@ -123,6 +132,16 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendCredentialEvent(b, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		b = appendBoxOfficeEvent(b, ev)
+	case evTicketKeyAdded, evTicketKeyRetired:
+		b = binary.AppendVarint(b, ev.at)
+		b = appendString(b, ev.saleID)
+		b = binary.AppendUvarint(b, uint64(ev.kid))
+	case evTicketAdmitted:
+		b = binary.AppendVarint(b, ev.at)
+		b = append(b, ev.order[:]...)
+		b = binary.AppendUvarint(b, uint64(ev.ticket))
+		b = appendString(b, ev.gate)
+		b = binary.AppendVarint(b, ev.scannedAt)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -247,6 +266,19 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeCredentialEvent(&d, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		decodeBoxOfficeEvent(&d, ev)
+	case evTicketKeyAdded, evTicketKeyRetired:
+		ev.at = d.varint()
+		ev.saleID = d.str(IDLenMax)
+		ev.kid = uint8(d.uvarint(TicketKeysPerSaleMax))
+		if ev.kid == 0 {
+			d.fail("key id 0")
+		}
+	case evTicketAdmitted:
+		ev.at = d.varint()
+		ev.order = d.key()
+		ev.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
+		ev.gate = d.str(GateLenMax)
+		ev.scannedAt = d.varint()
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -266,6 +298,7 @@ var kindNames = [...]string{
 	evDuplicateCharge: "DuplicateCharge", evOrderRefundedAfterEntry: "OrderRefundedAfterEntry",
 	evCredentialCreated: "CredentialCreated", evCredentialRevoked: "CredentialRevoked",
 	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
+	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
 }
 
 func (k eventKind) String() string {

@@ -27,6 +27,9 @@ func seedEvents() []event {
 		{kind: evBoxOfficeSold, at: 16, order: k, box: &BoxOffice{SellerID: "sel1", Contact: []byte("sealed")}},
 		{kind: evCounterPaid, at: 17, order: k, paymentID: "counter:sel1:cash:k", needsRefund: true,
 			box: &BoxOffice{Counter: &CounterPayment{SellerID: "sel1", Method: "cash", Reference: "r1"}}},
+		{kind: evTicketKeyAdded, at: 14, saleID: "s1", kid: 2},
+		{kind: evTicketKeyRetired, at: 15, saleID: "s1", kid: 1},
+		{kind: evTicketAdmitted, at: 16, order: k, ticket: 1, gate: "north-3", scannedAt: 12},
 	}
 }
 

@@ -322,5 +322,6 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	}
 	moveCredentials(old, states)
 	moveBoxOffice(old, states)
+	repartitionDoor(old, states) // checkin.go
 	return states, nil
 }

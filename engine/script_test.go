@@ -196,6 +196,8 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 		case evOrderPlaced:
 			fmt.Fprintf(&b, " %s user=%s tier=%d qty=%d amount=%d expires=%ds", sc.names[ev.order], ev.userID,
 				ev.tier, ev.qty, ev.amount, ev.expiresAt/1000)
+		case evTicketKeyAdded, evTicketKeyRetired:
+			fmt.Fprintf(&b, " %s kid=%d", ev.saleID, ev.kid)
 		default:
 			fmt.Fprintf(&b, " %s", sc.names[ev.order])
 			if ev.paymentID != "" {
@@ -207,8 +209,11 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 			if ev.kind == evDuplicateCharge {
 				fmt.Fprintf(&b, " amount=%d", ev.amount)
 			}
-			if ev.kind == evTicketCheckedIn {
+			if ev.kind == evTicketCheckedIn || ev.kind == evTicketAdmitted {
 				fmt.Fprintf(&b, " ticket=%d", ev.ticket)
+			}
+			if ev.gate != "" {
+				fmt.Fprintf(&b, " gate=%s", ev.gate)
 			}
 		}
 		b.WriteByte('\n')
@@ -245,5 +250,6 @@ func dumpState(st *state) string {
 	slices.Sort(charged)
 	lines = append(lines, charged...)
 	lines = append(lines, fmt.Sprintf("pending=%d", st.pending))
+	lines = append(lines, dumpDoor(st)...) // door_test.go
 	return strings.Join(lines, "\n")
 }

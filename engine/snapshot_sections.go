@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // A snapshot section is one feature's own part of a snapshot (format 4 on),
@@ -87,7 +88,9 @@ func (r *restorer) readSections(d *decoder) {
 			d.fail(fmt.Sprintf("snapshot section %d not understood (written by a newer onsale?)", tag))
 			return
 		}
-		r.sections = append(r.sections, rawSection{tag, body})
+		// A copy: the journal may reuse the chunk's buffer once add returns,
+		// and sections are restored at finish.
+		r.sections = append(r.sections, rawSection{tag, slices.Clone(body)})
 	}
 }
 

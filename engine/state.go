@@ -32,6 +32,9 @@ type state struct {
 	// creds are the credentials, on the shard that owns credentialsKey
 	// (credentials.go); empty elsewhere.
 	creds credentialState
+	// door holds the gate and time of every admission (checkin.go), apart
+	// from the orders, which only carry a bit per ticket.
+	door admissions
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
@@ -50,6 +53,8 @@ type sale struct {
 	orders int
 
 	touched bool // in state.touched
+
+	tickets *saleTickets // ticket keys and revocations (ticketkeys.go); nil: none logged yet
 
 	// derived
 	users map[string]userState
@@ -79,7 +84,8 @@ type idemKey struct {
 	key  string
 }
 
-// order is an order in memory: 120 bytes plus the strings the client chose
+// order is an order in memory: 120 bytes (kid fills the last byte of
+// padding) plus the strings the client chose
 // (user id, idempotency key, payment event id).
 type order struct {
 	key         orderKey
@@ -97,7 +103,8 @@ type order struct {
 	qty         uint16
 	status      OrderStatus
 	needsRefund bool
-	usedKept    bool // refunded after entry: checked-in tickets stay sold (refunds.go)
+	usedKept    bool  // refunded after entry: checked-in tickets stay sold (refunds.go)
+	kid         uint8 // the sale's ticket key that signs its tickets (ticketkeys.go); 0 means 1
 }
 
 func newState() *state {

@@ -21,8 +21,8 @@ func (e *testEnv) credential(role string, expiresAt string, sales ...string) (st
 	return r.str("id"), hdr{"Authorization": "Bearer " + r.str("token")}
 }
 
-// paidOrder buys a ticket of sale for user and pays for it.
-func (e *testEnv) paidOrder(sale, user string) string {
+// paidOrderOf buys a ticket of sale for user and pays for it.
+func (e *testEnv) paidOrderOf(sale, user string) string {
 	e.t.Helper()
 	id := e.want(e.buy(sale, user, "k-"+user+"-"+sale, "floor", 1), 201, "").str("order_id")
 	e.want(e.pay("evt-"+id, "payment.succeeded", id, 5000, "EUR"), 200, "")
@@ -51,9 +51,9 @@ func TestCredentialLifecycle(t *testing.T) {
 		t.Fatalf("list shows a token or misses the credential: %s", list.body)
 	}
 
-	t1, t2 := e.paidOrder("s1", "u1")+".0", e.paidOrder("s2", "u2")+".0"
-	e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"ticket":%q}`, t1)), 200, "")
-	e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"ticket":%q}`, t2)), 403, "forbidden")
+	t1, t2 := e.codes(e.paidOrderOf("s1", "u1"))[0], e.codes(e.paidOrderOf("s2", "u2"))[0]
+	e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"code":%q,"gate":"g1"}`, t1)), 200, "")
+	e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"code":%q,"gate":"g1"}`, t2)), 403, "forbidden")
 
 	for _, c := range []struct{ body, want string }{
 		{`{"name":"x","role":"admin","sales":["s1"]}`, "role"},
@@ -72,7 +72,7 @@ func TestCredentialLifecycle(t *testing.T) {
 	e.want(e.do("DELETE", "/v1/admin/credentials/cred_nope", e.admin(), ""), 404, "unknown_credential")
 
 	e.want(e.do("DELETE", "/v1/admin/credentials/"+id, e.admin(), ""), 200, "")
-	r = e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"ticket":%q}`, t1)), 401, "unauthorized")
+	r = e.want(e.do("POST", "/v1/checkin", staff, fmt.Sprintf(`{"code":%q,"gate":"g1"}`, t1)), 401, "unauthorized")
 	if !strings.Contains(r.str("detail"), "revoked") {
 		t.Errorf("revoked: detail %q", r.str("detail"))
 	}
@@ -82,9 +82,9 @@ func TestCredentialLifecycle(t *testing.T) {
 	}
 
 	_, temp := e.credential("staff", e.clock.Now().Add(time.Hour).Format(time.RFC3339), "s1")
-	e.want(e.do("POST", "/v1/checkin", temp, fmt.Sprintf(`{"ticket":%q}`, t1)), 409, "already_checked_in")
+	e.want(e.do("POST", "/v1/checkin", temp, fmt.Sprintf(`{"code":%q,"gate":"g1"}`, t1)), 409, "already_checked_in")
 	e.clock.Advance(time.Hour)
-	r = e.want(e.do("POST", "/v1/checkin", temp, fmt.Sprintf(`{"ticket":%q}`, t1)), 401, "unauthorized")
+	r = e.want(e.do("POST", "/v1/checkin", temp, fmt.Sprintf(`{"code":%q,"gate":"g1"}`, t1)), 401, "unauthorized")
 	if !strings.Contains(r.str("detail"), "expired") {
 		t.Errorf("expired: detail %q", r.str("detail"))
 	}
@@ -102,7 +102,7 @@ func TestRolesOnEveryRoute(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	e.putSale("s1", 50, 10)
 	e.putSale("s2", 50, 10)
-	order := e.paidOrder("s1", "u1")
+	order := e.paidOrderOf("s1", "u1")
 	pending := e.want(e.buy("s1", "u1", "k-pending", "floor", 1), 201, "").str("order_id")
 	_, staff1 := e.credential("staff", "", "s1")
 	_, staff2 := e.credential("staff", "", "s2")
@@ -132,7 +132,10 @@ func TestRolesOnEveryRoute(t *testing.T) {
 		{"get order", "GET", "/v1/orders/" + order, "", want{ok, 403, ok, 404, 403, 403, ok, 403, 401}},
 		{"cancel order", "POST", "/v1/orders/" + pending + "/cancel", "", want{ok, 403, ok, 404, 403, 403, 403, 403, 401}},
 		{"my orders", "GET", "/v1/me/orders", "", want{403, 403, ok, ok, 403, 403, 403, 403, 401}},
-		{"checkin", "POST", "/v1/checkin", fmt.Sprintf(`{"ticket":"%s.0"}`, order), want{ok, ok, 403, 403, ok, 403, 403, 403, 401}},
+		{"checkin", "POST", "/v1/checkin", fmt.Sprintf(`{"code":%q,"gate":"g1"}`, e.codes(order)[0]), want{ok, ok, 403, 403, ok, 403, 403, 403, 401}},
+		{"checkin by ticket id", "POST", "/v1/checkin", fmt.Sprintf(`{"ticket":"%s.0"}`, order), want{ok, 403, 403, 403, 403, 403, 403, 403, 401}},
+		{"tickets", "GET", "/v1/orders/" + order + "/tickets", "", want{ok, 403, ok, 404, 403, 403, ok, 403, 401}},
+		{"revocations", "GET", "/v1/sales/s1/revocations", "", want{ok, ok, 403, 403, ok, 403, 403, 403, 401}},
 		{"pay at counter", "POST", "/v1/orders/" + pending + "/pay-at-counter", `{"method":"cash"}`, want{403, 403, 403, 403, 403, 403, ok, 403, 401}},
 	}
 	forged := hdr{"Authorization": "Bearer sel_" + strings.Repeat("A", 43)}

@@ -27,6 +27,11 @@
 //	                   (a sale's availability: its published view, no shard)
 //	                ── write JSON (orders and sales by hand, without reflection)
 //
+// Ticket codes are signed and verified here, never in a shard: the private
+// keys are derived from Config.DataKey per sale and key id (tickets.go) and
+// kept in memory only; a scan's signature is checked before the engine
+// sees it, so a forged or malformed code costs no shard time.
+//
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.
 //

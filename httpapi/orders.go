@@ -166,44 +166,6 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
 }
 
-type checkInBody struct {
-	Ticket string `json:"ticket"`
-}
-
-// checkIn: POST /v1/checkin {"ticket": code}, door staff or the admin.
-func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, who principal) {
-	var body checkInBody
-	if err := decodeStrict(ctx.PostBody(), &body); err != nil {
-		writeDecodeError(ctx, err)
-		return
-	}
-	if body.Ticket == "" {
-		writeProblem(ctx, codeInvalidRequest, "ticket is required", -1)
-		return
-	}
-	if sale, _, _ := strings.Cut(body.Ticket, "."); !who.allowsSale(sale) {
-		writeProblem(ctx, codeForbidden, "this credential may not check in tickets of sale "+strconv.Quote(sale), -1)
-		return
-	}
-	c, err := s.eng.CheckIn(s.reqCtx(), body.Ticket)
-	if err != nil {
-		s.writeError(ctx, err)
-		return
-	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/json")
-	buf := getBuffer()
-	b := append((*buf)[:0], `{"ticket":`...)
-	b = appendString(b, body.Ticket)
-	b = append(b, `,"ticket_index":`...)
-	b = strconv.AppendInt(b, int64(c.Ticket), 10)
-	b = append(b, `,"order":`...)
-	b = appendOrder(b, &c.Order, viewNoTickets)
-	b = append(b, "}\n"...)
-	ctx.SetBody(b)
-	putBuffer(buf, b)
-}
-
 // writeOrdersCSV answers an export page as CSV; the next page's cursor is
 // in the Next-Cursor header (absent on the last page).
 func writeOrdersCSV(ctx *fasthttp.RequestCtx, orders []engine.Order, next string) {

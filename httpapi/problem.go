@@ -54,6 +54,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownOrder):      {404, "No such order"},
 	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
+	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
 	codeNotFound:                         {404, "No such resource"},
 
 	// The request is well-formed HTTP but its content is not acceptable.
@@ -62,6 +63,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeInvalidRequest):      {422, "Invalid request"},
 	string(engine.CodePaymentMismatch):     {422, "Payment does not match the order"},
 	string(engine.CodeIdempotencyConflict): {422, "Idempotency key reused for a different purchase"},
+	string(engine.CodeInvalidTicket):       {422, "Not a valid ticket"},
 
 	// Refused by the state of the sale or order.
 	string(engine.CodeSoldOut):              {409, "Sold out"},
@@ -75,6 +77,9 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeTicketNotValid):       {409, "Ticket not valid"},
 	string(engine.CodeTicketAlreadyCheckIn): {409, "Ticket already checked in"},
 	string(engine.CodeTicketUsed):           {409, "Tickets of the order were used"},
+	string(engine.CodeTicketRevoked):        {409, "Ticket revoked"},
+	string(engine.CodeCurrentTicketKey):     {409, "The current ticket key cannot be retired"},
+	string(engine.CodeTicketKeysExhausted):  {409, "No ticket key ids left"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
 	// Who is asking.
@@ -103,6 +108,12 @@ var problemTable = map[string]problemInfo{
 // writeProblem answers with an application/problem+json body. available is
 // written for sold_out only (pass -1 otherwise).
 func writeProblem(ctx *fasthttp.RequestCtx, code, detail string, available int) {
+	writeProblemFirst(ctx, code, detail, available, nil)
+}
+
+// writeProblemFirst is writeProblem that also writes, for
+// already_checked_in, where and when the ticket was first admitted.
+func writeProblemFirst(ctx *fasthttp.RequestCtx, code, detail string, available int, first *engine.Admission) {
 	info, ok := problemTable[code]
 	if !ok {
 		code, info = codeInternal, problemTable[codeInternal]
@@ -133,6 +144,9 @@ func writeProblem(ctx *fasthttp.RequestCtx, code, detail string, available int) 
 		b = append(b, `,"available":`...)
 		b = strconv.AppendInt(b, int64(available), 10)
 	}
+	if first != nil {
+		b = appendFirstAdmission(b, first) // checkin.go
+	}
 	b = append(b, "}\n"...)
 	ctx.SetBody(b)
 	putBuffer(buf, b)
@@ -154,7 +168,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) string {
 			s.log.Error("engine rejection code has no HTTP mapping", "code", code, "detail", rej.Message)
 			code = codeInternal
 		}
-		writeProblem(ctx, code, rej.Message, available)
+		writeProblemFirst(ctx, code, rej.Message, available, rej.First)
 		return code
 	case errors.Is(err, engine.ErrOverloaded):
 		writeProblem(ctx, codeOverloaded, "the sale's queue is full; retry in a second with the same Idempotency-Key", -1)

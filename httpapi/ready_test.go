@@ -35,6 +35,12 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminListCredentials:  {"GET", "/v1/admin/credentials", ""},
 		routeAdminRevokeCredential: {"DELETE", "/v1/admin/credentials/cred_x", ""},
 		routePayAtCounter:          {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/pay-at-counter", `{"method":"cash"}`},
+		routeCheckInSync:           {"POST", "/v1/checkin:sync", `{"gate":"g","scans":[]}`},
+		routeCheckInKey:            {"GET", "/v1/sales/s1/checkin-key", ""},
+		routeRevocations:           {"GET", "/v1/sales/s1/revocations", ""},
+		routeOrderTickets:          {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets", ""},
+		routeAdminRotateKey:        {"POST", "/v1/admin/sales/s1/checkin-keys:rotate", ""},
+		routeAdminRetireKey:        {"POST", "/v1/admin/sales/s1/checkin-keys/1:retire", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -103,7 +109,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminPutSale: true, routeAdminCloseSale: true, routeAdminReopenSale: true, routeAdminLoadSales: true,
 		routeAdminRefund: true, routeRegister: true, routePurchase: true, routeCancelOrder: true,
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
-		routePayAtCounter: true,
+		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

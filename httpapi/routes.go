@@ -36,6 +36,12 @@ const (
 	routeAdminListCredentials  // GET    /v1/admin/credentials (credentialRoute)
 	routeAdminRevokeCredential // DELETE /v1/admin/credentials/{credential_id}
 	routePayAtCounter          // POST   /v1/orders/{order_id}/pay-at-counter
+	routeCheckInSync           // POST /v1/checkin:sync
+	routeCheckInKey            // GET  /v1/sales/{sale_id}/checkin-key
+	routeRevocations           // GET  /v1/sales/{sale_id}/revocations
+	routeOrderTickets          // GET  /v1/orders/{order_id}/tickets
+	routeAdminRotateKey        // POST /v1/admin/sales/{sale_id}/checkin-keys:rotate
+	routeAdminRetireKey        // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
 	routeCount
 )
 
@@ -90,6 +96,12 @@ func init() {
 		routeAdminListCredentials:  {"admin_list_credentials", "GET", accessAdmin, (*Server).listCredentials},
 		routeAdminRevokeCredential: {"admin_revoke_credential", "DELETE", accessAdmin, (*Server).revokeCredential},
 		routePayAtCounter:          {"pay_at_counter", "POST", accessSeller, (*Server).payAtCounter},
+		routeCheckInSync:           {"checkin_sync", "POST", accessDoor, (*Server).checkInSync},
+		routeCheckInKey:            {"checkin_key", "GET", accessPublic, (*Server).checkInKey},
+		routeRevocations:           {"revocations", "GET", accessDoor, (*Server).revocations},
+		routeOrderTickets:          {"order_tickets", "GET", accessOrderReader, (*Server).orderTickets},
+		routeAdminRotateKey:        {"admin_rotate_checkin_key", "POST", accessAdmin, (*Server).rotateCheckInKey},
+		routeAdminRetireKey:        {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
 	}
 }
 
@@ -122,6 +134,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeCheckIn, nil
 	case "/v1/admin/credentials":
 		return routeAdminCreateCredential, nil
+	case "/v1/checkin:sync":
+		return routeCheckInSync, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -131,6 +145,10 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetSale, id
 		case string(tail) == "/purchase":
 			return routePurchase, id
+		case string(tail) == "/checkin-key":
+			return routeCheckInKey, id
+		case string(tail) == "/revocations":
+			return routeRevocations, id
 		}
 		return routeNone, nil
 	}
@@ -144,6 +162,8 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeCancelOrder, id
 		case string(tail) == "/pay-at-counter":
 			return routePayAtCounter, id
+		case string(tail) == "/tickets":
+			return routeOrderTickets, id
 		}
 		return routeNone, nil
 	}
@@ -163,6 +183,11 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeAdminPutSale, seg
 		case string(tail) == "/orders":
 			return routeAdminSaleOrders, seg
+		case string(tail) == "/checkin-keys:rotate":
+			return routeAdminRotateKey, seg
+		case bytes.HasPrefix(tail, checkInKeysSegment) && bytes.HasSuffix(tail, suffixRetire):
+			// the parameter is "{sale_id}/checkin-keys/{kid}" (tickets.go splits it)
+			return routeAdminRetireKey, rest[:len(rest)-len(suffixRetire)]
 		}
 		return routeNone, nil
 	}
@@ -186,6 +211,8 @@ var (
 	prefixAdminCredentials = []byte("/v1/admin/credentials/")
 	suffixClose            = []byte(":close")
 	suffixReopen           = []byte(":reopen")
+	suffixRetire           = []byte(":retire")
+	checkInKeysSegment     = []byte("/checkin-keys/")
 )
 
 // cutSegment splits p at its first '/': the segment before, and the rest

@@ -141,6 +141,7 @@ type Server struct {
 	limiter     *userLimiter // nil when UserRatePerSec is 0
 	cors        *corsPolicy  // nil when no CORS origin is allowed
 	credKeys    credentialKeys
+	ticketKeys  *ticketKeys // the sales' ticket signing keys (tickets.go)
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -171,6 +172,7 @@ func New(cfg Config) *Server {
 		doorDigest:  sha256.Sum256([]byte(cfg.DoorToken)),
 		cors:        newCORSPolicy(cfg.CORSOrigins),
 		credKeys:    newCredentialKeys(cfg.DataKey),
+		ticketKeys:  newTicketKeys(cfg.DataKey),
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
