@@ -42,6 +42,8 @@ const (
 	routeOrderTickets          // GET  /v1/orders/{order_id}/tickets
 	routeAdminRotateKey        // POST /v1/admin/sales/{sale_id}/checkin-keys:rotate
 	routeAdminRetireKey        // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
+	routeTicketQR              // GET  /v1/orders/{order_id}/tickets/{n}/qr.png
+	routeTicketsPDF            // GET  /v1/orders/{order_id}/tickets.pdf
 	routeCount
 )
 
@@ -102,6 +104,8 @@ func init() {
 		routeOrderTickets:          {"order_tickets", "GET", accessOrderReader, (*Server).orderTickets},
 		routeAdminRotateKey:        {"admin_rotate_checkin_key", "POST", accessAdmin, (*Server).rotateCheckInKey},
 		routeAdminRetireKey:        {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
+		routeTicketQR:              {"ticket_qr", "GET", accessOrderReader, (*Server).ticketQR},
+		routeTicketsPDF:            {"tickets_pdf", "GET", accessOrderReader, (*Server).ticketsPDF},
 	}
 }
 
@@ -164,6 +168,11 @@ func matchRoute(path []byte) (route, []byte) {
 			return routePayAtCounter, id
 		case string(tail) == "/tickets":
 			return routeOrderTickets, id
+		case string(tail) == "/tickets.pdf":
+			return routeTicketsPDF, id
+		case bytes.HasPrefix(tail, segmentTickets) && bytes.HasSuffix(tail, suffixQRPNG):
+			// the parameter is "{order_id}/tickets/{n}" (ticketprint.go splits it)
+			return routeTicketQR, rest[:len(rest)-len(suffixQRPNG)]
 		}
 		return routeNone, nil
 	}

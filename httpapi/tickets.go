@@ -150,15 +150,8 @@ func (s *Server) writeTicketKeys(ctx *fasthttp.RequestCtx, saleID string, keys [
 // order is reported like a missing one) or the admin. Valid and checked-in
 // tickets carry their signed code; revoked ones none.
 func (s *Server) orderTickets(ctx *fasthttp.RequestCtx, id []byte, who principal) {
-	if who.kind == principalSeller && !s.sellerMayTouchOrder(ctx, id, who) {
-		return // a box office prints the tickets of its own sales only
-	}
-	ot, err := s.eng.Tickets(s.reqCtx(), string(id))
-	if err == nil && who.kind == principalBuyer && ot.Order.UserID != who.userID {
-		err = &engine.Rejection{Code: engine.CodeUnknownOrder, Message: fmt.Sprintf("no order %q", id)}
-	}
-	if err != nil {
-		s.writeError(ctx, err)
+	ot, ok := s.readableTickets(ctx, id, who) // ticketprint.go
+	if !ok {
 		return
 	}
 	o := &ot.Order
@@ -178,7 +171,7 @@ func (s *Server) orderTickets(ctx *fasthttp.RequestCtx, id []byte, who principal
 	b = append(b, `,"tier_name":`...)
 	b = appendString(b, ot.TierName)
 	b = append(b, `,"holder":`...)
-	b = appendString(b, o.UserID)
+	b = appendString(b, s.holder(o))
 	b = append(b, `,"tickets":[`...)
 	for i := range ot.Tickets {
 		t := &ot.Tickets[i]
@@ -196,9 +189,8 @@ func (s *Server) orderTickets(ctx *fasthttp.RequestCtx, id []byte, who principal
 		b = append(b, `,"issued_at":`...)
 		b = appendTime(b, t.IssuedAtMs)
 		if t.State != engine.TicketRevoked {
-			p := ot.Payload(i)
 			b = append(b, `,"code":"`...)
-			b = append(b, engine.SignTicketCode(p, s.ticketKeys.private(p.SaleID, p.Kid))...)
+			b = append(b, s.signedCode(&ot, i)...)
 			b = append(b, '"')
 		}
 		switch {

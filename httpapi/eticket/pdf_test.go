@@ -2,16 +2,13 @@ package eticket
 
 import (
 	"bytes"
-	"compress/zlib"
 	"image"
-	"image/color"
-	"io"
 	"math/rand/v2"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/onsale/onsale/httpapi/eticket/etickettest"
 )
 
 func sampleTickets(rng *rand.Rand) []Ticket {
@@ -131,84 +128,22 @@ func TestPrintable(t *testing.T) {
 	}
 }
 
-// qrBlocks returns the QR drawing of each page, in page order: the
-// inflated content streams' text from "% onsale-qr" to the fill.
 func qrBlocks(t *testing.T, pdf []byte) []string {
 	t.Helper()
-	var blocks []string
-	for rest := pdf; ; {
-		i := bytes.Index(rest, []byte("stream\n"))
-		if i < 0 {
-			return blocks
-		}
-		rest = rest[i+len("stream\n"):]
-		j := bytes.Index(rest, []byte("\nendstream"))
-		if j < 0 {
-			t.Fatal("stream without endstream")
-		}
-		body := rest[:j]
-		rest = rest[j+len("\nendstream"):]
-		zr, err := zlib.NewReader(bytes.NewReader(body))
-		if err != nil {
-			continue // not a Flate stream (fonts may be stored otherwise)
-		}
-		content, err := io.ReadAll(zr)
-		if err != nil {
-			continue
-		}
-		if k := bytes.Index(content, []byte("% onsale-qr\n")); k >= 0 {
-			block := content[k:]
-			block = block[:bytes.Index(block, []byte("f Q\n"))]
-			blocks = append(blocks, string(block))
-		}
+	blocks, err := etickettest.QRBlocks(pdf)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return blocks
 }
 
-var reOp = regexp.MustCompile(`(-?[\d.]+) (-?[\d.]+) (-?[\d.]+) (-?[\d.]+) re`)
+func rects(block string) [][4]float64 { return etickettest.Rects(block) }
 
-// rects parses the "x y w h re" operators of a block, in points.
-func rects(block string) [][4]float64 {
-	var out [][4]float64
-	for _, m := range reOp.FindAllStringSubmatch(block, -1) {
-		var r [4]float64
-		for i := range r {
-			r[i], _ = strconv.ParseFloat(m[i+1], 64)
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// pageQRs rasterises each page's QR at 4 pixels a point: the first
-// rectangle is the white square, the others the dark modules.
 func pageQRs(t *testing.T, pdf []byte) []image.Image {
 	t.Helper()
-	var imgs []image.Image
-	for _, block := range qrBlocks(t, pdf) {
-		rs := rects(block)
-		if len(rs) < 2 {
-			t.Fatalf("QR block without modules: %.200q", block)
-		}
-		const pxPerPt = 4
-		sq := rs[0]
-		side := int(sq[2] * pxPerPt)
-		img := image.NewGray(image.Rect(0, 0, side, side))
-		for i := range img.Pix {
-			img.Pix[i] = 0xff
-		}
-		for _, r := range rs[1:] {
-			// PDF y grows upwards: flip into image rows.
-			x0 := int((r[0] - sq[0]) * pxPerPt)
-			x1 := int((r[0] + r[2] - sq[0]) * pxPerPt)
-			y0 := int((sq[1] + sq[3] - r[1] - r[3]) * pxPerPt)
-			y1 := int((sq[1] + sq[3] - r[1]) * pxPerPt)
-			for y := y0; y < y1; y++ {
-				for x := x0; x < x1; x++ {
-					img.SetGray(x, y, color.Gray{})
-				}
-			}
-		}
-		imgs = append(imgs, img)
+	imgs, err := etickettest.PageQRs(pdf)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return imgs
 }

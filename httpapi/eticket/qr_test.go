@@ -2,8 +2,6 @@ package eticket
 
 import (
 	"bytes"
-	"cmp"
-	"fmt"
 	"image"
 	"image/png"
 	"math/rand/v2"
@@ -13,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	zxqr "github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/onsale/onsale/httpapi/eticket/etickettest"
 )
 
 // base32 is the alphabet of an upper-case base32 code (RFC 4648): every
@@ -43,30 +40,7 @@ func scan(t *testing.T, img image.Image) (text, level string) {
 	return text, level
 }
 
-// scanErr reads img as a phone would (finding the symbol), and when that
-// fails, as a scanner of a clean flat image does (PURE_BARCODE: the symbol
-// fills the image). gozxing's detector misses about 1 in 200 perfectly
-// sharp symbols of versions 6-8 at 4 or more pixels a module (not at 1-3)
-// whatever the mask, while its pure mode, and the encoder's own decoder,
-// read the same images: the symbol is right, the detector's geometry is
-// not. The fallback keeps the test about the symbol's content.
-func scanErr(img image.Image) (text, level string, err error) {
-	var firstErr error
-	for _, hints := range []map[gozxing.DecodeHintType]any{nil, {gozxing.DecodeHintType_PURE_BARCODE: true}} {
-		bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-		if err != nil {
-			return "", "", err
-		}
-		res, err := zxqr.NewQRCodeReader().Decode(bmp, hints)
-		if err != nil {
-			firstErr = cmp.Or(firstErr, err)
-			continue
-		}
-		lvl, _ := res.GetResultMetadata()[gozxing.ResultMetadataType_ERROR_CORRECTION_LEVEL].(string)
-		return res.GetText(), lvl, nil
-	}
-	return "", "", fmt.Errorf("gozxing cannot read the QR: %w", firstErr)
-}
+func scanErr(img image.Image) (text, level string, err error) { return etickettest.ScanQR(img) }
 
 func decodePNG(t *testing.T, b []byte) image.Image {
 	t.Helper()
