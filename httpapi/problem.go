@@ -54,6 +54,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownOrder):  {404, "No such order"},
 	string(engine.CodeUnknownTicket): {404, "No such ticket"},
 	codeNotFound:                     {404, "No such resource"},
+	codeProviderNotConfigured:        {404, "Payment provider not configured"},
 
 	// The request is well-formed HTTP but its content is not acceptable.
 	string(engine.CodeUnknownTier):         {422, "No such tier"},

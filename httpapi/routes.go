@@ -32,6 +32,10 @@ const (
 	routeMyOrders        // GET  /v1/me/orders
 	routeWebhook         // POST /v1/payments/webhook
 	routeCheckIn         // POST /v1/checkin
+	routeStripe          // POST /v1/payments/stripe (providers.go)
+	routeAlipay          // POST /v1/payments/alipay
+	routeWeChatPay       // POST /v1/payments/wechatpay
+	routeUnionPay        // POST /v1/payments/unionpay
 	routeCount
 )
 
@@ -79,6 +83,10 @@ func init() {
 		routeMyOrders:        {"my_orders", "GET", accessBuyer, (*Server).myOrders},
 		routeWebhook:         {"payment_webhook", "POST", accessPublic, (*Server).webhook},
 		routeCheckIn:         {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeStripe:          {"payment_stripe", "POST", accessPublic, (*Server).stripeNotification},
+		routeAlipay:          {"payment_alipay", "POST", accessPublic, (*Server).alipayNotification},
+		routeWeChatPay:       {"payment_wechatpay", "POST", accessPublic, (*Server).wechatPayNotification},
+		routeUnionPay:        {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 	}
 }
 
@@ -109,6 +117,14 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeWebhook, nil
 	case "/v1/checkin":
 		return routeCheckIn, nil
+	case "/v1/payments/stripe":
+		return routeStripe, nil
+	case "/v1/payments/alipay":
+		return routeAlipay, nil
+	case "/v1/payments/wechatpay":
+		return routeWeChatPay, nil
+	case "/v1/payments/unionpay":
+		return routeUnionPay, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
