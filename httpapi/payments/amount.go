@@ -49,5 +49,8 @@ func ParseDecimalMinor(s string) (int64, error) {
 		n += int64(c-'0') * scale
 		scale /= 10
 	}
+	if n > amountMinorMax {
+		return 0, errAmount
+	}
 	return n, nil
 }
