@@ -31,6 +31,10 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMyOrders:        {"GET", "/v1/me/orders", ""},
 		routeWebhook:         {"POST", "/v1/payments/webhook", `{}`},
 		routeCheckIn:         {"POST", "/v1/checkin", `{"ticket":"s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0"}`},
+		routeStripe:          {"POST", "/v1/payments/stripe", `{}`},
+		routeAlipay:          {"POST", "/v1/payments/alipay", `a=b`},
+		routeWeChatPay:       {"POST", "/v1/payments/wechatpay", `{}`},
+		routeUnionPay:        {"POST", "/v1/payments/unionpay", `a=b`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -99,6 +103,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminPutSale: true, routeAdminCloseSale: true, routeAdminReopenSale: true, routeAdminLoadSales: true,
 		routeAdminRefund: true, routeRegister: true, routePurchase: true, routeCancelOrder: true,
 		routeWebhook: true, routeCheckIn: true,
+		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {
