@@ -41,6 +41,7 @@ import (
 
 	"github.com/onsale/onsale/engine"
 	"github.com/onsale/onsale/httpapi"
+	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/wal"
 )
 
@@ -88,6 +89,7 @@ type options struct {
 	version                                          bool
 	corsOriginsList                                  string
 	corsOrigins                                      []string // parsed from corsOriginsList
+	payments                                         payments.Options
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -124,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"below this free space on the data directory's disk, writes are refused (503) and /readyz is red; 0 = no check")
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
 	env.str(&o.corsOriginsList, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
+	paymentFlags(&env, &o.payments)
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
 		return o, env.err
@@ -135,6 +138,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return o, checkOptions(&o)
+}
+
+// paymentFlags are the payment providers' settings (httpapi/payments); a
+// provider whose settings are all empty is not configured, and its route
+// answers 404 provider_not_configured. Key paths are relative to -data.
+func paymentFlags(env *envDefaults, p *payments.Options) {
+	env.str(&p.StripeWebhookSecret, "stripe-webhook-secret", "ONSALE_STRIPE_WEBHOOK_SECRET", "", "Stripe endpoint secret (whsec_...); comma-separated while rolling it")
+	env.str(&p.AlipayAppID, "alipay-app-id", "ONSALE_ALIPAY_APP_ID", "", "Alipay app_id notifications must carry")
+	env.str(&p.AlipayPublicKey, "alipay-public-key", "ONSALE_ALIPAY_PUBLIC_KEY", "", "path of the Alipay public key (PEM, certificate or bare base64)")
+	env.str(&p.WeChatPayMchID, "wechatpay-mchid", "ONSALE_WECHATPAY_MCHID", "", "WeChat Pay merchant id (mchid)")
+	env.str(&p.WeChatPayAppID, "wechatpay-appid", "ONSALE_WECHATPAY_APPID", "", "WeChat Pay appid")
+	env.str(&p.WeChatPayAPIv3Key, "wechatpay-apiv3-key", "ONSALE_WECHATPAY_APIV3_KEY", "", "WeChat Pay APIv3 key: its 32 characters, or the path of a file holding them")
+	env.str(&p.WeChatPayPlatformCerts, "wechatpay-platform-certs", "ONSALE_WECHATPAY_PLATFORM_CERTS", "", "comma-separated paths of WeChat Pay platform certificates (PEM; each named by its serial)")
+	env.str(&p.WeChatPayPublicKeys, "wechatpay-public-keys", "ONSALE_WECHATPAY_PUBLIC_KEYS", "", "comma-separated PUB_KEY_ID_...=path of WeChat Pay public keys")
+	env.str(&p.UnionPayMerID, "unionpay-mer-id", "ONSALE_UNIONPAY_MER_ID", "", "UnionPay merchant id (merId)")
+	env.str(&p.UnionPayRootCert, "unionpay-root-cert", "ONSALE_UNIONPAY_ROOT_CERT", "", "path of UnionPay's root certificate (PEM)")
+	env.str(&p.UnionPayMiddleCert, "unionpay-middle-cert", "ONSALE_UNIONPAY_MIDDLE_CERT", "", "path of UnionPay's middle certificate (PEM)")
+	env.str(&p.UnionPayCertOwner, "unionpay-cert-owner", "ONSALE_UNIONPAY_CERT_OWNER", "", "owner in UnionPay's signing certificate CN [中国银联股份有限公司; 00040000:SIGN in its test environment]")
 }
 
 // shardsMax bounds -shards: more shard goroutines than cores gains
@@ -358,7 +379,13 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 // attaches the engine.
 func (a *app) listen(sec secrets) error {
 	o := a.o
+	o.payments.Dir = o.data
+	providers, err := payments.Load(o.payments)
+	if err != nil {
+		return fmt.Errorf("payment providers: %w", err)
+	}
 	a.srv = httpapi.New(httpapi.Config{
+		Payments:   providers,
 		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
 		PaymentSecrets: splitSecrets(sec.PaymentSecret), DataKey: []byte(sec.DataKey),
 		MaxBodyBytes: o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,

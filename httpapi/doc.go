@@ -1,7 +1,8 @@
 // Package httpapi is onsale's HTTP service: the fasthttp server, its routes,
 // authentication (admin and door bearer tokens, staff and seller
 // credentials scoped to sales, buyer JWTs, the payment provider's webhook
-// signature), JSON in and out, errors as
+// signature; the providers' own notifications through httpapi/payments,
+// providers.go), JSON in and out, errors as
 // application/problem+json, limits, metrics, health and the OpenAPI
 // document. It owns no state of its own besides user accounts, which it
 // keeps in a UserStore (the wal's metadata store); every sale, order and

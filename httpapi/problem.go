@@ -56,6 +56,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
 	codeNotFound:                         {404, "No such resource"},
+	codeProviderNotConfigured:            {404, "Payment provider not configured"},
 
 	// The request is well-formed HTTP but its content is not acceptable.
 	string(engine.CodeUnknownTier):         {422, "No such tier"},

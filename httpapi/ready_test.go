@@ -41,6 +41,12 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeOrderTickets:          {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets", ""},
 		routeAdminRotateKey:        {"POST", "/v1/admin/sales/s1/checkin-keys:rotate", ""},
 		routeAdminRetireKey:        {"POST", "/v1/admin/sales/s1/checkin-keys/1:retire", ""},
+		routeTicketQR:              {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets/0/qr.png", ""},
+		routeTicketsPDF:            {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets.pdf", ""},
+		routeStripe:                {"POST", "/v1/payments/stripe", `{}`},
+		routeAlipay:                {"POST", "/v1/payments/alipay", `a=b`},
+		routeWeChatPay:             {"POST", "/v1/payments/wechatpay", `{}`},
+		routeUnionPay:              {"POST", "/v1/payments/unionpay", `a=b`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -110,6 +116,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminRefund: true, routeRegister: true, routePurchase: true, routeCancelOrder: true,
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
 		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
+		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -44,6 +44,10 @@ const (
 	routeAdminRetireKey        // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
 	routeTicketQR              // GET  /v1/orders/{order_id}/tickets/{n}/qr.png
 	routeTicketsPDF            // GET  /v1/orders/{order_id}/tickets.pdf
+	routeStripe                // POST /v1/payments/stripe (providers.go)
+	routeAlipay                // POST /v1/payments/alipay
+	routeWeChatPay             // POST /v1/payments/wechatpay
+	routeUnionPay              // POST /v1/payments/unionpay
 	routeCount
 )
 
@@ -106,6 +110,10 @@ func init() {
 		routeAdminRetireKey:        {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
 		routeTicketQR:              {"ticket_qr", "GET", accessOrderReader, (*Server).ticketQR},
 		routeTicketsPDF:            {"tickets_pdf", "GET", accessOrderReader, (*Server).ticketsPDF},
+		routeStripe:                {"payment_stripe", "POST", accessPublic, (*Server).stripeNotification},
+		routeAlipay:                {"payment_alipay", "POST", accessPublic, (*Server).alipayNotification},
+		routeWeChatPay:             {"payment_wechatpay", "POST", accessPublic, (*Server).wechatPayNotification},
+		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 	}
 }
 
@@ -140,6 +148,14 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeAdminCreateCredential, nil
 	case "/v1/checkin:sync":
 		return routeCheckInSync, nil
+	case "/v1/payments/stripe":
+		return routeStripe, nil
+	case "/v1/payments/alipay":
+		return routeAlipay, nil
+	case "/v1/payments/wechatpay":
+		return routeWeChatPay, nil
+	case "/v1/payments/unionpay":
+		return routeUnionPay, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi/payments"
 )
 
 // UserStore keeps user accounts: small values by key, durable when Put
@@ -39,6 +40,9 @@ type Config struct {
 	// PaymentSecrets verify the webhook's signature; any one of them may
 	// have signed it, so a secret can be rotated. At least one is required.
 	PaymentSecrets [][]byte
+	// Payments are the payment providers' verifiers (providers.go); a
+	// provider left nil answers 404 provider_not_configured.
+	Payments *payments.Providers
 	// DataKey is the root secret the server derives its own keys from
 	// (ticket signing keys, staff token hashes, buyer contact encryption):
 	// at least 32 bytes, kept in the data directory, never changed.
@@ -138,8 +142,9 @@ type Server struct {
 	adminDigest [sha256.Size]byte
 	doorDigest  [sha256.Size]byte
 	users       *userService
-	limiter     *userLimiter // nil when UserRatePerSec is 0
-	cors        *corsPolicy  // nil when no CORS origin is allowed
+	providers   providerMetrics // providers.go
+	limiter     *userLimiter    // nil when UserRatePerSec is 0
+	cors        *corsPolicy     // nil when no CORS origin is allowed
 	credKeys    credentialKeys
 	ticketKeys  *ticketKeys // the sales' ticket signing keys (tickets.go)
 
@@ -180,6 +185,7 @@ func New(cfg Config) *Server {
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
 	s.registerCredentialMetrics()
+	s.providers = newProviderMetrics(cfg.Metrics)
 	if cfg.UserRatePerSec > 0 {
 		s.limiter = newUserLimiter(cfg.UserRatePerSec, cfg.UserBurst, cfg.UserRateUsersMax, cfg.Metrics)
 		s.rateLimitedDetail = fmt.Sprintf("too many purchases and cancels from this account: at most %g per second,"+

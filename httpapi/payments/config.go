@@ -1,0 +1,182 @@
+package payments
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Options are the providers' settings as main reads them from flags and
+// the environment. A provider is configured when any of its settings is
+// set, and then all it needs must be; paths that are not absolute are read
+// from Dir (the data directory).
+type Options struct {
+	Dir string
+
+	StripeWebhookSecret string // whsec_...; comma-separated while rolling a secret
+
+	AlipayAppID     string
+	AlipayPublicKey string // path: PEM public key or certificate, or the bare base64 key
+
+	WeChatPayMchID         string
+	WeChatPayAppID         string
+	WeChatPayAPIv3Key      string // the 32-character key, or a path to a file holding it
+	WeChatPayPlatformCerts string // comma-separated PEM paths; each is named by its serial
+	WeChatPayPublicKeys    string // comma-separated PUB_KEY_ID_...=path of a WeChat Pay public key
+	UnionPayMerID          string
+	UnionPayRootCert       string // path
+	UnionPayMiddleCert     string // path
+	UnionPayCertOwner      string // [UnionPayOwner]; 00040000:SIGN in UnionPay's test environment
+}
+
+// Providers are the configured verifiers; nil for a provider that is not.
+type Providers struct {
+	Stripe    *Stripe
+	Alipay    *Alipay
+	WeChatPay *WeChatPay
+	UnionPay  *UnionPay
+}
+
+// Load builds the verifiers of the configured providers, reading their
+// keys and certificates. It names the setting at fault in its error.
+func Load(o Options) (*Providers, error) {
+	var p Providers
+	var errs []error
+	if o.StripeWebhookSecret != "" {
+		p.Stripe = NewStripe(splitList(o.StripeWebhookSecret), 0)
+	}
+	if o.AlipayAppID != "" || o.AlipayPublicKey != "" {
+		a, err := loadAlipay(o)
+		errs = append(errs, err)
+		p.Alipay = a
+	}
+	if o.WeChatPayMchID != "" || o.WeChatPayAppID != "" || o.WeChatPayAPIv3Key != "" || o.WeChatPayPlatformCerts != "" || o.WeChatPayPublicKeys != "" {
+		w, err := loadWeChatPay(o)
+		errs = append(errs, err)
+		p.WeChatPay = w
+	}
+	if o.UnionPayMerID != "" || o.UnionPayRootCert != "" || o.UnionPayMiddleCert != "" {
+		u, err := loadUnionPay(o)
+		errs = append(errs, err)
+		p.UnionPay = u
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func loadAlipay(o Options) (*Alipay, error) {
+	if o.AlipayAppID == "" || o.AlipayPublicKey == "" {
+		return nil, errors.New("alipay: -alipay-app-id and -alipay-public-key go together")
+	}
+	data, err := o.read(o.AlipayPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("alipay: -alipay-public-key: %w", err)
+	}
+	key, err := ParseRSAPublicKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("alipay: -alipay-public-key: %w", err)
+	}
+	return NewAlipay(o.AlipayAppID, key), nil
+}
+
+func loadWeChatPay(o Options) (*WeChatPay, error) {
+	if o.WeChatPayMchID == "" || o.WeChatPayAppID == "" || o.WeChatPayAPIv3Key == "" ||
+		o.WeChatPayPlatformCerts == "" && o.WeChatPayPublicKeys == "" {
+		return nil, errors.New("wechatpay: -wechatpay-mchid, -wechatpay-appid, -wechatpay-apiv3-key and -wechatpay-platform-certs or -wechatpay-public-keys go together")
+	}
+	key := []byte(o.WeChatPayAPIv3Key)
+	if len(key) != 32 {
+		data, err := o.read(o.WeChatPayAPIv3Key)
+		if err != nil {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-apiv3-key is neither 32 characters nor a readable file: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(data)))
+	}
+	var certs []*x509.Certificate
+	for _, path := range splitList(o.WeChatPayPlatformCerts) {
+		data, err := o.read(path)
+		if err != nil {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-platform-certs: %w", err)
+		}
+		cs, err := parseCertificates(data)
+		if err != nil {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-platform-certs %s: %w", path, err)
+		}
+		certs = append(certs, cs...)
+	}
+	pubs := map[string]*rsa.PublicKey{}
+	for _, item := range splitList(o.WeChatPayPublicKeys) {
+		id, path, ok := strings.Cut(item, "=")
+		if !ok || id == "" || path == "" {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-public-keys wants PUB_KEY_ID_...=path items, not %q", item)
+		}
+		data, err := o.read(path)
+		if err != nil {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-public-keys: %w", err)
+		}
+		k, err := ParseRSAPublicKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("wechatpay: -wechatpay-public-keys %s: %w", id, err)
+		}
+		pubs[id] = k
+	}
+	w, err := NewWeChatPay(o.WeChatPayMchID, o.WeChatPayAppID, key, certs, pubs, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wechatpay: %w", err)
+	}
+	return w, nil
+}
+
+func loadUnionPay(o Options) (*UnionPay, error) {
+	if o.UnionPayMerID == "" || o.UnionPayRootCert == "" || o.UnionPayMiddleCert == "" {
+		return nil, errors.New("unionpay: -unionpay-mer-id, -unionpay-root-cert and -unionpay-middle-cert go together")
+	}
+	var pools [2][]*x509.Certificate
+	for i, path := range []string{o.UnionPayRootCert, o.UnionPayMiddleCert} {
+		data, err := o.read(path)
+		if err != nil {
+			return nil, fmt.Errorf("unionpay: %w", err)
+		}
+		if pools[i], err = parseCertificates(data); err != nil {
+			return nil, fmt.Errorf("unionpay: %s: %w", path, err)
+		}
+	}
+	u, err := NewUnionPay(o.UnionPayMerID, pools[0], pools[1], o.UnionPayCertOwner)
+	if err != nil {
+		return nil, fmt.Errorf("unionpay: %w", err)
+	}
+	return u, nil
+}
+
+// keyFileMax bounds what is read as a key or certificate file.
+const keyFileMax = 1 << 20
+
+func (o Options) read(path string) ([]byte, error) {
+	if !filepath.IsAbs(path) && o.Dir != "" {
+		path = filepath.Join(o.Dir, path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > keyFileMax {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, keyFileMax)
+	}
+	return os.ReadFile(path)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi/payments"
+)
+
+// Payment providers' notifications: POST /v1/payments/{stripe, alipay,
+// wechatpay, unionpay}. Public routes: the provider's signature is the
+// authentication, checked by package payments on the raw request before
+// anything is parsed. A verified notification becomes one engine.Payment
+// (payments.Event.EventID, so a transaction applies once), and the provider
+// is told "handled" only after the engine answered, which is after the
+// log entry holding the payment is synced.
+//
+// What a provider is told, by what happened:
+//
+//	refused by verification      401 unauthorized / 422 invalid_request: nothing changed; it retries, and a person looks
+//	engine: applied, unchanged,  handled (2xx, or Alipay's "success")
+//	  duplicate charge
+//	unknown order                handled; logged and counted in onsale_payments_unmatched_total{provider}
+//	amount or currency mismatch  handled; a success is logged as an error and counted in
+//	                             onsale_payments_mismatch_total{provider}: money to refund at the provider
+//	refund made at the provider  handled; logged and counted, not applied (the engine has no event for it)
+//	ignored (waiting, unknown)   handled
+//	engine overloaded, stopping  429/503 (WeChat Pay: {"code":"FAIL"}): retried by the provider
+//
+// Unmatched and mismatched payments are answered as handled because a
+// retry cannot fix them and providers give up after a day or so anyway:
+// the log line and the metric are where an admin finds them.
+
+// Outcomes of a notification, in logs and in onsale_payment_notifications_total.
+const (
+	notifyApplied         = "applied"
+	notifyUnchanged       = "unchanged"
+	notifyDuplicateCharge = "duplicate_charge"
+	notifyUnmatched       = "unmatched"
+	notifyMismatch        = "mismatch"
+	notifyRefund          = "refund_not_applied"
+	notifyIgnored         = "ignored"
+)
+
+const codeProviderNotConfigured = "provider_not_configured"
+
+var (
+	headerStripeSignature     = []byte("Stripe-Signature")
+	headerWechatpayTimestamp  = []byte("Wechatpay-Timestamp")
+	headerWechatpayNonce      = []byte("Wechatpay-Nonce")
+	headerWechatpaySignature  = []byte("Wechatpay-Signature")
+	headerWechatpaySerial     = []byte("Wechatpay-Serial")
+	headerWechatpaySignerType = []byte("Wechatpay-Signature-Type")
+)
+
+func (s *Server) stripeNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	v := s.payments().Stripe
+	if v == nil {
+		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderStripe)
+		return
+	}
+	ev, err := v.Verify(ctx.Request.Header.PeekBytes(headerStripeSignature), ctx.PostBody(), s.now())
+	s.handleNotification(ctx, stripeAnswer{}, payments.ProviderStripe, ev, err)
+}
+
+func (s *Server) alipayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	v := s.payments().Alipay
+	if v == nil {
+		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderAlipay)
+		return
+	}
+	ev, err := v.Verify(ctx.PostBody())
+	s.handleNotification(ctx, textAnswer{text: "success"}, payments.ProviderAlipay, ev, err)
+}
+
+func (s *Server) wechatPayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	v := s.payments().WeChatPay
+	if v == nil {
+		s.providerNotConfigured(ctx, wechatAnswer{}, payments.ProviderWeChatPay)
+		return
+	}
+	h := &ctx.Request.Header
+	ev, err := v.Verify(payments.WeChatPayHeaders{
+		Timestamp: h.PeekBytes(headerWechatpayTimestamp), Nonce: h.PeekBytes(headerWechatpayNonce),
+		Signature: h.PeekBytes(headerWechatpaySignature), Serial: h.PeekBytes(headerWechatpaySerial),
+		SignatureType: h.PeekBytes(headerWechatpaySignerType),
+	}, ctx.PostBody(), s.now())
+	s.handleNotification(ctx, wechatAnswer{}, payments.ProviderWeChatPay, ev, err)
+}
+
+func (s *Server) unionPayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
+	v := s.payments().UnionPay
+	if v == nil {
+		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderUnionPay)
+		return
+	}
+	ev, err := v.Verify(ctx.PostBody(), s.now())
+	s.handleNotification(ctx, textAnswer{text: "ok"}, payments.ProviderUnionPay, ev, err)
+}
+
+func (s *Server) payments() *payments.Providers {
+	if s.cfg.Payments == nil {
+		return &payments.Providers{}
+	}
+	return s.cfg.Payments
+}
+
+// handleNotification answers a verified (or refused) notification.
+func (s *Server) handleNotification(ctx *fasthttp.RequestCtx, a notifyAnswer, provider string, ev payments.Event, err error) {
+	if err != nil {
+		var perr *payments.Error
+		if !errors.As(err, &perr) {
+			panic("httpapi: a payments verifier returned an untyped error: " + err.Error())
+		}
+		s.providers.refused(provider, perr.Code)
+		s.log.Warn("payment notification refused", "provider", provider, "code", string(perr.Code), "err", perr.Msg)
+		code := codeInvalidRequest
+		if perr.IsSignature() {
+			code = codeUnauthorized
+		}
+		a.refuse(ctx, code, provider+": "+string(perr.Code)+": "+perr.Msg)
+		return
+	}
+	outcome, err := s.applyNotification(&ev)
+	if err != nil {
+		code := s.writeError(ctx, err)
+		if _, ok := a.(wechatAnswer); ok {
+			a.refuse(ctx, code, "not handled now ("+code+"); send it again later")
+		}
+		return
+	}
+	s.providers.handled(provider, outcome)
+	a.done(ctx, outcome)
+}
+
+// applyNotification hands a verified event to the engine and says what
+// became of it; an error is one the provider should retry.
+func (s *Server) applyNotification(ev *payments.Event) (string, error) {
+	attrs := []any{"provider", ev.Provider, "type", ev.Type, "order_id", ev.OrderID, "transaction_id", ev.TransactionID,
+		"amount_minor", ev.AmountMinor, "currency", ev.Currency}
+	switch ev.Kind {
+	case payments.Ignored:
+		s.log.Info("payment notification ignored", attrs...)
+		return notifyIgnored, nil
+	case payments.Refunded:
+		s.providers.refundsUnapplied[ev.Provider].Inc()
+		s.log.Warn("refund made at the payment provider; the order is not changed (onsale does not apply provider refunds yet): refund it in onsale too if its tickets must go back on sale", attrs...)
+		return notifyRefund, nil
+	}
+	p := engine.Payment{EventID: ev.EventID(), OrderID: ev.OrderID, Succeeded: ev.Kind == payments.Succeeded,
+		AmountCents: ev.AmountMinor, Currency: ev.Currency}
+	o, outcome, err := s.eng.ApplyPayment(s.reqCtx(), p)
+	var rej *engine.Rejection
+	switch {
+	case err == nil:
+	case errors.As(err, &rej) && rej.Code == engine.CodeUnknownOrder:
+		s.providers.unmatched[ev.Provider].Inc()
+		s.log.Error("payment notification for no known order: find the payment at the provider and settle it by hand",
+			append(attrs, "kind", ev.Kind.String())...)
+		return notifyUnmatched, nil
+	case errors.As(err, &rej) && rej.Code == engine.CodePaymentMismatch:
+		if ev.Kind != payments.Succeeded {
+			s.log.Info("failed payment does not match its order; nothing to do", append(attrs, "detail", rej.Message)...)
+			return notifyMismatch, nil
+		}
+		s.providers.mismatched[ev.Provider].Inc()
+		s.log.Error("money received does not match the order, which stays unpaid: refund it at the provider",
+			append(attrs, "detail", rej.Message)...)
+		return notifyMismatch, nil
+	default:
+		return "", err
+	}
+	switch {
+	case outcome == engine.PaymentDuplicateCharge:
+		s.m.duplicateCharges.Inc()
+		s.log.Warn("duplicate charge recorded: the buyer paid twice; refund it",
+			"order_id", o.ID, "event_id", p.EventID, "amount_cents", p.AmountCents, "currency", p.Currency)
+		return notifyDuplicateCharge, nil
+	case outcome.DuplicateCharge():
+		return notifyDuplicateCharge, nil
+	case outcome.Applied():
+		return notifyApplied, nil
+	}
+	return notifyUnchanged, nil
+}
+
+func (s *Server) providerNotConfigured(ctx *fasthttp.RequestCtx, a notifyAnswer, provider string) {
+	a.refuse(ctx, codeProviderNotConfigured, provider+" is not configured on this server; see the README's payment providers section")
+}
+
+// notifyAnswer is how a provider wants to be answered.
+type notifyAnswer interface {
+	done(ctx *fasthttp.RequestCtx, outcome string)
+	// refuse answers a problem code's status; the provider retries.
+	refuse(ctx *fasthttp.RequestCtx, code, detail string)
+}
+
+// problemAnswer refuses with application/problem+json.
+type problemAnswer struct{}
+
+func (problemAnswer) done(ctx *fasthttp.RequestCtx, outcome string) {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"received":true,"outcome":"` + outcome + `"}` + "\n")
+}
+
+func (problemAnswer) refuse(ctx *fasthttp.RequestCtx, code, detail string) {
+	writeProblem(ctx, code, detail, -1)
+}
+
+// stripeAnswer: any 2xx is success to Stripe.
+type stripeAnswer struct{ problemAnswer }
+
+// textAnswer: Alipay wants the plain text "success", UnionPay a 200 (its
+// samples answer "ok"); anything else is a failure to both.
+type textAnswer struct {
+	text string
+	problemAnswer
+}
+
+func (t textAnswer) done(ctx *fasthttp.RequestCtx, _ string) {
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(t.text)
+}
+
+// wechatAnswer: 204 without a body once handled; on failure a 4xx/5xx
+// with {"code":"FAIL","message":"..."}, as WeChat Pay documents.
+type wechatAnswer struct{}
+
+func (wechatAnswer) done(ctx *fasthttp.RequestCtx, _ string) {
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+func (wechatAnswer) refuse(ctx *fasthttp.RequestCtx, code, detail string) {
+	status := fasthttp.StatusInternalServerError
+	if info, ok := problemTable[code]; ok {
+		status = info.status
+	}
+	retry := ctx.Response.Header.Peek("Retry-After")
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	if len(retry) > 0 {
+		ctx.Response.Header.SetBytesV("Retry-After", retry)
+	}
+	ctx.SetContentType("application/json")
+	b := append([]byte(`{"code":"FAIL","message":`), strconv.Quote(code+": "+detail)...)
+	ctx.SetBody(append(b, "}\n"...))
+}
+
+// providerMetrics are created once, in New, per provider.
+type providerMetrics struct {
+	set              *metrics.Set
+	unmatched        map[string]*metrics.Counter
+	mismatched       map[string]*metrics.Counter
+	refundsUnapplied map[string]*metrics.Counter
+}
+
+var providerNames = []string{payments.ProviderStripe, payments.ProviderAlipay, payments.ProviderWeChatPay, payments.ProviderUnionPay}
+
+func newProviderMetrics(set *metrics.Set) providerMetrics {
+	m := providerMetrics{set: set, unmatched: map[string]*metrics.Counter{}, mismatched: map[string]*metrics.Counter{},
+		refundsUnapplied: map[string]*metrics.Counter{}}
+	for _, p := range providerNames {
+		m.unmatched[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_unmatched_total{provider=%q}`, p))
+		m.mismatched[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_mismatch_total{provider=%q}`, p))
+		m.refundsUnapplied[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_refunds_unapplied_total{provider=%q}`, p))
+	}
+	return m
+}
+
+// handled and refused count notifications by outcome; not a hot path, so
+// the counters are looked up by name.
+func (m *providerMetrics) handled(provider, outcome string) {
+	m.set.GetOrCreateCounter(fmt.Sprintf(`onsale_payment_notifications_total{provider=%q,outcome=%q}`, provider, outcome)).Inc()
+}
+
+func (m *providerMetrics) refused(provider string, code payments.Code) {
+	m.set.GetOrCreateCounter(fmt.Sprintf(`onsale_payment_notifications_total{provider=%q,outcome="refused_%s"}`, provider, code)).Inc()
+}
