@@ -121,7 +121,7 @@ func TestProviderStripe(t *testing.T) {
 	if got := outcome(e.stripe(succeeded("pi_1", paid, 5000), testStripeSecret)); got != "unchanged" {
 		t.Errorf("the same success again: %s", got)
 	}
-	failed := paymentstest.StripePaymentIntentEvent("evt_f", "payment_intent.payment_failed", "pi_1", paid, 5000, "eur")
+	failed := paymentstest.StripePaymentIntentEvent("evt_f", "payment_intent.canceled", "pi_1", paid, 5000, "eur")
 	if got := outcome(e.stripe(failed, testStripeSecret)); got != "unchanged" {
 		t.Errorf("failure after success: %s", got)
 	}

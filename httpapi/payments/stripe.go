@@ -24,9 +24,16 @@ import (
 // metadata.order_id, which the checkout sets when it creates the intent):
 //
 //	payment_intent.succeeded       Succeeded, amount_received
-//	payment_intent.payment_failed  Failed, amount
+//	payment_intent.canceled        Failed, amount
 //	charge.refunded                Refunded (logged; not applied yet)
 //	anything else                  Ignored
+//
+// payment_intent.payment_failed is ignored on purpose: it reports one
+// failed attempt (a declined card), after which the intent waits for
+// another payment method. Cancelling the order then would hand the buyer's
+// tickets to someone else while they type their second card; the hold
+// expires on its own if they give up, and Stripe sends canceled when the
+// intent is cancelled.
 //
 // Stripe amounts are in the currency's smallest unit as Stripe counts it:
 // cents for EUR, yen for JPY (a zero-decimal currency). onsale's amounts are
@@ -167,7 +174,7 @@ func mapStripeEvent(body []byte) (Event, error) {
 	switch ev.Type {
 	case "payment_intent.succeeded":
 		e.Kind = Succeeded
-	case "payment_intent.payment_failed":
+	case "payment_intent.canceled":
 		e.Kind = Failed
 	case "charge.refunded":
 		e.Kind = Refunded

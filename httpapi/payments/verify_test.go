@@ -44,10 +44,14 @@ func TestStripe(t *testing.T) {
 	if ev != want || ev.EventID() != "stripe:pi_1" {
 		t.Fatalf("got %+v, want %+v", ev, want)
 	}
-	failed := paymentstest.StripePaymentIntentEvent("evt_2", "payment_intent.payment_failed", "pi_1", order, 10, "jpy")
+	failed := paymentstest.StripePaymentIntentEvent("evt_2", "payment_intent.canceled", "pi_1", order, 10, "jpy")
 	ev, err = s.Verify([]byte(paymentstest.StripeSignature(old, failed, now)), failed, now)
 	if err != nil || ev.Kind != payments.Failed || ev.AmountMinor != 10 || ev.Currency != "JPY" || ev.EventID() != "stripe:pi_1:failed" {
 		t.Fatalf("failed event: %+v %v", ev, err)
+	}
+	declined := paymentstest.StripePaymentIntentEvent("evt_5", "payment_intent.payment_failed", "pi_1", order, 10, "jpy")
+	if ev, err = s.Verify([]byte(paymentstest.StripeSignature(secret, declined, now)), declined, now); err != nil || ev.Kind != payments.Ignored {
+		t.Fatalf("a declined attempt must not cancel the order: %+v %v", ev, err)
 	}
 	other := []byte(`{"id":"evt_3","type":"customer.created","data":{"object":{"id":"cus_1"}}}`)
 	if ev, err = s.Verify([]byte(paymentstest.StripeSignature(secret, other, now)), other, now); err != nil || ev.Kind != payments.Ignored {
