@@ -132,7 +132,7 @@ func Open(cfg Config) (*Engine, error) {
 		for si := range s.st.sales {
 			s.st.touch(int32(si))
 		}
-		publish(s.takeViews(nil))
+		e.views.publish(s.takeViews(nil))
 		e.shards = append(e.shards, s)
 	}
 	for _, s := range e.shards {

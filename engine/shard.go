@@ -343,7 +343,7 @@ func (s *shard) ack() {
 
 func (s *shard) answer(b *batch, err error) {
 	if err == nil {
-		publish(b.views) // before the answers: whoever was answered reads it back
+		s.e.views.publish(b.views) // before the answers: whoever was answered reads it back
 	}
 	durable := time.Since(s.e.started)
 	s.awaitingSync.Add(-int64(len(b.reqs)))
