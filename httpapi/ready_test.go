@@ -31,6 +31,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMyOrders:        {"GET", "/v1/me/orders", ""},
 		routeWebhook:         {"POST", "/v1/payments/webhook", `{}`},
 		routeCheckIn:         {"POST", "/v1/checkin", `{"ticket":"s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0"}`},
+		routeCatalogue:       {"GET", "/v1/sales", ""},
+		routeLiveSale:        {"GET", "/v1/sales/s1/live", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]

@@ -32,6 +32,8 @@ const (
 	routeMyOrders        // GET  /v1/me/orders
 	routeWebhook         // POST /v1/payments/webhook
 	routeCheckIn         // POST /v1/checkin
+	routeCatalogue       // GET  /v1/sales
+	routeLiveSale        // GET  /v1/sales/{sale_id}/live
 	routeCount
 )
 
@@ -79,6 +81,8 @@ func init() {
 		routeMyOrders:        {"my_orders", "GET", accessBuyer, (*Server).myOrders},
 		routeWebhook:         {"payment_webhook", "POST", accessPublic, (*Server).webhook},
 		routeCheckIn:         {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeCatalogue:       {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
+		routeLiveSale:        {"live_sale", "GET", accessPublic, (*Server).liveSale},
 	}
 }
 
@@ -109,6 +113,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeWebhook, nil
 	case "/v1/checkin":
 		return routeCheckIn, nil
+	case "/v1/sales":
+		return routeCatalogue, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -118,6 +124,8 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetSale, id
 		case string(tail) == "/purchase":
 			return routePurchase, id
+		case string(tail) == "/live":
+			return routeLiveSale, id
 		}
 		return routeNone, nil
 	}
