@@ -148,6 +148,8 @@ func newReport(cfg *Config, started time.Time) *Report {
 		r.Workload = cfg.Flash
 	case ScenarioSustained:
 		r.Workload = cfg.Sustained
+	case ScenarioBrowse:
+		r.Workload = cfg.Browse
 	default:
 		r.Workload = cfg.Steady
 	}

@@ -25,10 +25,11 @@ const (
 	ScenarioSustained = "sustained"
 	ScenarioSteady    = "steady"
 	ScenarioSoak      = "soak"
+	ScenarioBrowse    = "browse"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak}
+var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioBrowse}
 
 // Config is one harness run: a scenario, a load model, the systems.
 type Config struct {
@@ -38,6 +39,7 @@ type Config struct {
 	Flash          FlashConfig
 	Sustained      SustainedConfig
 	Steady         SteadyConfig // steady and soak
+	Browse         BrowseConfig
 	Timeout        time.Duration
 	SampleInterval time.Duration
 	AuditWorkers   int
@@ -73,6 +75,10 @@ func (c *Config) Validate() error {
 		if err := c.Steady.Validate(); err != nil {
 			return err
 		}
+	case ScenarioBrowse:
+		if err := c.Browse.Validate(); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -96,6 +102,8 @@ func (c *Config) users() int {
 		return c.Flash.Users
 	case ScenarioSustained:
 		return c.Sustained.Users
+	case ScenarioBrowse:
+		return 1 // browsing needs no account
 	}
 	return c.Steady.Users
 }
@@ -106,6 +114,8 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 		return NewFlash(c.Flash, users, now)
 	case ScenarioSustained:
 		return NewSustained(c.Sustained, users, now)
+	case ScenarioBrowse:
+		return NewBrowse(c.Browse, now)
 	default:
 		return NewSteady(c.Scenario, c.Steady, users, now)
 	}
