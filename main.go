@@ -90,6 +90,8 @@ type options struct {
 	corsOriginsList                                  string
 	corsOrigins                                      []string // parsed from corsOriginsList
 	payments                                         payments.Options
+	liveMaxStreams                                   int
+	liveMaxDuration                                  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -127,6 +129,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
 	env.str(&o.corsOriginsList, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
 	paymentFlags(&env, &o.payments)
+	env.int(&o.liveMaxStreams, "live-max-streams", "ONSALE_LIVE_MAX_STREAMS", 20000,
+		"open GET /v1/sales/{id}/live streams at most (each ~35 KiB and two goroutines); beyond it 503 with Retry-After")
+	env.duration(&o.liveMaxDuration, "live-max-duration", "ONSALE_LIVE_MAX_DURATION", time.Hour,
+		"a live stream ends after this; browsers reconnect with Last-Event-ID and miss nothing")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
 		return o, env.err
@@ -182,6 +188,7 @@ func checkOptions(o *options) error {
 	check(o.logMinSyncWaiting >= 1, "log-min-sync-waiting", "must be at least 1, not %d", o.logMinSyncWaiting)
 	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
 	check(o.inboxMax >= 1, "inbox-max", "must be at least 1, not %d", o.inboxMax)
+	check(o.liveMaxStreams >= 1, "live-max-streams", "must be at least 1, not %d", o.liveMaxStreams)
 	check(o.maxBody >= 1, "max-body", "must be at least 1 byte, not %d", o.maxBody)
 	check(o.maxLoadBody >= 1, "max-load-body", "must be at least 1 byte, not %d", o.maxLoadBody)
 	for _, d := range []struct {
@@ -190,7 +197,7 @@ func checkOptions(o *options) error {
 	}{
 		{"tick", "100ms", o.tick}, {"read-timeout", "5s", o.readTimeout}, {"write-timeout", "5s", o.writeTimeout},
 		{"idle-timeout", "60s", o.idleTimeout}, {"request-timeout", "5s", o.requestTimeout},
-		{"shutdown-timeout", "10s", o.shutdownTimeout},
+		{"shutdown-timeout", "10s", o.shutdownTimeout}, {"live-max-duration", "1h", o.liveMaxDuration},
 	} {
 		check(d.v > 0, d.name, "must be a duration above 0 such as %s, not %s", d.example, d.v)
 	}
@@ -392,7 +399,8 @@ func (a *app) listen(sec secrets) error {
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
 		RequestTimeout: o.requestTimeout, Logger: a.logger, Metrics: a.set,
 		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
-		CORSOrigins: o.corsOrigins,
+		CORSOrigins:    o.corsOrigins,
+		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -153,6 +153,8 @@ func newReport(cfg *Config, started time.Time) *Report {
 		r.Workload = cfg.Sustained
 	case ScenarioDoor:
 		r.Workload = cfg.Door
+	case ScenarioBrowse:
+		r.Workload = cfg.Browse
 	default:
 		r.Workload = cfg.Steady
 	}

@@ -26,10 +26,11 @@ const (
 	ScenarioSteady    = "steady"
 	ScenarioSoak      = "soak"
 	ScenarioDoor      = "door"
+	ScenarioBrowse    = "browse"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioDoor}
+var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioDoor, ScenarioBrowse}
 
 // Config is one harness run: a scenario, a load model, the systems.
 type Config struct {
@@ -40,6 +41,7 @@ type Config struct {
 	Sustained      SustainedConfig
 	Steady         SteadyConfig // steady and soak
 	Door           DoorConfig
+	Browse         BrowseConfig
 	Timeout        time.Duration
 	SampleInterval time.Duration
 	AuditWorkers   int
@@ -84,6 +86,10 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("bench: the door scenario runs on onsale only, not %s: it checks in tickets that only onsale issues", s)
 			}
 		}
+	case ScenarioBrowse:
+		if err := c.Browse.Validate(); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -109,6 +115,8 @@ func (c *Config) users() int {
 		return c.Sustained.Users
 	case ScenarioDoor:
 		return c.Door.Buyers
+	case ScenarioBrowse:
+		return 1 // browsing needs no account
 	}
 	return c.Steady.Users
 }
@@ -121,6 +129,8 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 		return NewSustained(c.Sustained, users, now)
 	case ScenarioDoor:
 		return NewDoor(c.Door, users, now, c.Log)
+	case ScenarioBrowse:
+		return NewBrowse(c.Browse, now)
 	default:
 		return NewSteady(c.Scenario, c.Steady, users, now)
 	}

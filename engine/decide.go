@@ -151,7 +151,7 @@ func (st *state) decidePutSale(cfg *SaleConfig, evs []event) ([]event, *Rejectio
 	stored := SaleConfig{
 		ID: cfg.ID, Name: cfg.Name, Currency: cfg.Currency, OpensAtMs: cfg.OpensAtMs,
 		ClosesAtMs: cfg.ClosesAtMs, HoldMs: cfg.HoldMs, PerUserLimit: cfg.PerUserLimit,
-		Tiers: make([]TierConfig, 0, len(cfg.Tiers)),
+		Tiers: make([]TierConfig, 0, len(cfg.Tiers)), Catalogue: cfg.Catalogue,
 	}
 	used := make([]bool, len(cfg.Tiers))
 	for t, old := range sl.cfg.Tiers {

@@ -134,7 +134,7 @@ func Open(cfg Config) (*Engine, error) {
 		for si := range s.st.sales {
 			s.st.touch(int32(si))
 		}
-		publish(s.takeViews(nil))
+		e.views.publish(s.takeViews(nil))
 		if len(s.st.creds.list) > 0 {
 			s.st.creds.changed = true
 		}

@@ -64,6 +64,8 @@ const (
 //
 //	SalePut         id name currency opensAt closesAt holdMs perUserLimit
 //	                ntiers {id name priceCents stock}
+//	                [version 2 only: event venue city startsAt category
+//	                imageURL description]
 //	SaleClosed      at saleID closed(0|1)
 //	OrderPlaced     at saleID key user idemKey tier qty amount expiresAt
 //	OrderPaid       at key paymentID needsRefund(0|1)
@@ -79,9 +81,19 @@ const (
 //	TicketKeyRetired    at saleID kid
 //	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
 //
-// A decoder rejects an unknown version or kind, a truncated or over-long
-// body, and values outside the limits in types.go, with an error.
-const recordVersion = 1
+// Every record is version 1 except a SalePut whose sale has a catalogue
+// (types.go: Catalogue), which is version 2: its body is version 1's with
+// the catalogue appended. A sale without one is still written as version 1,
+// so a log without catalogues stays readable by an onsale that predates
+// them.
+//
+// A decoder rejects an unknown version or kind, a version 2 record of any
+// other kind, a truncated or over-long body, and values outside the limits
+// in types.go, with an error.
+const (
+	recordVersion          = 1
+	recordVersionCatalogue = 2 // SalePut with a Catalogue
+)
 
 var errCorrupt = errors.New("engine: corrupt log record")
 
@@ -89,10 +101,17 @@ func appendEvent(b []byte, ev *event) []byte {
 	start := len(b)
 	b = append(b, 0, 0, 0) // room for the length; fixed up below
 	body := len(b)
-	b = append(b, recordVersion, byte(ev.kind))
+	version := byte(recordVersion)
+	if ev.kind == evSalePut && ev.sale.Catalogue != (Catalogue{}) {
+		version = recordVersionCatalogue
+	}
+	b = append(b, version, byte(ev.kind))
 	switch ev.kind {
 	case evSalePut:
 		b = appendSaleConfig(b, ev.sale)
+		if version == recordVersionCatalogue {
+			b = appendCatalogue(b, &ev.sale.Catalogue)
+		}
 	case evSaleClosed:
 		b = binary.AppendVarint(b, ev.at)
 		b = appendString(b, ev.saleID)
@@ -176,6 +195,18 @@ func appendSaleConfig(b []byte, c *SaleConfig) []byte {
 	return b
 }
 
+// appendCatalogue writes a catalogue after its sale's config: in a
+// version 2 SalePut, and in the catalogue's snapshot section.
+func appendCatalogue(b []byte, c *Catalogue) []byte {
+	b = appendString(b, c.Event)
+	b = appendString(b, c.Venue)
+	b = appendString(b, c.City)
+	b = binary.AppendVarint(b, c.StartsAtMs)
+	b = appendString(b, c.Category)
+	b = appendString(b, c.ImageURL)
+	return appendString(b, c.Description)
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -217,7 +248,10 @@ func decodeEntryInterned(entry []byte, users map[string]string, fn func(*event) 
 }
 
 func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]string) error {
-	if rec[0] != recordVersion {
+	switch {
+	case rec[0] == recordVersion:
+	case rec[0] == recordVersionCatalogue && eventKind(rec[1]) == evSalePut:
+	default:
 		return fmt.Errorf("%w: version %d not understood", errCorrupt, rec[0])
 	}
 	*ev = event{kind: eventKind(rec[1])}
@@ -225,6 +259,9 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 	switch ev.kind {
 	case evSalePut:
 		d.saleConfig(cfg)
+		if rec[0] == recordVersionCatalogue {
+			d.catalogue(&cfg.Catalogue)
+		}
 		ev.sale = cfg
 		ev.saleID = cfg.ID
 	case evSaleClosed:
@@ -410,6 +447,20 @@ func (d *decoder) saleConfig(cfg *SaleConfig) {
 			ID: d.str(IDLenMax), Name: d.str(NameLenMax), PriceCents: d.varint(),
 			Stock: int(d.uvarint(StockPerTierMax)),
 		})
+	}
+}
+
+// catalogue reads what appendCatalogue wrote. An empty catalogue is
+// refused: the encoder writes none, so an empty one is not a record onsale
+// made (and a re-encoding would differ).
+func (d *decoder) catalogue(c *Catalogue) {
+	*c = Catalogue{
+		Event: d.str(IDLenMax), Venue: d.str(VenueLenMax), City: d.str(CityLenMax),
+		StartsAtMs: d.varint(), Category: d.str(16), ImageURL: d.str(ImageURLLenMax),
+		Description: d.str(DescriptionLenMax),
+	}
+	if d.err == nil && *c == (Catalogue{}) {
+		d.fail("empty catalogue")
 	}
 }
 

@@ -9,9 +9,14 @@ import (
 func seedEvents() []event {
 	cfg := &SaleConfig{ID: "s1", Name: "Sale", Currency: "EUR", OpensAtMs: 1, ClosesAtMs: 2, HoldMs: 1000, PerUserLimit: 4,
 		Tiers: []TierConfig{{ID: "floor", Name: "Floor", PriceCents: 5000, Stock: 10}}}
+	described := *cfg
+	described.ID = "s2"
+	described.Catalogue = Catalogue{Event: "tour-2027", Venue: "Olympia", City: "Paris", StartsAtMs: 3,
+		Category: "concert", ImageURL: "https://img.example/s2.jpg", Description: "Two hours.\nNo support act."}
 	k := orderKey{1, 2, 3}
 	return []event{
 		{kind: evSalePut, sale: cfg, saleID: "s1"},
+		{kind: evSalePut, sale: &described, saleID: "s2"},
 		{kind: evSaleClosed, at: 5, saleID: "s1", closed: true},
 		{kind: evOrderPlaced, at: 6, saleID: "s1", order: k, userID: "u1", key: "k1", tier: 0, qty: 2, amount: 10000, expiresAt: 1006},
 		{kind: evOrderPaid, at: 7, order: k, paymentID: "evt_1", needsRefund: true},

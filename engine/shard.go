@@ -345,7 +345,7 @@ func (s *shard) ack() {
 
 func (s *shard) answer(b *batch, err error) {
 	if err == nil {
-		publish(b.views) // before the answers: whoever was answered reads it back
+		s.e.views.publish(b.views) // before the answers: whoever was answered reads it back
 		s.e.publishCredentials(b.creds)
 	}
 	durable := time.Since(s.e.started)

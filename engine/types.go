@@ -15,6 +15,15 @@ const (
 	StockPerTierMax      = 10_000_000
 	PriceCentsMax        = 100_000_000_00 // 100 million in major units
 	HoldMsMax            = 24 * 3600 * 1000
+
+	// Catalogue fields (Catalogue); all optional.
+	VenueLenMax       = NameLenMax
+	CityLenMax        = 100
+	ImageURLLenMax    = 2048
+	DescriptionLenMax = 4000
+	// StartsAtMsMax is 9999-12-31T23:59:59.999Z: a bound that RFC 3339
+	// can write and the catalogue's sort key can order.
+	StartsAtMsMax = 253402300799999
 )
 
 // SaleConfig is what an admin writes: a sale and its tiers. Times are unix
@@ -29,7 +38,26 @@ type SaleConfig struct {
 	HoldMs       int64 // how long a pending order holds its tickets
 	PerUserLimit int   // tickets per user across the whole sale
 	Tiers        []TierConfig
+	Catalogue    // what the sale is for; every field optional
 }
+
+// Catalogue describes the performance a sale sells: what the public
+// listing (GET /v1/sales) filters, sorts and shows. The zero value is a
+// sale without one, as every sale was before it existed.
+type Catalogue struct {
+	Event       string // id shared by the sales of one show's sessions (an ID, like a sale's)
+	Venue       string
+	City        string
+	StartsAtMs  int64  // the performance (not the sale's opening); 0: not said
+	Category    string // one of Categories, or ""
+	ImageURL    string // https only
+	Description string
+}
+
+// Categories are the values a Catalogue.Category may take. An enum rather
+// than free text, so that a listing filter finds every sale of a kind: free
+// text splits "concert", "Concert" and "concerts" into three lists.
+var Categories = []string{"concert", "sport", "theatre", "exhibition", "transport", "other"}
 
 // TierConfig is one price zone or ticket category of a sale.
 type TierConfig struct {
@@ -45,6 +73,10 @@ type Sale struct {
 	Closed     bool // closed by an admin, whatever the clock says
 	OrderCount int
 	TierCounts []TierCounts // same order as SaleConfig.Tiers
+	// Version numbers the published views of the sale (SaleView): 1 for
+	// the first, and one more for each next. It only grows within a
+	// process and starts again at 1 after a restart; 0 outside views.
+	Version uint64
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.

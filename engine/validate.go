@@ -1,6 +1,11 @@
 package engine
 
-import "unicode/utf8"
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
 
 // validateSaleConfig checks what a sale config must satisfy on its own,
 // before any shard sees it. Rules that depend on the sale's orders (stock
@@ -39,7 +44,54 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 			}
 		}
 	}
+	return validateCatalogue(&c.Catalogue)
+}
+
+// validateCatalogue checks the optional catalogue fields; empty is valid.
+func validateCatalogue(c *Catalogue) *Rejection {
+	switch {
+	case c.Event != "" && !validID(c.Event):
+		return reject(CodeInvalidRequest, "event must be 1 to %d characters of A-Z a-z 0-9 _ -", IDLenMax)
+	case !validText(c.Venue, VenueLenMax, false):
+		return reject(CodeInvalidRequest, "venue must be up to %d bytes of UTF-8 text on one line", VenueLenMax)
+	case !validText(c.City, CityLenMax, false):
+		return reject(CodeInvalidRequest, "city must be up to %d bytes of UTF-8 text on one line", CityLenMax)
+	case c.StartsAtMs < 0 || c.StartsAtMs > StartsAtMsMax:
+		return reject(CodeInvalidRequest, "starts_at must be between 1970 and 9999")
+	case c.Category != "" && !slices.Contains(Categories, c.Category):
+		return reject(CodeInvalidRequest, "category must be one of %s", strings.Join(Categories, ", "))
+	case c.ImageURL != "" && !validImageURL(c.ImageURL):
+		return reject(CodeInvalidRequest, "image_url must be an absolute https URL of up to %d bytes, without credentials", ImageURLLenMax)
+	case !validText(c.Description, DescriptionLenMax, true):
+		return reject(CodeInvalidRequest, "description must be up to %d bytes of UTF-8 text", DescriptionLenMax)
+	}
 	return nil
+}
+
+// validText: up to maxLen bytes of UTF-8 without control characters (tab
+// and newlines allowed where multiline), so that a listing page or a log
+// line cannot be garbled by what an admin typed.
+func validText(s string, maxLen int, multiline bool) bool {
+	if len(s) > maxLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 && !(multiline && (r == '\n' || r == '\r' || r == '\t')) || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validImageURL: a page shows it in an <img>: https only (no mixed content,
+// no javascript: or data:), a host, no user:password, nothing a browser
+// would have to repair.
+func validImageURL(s string) bool {
+	if len(s) > ImageURLLenMax || !validText(s, ImageURLLenMax, false) || strings.ContainsAny(s, " \\<>\"") {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Opaque == ""
 }
 
 func validName(s string) bool {

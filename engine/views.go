@@ -35,6 +35,12 @@ type viewSlot struct {
 type saleViews struct {
 	slots atomic.Pointer[map[string]*viewSlot]
 	mu    sync.Mutex
+
+	// listingGen grows after a view is published whose sale is new or whose
+	// name or catalogue changed: the catalogue's index (catalogue.go) is
+	// rebuilt when it sees a generation it was not built at.
+	listingGen atomic.Uint64
+	catalogue  catalogueIndexer
 }
 
 func newSaleViews() *saleViews {
@@ -145,10 +151,25 @@ type viewWithFewTiers struct {
 	counts [4]TierCounts
 }
 
-// publish makes a durable batch's views visible.
-func publish(views []pendingView) {
+// publish makes a durable batch's views visible. Only the acker of the
+// sale's shard calls it, so each slot has one writer: the version is
+// stamped before the view is shared, and the listing generation moves after
+// the store, so that an index built at the new generation sees the view.
+func (v *saleViews) publish(views []pendingView) {
+	listed := false
 	for _, p := range views {
+		old := p.slot.view.Load()
+		p.view.Version = 1
+		if old != nil {
+			p.view.Version = old.Version + 1
+		}
+		// Unchanged strings share their bytes with the old view's, so
+		// these compare pointers, not text.
+		listed = listed || old == nil || old.Name != p.view.Name || old.Catalogue != p.view.Catalogue
 		p.slot.view.Store(p.view)
+	}
+	if listed {
+		v.listingGen.Add(1)
 	}
 }
 

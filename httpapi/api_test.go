@@ -41,7 +41,7 @@ func TestHealthReadinessAndDocs(t *testing.T) {
 
 func TestRoutingErrors(t *testing.T) {
 	e := startEnv(t, envOptions{})
-	for _, p := range []string{"/", "/v1", "/v1/sales", "/v1/sales/", "/v1/sales/s1/nope", "/v1/orders/x/y",
+	for _, p := range []string{"/", "/v1", "/v1/sale", "/v1/sales/", "/v1/sales/s1/nope", "/v1/orders/x/y",
 		"/v1/admin/sales/s1:delete", "/v1/admin/sales/:close", "/v1/admin/orders/x", "/nope"} {
 		e.want(e.do("GET", p, nil, ""), 404, "not_found")
 	}

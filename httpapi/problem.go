@@ -36,6 +36,8 @@ const (
 const (
 	codeMalformedJSON         = "malformed_json"          // the body is not JSON at all
 	codeIdempotencyKeyMissing = "idempotency_key_missing" // a purchase without its key
+	codeInvalidQuery          = "invalid_query"           // a listing filter or cursor that cannot be used
+	codeTooManyStreams        = "too_many_streams"        // live streams at their limit (live.go)
 )
 
 // problemType prefixes a code to make the problem's type URI.
@@ -90,6 +92,7 @@ var problemTable = map[string]problemInfo{
 
 	// HTTP itself.
 	codeBadRequest:       {400, "Malformed request"},
+	codeInvalidQuery:     {400, "Invalid query parameter"},
 	codeMethodNotAllowed: {405, "Method not allowed"},
 	codeRequestTimeout:   {408, "Request timeout"},
 	codeBodyTooLarge:     {413, "Request body too large"},
@@ -100,10 +103,11 @@ var problemTable = map[string]problemInfo{
 	codeIdempotencyKeyMissing: {400, "Idempotency-Key header missing"},
 
 	// The server.
-	codeOverloaded:  {429, "Overloaded"},
-	codeRateLimited: {429, "Too many requests from this account"},
-	codeInternal:    {500, "Internal error"},
-	codeUnavailable: {503, "Unavailable"},
+	codeOverloaded:     {429, "Overloaded"},
+	codeRateLimited:    {429, "Too many requests from this account"},
+	codeInternal:       {500, "Internal error"},
+	codeUnavailable:    {503, "Unavailable"},
+	codeTooManyStreams: {503, "Too many live streams"},
 }
 
 // writeProblem answers with an application/problem+json body. available is

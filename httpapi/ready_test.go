@@ -47,6 +47,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAlipay:                {"POST", "/v1/payments/alipay", `a=b`},
 		routeWeChatPay:             {"POST", "/v1/payments/wechatpay", `{}`},
 		routeUnionPay:              {"POST", "/v1/payments/unionpay", `a=b`},
+		routeCatalogue:             {"GET", "/v1/sales", ""},
+		routeLiveSale:              {"GET", "/v1/sales/s1/live", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]

@@ -48,6 +48,8 @@ const (
 	routeAlipay                // POST /v1/payments/alipay
 	routeWeChatPay             // POST /v1/payments/wechatpay
 	routeUnionPay              // POST /v1/payments/unionpay
+	routeCatalogue             // GET  /v1/sales
+	routeLiveSale              // GET  /v1/sales/{sale_id}/live
 	routeCount
 )
 
@@ -114,6 +116,8 @@ func init() {
 		routeAlipay:                {"payment_alipay", "POST", accessPublic, (*Server).alipayNotification},
 		routeWeChatPay:             {"payment_wechatpay", "POST", accessPublic, (*Server).wechatPayNotification},
 		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
+		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
+		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
 	}
 }
 
@@ -156,6 +160,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeWeChatPay, nil
 	case "/v1/payments/unionpay":
 		return routeUnionPay, nil
+	case "/v1/sales":
+		return routeCatalogue, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -165,6 +171,8 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeGetSale, id
 		case string(tail) == "/purchase":
 			return routePurchase, id
+		case string(tail) == "/live":
+			return routeLiveSale, id
 		case string(tail) == "/checkin-key":
 			return routeCheckInKey, id
 		case string(tail) == "/revocations":

@@ -22,6 +22,15 @@ type saleBody struct {
 	HoldSeconds  int64      `json:"hold_seconds"`
 	PerUserLimit int        `json:"per_user_limit"`
 	Tiers        []tierBody `json:"tiers"`
+
+	// The catalogue (engine.Catalogue), all optional.
+	Event       string     `json:"event"`
+	Venue       string     `json:"venue"`
+	City        string     `json:"city"`
+	StartsAt    *time.Time `json:"starts_at"`
+	Category    string     `json:"category"`
+	ImageURL    string     `json:"image_url"`
+	Description string     `json:"description"`
 }
 
 type tierBody struct {
@@ -44,12 +53,22 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 		return engine.SaleConfig{}, "closes_at is required (RFC 3339)"
 	case b.HoldSeconds < 1 || b.HoldSeconds > engine.HoldMsMax/1000:
 		return engine.SaleConfig{}, fmt.Sprintf("hold_seconds is required: 1 to %d", engine.HoldMsMax/1000)
+	case b.StartsAt != nil && b.StartsAt.UnixMilli() <= 0:
+		// 0 is how the engine says "no starts_at".
+		return engine.SaleConfig{}, "starts_at must be after 1970-01-01T00:00:00Z"
 	}
 	cfg := engine.SaleConfig{
 		ID: b.ID, Name: b.Name, Currency: b.Currency,
 		OpensAtMs: b.OpensAt.UnixMilli(), ClosesAtMs: b.ClosesAt.UnixMilli(),
 		HoldMs: b.HoldSeconds * 1000, PerUserLimit: b.PerUserLimit,
 		Tiers: make([]engine.TierConfig, len(b.Tiers)),
+		Catalogue: engine.Catalogue{
+			Event: b.Event, Venue: b.Venue, City: b.City, Category: b.Category,
+			ImageURL: b.ImageURL, Description: b.Description,
+		},
+	}
+	if b.StartsAt != nil {
+		cfg.StartsAtMs = b.StartsAt.UnixMilli()
 	}
 	for i, t := range b.Tiers {
 		if t.PriceCents == nil || t.Stock == nil {
@@ -63,13 +82,7 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 // appendSale appends the JSON of a sale (schema Sale in openapi.json), by
 // hand like an order: GET /v1/sales/{sale_id} is what a rush polls.
 func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
-	status := "open"
-	switch {
-	case sl.Closed || nowMs >= sl.ClosesAtMs:
-		status = "closed"
-	case nowMs < sl.OpensAtMs:
-		status = "scheduled"
-	}
+	status := saleStatus(sl, nowMs)
 	b = append(b, `{"id":`...)
 	b = appendString(b, sl.ID)
 	b = append(b, `,"name":`...)
@@ -84,6 +97,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = strconv.AppendInt(b, sl.HoldMs/1000, 10)
 	b = append(b, `,"per_user_limit":`...)
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
+	b = appendCatalogue(b, &sl.Catalogue)
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)
@@ -117,6 +131,41 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// saleStatus is a sale's status at nowMs: scheduled, open or closed.
+func saleStatus(sl *engine.Sale, nowMs int64) string {
+	switch {
+	case sl.Closed || nowMs >= sl.ClosesAtMs:
+		return "closed"
+	case nowMs < sl.OpensAtMs:
+		return "scheduled"
+	}
+	return "open"
+}
+
+// appendCatalogue appends the catalogue members a sale has; a sale
+// without one is written as before catalogues existed.
+func appendCatalogue(b []byte, c *engine.Catalogue) []byte {
+	str := func(b []byte, name, v string) []byte {
+		if v == "" {
+			return b
+		}
+		b = append(b, `,"`...)
+		b = append(b, name...)
+		b = append(b, `":`...)
+		return appendString(b, v)
+	}
+	b = str(b, "event", c.Event)
+	b = str(b, "venue", c.Venue)
+	b = str(b, "city", c.City)
+	if c.StartsAtMs != 0 {
+		b = append(b, `,"starts_at":`...)
+		b = appendTime(b, c.StartsAtMs)
+	}
+	b = str(b, "category", c.Category)
+	b = str(b, "image_url", c.ImageURL)
+	return str(b, "description", c.Description)
 }
 
 // writeSale answers with one sale.

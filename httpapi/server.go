@@ -70,6 +70,12 @@ type Config struct {
 	UserBurst        int // [ceil(UserRatePerSec)]
 	UserRateUsersMax int // buyers whose buckets are kept; the least recently seen give way [65536]
 
+	// Live availability streams (live.go).
+	LiveMaxStreams   int           // open streams at most; beyond it 503 too_many_streams [20000]
+	LiveMaxDuration  time.Duration // a stream ends after this; EventSource reconnects [1h]
+	LiveHeartbeat    time.Duration // a ": ping" comment after this long without an event [15s]
+	LivePollInterval time.Duration // how often a watched sale's view is looked at: updates per sale at most 1/this [200ms]
+
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
 
@@ -115,6 +121,10 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, 60*time.Second)
 	def(&c.RequestTimeout, 5*time.Second)
 	def(&c.TokenTTL, time.Hour)
+	defInt(&c.LiveMaxStreams, 20000)
+	def(&c.LiveMaxDuration, time.Hour)
+	def(&c.LiveHeartbeat, 15*time.Second)
+	def(&c.LivePollInterval, 200*time.Millisecond)
 	defInt(&c.UserBurst, max(1, int(math.Ceil(c.UserRatePerSec))))
 	defInt(&c.UserRateUsersMax, 1<<16)
 	if c.Logger == nil {
@@ -147,6 +157,7 @@ type Server struct {
 	cors        *corsPolicy     // nil when no CORS origin is allowed
 	credKeys    credentialKeys
 	ticketKeys  *ticketKeys // the sales' ticket signing keys (tickets.go)
+	live        *liveHub
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -186,6 +197,7 @@ func New(cfg Config) *Server {
 	s.m = newHTTPMetrics(cfg.Metrics)
 	s.registerCredentialMetrics()
 	s.providers = newProviderMetrics(cfg.Metrics)
+	s.live = newLiveHub(s)
 	if cfg.UserRatePerSec > 0 {
 		s.limiter = newUserLimiter(cfg.UserRatePerSec, cfg.UserBurst, cfg.UserRateUsersMax, cfg.Metrics)
 		s.rateLimitedDetail = fmt.Sprintf("too many purchases and cancels from this account: at most %g per second,"+
@@ -248,6 +260,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown = true
 	ln := s.ln
 	s.mu.Unlock()
+	s.live.close() // streams never end on their own: fasthttp would wait for them
 	err := s.srv.ShutdownWithContext(ctx)
 	if ln != nil {
 		ln.Close() // in case Serve had not yet handed it to fasthttp

@@ -68,6 +68,8 @@ type envOptions struct {
 	// (settings that Config does not expose, such as how long idle
 	// workers live).
 	fasthttp func(*fasthttp.Server)
+	// listener, when set, wraps the server's listener.
+	listener func(net.Listener) net.Listener
 }
 
 // startEnv starts a server; the clock starts at a fixed time.
@@ -110,6 +112,9 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.listener != nil {
+		ln = opts.listener(ln)
 	}
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve(ln) }()

@@ -216,6 +216,32 @@ func (c *Client) ReadSale(saleID string) Result {
 	return c.do(req, resp, false)
 }
 
+// Browse sends a public GET /v1/sales?... (pathQuery is path and query)
+// and returns the answer and its next_cursor ("" on the last page).
+func (c *Client) Browse(pathQuery string) (Result, string) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	c.setURI(req, pathQuery)
+	res := c.do(req, resp, false)
+	if !res.OK() {
+		return res, ""
+	}
+	// The cursor is the body's last member; find it without decoding the
+	// page, which is not what is measured.
+	body := resp.Body()
+	i := bytes.LastIndex(body, []byte(`"next_cursor":"`))
+	if i < 0 {
+		return res, ""
+	}
+	rest := body[i+len(`"next_cursor":"`):]
+	if j := bytes.IndexByte(rest, '"'); j > 0 {
+		return res, string(rest[:j])
+	}
+	return res, ""
+}
+
 func (c *Client) do(req *fasthttp.Request, resp *fasthttp.Response, decodeOrder bool) Result {
 	if err := c.hc.DoTimeout(req, resp, c.timeout); err != nil {
 		if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {

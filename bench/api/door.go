@@ -16,7 +16,7 @@ const (
 
 // Ticket is one ticket of GET /v1/orders/{order_id}/tickets.
 type Ticket struct {
-	N     int    `json:"n"`
+	N     int    `json:"index"`
 	Code  string `json:"code"`
 	State string `json:"state"`
 }

@@ -21,6 +21,12 @@ type SaleSpec struct {
 	HoldSeconds  int        `json:"hold_seconds"`
 	PerUserLimit int        `json:"per_user_limit"`
 	Tiers        []TierSpec `json:"tiers"`
+	// The catalogue, optional.
+	City     string     `json:"city,omitempty"`
+	Venue    string     `json:"venue,omitempty"`
+	Category string     `json:"category,omitempty"`
+	Event    string     `json:"event,omitempty"`
+	StartsAt *time.Time `json:"starts_at,omitempty"`
 }
 
 // TierSpec is one tier of a SaleSpec.

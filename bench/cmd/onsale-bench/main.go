@@ -138,7 +138,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		pay         = fs.Float64("pay", -1, "share of new orders paid through the webhook (default flash/steady/sustained 0.6, soak 0.4)")
 		cancel      = fs.Float64("cancel", -1, "share of new orders cancelled (default flash/steady 0.2, sustained 0.1, soak 0.3)")
 		retry       = fs.Float64("retry", -1, "share of purchases that resend the previous idempotency key (default 0.01, sustained 0.02)")
-		sales       = fs.Int("sales", 0, "steady/soak: number of sales (default steady 1000, soak 100)")
+		sales       = fs.Int("sales", 0, "steady/soak/browse: number of sales (default steady 1000, soak 100, browse 500)")
 		tiers       = fs.Int("tiers", steady.TiersPerSale, "steady/soak: tiers per sale")
 		tierStock   = fs.Int("tier-stock", 0, "steady/soak: stock per tier (default steady 2000, soak 1000000)")
 		zipf        = fs.Float64("zipf", steady.ZipfS, "steady/soak: Zipf exponent of sale popularity (> 1)")
@@ -258,6 +258,10 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			setInt(&sustained.HoldSeconds, *hold)
 			sustained.BuyerPurchasesMin, sustained.BuyerPurchasesMax, sustained.Seed = buyerMin, buyerMax, *seed
 			followUp(&sustained.FollowUp)
+		case bench.ScenarioBrowse:
+			cfg.Browse = bench.DefaultBrowse()
+			setInt(&cfg.Browse.Sales, *sales)
+			cfg.Browse.Seed = *seed
 		default:
 			if scenario == bench.ScenarioSoak {
 				if !setExplicit["rate"] && !setExplicit["clients"] {
