@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -110,6 +111,17 @@ func (s *Server) ticketsPDF(ctx *fasthttp.RequestCtx, orderID []byte, who princi
 		return
 	}
 	holder := s.holder(&ot.Order)
+	var venue string
+	var startsAt time.Time
+	if sl, err := s.eng.SaleView(ot.Order.SaleID); err == nil {
+		venue = sl.Venue
+		if sl.City != "" {
+			venue = strings.TrimPrefix(venue+", "+sl.City, ", ")
+		}
+		if sl.StartsAtMs != 0 {
+			startsAt = time.UnixMilli(sl.StartsAtMs).UTC()
+		}
+	}
 	var pages []eticket.Ticket
 	for i := range ot.Tickets {
 		t := &ot.Tickets[i]
@@ -118,7 +130,7 @@ func (s *Server) ticketsPDF(ctx *fasthttp.RequestCtx, orderID []byte, who princi
 		}
 		pages = append(pages, eticket.Ticket{
 			Code: s.signedCode(&ot, i), OrderID: ot.Order.ID, N: t.N,
-			Event: ot.SaleName, Tier: ot.TierName, Holder: holder,
+			Event: ot.SaleName, Tier: ot.TierName, Holder: holder, Venue: venue, StartsAt: startsAt,
 			IssuedAt: time.UnixMilli(t.IssuedAtMs).UTC(),
 		})
 	}
