@@ -100,6 +100,10 @@ func (m *engineMetrics) shard(id int, e *Engine) *shardMetrics {
 		stages:        m.stages,
 	}
 	m.set.NewGauge("onsale_engine_inbox_depth"+label, func() float64 { return float64(e.InboxLen(id)) })
+	// The capacity beside the depth, so that an alert on a full inbox reads
+	// their ratio whatever -inbox-max is.
+	inboxMax := float64(e.cfg.InboxMax)
+	m.set.NewGauge("onsale_engine_inbox_capacity"+label, func() float64 { return inboxMax })
 	m.set.NewGauge("onsale_engine_holds_outstanding"+label, func() float64 {
 		return float64(e.shards[id].pendingOrders.Load())
 	})

@@ -26,6 +26,7 @@ var metricHelp = map[string]string{
 	"onsale_engine_log_append_seconds": "Time from a shard's log append starting to the sync that made it durable, by shard.",
 	"onsale_engine_log_append_batches": "Shard batches carried by one log append, by shard.",
 	"onsale_engine_inbox_depth":        "Commands waiting in a shard's inbox, by shard.",
+	"onsale_engine_inbox_capacity":     "Commands a shard's inbox holds (-inbox-max); beyond it requests get 429 overloaded.",
 	"onsale_engine_holds_outstanding":  "Pending orders holding stock until paid, cancelled or expired, by shard.",
 
 	// wal
@@ -35,7 +36,8 @@ var metricHelp = map[string]string{
 	"onsale_wal_sync_seconds":   "Time of a write-ahead log commit with its fsync; every acknowledged write waits for one.",
 
 	// main
-	"onsale_disk_free_bytes": "Bytes free for the write-ahead log's filesystem; below -min-free-disk writes are refused.",
+	"onsale_disk_free_bytes":     "Bytes free for the write-ahead log's filesystem; below onsale_disk_free_min_bytes writes are refused.",
+	"onsale_disk_free_min_bytes": "The -min-free-disk setting: below this many free bytes writes are refused (503) and /readyz is red.",
 
 	// httpapi
 	"onsale_http_requests_total":           "HTTP requests answered, by route and status.",
