@@ -541,6 +541,8 @@ func (a *app) watchDisk() (low bool) {
 	}
 	low = a.diskLow // before the watcher below owns it
 	a.set.NewGauge("onsale_disk_free_bytes", func() float64 { return float64(a.diskFree.Load()) })
+	minFree := float64(a.o.minFreeDisk) // beside the figure, for alerts
+	a.set.NewGauge("onsale_disk_free_min_bytes", func() float64 { return minFree })
 	every := a.seams.diskEvery
 	if every <= 0 {
 		every = time.Second

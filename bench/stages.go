@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -13,16 +14,24 @@ import (
 )
 
 // stageMetric is the histogram family in onsale's /metrics that breaks a
-// request's latency into stages, one series per stage label, written by
-// VictoriaMetrics/metrics:
+// request's latency into stages, one series per stage label. Since the
+// dashboards release onsale writes it as a Prometheus histogram, whose
+// buckets are cumulative (each counts the values up to its le bound):
 //
-//	onsale_stage_seconds_bucket{stage="decide",vmrange="1.000e-04...1.136e-04"} 12
+//	onsale_stage_seconds_bucket{stage="decide",le="1e-05"} 12
+//	onsale_stage_seconds_bucket{stage="decide",le="+Inf"} 100
 //	onsale_stage_seconds_sum{stage="decide"} 0.0123
 //	onsale_stage_seconds_count{stage="decide"} 100
 //
-// Buckets are not cumulative: each counts the values in its range. The
-// harness scrapes at the start and the end of the measured phase and
-// reports what happened in between; the set of stages is the server's.
+// Earlier builds, which the harness still runs for comparison, wrote a
+// VictoriaMetrics histogram, whose buckets are not cumulative (each counts
+// the values in its range):
+//
+//	onsale_stage_seconds_bucket{stage="decide",vmrange="1.000e-04...1.136e-04"} 12
+//
+// Both are read. The harness scrapes at the start and the end of the
+// measured phase and reports what happened in between; the set of stages
+// is the server's.
 const stageMetric = "onsale_stage_seconds"
 
 // stageOrder lists the stages the server is known to time, in the order a
@@ -30,15 +39,21 @@ const stageMetric = "onsale_stage_seconds"
 // Stages not listed follow in alphabetical order.
 var stageOrder = []string{"inbox_wait", "decide", "commit_wait", "append", "sync_wait", "answer"}
 
-// vmHistogram is one series of a VictoriaMetrics histogram.
-type vmHistogram struct {
-	buckets map[string]uint64 // count by vmrange
-	sum     float64
-	count   uint64
+// stageHistogram is one series of a stage histogram, in either format (a
+// series has buckets of one format only).
+type stageHistogram struct {
+	ranges map[string]uint64  // VictoriaMetrics: count by vmrange
+	le     map[float64]uint64 // Prometheus: cumulative count by upper bound
+	sum    float64
+	count  uint64
+}
+
+func newStageHistogram() *stageHistogram {
+	return &stageHistogram{ranges: map[string]uint64{}, le: map[float64]uint64{}}
 }
 
 // stageScrape is the stage histograms of one scrape, by stage name.
-type stageScrape map[string]*vmHistogram
+type stageScrape map[string]*stageHistogram
 
 // StageStats is one stage's figures over the measured phase.
 type StageStats struct {
@@ -76,16 +91,14 @@ func parseStages(body []byte) (stageScrape, error) {
 		}
 		h := out[stage]
 		if h == nil {
-			h = &vmHistogram{buckets: map[string]uint64{}}
+			h = newStageHistogram()
 			out[stage] = h
 		}
 		switch suffix {
 		case "bucket":
-			vr := labels["vmrange"]
-			if _, _, err := parseVMRange(vr); err != nil {
+			if err := h.addBucket(labels, uint64(value)); err != nil {
 				return nil, fmt.Errorf("bench: %q: %w", line, err)
 			}
-			h.buckets[vr] += uint64(value)
 		case "sum":
 			h.sum = value
 		case "count":
@@ -93,6 +106,37 @@ func parseStages(body []byte) (stageScrape, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// addBucket records one _bucket line: a vmrange or an le bucket, never
+// both in one series.
+func (h *stageHistogram) addBucket(labels map[string]string, n uint64) error {
+	vr, isVM := labels["vmrange"]
+	le, isLE := labels["le"]
+	switch {
+	case isVM && isLE:
+		return errors.New("both vmrange and le")
+	case isVM:
+		if _, _, err := parseVMRange(vr); err != nil {
+			return err
+		}
+		if len(h.le) > 0 {
+			return errors.New("vmrange bucket in a series with le buckets")
+		}
+		h.ranges[vr] += n
+	case isLE:
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil || math.IsNaN(bound) {
+			return fmt.Errorf("bad le %q", le)
+		}
+		if len(h.ranges) > 0 {
+			return errors.New("le bucket in a series with vmrange buckets")
+		}
+		h.le[bound] = n
+	default:
+		return errors.New("bucket without vmrange or le")
+	}
+	return nil
 }
 
 // splitSeries parses `k="v",k2="v2"} value` (the part after the "{").
@@ -148,15 +192,9 @@ func diffStages(before, after stageScrape) []StageStats {
 	for stage, a := range after {
 		b := before[stage]
 		if b == nil {
-			b = &vmHistogram{}
+			b = newStageHistogram()
 		}
-		d := vmHistogram{buckets: map[string]uint64{}, sum: a.sum - b.sum}
-		for vr, n := range a.buckets {
-			if n > b.buckets[vr] {
-				d.buckets[vr] = n - b.buckets[vr]
-				d.count += d.buckets[vr]
-			}
-		}
+		d := a.minus(b)
 		if d.count == 0 {
 			continue
 		}
@@ -178,6 +216,29 @@ func diffStages(before, after stageScrape) []StageStats {
 	return out
 }
 
+// minus is what h counted since b, an earlier scrape of the same series.
+// Its count comes from the buckets (the +Inf one for le buckets), which a
+// scrape reads together with them.
+func (h *stageHistogram) minus(b *stageHistogram) *stageHistogram {
+	d := newStageHistogram()
+	d.sum = h.sum - b.sum
+	for vr, n := range h.ranges {
+		if n > b.ranges[vr] {
+			d.ranges[vr] = n - b.ranges[vr]
+			d.count += d.ranges[vr]
+		}
+	}
+	for bound, n := range h.le {
+		// Every bound stays, empty or not: a bucket's lower bound is the
+		// bound below it.
+		d.le[bound] = n - min(n, b.le[bound])
+	}
+	if n, ok := d.le[math.Inf(1)]; ok {
+		d.count = n
+	}
+	return d
+}
+
 func stageRank(stage string) int {
 	if i := slices.Index(stageOrder, stage); i >= 0 {
 		return i
@@ -186,28 +247,19 @@ func stageRank(stage string) int {
 }
 
 // quantile is the value below which a share q of the histogram's values
-// lie, interpolated linearly inside the bucket that holds it (buckets are
-// 13.6 % wide, so that is the worst error). The open top bucket answers
-// its lower bound.
-func (h *vmHistogram) quantile(q float64) float64 {
-	type bucket struct {
-		lo, hi float64
-		n      uint64
-	}
-	bs := make([]bucket, 0, len(h.buckets))
+// lie, interpolated linearly inside the bucket that holds it, as
+// Prometheus' histogram_quantile does: a VictoriaMetrics bucket is 13.6 %
+// wide, onsale's le buckets at most 50 %, so that is the worst error. The
+// open top bucket answers its lower bound.
+func (h *stageHistogram) quantile(q float64) float64 {
+	bs := h.buckets()
 	var total uint64
-	for vr, n := range h.buckets {
-		lo, hi, err := parseVMRange(vr)
-		if err != nil || n == 0 {
-			continue
-		}
-		bs = append(bs, bucket{lo, hi, n})
-		total += n
+	for _, b := range bs {
+		total += b.n
 	}
 	if total == 0 {
 		return 0
 	}
-	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.lo, b.lo) })
 	rank := q * float64(total)
 	var seen float64
 	for _, b := range bs {
@@ -224,4 +276,39 @@ func (h *vmHistogram) quantile(q float64) float64 {
 		return last.lo
 	}
 	return last.hi
+}
+
+// bucket is a range of values and how many fell in it.
+type bucket struct {
+	lo, hi float64
+	n      uint64
+}
+
+// buckets returns h's non-empty buckets as ranges in ascending order,
+// whichever format it came in. The lowest le bucket starts at 0 (at its
+// bound if that is negative), as in histogram_quantile.
+func (h *stageHistogram) buckets() []bucket {
+	var bs []bucket
+	for vr, n := range h.ranges {
+		lo, hi, err := parseVMRange(vr)
+		if err != nil || n == 0 {
+			continue
+		}
+		bs = append(bs, bucket{lo, hi, n})
+	}
+	bounds := slices.Sorted(maps.Keys(h.le))
+	lo, prev := 0.0, uint64(0)
+	for i, hi := range bounds {
+		if i == 0 && hi < 0 {
+			lo = hi
+		}
+		n := h.le[hi]
+		if n > prev { // a cumulative count that went down is skipped
+			bs = append(bs, bucket{lo, hi, n - prev})
+			prev = n
+		}
+		lo = hi
+	}
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.lo, b.lo) })
+	return bs
 }

@@ -36,6 +36,17 @@
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.
 //
+// # Metrics
+//
+// /metrics writes every family of the process (engine, wal, main, this
+// package, the Go runtime) with a # HELP text from one table,
+// metrics_help.go, and a # TYPE; histograms are Prometheus histograms (le
+// buckets). A metric registered without a line in that table fails
+// TestMetricsPageIsPrometheusText here and the deploy/ test in package
+// main, which also checks that the Grafana dashboard and alert rules name
+// only series that exist. Label values are created when they can happen:
+// counters for rare outcomes are registered at their first use.
+//
 // # Threading
 //
 // Handlers run on fasthttp's worker goroutines, any number at once. A handler

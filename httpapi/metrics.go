@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/onsale/onsale/engine"
 )
 
 // httpMetrics are created once, in New, and kept in arrays indexed by route
@@ -19,8 +23,11 @@ type httpMetrics struct {
 	requests  [routeCount][len(countedStatuses) + 1]atomic.Pointer[metrics.Counter]
 	reqNames  [routeCount][len(countedStatuses) + 1]string
 	latency   [routeCount]latencyHistogram
-	purchases map[string]*metrics.Counter // by outcome; read-only after New
-	panics    *metrics.Counter
+	purchases map[string]*metrics.Counter // the usual outcomes; read-only after New
+	// otherPurchases are the rare outcomes' counters (string →
+	// *metrics.Counter), registered at their first use.
+	otherPurchases sync.Map
+	panics         *metrics.Counter
 	// duplicateCharges counts successful payments recorded on an order they
 	// did not pay for (money to give back), once per event id.
 	duplicateCharges *metrics.Counter
@@ -41,7 +48,23 @@ const (
 	outcomeReplayed = "replayed"
 )
 
+// usualPurchaseOutcomes are registered at start, so that a rate over them
+// sees their first increment: what a flash sale answers, in the dashboard
+// and the alerts. Any other outcome a purchase can end in (a malformed
+// body, an unknown tier, ...) is registered when it first happens; codes a
+// purchase cannot produce (ticket_used, username_taken, ...) never appear.
+var usualPurchaseOutcomes = []string{
+	outcomeCreated, outcomeReplayed,
+	string(engine.CodeSoldOut), string(engine.CodeLimitExceeded),
+	string(engine.CodeSaleNotOpen), string(engine.CodeSaleClosed),
+	codeOverloaded, codeRateLimited, codeUnavailable, codeInternal,
+}
+
 func newHTTPMetrics(set *metrics.Set) *httpMetrics {
+	// /metrics writes "# HELP" and "# TYPE" before each family
+	// (metrics_help.go). The library has only a process-wide switch for
+	// that; this package writes the process's only metrics page.
+	metrics.ExposeMetadata(true)
 	m := &httpMetrics{set: set, purchases: make(map[string]*metrics.Counter)}
 	for r := range routeCount {
 		for i, st := range countedStatuses {
@@ -50,14 +73,8 @@ func newHTTPMetrics(set *metrics.Set) *httpMetrics {
 		m.reqNames[r][len(countedStatuses)] = fmt.Sprintf(`onsale_http_requests_total{route=%q,status="other"}`, routes[r].name)
 	}
 	set.RegisterMetricsWriter(m.writeLatency)
-	outcomes := []string{outcomeCreated, outcomeReplayed, codeOverloaded, codeUnavailable, codeInvalidRequest, codeInternal}
-	for code := range problemTable {
-		outcomes = append(outcomes, code)
-	}
-	for _, o := range outcomes {
-		if m.purchases[o] == nil {
-			m.purchases[o] = set.NewCounter(fmt.Sprintf(`onsale_purchases_total{outcome=%q}`, o))
-		}
+	for _, o := range usualPurchaseOutcomes {
+		m.purchases[o] = set.NewCounter(purchaseSeries(o))
 	}
 	m.panics = set.NewCounter("onsale_http_panics_total")
 	m.duplicateCharges = set.NewCounter("onsale_duplicate_charges_total")
@@ -93,12 +110,25 @@ func (m *httpMetrics) observe(r route, status int, d time.Duration) {
 func (m *httpMetrics) purchase(outcome string) {
 	if c := m.purchases[outcome]; c != nil {
 		c.Inc()
+		return
 	}
+	c, ok := m.otherPurchases.Load(outcome)
+	if !ok {
+		c, _ = m.otherPurchases.LoadOrStore(outcome, m.set.GetOrCreateCounter(purchaseSeries(outcome)))
+	}
+	c.(*metrics.Counter).Inc()
+}
+
+func purchaseSeries(outcome string) string {
+	return fmt.Sprintf(`onsale_purchases_total{outcome=%q}`, outcome)
 }
 
 // latencyBounds are the upper bounds (seconds) of the latency buckets. The
 // histogram is written in Prometheus' own format (le buckets), which
-// histogram_quantile reads; metrics.Histogram writes vmrange buckets.
+// histogram_quantile reads. It is ours rather than a
+// metrics.PrometheusHistogram because it is observed on every request, by
+// every fasthttp worker at once: atomic adds, where the library's takes a
+// mutex.
 var latencyBounds = [...]float64{
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
@@ -121,7 +151,6 @@ func (h *latencyHistogram) observe(d time.Duration) {
 func (m *httpMetrics) writeLatency(w io.Writer) {
 	const name = "onsale_http_request_duration_seconds"
 	var b []byte
-	b = append(b, "# TYPE "+name+" histogram\n"...)
 	for r := range routeCount {
 		h := &m.latency[r]
 		var counts [len(latencyBounds) + 1]uint64
@@ -132,6 +161,12 @@ func (m *httpMetrics) writeLatency(w io.Writer) {
 		}
 		if total == 0 {
 			continue
+		}
+		if len(b) == 0 {
+			// The library's way, whose text describeMetrics fills in.
+			var meta bytes.Buffer
+			metrics.WriteMetadataIfNeeded(&meta, name, "histogram")
+			b = append(b, meta.Bytes()...)
 		}
 		label := routes[r].name
 		var cum uint64

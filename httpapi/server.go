@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -345,11 +346,14 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	ctx.SetBodyString(`{"status":"ok"}` + "\n")
 }
 
+// metricsPage writes every family with its HELP text and TYPE
+// (metrics_help.go).
 func (s *Server) metricsPage(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-	w := ctx.Response.BodyWriter()
-	s.cfg.Metrics.WritePrometheus(w)
-	metrics.WriteProcessMetrics(w)
+	var page bytes.Buffer
+	s.cfg.Metrics.WritePrometheus(&page)
+	metrics.WriteProcessMetrics(&page)
+	ctx.SetBody(describeMetrics(make([]byte, 0, page.Len()+page.Len()/4), page.Bytes()))
 }
 
 func (s *Server) openAPI(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {

@@ -44,9 +44,9 @@ type Log struct {
 	plog    pebbleLogger
 	wo      *pebble.WriteOptions
 	appends *metrics.Counter
-	entries *metrics.Histogram
-	bytes   *metrics.Histogram
-	seconds *metrics.Histogram
+	entries *metrics.PrometheusHistogram
+	bytes   *metrics.PrometheusHistogram
+	seconds *metrics.PrometheusHistogram
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -118,9 +118,9 @@ func Open(dir string, opts Options) (*Log, error) {
 		plog:    plog,
 		wo:      pebble.Sync,
 		appends: set.GetOrCreateCounter("onsale_wal_appends_total"),
-		entries: set.GetOrCreateHistogram("onsale_wal_append_entries"),
-		bytes:   set.GetOrCreateHistogram("onsale_wal_append_bytes"),
-		seconds: set.GetOrCreateHistogram("onsale_wal_sync_seconds"),
+		entries: set.GetOrCreatePrometheusHistogramExt("onsale_wal_append_entries", appendEntriesBounds),
+		bytes:   set.GetOrCreatePrometheusHistogramExt("onsale_wal_append_bytes", appendBytesBounds),
+		seconds: set.GetOrCreatePrometheusHistogramExt("onsale_wal_sync_seconds", syncSecondsBounds),
 	}
 	if opts.NoSync {
 		l.wo = pebble.NoSync
