@@ -163,6 +163,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		res.door = &doorResult{keys: sl.ticketKeys()}
 	case cmdRevocations:
 		st.answerRevocations(cmd, res) // revocations.go
+	case cmdSaleReport, cmdSaleAttendees:
+		st.answerReport(cmd, res) // reports.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

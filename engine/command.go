@@ -27,6 +27,8 @@ const (
 	cmdScans             // checkin.go: signed codes scanned at a gate
 	cmdTickets           // tickets.go
 	cmdRevocations       // revocations.go
+	cmdSaleReport        // reports.go
+	cmdSaleAttendees     // reports.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -76,7 +78,8 @@ type result struct {
 	sale     Sale
 	sales    []Sale
 	cred     Credential
-	door     *doorResult // the door's commands (checkin.go)
+	door     *doorResult   // the door's commands (checkin.go)
+	reports  *reportResult // reports.go
 }
 
 type request struct {

@@ -69,6 +69,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return st.decideTicketKeys(cmd, now, evs)
 	case cmdRevocations:
 		return evs, st.decideRevocations(cmd)
+	case cmdSaleReport, cmdSaleAttendees:
+		return evs, st.decideReportRead(cmd) // reports.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {

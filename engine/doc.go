@@ -62,7 +62,8 @@
 // only the decided batches handed to it; the acker publishes the immutable
 // sale views the loop built (one atomic store each; readers load them from
 // any goroutine); the snapshot writer reads only the frozen copy-on-write
-// view the loop handed it. The catalogue (catalogue.go) reads only the
+// view the loop handed it; so does a report (reports.go), which the loop
+// only freezes and the caller's goroutine aggregates. The catalogue (catalogue.go) reads only the
 // published views and rebuilds its index on the goroutine of the query that
 // finds it stale. There is no mutex on the purchase path (the views'
 // map takes one when a new sale is created).
