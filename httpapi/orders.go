@@ -175,28 +175,35 @@ func writeOrdersCSV(ctx *fasthttp.RequestCtx, orders []engine.Order, next string
 		ctx.Response.Header.Set("Next-Cursor", next)
 	}
 	w := csv.NewWriter(ctx.Response.BodyWriter())
-	w.Write([]string{"order_id", "status", "needs_refund", "sale_id", "tier", "quantity", "amount_cents",
-		"currency", "user_id", "created_at", "expires_at", "updated_at", "checked_in", "duplicate_charges"})
+	w.Write(orderCSVHeader)
 	for i := range orders {
-		o := &orders[i]
-		var checked []string
-		for t := 0; t < o.Quantity && t < 64; t++ {
-			if o.CheckedIn&(1<<t) != 0 {
-				checked = append(checked, strconv.Itoa(t))
-			}
-		}
-		var charges []string
-		for _, c := range o.DuplicateCharges {
-			charges = append(charges, csvSafe(c.EventID)+"="+strconv.FormatInt(c.AmountCents, 10)+"@"+formatTime(c.AtMs))
-		}
-		w.Write([]string{
-			o.ID, o.Status.String(), strconv.FormatBool(o.NeedsRefund), o.SaleID, o.TierID,
-			strconv.Itoa(o.Quantity), strconv.FormatInt(o.AmountCents, 10), o.Currency, csvSafe(o.UserID),
-			formatTime(o.CreatedAtMs), formatTime(o.ExpiresAtMs), formatTime(o.UpdatedAtMs),
-			strings.Join(checked, " "), strings.Join(charges, " "),
-		})
+		writeOrderCSV(w, &orders[i])
 	}
 	w.Flush()
+}
+
+var orderCSVHeader = []string{"order_id", "status", "needs_refund", "sale_id", "tier", "quantity", "amount_cents",
+	"currency", "user_id", "created_at", "expires_at", "updated_at", "checked_in", "duplicate_charges"}
+
+// writeOrderCSV writes one order's row; the paged export and the streaming
+// one (exports.go) share it.
+func writeOrderCSV(w *csv.Writer, o *engine.Order) {
+	var checked []string
+	for t := 0; t < o.Quantity && t < 64; t++ {
+		if o.CheckedIn&(1<<t) != 0 {
+			checked = append(checked, strconv.Itoa(t))
+		}
+	}
+	var charges []string
+	for _, c := range o.DuplicateCharges {
+		charges = append(charges, csvSafe(c.EventID)+"="+strconv.FormatInt(c.AmountCents, 10)+"@"+formatTime(c.AtMs))
+	}
+	w.Write([]string{
+		o.ID, o.Status.String(), strconv.FormatBool(o.NeedsRefund), o.SaleID, o.TierID,
+		strconv.Itoa(o.Quantity), strconv.FormatInt(o.AmountCents, 10), o.Currency, csvSafe(o.UserID),
+		formatTime(o.CreatedAtMs), formatTime(o.ExpiresAtMs), formatTime(o.UpdatedAtMs),
+		strings.Join(checked, " "), strings.Join(charges, " "),
+	})
 }
 
 // csvSafe defuses a value a spreadsheet would run as a formula (user ids

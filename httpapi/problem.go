@@ -57,6 +57,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
+	string(engine.CodeUnknownEvent):      {404, "No sale of this event"},
 	codeNotFound:                         {404, "No such resource"},
 	codeProviderNotConfigured:            {404, "Payment provider not configured"},
 

@@ -49,6 +49,11 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeUnionPay:              {"POST", "/v1/payments/unionpay", `a=b`},
 		routeCatalogue:             {"GET", "/v1/sales", ""},
 		routeLiveSale:              {"GET", "/v1/sales/s1/live", ""},
+		routeAdminSaleReport:       {"GET", "/v1/admin/sales/s1/report", ""},
+		routeAdminSaleRushPNG:      {"GET", "/v1/admin/sales/s1/report/rush.png", ""},
+		routeAdminEventReport:      {"GET", "/v1/admin/events/tour/report", ""},
+		routeAdminOrdersCSV:        {"GET", "/v1/admin/sales/s1/orders.csv", ""},
+		routeAdminAttendeesCSV:     {"GET", "/v1/admin/sales/s1/attendees.csv", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]

@@ -50,6 +50,11 @@ const (
 	routeUnionPay              // POST /v1/payments/unionpay
 	routeCatalogue             // GET  /v1/sales
 	routeLiveSale              // GET  /v1/sales/{sale_id}/live
+	routeAdminSaleReport       // GET  /v1/admin/sales/{sale_id}/report (reports.go)
+	routeAdminSaleRushPNG      // GET  /v1/admin/sales/{sale_id}/report/rush.png
+	routeAdminEventReport      // GET  /v1/admin/events/{event}/report
+	routeAdminOrdersCSV        // GET  /v1/admin/sales/{sale_id}/orders.csv (exports.go)
+	routeAdminAttendeesCSV     // GET  /v1/admin/sales/{sale_id}/attendees.csv
 	routeCount
 )
 
@@ -118,6 +123,11 @@ func init() {
 		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
 		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
+		routeAdminSaleReport:       {"admin_sale_report", "GET", accessAdmin, (*Server).saleReport},
+		routeAdminSaleRushPNG:      {"admin_sale_rush_png", "GET", accessAdmin, (*Server).saleRushPNG},
+		routeAdminEventReport:      {"admin_event_report", "GET", accessAdmin, (*Server).eventReport},
+		routeAdminOrdersCSV:        {"admin_orders_csv", "GET", accessAdmin, (*Server).exportOrdersCSV},
+		routeAdminAttendeesCSV:     {"admin_attendees_csv", "GET", accessAdmin, (*Server).exportAttendeesCSV},
 	}
 }
 
@@ -216,11 +226,25 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeAdminPutSale, seg
 		case string(tail) == "/orders":
 			return routeAdminSaleOrders, seg
+		case string(tail) == "/orders.csv":
+			return routeAdminOrdersCSV, seg
+		case string(tail) == "/attendees.csv":
+			return routeAdminAttendeesCSV, seg
+		case string(tail) == "/report":
+			return routeAdminSaleReport, seg
+		case string(tail) == "/report/rush.png":
+			return routeAdminSaleRushPNG, seg
 		case string(tail) == "/checkin-keys:rotate":
 			return routeAdminRotateKey, seg
 		case bytes.HasPrefix(tail, checkInKeysSegment) && bytes.HasSuffix(tail, suffixRetire):
 			// the parameter is "{sale_id}/checkin-keys/{kid}" (tickets.go splits it)
 			return routeAdminRetireKey, rest[:len(rest)-len(suffixRetire)]
+		}
+		return routeNone, nil
+	}
+	if rest, ok := bytes.CutPrefix(path, prefixAdminEvents); ok {
+		if event, tail := cutSegment(rest); len(event) > 0 && string(tail) == "/report" {
+			return routeAdminEventReport, event
 		}
 		return routeNone, nil
 	}
@@ -242,6 +266,7 @@ var (
 	prefixAdminSales       = []byte("/v1/admin/sales/")
 	prefixAdminOrders      = []byte("/v1/admin/orders/")
 	prefixAdminCredentials = []byte("/v1/admin/credentials/")
+	prefixAdminEvents      = []byte("/v1/admin/events/")
 	suffixClose            = []byte(":close")
 	suffixReopen           = []byte(":reopen")
 	suffixRetire           = []byte(":retire")
