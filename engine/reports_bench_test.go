@@ -11,6 +11,8 @@ import (
 //
 //   - shard_freeze: the shard's part of SaleReport (cmdSaleReport's
 //     answer): the pause a report puts on the sale's shard;
+//   - shard_freeze_then_first_write: that and one write to a shared
+//     chunk, which copies it (as after a snapshot);
 //   - aggregate: the report computed from the frozen view, on the caller's
 //     goroutine;
 //   - shard_attendees_page / shard_orders_page: the shard's part of one
@@ -49,6 +51,16 @@ func BenchmarkSaleReport(b *testing.B) {
 		for range b.N {
 			var res result
 			st.answerReport(&report, &res)
+		}
+	})
+	// After a freeze the shard's first write to each chunk the view shares
+	// copies it (1,024 orders): the pause a report adds later, per chunk.
+	b.Run("shard_freeze_then_first_write", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			var res result
+			st.answerReport(&report, &res)
+			st.orders.mut(int32(i*chunkLen) % n).updatedAt++
 		}
 	})
 	b.Run("aggregate", func(b *testing.B) {
