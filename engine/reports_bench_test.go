@@ -60,7 +60,7 @@ func BenchmarkSaleReport(b *testing.B) {
 		for i := range b.N {
 			var res result
 			st.answerReport(&report, &res)
-			st.orders.mut(int32(i*chunkLen) % n).updatedAt++
+			st.orders.mut(int32(i*chunkLen)%n).updatedAt++
 		}
 	})
 	b.Run("aggregate", func(b *testing.B) {
