@@ -33,6 +33,14 @@
 // kept in memory only; a scan's signature is checked before the engine
 // sees it, so a forged or malformed code costs no shard time.
 //
+// Reports and exports (reports.go, exports.go) are admin reads of whole
+// sales. A report is added up on the request's goroutine from a view the
+// engine froze in one short shard visit; the rush chart is drawn by
+// httpapi/reportchart. orders.csv and attendees.csv stream: the body
+// writer asks the engine for one page of orders at a time and writes it
+// before it asks for the next, so memory stays one page whatever the
+// sale's size, and it moves the write deadline before each page.
+//
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.
 //
@@ -51,7 +59,9 @@
 //
 // Handlers run on fasthttp's worker goroutines, any number at once. A handler
 // never keeps the *fasthttp.RequestCtx or any byte slice from it after it
-// returns: fasthttp reuses both for the next request. Everything handed to
+// returns: fasthttp reuses both for the next request. A streamed body
+// (live.go, exports.go) is written on a goroutine fasthttp gives it, from
+// copies taken before the handler returned, and the connection. Everything handed to
 // the engine is copied first (string(b) copies). A panic in a handler is
 // recovered, logged with its stack and answered with 500 internal; the
 // server keeps running. The only locks are the token cache's and the
