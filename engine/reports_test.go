@@ -21,6 +21,7 @@ func TestSaleReport(t *testing.T) {
 
 	a := testSale("a", clock, 10, 10)
 	a.Event = "ev"
+	a.HoldMs = 3600_000 // the pending order outlives the clock's moves to the check-ins
 	b := testSale("b", clock, 10, 10)
 	b.Event, b.Currency = "ev", "USD"
 	c := testSale("c", clock, 10, 10) // no event
