@@ -19,6 +19,9 @@ type Options struct {
 	FS      vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
 	Logger  *slog.Logger // Pebble's own lines go here too [slog.Default()]
 	NoSync  bool         // benchmarks only: commits without fsync are NOT durable
+	// ReadOnly opens without writing anything and without Pebble's lock:
+	// verifying a backup or summing one up. Every write returns an error.
+	ReadOnly bool
 	Metrics *metrics.Set // where to register wal metrics [none]
 
 	// OnFatal runs when Pebble cannot go on (a failed WAL write or sync).
@@ -95,8 +98,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	if err := checkRoom(fs, dir); err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if err := checkRoom(fs, dir); err != nil {
+			return nil, err
+		}
+	}
+	po.ReadOnly = opts.ReadOnly
+	if opts.ReadOnly {
+		// Pebble creates a missing directory unless told not to; a copy
+		// that is not there is an error, not a new empty log.
+		po.ErrorIfNotExists = true
 	}
 	if err := checkNewestLog(fs, dir); err != nil {
 		return nil, err
