@@ -16,13 +16,13 @@ import (
 
 // Options configure a Log. Zero values take the defaults in brackets.
 type Options struct {
-	FS      vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
-	Logger  *slog.Logger // Pebble's own lines go here too [slog.Default()]
-	NoSync  bool         // benchmarks only: commits without fsync are NOT durable
+	FS     vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
+	Logger *slog.Logger // Pebble's own lines go here too [slog.Default()]
+	NoSync bool         // benchmarks only: commits without fsync are NOT durable
 	// ReadOnly opens without writing anything and without Pebble's lock:
 	// verifying a backup or summing one up. Every write returns an error.
 	ReadOnly bool
-	Metrics *metrics.Set // where to register wal metrics [none]
+	Metrics  *metrics.Set // where to register wal metrics [none]
 
 	// OnFatal runs when Pebble cannot go on (a failed WAL write or sync).
 	// It must not return [log at error level and os.Exit(1)].
