@@ -50,6 +50,7 @@ const (
 	routeUnionPay              // POST /v1/payments/unionpay
 	routeCatalogue             // GET  /v1/sales
 	routeLiveSale              // GET  /v1/sales/{sale_id}/live
+	routeAdminBackup           // POST /v1/admin/backup (backup.go)
 	routeCount
 )
 
@@ -118,6 +119,7 @@ func init() {
 		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
 		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
+		routeAdminBackup:           {"admin_backup", "POST", accessAdmin, (*Server).backup},
 	}
 }
 
@@ -162,6 +164,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeUnionPay, nil
 	case "/v1/sales":
 		return routeCatalogue, nil
+	case "/v1/admin/backup":
+		return routeAdminBackup, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
