@@ -27,6 +27,7 @@ const (
 	cmdScans             // checkin.go: signed codes scanned at a gate
 	cmdTickets           // tickets.go
 	cmdRevocations       // revocations.go
+	cmdAuditList         // audit.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -52,6 +53,8 @@ type command struct {
 	cred     *Credential  // cmdCreateCredential
 	box      *BoxOffice   // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
 	door     *doorCommand // the door's commands (checkin.go); nil for the others
+	audit    *AuditEntry  // who asked, recorded with the outcome (audit.go); nil for buyers
+	auditQ   *auditPage   // cmdAuditList
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -76,7 +79,8 @@ type result struct {
 	sale     Sale
 	sales    []Sale
 	cred     Credential
-	door     *doorResult // the door's commands (checkin.go)
+	door     *doorResult  // the door's commands (checkin.go)
+	audit    []AuditEntry // cmdAuditList
 }
 
 type request struct {
