@@ -28,6 +28,7 @@ const (
 	cmdTickets           // tickets.go
 	cmdRevocations       // revocations.go
 	cmdAuditList         // audit.go
+	cmdAuditRecord       // audit.go: an action that is not a shard's
 )
 
 // command is what a caller asks of a shard. It is a plain value: every

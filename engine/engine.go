@@ -498,7 +498,7 @@ func (e *Engine) fanOut(ctx context.Context, cmd command, fn func(*result)) erro
 // error. On any error other than a rejection the caller must not reuse r: the
 // shard may still write to it.
 func (e *Engine) call(ctx context.Context, saleID string, r *request) error {
-	if r.cmd.kind != cmdPurchase { // buyers are not audited: no lookup on their path
+	if r.cmd.kind != cmdPurchase && r.cmd.audit == nil { // buyers are not audited: no lookup on their path
 		r.cmd.audit = auditFrom(ctx)
 	}
 	if err := e.send(e.shardFor(saleID), r); err != nil {

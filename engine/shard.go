@@ -171,6 +171,10 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 		s.st.listAudit(r.cmd.auditQ, s.id, &r.res) // audit.go
 		return
 	}
+	if r.cmd.kind == cmdAuditRecord {
+		b.data = s.appendEvents(b.data, s.st.recordAudit(r.cmd.audit, r.cmd.key, now, s.evs[:0]))
+		return
+	}
 	s.evs = s.st.execute(&r.cmd, now, &r.res, s.evs[:0])
 	s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry
 	b.data = s.appendEvents(b.data, s.evs)

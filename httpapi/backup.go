@@ -50,6 +50,7 @@ func (s *Server) backup(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		return
 	}
 	res, err := s.cfg.Backup(filepath.Clean(body.To))
+	s.recordBackup(ctx, filepath.Clean(body.To), err)
 	switch {
 	case errors.Is(err, ErrBackupExists):
 		writeProblem(ctx, codeBackupExists, body.To+" exists already; name a new directory for every backup", -1)
@@ -77,4 +78,28 @@ func (s *Server) backup(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	ctx.SetStatusCode(fasthttp.StatusCreated)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
+}
+
+// recordBackup puts the backup in the audit trail, after it was written: a
+// backup is no shard's command, so its record follows it (engine.RecordAudit)
+// and a crash in between loses the record, not the copy.
+func (s *Server) recordBackup(ctx *fasthttp.RequestCtx, dest string, err error) {
+	a := auditOf(ctx)
+	if a == nil {
+		return
+	}
+	entry := *a
+	entry.Target = dest
+	outcome := "ok"
+	switch {
+	case errors.Is(err, ErrBackupExists):
+		outcome = codeBackupExists
+	case errors.Is(err, ErrBackupDestination):
+		outcome = codeInvalidRequest
+	case err != nil:
+		outcome = codeInternal
+	}
+	if err := s.eng.RecordAudit(s.reqCtx(), entry, outcome); err != nil {
+		s.log.Warn("cannot record the backup in the audit trail", "err", err)
+	}
 }

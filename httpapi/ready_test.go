@@ -49,6 +49,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeUnionPay:              {"POST", "/v1/payments/unionpay", `a=b`},
 		routeCatalogue:             {"GET", "/v1/sales", ""},
 		routeLiveSale:              {"GET", "/v1/sales/s1/live", ""},
+		routeAdminBackup:           {"POST", "/v1/admin/backup", `{"to":"/backups/b1"}`},
+		routeAdminAudit:            {"GET", "/v1/admin/audit", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -119,6 +121,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
 		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
+		routeAdminBackup: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -51,6 +51,7 @@ const (
 	routeCatalogue             // GET  /v1/sales
 	routeLiveSale              // GET  /v1/sales/{sale_id}/live
 	routeAdminBackup           // POST /v1/admin/backup (backup.go)
+	routeAdminAudit            // GET  /v1/admin/audit (audit.go)
 	routeCount
 )
 
@@ -120,6 +121,7 @@ func init() {
 		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
 		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
 		routeAdminBackup:           {"admin_backup", "POST", accessAdmin, (*Server).backup},
+		routeAdminAudit:            {"admin_audit", "GET", accessAdmin, (*Server).listAudit},
 	}
 }
 
@@ -166,6 +168,8 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeCatalogue, nil
 	case "/v1/admin/backup":
 		return routeAdminBackup, nil
+	case "/v1/admin/audit":
+		return routeAdminAudit, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)

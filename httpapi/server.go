@@ -321,6 +321,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if s.beforeHandle != nil {
 		s.beforeHandle(r)
 	}
+	if auditedRoutes[r] && who.kind != principalBuyer { // audit.go; never on a buyer's request
+		s.startAudit(ctx, r, param, who)
+	}
 	spec.handle(s, ctx, param, who)
 }
 
