@@ -5,6 +5,8 @@
 //
 //	go run .            # listens on 127.0.0.1:8080, data in ./onsale-data; Ctrl-C stops it
 //	go run . -h         # every flag, each with an ONSALE_* variable
+//	onsale backup -to DEST [-data DIR | -url URL]   # a consistent copy while it runs
+//	onsale verify -data DEST                        # check a copy: exit 1 if it is not sound
 //
 // In scripts, build it and signal the binary: `go run . &` then `kill $!`
 // stops the go tool, not the server it started.
@@ -15,6 +17,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -26,6 +29,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -274,6 +278,14 @@ func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.
 // ctx they cancel to stop it. ready, if not nil, is called with the listen
 // address once the server is ready.
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "backup":
+			return runBackup(ctx, args[1:], stderr)
+		case "verify":
+			return runVerify(args[1:], stderr)
+		}
+	}
 	return runWith(ctx, args, stderr, ready, seams{})
 }
 
@@ -298,6 +310,8 @@ type app struct {
 	// running is eng for Pebble's log writer goroutine, which asks
 	// minSyncInterval after every sync; nil until recovery ends.
 	running atomic.Pointer[engine.Engine]
+	// backupLog is log for POST /v1/admin/backup; nil until recovery ends.
+	backupLog atomic.Pointer[wal.Log]
 
 	// The disk watcher's; checkDisk runs on one goroutine at a time.
 	diskLow   bool          // the last check found less than -min-free-disk
@@ -401,6 +415,7 @@ func (a *app) listen(sec secrets) error {
 		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
 		CORSOrigins:    o.corsOrigins,
 		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
+		Backup: a.backup,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -437,7 +452,30 @@ func (a *app) recover() recovery {
 	}
 	logRecovery(a.logger, eng, time.Since(start))
 	a.running.Store(eng)
+	a.backupLog.Store(log)
 	return recovery{log: log, eng: eng}
+}
+
+// backup serves POST /v1/admin/backup: the log's checkpoint and the files
+// beside it in the data directory (wal.Backup).
+func (a *app) backup(dest string) (httpapi.BackupResult, error) {
+	log := a.backupLog.Load()
+	if log == nil {
+		return httpapi.BackupResult{}, errors.New("the log is not open yet")
+	}
+	start := time.Now()
+	info, err := log.Backup(a.o.data, dest)
+	switch {
+	case errors.Is(err, wal.ErrBackupExists):
+		return httpapi.BackupResult{}, fmt.Errorf("%w: %w", httpapi.ErrBackupExists, err)
+	case errors.Is(err, wal.ErrBackupInsideData):
+		return httpapi.BackupResult{}, fmt.Errorf("%w: %s and the data directory %s must not contain each other",
+			httpapi.ErrBackupDestination, dest, a.o.data)
+	case err != nil:
+		return httpapi.BackupResult{}, err
+	}
+	a.logger.Info("backup written", "to", info.Path, "bytes", info.SizeBytes, "ms", time.Since(start).Milliseconds())
+	return httpapi.BackupResult{Path: info.Path, SizeBytes: info.SizeBytes, LogPositions: info.Positions}, nil
 }
 
 // orOff maps a flag's 0 ("off") to the engine's negative off.
@@ -805,3 +843,149 @@ func (b *byteSize) Set(s string) error {
 }
 
 func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// runBackup is `onsale backup`: with -url, through the running server
+// (POST /v1/admin/backup, DEST on its disk); otherwise on the data
+// directory of a stopped one. A running server holds the log's lock, so
+// opening it then fails and the error says to use -url.
+func runBackup(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onsale backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := envDefaults{fs: fs}
+	var data, to, url, token string
+	env.str(&data, "data", "ONSALE_DATA", "./onsale-data", "data directory to back up (and, with -url, where secrets.json gives the admin token)")
+	fs.StringVar(&to, "to", "", "directory to write; must not exist (with -url: an absolute path on the server's disk)")
+	fs.StringVar(&url, "url", "", "base URL of the running server (http://127.0.0.1:8080): back up through it")
+	env.str(&token, "admin-token", "ONSALE_ADMIN_TOKEN", "", "admin token for -url [read from <data>/secrets.json]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case env.err != nil:
+		return env.err
+	case fs.NArg() > 0:
+		return fmt.Errorf("backup: unexpected argument %q", fs.Arg(0))
+	case to == "":
+		return errors.New("backup: -to DEST is required: a directory that does not exist yet")
+	}
+	if url != "" {
+		return backupThrough(ctx, url, token, data, to)
+	}
+	logDir := filepath.Join(data, "wal")
+	if _, err := os.Stat(logDir); err != nil {
+		return fmt.Errorf("backup: no log in %s: %w", data, err)
+	}
+	log, err := wal.Open(logDir, wal.Options{Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	// Another process's lock is EAGAIN; this process's own (tests run the
+	// server in-process) is Pebble's "lock held by current process".
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) ||
+		err != nil && strings.Contains(err.Error(), "lock held") {
+		return fmt.Errorf("backup: %s is in use by a running onsale; back up through it: "+
+			"onsale backup -data %s -url http://ITS-ADDRESS -to /absolute/path/on/its/disk", data, data)
+	}
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	info, err := log.Backup(data, to)
+	if cerr := log.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	printBackup(info.Path, info.SizeBytes, info.Positions)
+	return nil
+}
+
+// backupThrough asks the server at url for a backup to dest.
+func backupThrough(ctx context.Context, url, token, data, dest string) error {
+	if !filepath.IsAbs(dest) {
+		return fmt.Errorf("backup: with -url, -to must be an absolute path on the server's disk, not %q", dest)
+	}
+	if token == "" {
+		sec, err := os.ReadFile(filepath.Join(data, "secrets.json"))
+		var s secrets
+		if err == nil {
+			err = json.Unmarshal(sec, &s)
+		}
+		if err != nil || s.AdminToken == "" {
+			return fmt.Errorf("backup: no admin token: pass -admin-token or -data with its secrets.json (%v)", err)
+		}
+		token = s.AdminToken
+	}
+	body, _ := json.Marshal(map[string]string{"to": dest})
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(url, "/")+"/v1/admin/backup", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode != http.StatusCreated {
+		return fmt.Errorf("backup: the server answered %s: %s", res.Status, bytes.TrimSpace(raw))
+	}
+	var out struct {
+		Path         string   `json:"path"`
+		SizeBytes    int64    `json:"size_bytes"`
+		LogPositions []uint64 `json:"log_positions"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("backup: unexpected answer %q: %w", raw, err)
+	}
+	printBackup(out.Path, out.SizeBytes, out.LogPositions)
+	return nil
+}
+
+func printBackup(path string, size int64, positions []uint64) {
+	fmt.Fprintf(stdout, "backup written to %s (%s; last log position per shard %v); check it with: onsale verify -data %s\n",
+		path, mib(uint64(size)), positions, path)
+}
+
+// runVerify is `onsale verify`: it opens a copy read-only, reads every
+// block of its log (checksums), rebuilds the state from every snapshot and
+// log entry as a start would (engine.Check), and needs secrets.json beside
+// it. Anything wrong is an error, so the exit status is 1.
+func runVerify(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onsale verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var data string
+	fs.StringVar(&data, "data", "", "the copy (or a stopped server's data directory) to check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if data == "" || fs.NArg() > 0 {
+		return errors.New("verify: usage: onsale verify -data DIR")
+	}
+	raw, err := os.ReadFile(filepath.Join(data, "secrets.json"))
+	var s secrets
+	if err == nil {
+		err = json.Unmarshal(raw, &s)
+	}
+	if err == nil && s.DataKey == "" {
+		err = errors.New("it has no data_key")
+	}
+	if err != nil {
+		return fmt.Errorf("verify: %s: secrets.json is needed to restore (its data key signs the tickets): %w", data, err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log, err := wal.Open(filepath.Join(data, "wal"), wal.Options{ReadOnly: true, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer log.Close()
+	keys, err := log.Check()
+	if err != nil {
+		return fmt.Errorf("verify: %s is corrupt: %w", data, err)
+	}
+	sum, err := engine.Check(log, logger)
+	if err != nil {
+		return fmt.Errorf("verify: %s is corrupt: %w", data, err)
+	}
+	fmt.Fprintf(stdout, "%s is sound: %d keys read, %d shards, %d sales, %d orders\n", data, keys, sum.Shards, sum.Sales, sum.Orders)
+	return nil
+}

@@ -44,6 +44,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyCredential(ev)
 	case evBoxOfficeSold, evCounterPaid:
 		return st.applyBoxOffice(ev)
+	case evAuditRecorded:
+		return st.applyAudit(ev)
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {

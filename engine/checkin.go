@@ -166,7 +166,7 @@ func (e *Engine) CheckInBatch(ctx context.Context, gate string, scans []Scan) ([
 			continue
 		}
 		r := &request{done: make(chan struct{}, 1)}
-		r.cmd = command{kind: cmdScans, door: &doorCommand{gate: gate, scans: sc}}
+		r.cmd = command{kind: cmdScans, door: &doorCommand{gate: gate, scans: sc}, audit: auditFrom(ctx)} // audit.go: one entry per shard
 		if err := e.send(e.shards[s], r); err != nil {
 			return nil, err
 		}

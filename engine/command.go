@@ -29,6 +29,8 @@ const (
 	cmdRevocations       // revocations.go
 	cmdSaleReport        // reports.go
 	cmdSaleAttendees     // reports.go
+	cmdAuditList         // audit.go
+	cmdAuditRecord       // audit.go: an action that is not a shard's
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -54,6 +56,8 @@ type command struct {
 	cred     *Credential  // cmdCreateCredential
 	box      *BoxOffice   // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
 	door     *doorCommand // the door's commands (checkin.go); nil for the others
+	audit    *AuditEntry  // who asked, recorded with the outcome (audit.go); nil for buyers
+	auditQ   *auditPage   // cmdAuditList
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -80,6 +84,7 @@ type result struct {
 	cred     Credential
 	door     *doorResult   // the door's commands (checkin.go)
 	reports  *reportResult // reports.go
+	audit    []AuditEntry  // cmdAuditList
 }
 
 type request struct {

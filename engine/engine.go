@@ -29,6 +29,10 @@ type Config struct {
 	TickInterval time.Duration // how often each shard expires due holds [100ms]
 	ExpireMax    int           // holds expired per tick, so a tick stays short [4096]
 
+	// AuditMax: audit entries each shard keeps, the oldest dropped
+	// first (audit.go) [100_000].
+	AuditMax int
+
 	// SnapshotEvents: a shard writes a snapshot after this many events since
 	// its last one, then the log before it is deleted [250_000].
 	SnapshotEvents int
@@ -68,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SyncGatherMax == 0 {
 		c.SyncGatherMax = time.Millisecond
+	}
+	if c.AuditMax <= 0 {
+		c.AuditMax = auditMaxDefault
 	}
 	if c.SnapshotEvents <= 0 {
 		c.SnapshotEvents = 250_000
@@ -260,6 +267,9 @@ func (e *Engine) LoadSales(ctx context.Context, cfgs []SaleConfig) ([]Sale, erro
 		r.cmd = command{kind: cmdLoad, sales: byShard[s], load: &loadGate{
 			prepared: make(chan *Rejection, 1), commit: make(chan bool, 1),
 		}}
+		if len(reqs) == 0 {
+			r.cmd.audit = auditFrom(ctx) // one entry, on the first shard (audit.go)
+		}
 		if err := e.send(s, r); err != nil {
 			for _, p := range reqs {
 				p.cmd.load.commit <- false
@@ -488,6 +498,9 @@ func (e *Engine) fanOut(ctx context.Context, cmd command, fn func(*result)) erro
 // error. On any error other than a rejection the caller must not reuse r: the
 // shard may still write to it.
 func (e *Engine) call(ctx context.Context, saleID string, r *request) error {
+	if r.cmd.kind != cmdPurchase && r.cmd.audit == nil { // buyers are not audited: no lookup on their path
+		r.cmd.audit = auditFrom(ctx)
+	}
 	if err := e.send(e.shardFor(saleID), r); err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ type event struct {
 	scannedAt   int64       // evTicketAdmitted: when the gate scanned it
 	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
+	audit       *AuditEntry // evAuditRecorded
 }
 
 type eventKind uint8
@@ -52,6 +53,7 @@ const (
 	evTicketKeyAdded // ticketkeys.go
 	evTicketKeyRetired
 	evTicketAdmitted // checkin.go
+	evAuditRecorded  // audit.go
 	evKindEnd
 )
 
@@ -80,6 +82,7 @@ const (
 //	TicketKeyAdded      at saleID kid      (kid 1 with the sale's creation; ticketkeys.go)
 //	TicketKeyRetired    at saleID kid
 //	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
+//	AuditRecorded: audit.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -161,6 +164,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = binary.AppendUvarint(b, uint64(ev.ticket))
 		b = appendString(b, ev.gate)
 		b = binary.AppendVarint(b, ev.scannedAt)
+	case evAuditRecorded:
+		b = appendAuditEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -316,6 +321,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
 		ev.gate = d.str(GateLenMax)
 		ev.scannedAt = d.varint()
+	case evAuditRecorded:
+		decodeAuditEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -336,6 +343,7 @@ var kindNames = [...]string{
 	evCredentialCreated: "CredentialCreated", evCredentialRevoked: "CredentialRevoked",
 	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
 	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
+	evAuditRecorded: "AuditRecorded",
 }
 
 func (k eventKind) String() string {

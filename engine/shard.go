@@ -87,6 +87,8 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		s.free <- &batch{}
 	}
 	s.pendingOrders.Store(st.pending)
+	st.audit.max = e.cfg.AuditMax
+	st.audit.trim()
 	return s
 }
 
@@ -165,7 +167,16 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 		s.stepLoad(b, r, now)
 		return
 	}
+	if r.cmd.kind == cmdAuditList {
+		s.st.listAudit(r.cmd.auditQ, s.id, &r.res) // audit.go
+		return
+	}
+	if r.cmd.kind == cmdAuditRecord {
+		b.data = s.appendEvents(b.data, s.st.recordAudit(r.cmd.audit, r.cmd.key, now, s.evs[:0]))
+		return
+	}
 	s.evs = s.st.execute(&r.cmd, now, &r.res, s.evs[:0])
+	s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry
 	b.data = s.appendEvents(b.data, s.evs)
 }
 
@@ -188,6 +199,13 @@ func (s *shard) stepLoad(b *batch, r *request, now int64) {
 		case commit = <-gate.commit:
 		case <-s.quit:
 		}
+	}
+	if r.cmd.audit != nil { // audit.go: one entry, with the load's outcome
+		outcome := "ok"
+		if !commit {
+			outcome = "refused"
+		}
+		defer func() { b.data = s.appendEvents(b.data, s.st.recordAudit(r.cmd.audit, outcome, now, s.evs[:0])) }()
 	}
 	if !commit {
 		return // the caller answers with the first rejection

@@ -78,7 +78,7 @@ func (s *Server) boxOfficePurchase(ctx *fasthttp.RequestCtx, saleID []byte, who 
 		writeProblem(ctx, codeInvalidRequest, problem, -1)
 		return
 	}
-	o, created, err := s.eng.BoxOfficePurchase(s.reqCtx(), engine.PurchaseRequest{
+	o, created, err := s.eng.BoxOfficePurchase(s.engineCtx(ctx), engine.PurchaseRequest{
 		SaleID: string(saleID), TierID: body.Tier, Quantity: body.Quantity,
 		UserID: s.boxOfficeUserID(email), IdempotencyKey: string(key),
 	}, who.cred.ID, s.sealContact(string(saleID), body.Buyer.Name, email))
@@ -217,7 +217,7 @@ func (s *Server) payAtCounter(ctx *fasthttp.RequestCtx, id []byte, who principal
 		writeProblem(ctx, codeInvalidRequest, fmt.Sprintf("reference must be at most %d bytes of text", engine.CounterReferenceLenMax), -1)
 		return
 	}
-	o, err := s.eng.PayAtCounter(s.reqCtx(), string(id), string(key), engine.CounterPayment{
+	o, err := s.eng.PayAtCounter(s.engineCtx(ctx), string(id), string(key), engine.CounterPayment{
 		SellerID: who.cred.ID, Method: body.Method, Reference: body.Reference,
 	})
 	if err != nil {

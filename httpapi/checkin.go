@@ -63,7 +63,7 @@ func (s *Server) checkInCode(ctx *fasthttp.RequestCtx, body *checkInBody, who pr
 		writeProblem(ctx, codeForbidden, fmt.Sprintf("your credentials do not cover sale %q", p.SaleID), -1)
 		return
 	}
-	a, err := s.eng.CheckInCode(s.reqCtx(), body.Gate, engine.Scan{Code: p})
+	a, err := s.eng.CheckInCode(s.engineCtx(ctx), body.Gate, engine.Scan{Code: p})
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -133,7 +133,7 @@ func (s *Server) checkInTicket(ctx *fasthttp.RequestCtx, body *checkInBody, who 
 		writeProblem(ctx, codeForbidden, "plain ticket ids are for the admin token; scan the ticket's code", -1)
 		return
 	}
-	c, err := s.eng.CheckInTicket(s.reqCtx(), body.Ticket, body.Gate)
+	c, err := s.eng.CheckInTicket(s.engineCtx(ctx), body.Ticket, body.Gate)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -200,7 +200,7 @@ func (s *Server) checkInSync(ctx *fasthttp.RequestCtx, _ []byte, who principal) 
 			sent = append(sent, i)
 		}
 	}
-	decided, err := s.eng.CheckInBatch(s.reqCtx(), body.Gate, scans)
+	decided, err := s.eng.CheckInBatch(s.engineCtx(ctx), body.Gate, scans)
 	if err != nil {
 		s.writeError(ctx, err)
 		return

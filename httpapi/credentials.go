@@ -148,7 +148,7 @@ func (s *Server) createCredential(ctx *fasthttp.RequestCtx, _ []byte, _ principa
 	token := prefix + base64.RawURLEncoding.EncodeToString(secret[:])
 	c.ID = credentialIDPrefix + credentialIDEncoding.EncodeToString(id[:])
 	c.TokenHash = s.credKeys.credentialTokenHash([]byte(token))
-	stored, err := s.eng.CreateCredential(s.reqCtx(), c)
+	stored, err := s.eng.CreateCredential(s.engineCtx(ctx), c)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -180,7 +180,7 @@ func (s *Server) listCredentials(ctx *fasthttp.RequestCtx, _ []byte, _ principal
 // revokeCredential: DELETE /v1/admin/credentials/{id}. 200 with the revoked
 // credential; revoking it again answers the same.
 func (s *Server) revokeCredential(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
-	c, err := s.eng.RevokeCredential(s.reqCtx(), string(id))
+	c, err := s.eng.RevokeCredential(s.engineCtx(ctx), string(id))
 	if err != nil {
 		s.writeError(ctx, err)
 		return

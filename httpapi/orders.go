@@ -124,7 +124,7 @@ func (s *Server) cancelOrder(ctx *fasthttp.RequestCtx, id []byte, who principal)
 	if s.overUserRate(ctx, routeCancelOrder, who) {
 		return
 	}
-	o, err := s.eng.Cancel(s.reqCtx(), string(id), who.userID) // "" for the admin
+	o, err := s.eng.Cancel(s.engineCtx(ctx), string(id), who.userID) // "" for the admin
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -158,7 +158,7 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 			return
 		}
 	}
-	o, err := s.eng.Refund(s.reqCtx(), string(id), body.Force)
+	o, err := s.eng.Refund(s.engineCtx(ctx), string(id), body.Force)
 	if err != nil {
 		s.writeError(ctx, err)
 		return

@@ -54,6 +54,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminEventReport:      {"GET", "/v1/admin/events/tour/report", ""},
 		routeAdminOrdersCSV:        {"GET", "/v1/admin/sales/s1/orders.csv", ""},
 		routeAdminAttendeesCSV:     {"GET", "/v1/admin/sales/s1/attendees.csv", ""},
+		routeAdminBackup:           {"POST", "/v1/admin/backup", `{"to":"/backups/b1"}`},
+		routeAdminAudit:            {"GET", "/v1/admin/audit", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -124,6 +126,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
 		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
+		routeAdminBackup: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

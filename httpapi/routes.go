@@ -55,6 +55,8 @@ const (
 	routeAdminEventReport      // GET  /v1/admin/events/{event}/report
 	routeAdminOrdersCSV        // GET  /v1/admin/sales/{sale_id}/orders.csv (exports.go)
 	routeAdminAttendeesCSV     // GET  /v1/admin/sales/{sale_id}/attendees.csv
+	routeAdminBackup           // POST /v1/admin/backup (backup.go)
+	routeAdminAudit            // GET  /v1/admin/audit (audit.go)
 	routeCount
 )
 
@@ -128,6 +130,8 @@ func init() {
 		routeAdminEventReport:      {"admin_event_report", "GET", accessAdmin, (*Server).eventReport},
 		routeAdminOrdersCSV:        {"admin_orders_csv", "GET", accessAdmin, (*Server).exportOrdersCSV},
 		routeAdminAttendeesCSV:     {"admin_attendees_csv", "GET", accessAdmin, (*Server).exportAttendeesCSV},
+		routeAdminBackup:           {"admin_backup", "POST", accessAdmin, (*Server).backup},
+		routeAdminAudit:            {"admin_audit", "GET", accessAdmin, (*Server).listAudit},
 	}
 }
 
@@ -172,6 +176,10 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeUnionPay, nil
 	case "/v1/sales":
 		return routeCatalogue, nil
+	case "/v1/admin/backup":
+		return routeAdminBackup, nil
+	case "/v1/admin/audit":
+		return routeAdminAudit, nil
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)

@@ -214,7 +214,7 @@ func (s *Server) putSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 		writeProblem(ctx, codeInvalidRequest, msg, -1)
 		return
 	}
-	sl, created, err := s.eng.PutSale(s.reqCtx(), cfg)
+	sl, created, err := s.eng.PutSale(s.engineCtx(ctx), cfg)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -250,7 +250,7 @@ func (s *Server) loadSales(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 			return
 		}
 	}
-	sales, err := s.eng.LoadSales(s.reqCtx(), cfgs)
+	sales, err := s.eng.LoadSales(s.engineCtx(ctx), cfgs)
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -278,7 +278,7 @@ func (s *Server) reopenSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 
 // setSaleClosed: POST /v1/admin/sales/{sale_id}:close and :reopen.
 func (s *Server) setSaleClosed(ctx *fasthttp.RequestCtx, id []byte, closed bool) {
-	sl, err := s.eng.SetSaleClosed(s.reqCtx(), string(id), closed)
+	sl, err := s.eng.SetSaleClosed(s.engineCtx(ctx), string(id), closed)
 	if err != nil {
 		s.writeError(ctx, err)
 		return

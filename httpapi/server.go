@@ -77,6 +77,11 @@ type Config struct {
 	LiveHeartbeat    time.Duration // a ": ping" comment after this long without an event [15s]
 	LivePollInterval time.Duration // how often a watched sale's view is looked at: updates per sale at most 1/this [200ms]
 
+	// Backup writes a backup of the data directory to an absolute path
+	// that must not exist (POST /v1/admin/backup, backup.go); it wraps
+	// ErrBackupExists or ErrBackupDestination when it refuses. [nil: 404]
+	Backup func(dest string) (BackupResult, error)
+
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
 
@@ -315,6 +320,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if s.beforeHandle != nil {
 		s.beforeHandle(r)
+	}
+	if auditedRoutes[r] && who.kind != principalBuyer { // audit.go; never on a buyer's request
+		s.startAudit(ctx, r, param, who)
 	}
 	spec.handle(s, ctx, param, who)
 }

@@ -87,7 +87,7 @@ func (s *Server) checkInKey(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 
 // rotateCheckInKey: POST /v1/admin/sales/{sale_id}/checkin-keys:rotate.
 func (s *Server) rotateCheckInKey(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
-	keys, err := s.eng.RotateTicketKey(s.reqCtx(), string(id))
+	keys, err := s.eng.RotateTicketKey(s.engineCtx(ctx), string(id))
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -105,7 +105,7 @@ func (s *Server) retireCheckInKey(ctx *fasthttp.RequestCtx, param []byte, _ prin
 		writeProblem(ctx, codeInvalidRequest, fmt.Sprintf("a key id is a number from 1 to %d", engine.TicketKeysPerSaleMax), -1)
 		return
 	}
-	keys, err := s.eng.RetireTicketKey(s.reqCtx(), string(saleID), kid)
+	keys, err := s.eng.RetireTicketKey(s.engineCtx(ctx), string(saleID), kid)
 	if err != nil {
 		s.writeError(ctx, err)
 		return

@@ -59,6 +59,15 @@
 // go through a repeat limiter (logger.go): alike lines at most three times
 // a second, then a count of those held back.
 //
+// # Backups
+//
+// Backup (backup.go) writes a Pebble checkpoint of the open log, plus the
+// files beside it in the data directory, to a new directory while appends
+// go on: everything acknowledged before it started is in the copy. It then
+// opens the copy once so that its WAL is written out as tables; Check reads
+// every key of a copy so that every block checksum and every CRC is
+// verified. Options.ReadOnly opens a copy without writing or locking it.
+//
 // # Threading
 //
 // All methods are safe for concurrent use. The engine calls Append for one

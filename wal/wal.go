@@ -16,10 +16,13 @@ import (
 
 // Options configure a Log. Zero values take the defaults in brackets.
 type Options struct {
-	FS      vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
-	Logger  *slog.Logger // Pebble's own lines go here too [slog.Default()]
-	NoSync  bool         // benchmarks only: commits without fsync are NOT durable
-	Metrics *metrics.Set // where to register wal metrics [none]
+	FS     vfs.FS       // [vfs.Default, the real disk]; tests pass a MemFS or an errorfs
+	Logger *slog.Logger // Pebble's own lines go here too [slog.Default()]
+	NoSync bool         // benchmarks only: commits without fsync are NOT durable
+	// ReadOnly opens without writing anything and without Pebble's lock:
+	// verifying a backup or summing one up. Every write returns an error.
+	ReadOnly bool
+	Metrics  *metrics.Set // where to register wal metrics [none]
 
 	// OnFatal runs when Pebble cannot go on (a failed WAL write or sync).
 	// It must not return [log at error level and os.Exit(1)].
@@ -95,8 +98,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	if err := checkRoom(fs, dir); err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if err := checkRoom(fs, dir); err != nil {
+			return nil, err
+		}
+	}
+	po.ReadOnly = opts.ReadOnly
+	if opts.ReadOnly {
+		// Pebble creates a missing directory unless told not to; a copy
+		// that is not there is an error, not a new empty log.
+		po.ErrorIfNotExists = true
 	}
 	if err := checkNewestLog(fs, dir); err != nil {
 		return nil, err
