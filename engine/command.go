@@ -27,6 +27,9 @@ const (
 	cmdScans             // checkin.go: signed codes scanned at a gate
 	cmdTickets           // tickets.go
 	cmdRevocations       // revocations.go
+	cmdPutCoupon         // coupons.go
+	cmdPatchCoupon       // coupons.go
+	cmdCoupons           // coupons.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -52,6 +55,8 @@ type command struct {
 	cred     *Credential  // cmdCreateCredential
 	box      *BoxOffice   // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
 	door     *doorCommand // the door's commands (checkin.go); nil for the others
+	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
+	coupons  *couponCommand
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -77,6 +82,7 @@ type result struct {
 	sales    []Sale
 	cred     Credential
 	door     *doorResult // the door's commands (checkin.go)
+	coupons  []Coupon    // coupons.go
 }
 
 type request struct {

@@ -30,6 +30,7 @@ type event struct {
 	scannedAt   int64       // evTicketAdmitted: when the gate scanned it
 	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
+	com         *commerce   // evTierRules, evCouponPut, evCouponApplied (pricing.go, coupons.go)
 }
 
 type eventKind uint8
@@ -52,6 +53,9 @@ const (
 	evTicketKeyAdded // ticketkeys.go
 	evTicketKeyRetired
 	evTicketAdmitted // checkin.go
+	evTierRules      // pricing.go
+	evCouponPut      // coupons.go
+	evCouponApplied
 	evKindEnd
 )
 
@@ -80,6 +84,10 @@ const (
 //	TicketKeyAdded      at saleID kid      (kid 1 with the sale's creation; ticketkeys.go)
 //	TicketKeyRetired    at saleID kid
 //	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
+//	TierRules       saleID ntiers {nphases {untilMs first priceCents}
+//	                ncomponents {tierID qty}}   (after its SalePut; pricing.go)
+//	CouponPut       at saleID coupon            (coupons.go)
+//	CouponApplied   at key code discount        (after its OrderPlaced)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -161,6 +169,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = binary.AppendUvarint(b, uint64(ev.ticket))
 		b = appendString(b, ev.gate)
 		b = binary.AppendVarint(b, ev.scannedAt)
+	case evTierRules, evCouponPut, evCouponApplied:
+		b = appendCommerceEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -316,6 +326,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
 		ev.gate = d.str(GateLenMax)
 		ev.scannedAt = d.varint()
+	case evTierRules, evCouponPut, evCouponApplied:
+		decodeCommerceEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -336,6 +348,7 @@ var kindNames = [...]string{
 	evCredentialCreated: "CredentialCreated", evCredentialRevoked: "CredentialRevoked",
 	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
 	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
+	evTierRules: "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 }
 
 func (k eventKind) String() string {
