@@ -212,7 +212,6 @@ func hasEveryFeature(st *state) bool {
 	return revoked && counter && held && back && pkg
 }
 
-
 // restoreSnapshot restores chunks into a new state, as recovery does.
 func restoreSnapshot(chunks [][]byte) (*state, error) {
 	st := newState()
