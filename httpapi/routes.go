@@ -50,6 +50,9 @@ const (
 	routeUnionPay              // POST /v1/payments/unionpay
 	routeCatalogue             // GET  /v1/sales
 	routeLiveSale              // GET  /v1/sales/{sale_id}/live
+	routeAdminCreateCoupon     // POST  /v1/admin/sales/{sale_id}/coupons (coupons.go)
+	routeAdminListCoupons      // GET   /v1/admin/sales/{sale_id}/coupons (couponRoute)
+	routeAdminPatchCoupon      // PATCH /v1/admin/sales/{sale_id}/coupons/{code}
 	routeCount
 )
 
@@ -118,6 +121,9 @@ func init() {
 		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
 		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
+		routeAdminCreateCoupon:     {"admin_create_coupon", "POST", accessAdmin, (*Server).createCoupon},
+		routeAdminListCoupons:      {"admin_list_coupons", "GET", accessAdmin, (*Server).listCoupons},
+		routeAdminPatchCoupon:      {"admin_patch_coupon", "PATCH", accessAdmin, (*Server).patchCoupon},
 	}
 }
 
@@ -221,6 +227,9 @@ func matchRoute(path []byte) (route, []byte) {
 		case bytes.HasPrefix(tail, checkInKeysSegment) && bytes.HasSuffix(tail, suffixRetire):
 			// the parameter is "{sale_id}/checkin-keys/{kid}" (tickets.go splits it)
 			return routeAdminRetireKey, rest[:len(rest)-len(suffixRetire)]
+		}
+		if r, param, ok := matchCouponRoute(rest, seg, tail); ok && len(seg) > 0 && bytes.IndexByte(seg, ':') < 0 {
+			return r, param
 		}
 		return routeNone, nil
 	}
