@@ -33,6 +33,11 @@
 // kept in memory only; a scan's signature is checked before the engine
 // sees it, so a forged or malformed code costs no shard time.
 //
+// Prices, packages and coupons are the engine's rules (engine/pricing.go,
+// packages.go, coupons.go): httpapi only reads and writes their JSON
+// (pricing.go, coupons.go). A purchase body's optional coupon is read by the
+// hand parser; a plain purchase allocates nothing more for it.
+//
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.
 //
