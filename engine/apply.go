@@ -16,9 +16,9 @@ func (st *state) apply(ev *event) error {
 		cfg := *ev.sale
 		cfg.Tiers = slices.Clone(cfg.Tiers) // the event's slice may be reused
 		if sl == nil {
-			st.insertSale(cfg, false)
+			sl = st.insertSale(cfg, false)
 			st.touch(int32(len(st.sales) - 1))
-			return nil
+			return st.indexPackages(sl) // packages.go
 		}
 		st.touch(si)
 		if len(cfg.Tiers) < len(sl.cfg.Tiers) {
@@ -28,10 +28,11 @@ func (st *state) apply(ev *event) error {
 		for len(sl.tiers) < len(cfg.Tiers) {
 			sl.tiers = append(sl.tiers, tierCount{})
 		}
-		for t := range sl.tiers {
-			checkTier(sl, t)
-		}
-		return nil
+		return st.indexPackages(sl) // checks every tier
+	case evTierRules:
+		return st.applyTierRules(ev) // pricing.go
+	case evCouponPut:
+		return st.applyCouponPut(ev) // coupons.go
 	case evSaleClosed:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil {
@@ -65,6 +66,8 @@ func (st *state) apply(ev *event) error {
 		return nil
 	case evTicketKeyAdded, evTicketKeyRetired:
 		return st.applyTicketKey(ev)
+	case evCouponApplied:
+		return st.applyCouponUse(ev) // coupons.go
 	}
 
 	idx, ok := st.byKey[ev.order]
@@ -76,6 +79,7 @@ func (st *state) apply(ev *event) error {
 	st.touch(o.sale)
 	tc := &sl.tiers[o.tier]
 	q := int(o.qty)
+	tickets := q * sl.ticketsPer(int(o.tier)) // a package's tickets (packages.go)
 	switch ev.kind {
 	case evOrderPaid:
 		switch o.status {
@@ -86,7 +90,8 @@ func (st *state) apply(ev *event) error {
 		case StatusExpired, StatusCancelled:
 			if !ev.needsRefund {
 				tc.sold += q
-				st.addTickets(sl, o.userID, q)
+				st.addTickets(sl, o.userID, tickets)
+				st.retakeCoupon(sl, o) // coupons.go
 			}
 		default:
 			return fmt.Errorf("%w: OrderPaid of a %s order", errCorrupt, o.status)
@@ -101,7 +106,8 @@ func (st *state) apply(ev *event) error {
 		}
 		tc.held -= q
 		st.pending--
-		st.addTickets(sl, o.userID, -q)
+		st.addTickets(sl, o.userID, -tickets)
+		st.giveBackCoupon(sl, o) // coupons.go
 		o.status = StatusExpired
 		if ev.kind == evOrderCancelled {
 			o.status = StatusCancelled
@@ -167,6 +173,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerRevocations(cmd, res) // revocations.go
 	case cmdSaleReport, cmdSaleAttendees:
 		st.answerReport(cmd, res) // reports.go
+	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
+		st.answerCoupons(cmd, res) // coupons.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {
@@ -205,21 +213,23 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 
 func (st *state) orderView(o *order) Order {
 	sl := st.sales[o.sale]
-	return Order{
+	v := Order{
 		SaleID: sl.cfg.ID, TierID: sl.cfg.Tiers[o.tier].ID, UserID: o.userID, IdempotencyKey: o.idemKey,
 		Quantity: int(o.qty), AmountCents: o.amount, Currency: sl.cfg.Currency,
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
 		DuplicateCharges: slices.Clone(st.charges[o.key]), BoxOffice: st.boxOffice[o.key],
 	}
+	st.fillPrice(o, &v) // pricing.go
+	return v
 }
 
 func saleView(sl *sale) Sale {
 	v := Sale{SaleConfig: sl.cfg, Closed: sl.closed, OrderCount: sl.orders}
 	v.Tiers = slices.Clone(sl.cfg.Tiers)
 	v.TierCounts = make([]TierCounts, len(sl.tiers))
-	for t, tc := range sl.tiers {
-		v.TierCounts[t] = TierCounts{Held: tc.held, Sold: tc.sold, Available: sl.available(t)}
+	for t := range sl.tiers {
+		v.TierCounts[t] = sl.tierCounts(t) // packages.go
 	}
 	return v
 }

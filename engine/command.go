@@ -31,6 +31,9 @@ const (
 	cmdSaleAttendees     // reports.go
 	cmdAuditList         // audit.go
 	cmdAuditRecord       // audit.go: an action that is not a shard's
+	cmdPutCoupon         // coupons.go
+	cmdPatchCoupon       // coupons.go
+	cmdCoupons           // coupons.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -58,6 +61,8 @@ type command struct {
 	door     *doorCommand // the door's commands (checkin.go); nil for the others
 	audit    *AuditEntry  // who asked, recorded with the outcome (audit.go); nil for buyers
 	auditQ   *auditPage   // cmdAuditList
+	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
+	coupons  *couponCommand
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -85,6 +90,7 @@ type result struct {
 	door     *doorResult   // the door's commands (checkin.go)
 	reports  *reportResult // reports.go
 	audit    []AuditEntry  // cmdAuditList
+	coupons  []Coupon      // coupons.go
 }
 
 type request struct {

@@ -38,7 +38,11 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.sale.ID)
 		res.created = sl == nil
+		packageStock(cmd.sale) // packages.go
 		evs, rej := st.decidePutSale(cmd.sale, evs)
+		if rej == nil {
+			evs, rej = st.decideTierRules(evs) // pricing.go: phases and packages
+		}
 		if rej == nil && sl == nil {
 			evs = firstTicketKey(evs, cmd.sale.ID, now) // ticketkeys.go
 		}
@@ -71,6 +75,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, st.decideRevocations(cmd)
 	case cmdSaleReport, cmdSaleAttendees:
 		return evs, st.decideReportRead(cmd) // reports.go
+	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
+		return st.decideCouponCommand(cmd, now, evs) // coupons.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
@@ -122,7 +128,7 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	if cmd.qty < 1 || cmd.qty > QuantityPerOrderMax {
 		return evs, reject(CodeInvalidQuantity, "quantity must be 1 to %d", QuantityPerOrderMax)
 	}
-	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty > sl.cfg.PerUserLimit {
+	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty*sl.ticketsPer(t) > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
 	}
 	if avail := sl.available(t); avail < cmd.qty {
@@ -133,11 +139,7 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	if _, taken := st.byKey[cmd.newOrder]; taken {
 		panic(newInvariantError("order key drawn twice"))
 	}
-	return append(evs, event{
-		kind: evOrderPlaced, at: now, saleID: cmd.saleID, order: cmd.newOrder,
-		userID: cmd.userID, key: cmd.key, tier: uint16(t), qty: uint16(cmd.qty),
-		amount: sl.cfg.Tiers[t].PriceCents * int64(cmd.qty), expiresAt: now + sl.cfg.HoldMs,
-	}), nil
+	return st.placeOrder(sl, t, cmd, now, evs) // pricing.go: price phases, coupons
 }
 
 func (st *state) decidePutSale(cfg *SaleConfig, evs []event) ([]event, *Rejection) {
@@ -165,9 +167,9 @@ func (st *state) decidePutSale(cfg *SaleConfig, evs []event) ([]event, *Rejectio
 		}
 		if j < 0 {
 			return evs, reject(CodeTierRemoved, "tier %q of sale %q cannot be removed; set its stock to %d to stop selling it",
-				old.ID, cfg.ID, sl.tiers[t].held+sl.tiers[t].sold)
+				old.ID, cfg.ID, sl.committed(t))
 		}
-		if committed := sl.tiers[t].held + sl.tiers[t].sold; cfg.Tiers[j].Stock < committed {
+		if committed := sl.committed(t); cfg.Tiers[j].Stock < committed {
 			return evs, reject(CodeStockBelowCommitted, "tier %q has %d tickets sold or held; stock cannot go below that",
 				old.ID, committed)
 		}
@@ -228,7 +230,8 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		// Late money: take the tickets again if they are there, else keep
 		// the money on record for a refund. Never oversell, never lose it.
 		u := sl.users[o.userID]
-		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty) <= sl.cfg.PerUserLimit
+		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty)*sl.ticketsPer(int(o.tier)) <= sl.cfg.PerUserLimit &&
+			st.couponRetakable(sl, o) // coupons.go
 		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
 	}

@@ -43,6 +43,12 @@
 //     and is published before any request of its batch is answered. So is
 //     the credential table (Credentials, credentials.go): a revocation
 //     answered is seen by every request after it.
+//   - Rules that price or limit a purchase (price phases, packages,
+//     coupons: pricing.go, packages.go, coupons.go) are state of the sale,
+//     decided in its shard; a coupon's use and a package's components are
+//     taken in the same entry as the order and given back with it, so
+//     sold + held <= stock holds for every component tier and a coupon
+//     never has more uses than its cap.
 //   - A ticket admits once: its check-in is decided by its sale's shard, so
 //     concurrent scans (and offline uploads) of one code get one admission.
 //     The engine holds no secret: ticket keys are logged as ids (kids) and

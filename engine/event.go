@@ -31,6 +31,7 @@ type event struct {
 	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
 	audit       *AuditEntry // evAuditRecorded
+	com         *commerce   // evTierRules, evCouponPut, evCouponApplied (pricing.go, coupons.go)
 }
 
 type eventKind uint8
@@ -54,6 +55,9 @@ const (
 	evTicketKeyRetired
 	evTicketAdmitted // checkin.go
 	evAuditRecorded  // audit.go
+	evTierRules      // pricing.go
+	evCouponPut      // coupons.go
+	evCouponApplied
 	evKindEnd
 )
 
@@ -83,6 +87,10 @@ const (
 //	TicketKeyRetired    at saleID kid
 //	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
 //	AuditRecorded: audit.go
+//	TierRules       saleID ntiers {nphases {untilMs first priceCents}
+//	                ncomponents {tierID qty}}   (after its SalePut; pricing.go)
+//	CouponPut       at saleID coupon            (coupons.go)
+//	CouponApplied   at key code discount        (after its OrderPlaced)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -166,6 +174,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = binary.AppendVarint(b, ev.scannedAt)
 	case evAuditRecorded:
 		b = appendAuditEvent(b, ev)
+	case evTierRules, evCouponPut, evCouponApplied:
+		b = appendCommerceEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -323,6 +333,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.scannedAt = d.varint()
 	case evAuditRecorded:
 		decodeAuditEvent(&d, ev)
+	case evTierRules, evCouponPut, evCouponApplied:
+		decodeCommerceEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -344,6 +356,7 @@ var kindNames = [...]string{
 	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
 	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
 	evAuditRecorded: "AuditRecorded",
+	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 }
 
 func (k eventKind) String() string {

@@ -35,6 +35,12 @@ func seedEvents() []event {
 		{kind: evTicketKeyAdded, at: 14, saleID: "s1", kid: 2},
 		{kind: evTicketKeyRetired, at: 15, saleID: "s1", kid: 1},
 		{kind: evTicketAdmitted, at: 16, order: k, ticket: 1, gate: "north-3", scannedAt: 12},
+		{kind: evTierRules, saleID: "s1", com: &commerce{
+			phases:     [][]PricePhase{{{UntilMs: 1_800_000_000_000, PriceCents: 3000}, {First: 100, PriceCents: 4000}}, nil},
+			components: [][]PackageComponent{nil, {{TierID: "floor", Quantity: 2}}}}},
+		{kind: evCouponPut, at: 17, saleID: "s1", com: &commerce{coupon: &CouponConfig{Code: "EARLY-10", PercentOff: 10,
+			Tiers: []string{"floor"}, UsesMax: 10, UsesPerBuyerMax: 1, ValidFromMs: 1, ValidUntilMs: 99, MinQuantity: 2, Disabled: true}}},
+		{kind: evCouponApplied, at: 18, order: k, com: &commerce{code: "EARLY-10", discount: 1000}},
 	}
 }
 

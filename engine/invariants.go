@@ -33,7 +33,7 @@ func (st *state) checkState() {
 		} else {
 			c.sold += o.ticketsTaken()
 		}
-		tickets[o.sale][o.userID] += int32(o.ticketsTaken())
+		tickets[o.sale][o.userID] += int32(o.ticketsTaken() * st.sales[o.sale].ticketsPer(int(o.tier)))
 		if got := st.byKey[o.key]; got != i {
 			panic(newInvariantError("order %d indexed at %d", i, got))
 		}

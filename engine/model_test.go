@@ -130,7 +130,7 @@ func (m *model) purchase(now int64, req PurchaseRequest) (*modelOrder, Code) {
 	}
 	return &modelOrder{Order: Order{
 		SaleID: req.SaleID, TierID: req.TierID, UserID: req.UserID, IdempotencyKey: req.IdempotencyKey,
-		Quantity: req.Quantity, AmountCents: price * int64(req.Quantity), Currency: s.cfg.Currency,
+		Quantity: req.Quantity, AmountCents: price * int64(req.Quantity), UnitPriceCents: price, Currency: s.cfg.Currency,
 		Status: StatusPending, CreatedAtMs: now, ExpiresAtMs: now + s.cfg.HoldMs, UpdatedAtMs: now,
 	}, key: req.IdempotencyKey}, ""
 }

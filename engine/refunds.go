@@ -40,6 +40,6 @@ func (st *state) applyRefund(o *order, sl *sale, ev *event) error {
 	o.usedKept = ev.kind == evOrderRefundedAfterEntry
 	back := before - o.ticketsTaken()
 	sl.tiers[o.tier].sold -= back
-	st.addTickets(sl, o.userID, -back)
+	st.addTickets(sl, o.userID, -back*sl.ticketsPer(int(o.tier)))
 	return nil
 }

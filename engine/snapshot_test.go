@@ -57,6 +57,11 @@ func randomLogOf(rng *rand.Rand, commands int, legacy, features bool) (*state, [
 				{ID: "floor", Name: "Floor", PriceCents: 5000, Stock: 300},
 				{ID: "seat", Name: "Seat", PriceCents: 8000, Stock: 200},
 			}}
+		if features { // tier rules: a price phase and a package (pricing.go, packages.go)
+			cfg.Tiers[0].Phases = []PricePhase{{First: 40, PriceCents: 4000}}
+			cfg.Tiers = append(cfg.Tiers, TierConfig{ID: "pair", Name: "Pair", PriceCents: 12000,
+				Components: []PackageComponent{{TierID: "floor", Quantity: 1}, {TierID: "seat", Quantity: 1}}})
+		}
 		evs = st.execute(&command{kind: cmdPutSale, saleID: id, sale: &cfg}, now, &res, evs[:0])
 		record(evs)
 	}
@@ -78,7 +83,7 @@ func randomLogOf(rng *rand.Rand, commands int, legacy, features bool) (*state, [
 			cmd = randomFeatureCommand(rng, sales, orders, orderSale)
 			evs = st.execute(&cmd, now, &res, evs[:0])
 			record(evs)
-			if res.rej == nil && res.created && cmd.kind == cmdBoxOfficePurchase {
+			if res.rej == nil && res.created && (cmd.kind == cmdBoxOfficePurchase || cmd.kind == cmdPurchase) {
 				orders, orderSale = append(orders, cmd.newOrder), append(orderSale, cmd.saleID)
 			}
 			continue
@@ -89,7 +94,11 @@ func randomLogOf(rng *rand.Rand, commands int, legacy, features bool) (*state, [
 			binary.LittleEndian.PutUint64(k[:], rng.Uint64())
 			binary.LittleEndian.PutUint64(k[8:], rng.Uint64())
 			sale := sales[rng.IntN(len(sales))]
-			cmd = command{kind: cmdPurchase, saleID: sale, tierID: []string{"floor", "seat"}[rng.IntN(2)],
+			tiers := []string{"floor", "seat"}
+			if features && rng.IntN(4) == 0 {
+				tiers = []string{"pair"}
+			}
+			cmd = command{kind: cmdPurchase, saleID: sale, tierID: tiers[rng.IntN(len(tiers))],
 				qty: 1 + rng.IntN(3), userID: fmt.Sprint("user-", rng.IntN(40)), key: fmt.Sprint("k", rng.IntN(30)), newOrder: k}
 			evs = st.execute(&cmd, now, &res, evs[:0])
 			record(evs)
@@ -149,7 +158,20 @@ func randomFeatureCommand(rng *rand.Rand, sales []string, orders []orderKey, ord
 	binary.LittleEndian.PutUint64(k[:], rng.Uint64())
 	binary.LittleEndian.PutUint64(k[8:], rng.Uint64())
 	seller := fmt.Sprint("sel", rng.IntN(4))
-	switch r := rng.IntN(10); {
+	code := fmt.Sprint("CODE-", rng.IntN(3))
+	switch r := rng.IntN(16); {
+	case r >= 13: // coupons.go: bought with, created, changed
+		sale := sales[rng.IntN(len(sales))]
+		switch r {
+		case 13:
+			return command{kind: cmdPurchase, saleID: sale, tierID: []string{"floor", "pair"}[rng.IntN(2)], qty: 1 + rng.IntN(2),
+				userID: fmt.Sprint("user-", rng.IntN(40)), key: fmt.Sprint("c", rng.IntN(30)), newOrder: k, coupon: code}
+		case 14:
+			return command{kind: cmdPutCoupon, saleID: sale, coupons: &couponCommand{put: &CouponConfig{Code: code,
+				PercentOff: 1 + rng.IntN(100), UsesMax: 5 + rng.IntN(20), UsesPerBuyerMax: rng.IntN(3)}}}
+		}
+		limit := 5 + rng.IntN(30)
+		return command{kind: cmdPatchCoupon, saleID: sale, coupons: &couponCommand{code: code, patch: CouponPatch{UsesMax: &limit}}}
 	case r < 2:
 		c := Credential{ID: fmt.Sprint("cred", rng.IntN(30)), Name: "Staff", Role: Role(1 + rng.IntN(2)),
 			Sales: sales[:1+rng.IntN(len(sales))], TokenHash: [32]byte(append(k[:], k[:]...)), ExpiresAtMs: int64(rng.IntN(2)) * 1_900_000_000_000}
@@ -176,7 +198,18 @@ func hasEveryFeature(st *state) bool {
 	for _, r := range st.boxOffice {
 		counter = counter || r.Counter != nil && r.SellerID != ""
 	}
-	return revoked && counter
+	held, back, pkg := false, false, false
+	for _, sl := range st.sales {
+		if sl.coupons != nil {
+			for _, u := range sl.coupons.orders {
+				held, back = held || u.held, back || !u.held
+			}
+		}
+	}
+	for i := int32(0); i < st.orders.n; i++ {
+		pkg = pkg || st.sales[st.orders.at(i).sale].ticketsPer(int(st.orders.at(i).tier)) > 1
+	}
+	return revoked && counter && held && back && pkg
 }
 
 // restoreSnapshot restores chunks into a new state, as recovery does.
@@ -223,6 +256,28 @@ func dumpFull(st *state) string {
 	}
 	slices.Sort(box)
 	lines = append(lines, box...)
+	for _, sl := range st.sales { // coupons.go, packages.go
+		for t := range sl.tiers {
+			lines = append(lines, fmt.Sprintf("sale %s tier %d: %+v per %d", sl.cfg.ID, t, sl.tierCounts(t), sl.ticketsPer(t)))
+		}
+		if sl.coupons == nil {
+			continue
+		}
+		for _, c := range sl.coupons.list {
+			users := make([]string, 0, len(c.byUser))
+			for u, n := range c.byUser {
+				users = append(users, fmt.Sprint(u, "=", n))
+			}
+			slices.Sort(users)
+			lines = append(lines, fmt.Sprintf("coupon %+v uses %d by %v", c.cfg, c.uses, users))
+		}
+		var uses []string
+		for k, u := range sl.coupons.orders {
+			uses = append(uses, fmt.Sprintf("coupon use %x %+v", k, u))
+		}
+		slices.Sort(uses)
+		lines = append(lines, uses...)
+	}
 	return strings.Join(lines, "\n")
 }
 

@@ -55,7 +55,9 @@ type sale struct {
 
 	touched bool // in state.touched
 
-	tickets *saleTickets // ticket keys and revocations (ticketkeys.go); nil: none logged yet
+	tickets *saleTickets  // ticket keys and revocations (ticketkeys.go); nil: none logged yet
+	coupons *saleCoupons  // coupons.go; nil: none
+	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
 
 	// derived
 	users map[string]userState
@@ -141,6 +143,9 @@ func (sl *sale) tierIndex(id string) int {
 }
 
 func (sl *sale) available(t int) int {
+	if sl.pk != nil {
+		return sl.packageAvailable(t)
+	}
 	return sl.cfg.Tiers[t].Stock - sl.tiers[t].held - sl.tiers[t].sold
 }
 
@@ -169,7 +174,7 @@ func (st *state) insertOrder(o order) int32 {
 	o.prevByUser = u.last
 	idx := st.orders.add(o)
 	u.last = idx
-	u.tickets += int32(o.ticketsTaken())
+	u.tickets += int32(o.ticketsTaken() * sl.ticketsPer(int(o.tier)))
 	sl.users[o.userID] = u
 	if !st.replaying {
 		st.putIdem(sl, o.userID, o.idemKey, idx)
@@ -279,10 +284,11 @@ func (st *state) dropStaleHolds() {
 // wrong, and the log (which never held the bad state) is the way back.
 func checkTier(sl *sale, t int) {
 	tc := sl.tiers[t]
-	if tc.held < 0 || tc.sold < 0 || tc.held+tc.sold > sl.cfg.Tiers[t].Stock {
-		panic(newInvariantError("sale %q tier %q: held %d + sold %d > stock %d",
-			sl.cfg.ID, sl.cfg.Tiers[t].ID, tc.held, tc.sold, sl.cfg.Tiers[t].Stock))
+	if tc.held < 0 || tc.sold < 0 || sl.committed(t) > sl.cfg.Tiers[t].Stock {
+		panic(newInvariantError("sale %q tier %q: held %d + sold %d (with packages: %d) > stock %d",
+			sl.cfg.ID, sl.cfg.Tiers[t].ID, tc.held, tc.sold, sl.committed(t), sl.cfg.Tiers[t].Stock))
 	}
+	checkPackage(sl, t) // a package's components (packages.go)
 }
 
 // hold is a pending order's deadline in the expiry heap. Ties break on the

@@ -63,8 +63,10 @@ var Categories = []string{"concert", "sport", "theatre", "exhibition", "transpor
 type TierConfig struct {
 	ID         string
 	Name       string
-	PriceCents int64
+	PriceCents int64 // after the last phase, or without phases
 	Stock      int
+	Phases     []PricePhase       // price steps before PriceCents (pricing.go); nil: none
+	Components []PackageComponent // a package of other tiers' tickets (packages.go); nil: a plain tier
 }
 
 // Sale is a sale as queried: its configuration and live counts per tier.
@@ -128,7 +130,10 @@ type Order struct {
 	UserID         string
 	IdempotencyKey string
 	Quantity       int
-	AmountCents    int64
+	AmountCents    int64 // UnitPriceCents * Quantity - DiscountCents
+	UnitPriceCents int64 // the tier's price in force when the order was decided (pricing.go)
+	Coupon         string
+	DiscountCents  int64 // what Coupon took off; 0 without one (coupons.go)
 	Currency       string
 	Status         OrderStatus
 	NeedsRefund    bool   // paid, but no ticket could be given: refund the buyer
@@ -177,6 +182,7 @@ type PurchaseRequest struct {
 	Quantity       int
 	UserID         string
 	IdempotencyKey string
+	Coupon         string // optional (coupons.go): case-insensitive
 }
 
 // Payment is a payment provider's event about an order.

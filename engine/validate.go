@@ -44,6 +44,9 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 			}
 		}
 	}
+	if rej := validateTierRules(c); rej != nil { // pricing.go
+		return rej
+	}
 	return validateCatalogue(&c.Catalogue)
 }
 

@@ -137,8 +137,8 @@ func publishedView(sl *sale) *Sale {
 		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
 	}
 	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
-	for t, tc := range sl.tiers {
-		v.TierCounts[t] = TierCounts{Held: tc.held, Sold: tc.sold, Available: sl.available(t)}
+	for t := range sl.tiers {
+		v.TierCounts[t] = sl.tierCounts(t) // packages.go
 	}
 	return v
 }

@@ -30,6 +30,7 @@ var auditedRoutes = [routeCount]bool{
 	routeAdminRefund: true, routeCancelOrder: true, routeCheckIn: true, routeCheckInSync: true,
 	routeAdminCreateCredential: true, routeAdminRevokeCredential: true, routePayAtCounter: true,
 	routePurchase: true, routeAdminRotateKey: true, routeAdminRetireKey: true, routeAdminBackup: true,
+	routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 }
 
 // auditUserValue is the RequestCtx user value holding the request's entry.

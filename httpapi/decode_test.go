@@ -19,8 +19,8 @@ func TestDecodeStrict(t *testing.T) {
 		code    string // "" for success
 		wantErr string // substring of the sentence
 	}{
-		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{"floor", 2}, "", ""},
-		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{"a", 1}, "", ""},
+		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{Tier: "floor", Quantity: 2}, "", ""},
+		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{Tier: "a", Quantity: 1}, "", ""},
 		{"missing members are zero", `{}`, purchaseBody{}, "", ""},
 		{"empty body", ``, purchaseBody{}, notJSON, "empty"},
 		{"unknown member", `{"tier":"a","quantity":1,"price":1}`, purchaseBody{}, unfit, "unknown"},

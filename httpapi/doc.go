@@ -40,6 +40,10 @@
 // writer asks the engine for one page of orders at a time and writes it
 // before it asks for the next, so memory stays one page whatever the
 // sale's size, and it moves the write deadline before each page.
+// Prices, packages and coupons are the engine's rules (engine/pricing.go,
+// packages.go, coupons.go): httpapi only reads and writes their JSON
+// (pricing.go, coupons.go). A purchase body's optional coupon is read by the
+// hand parser; a plain purchase allocates nothing more for it.
 //
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.

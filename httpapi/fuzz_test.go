@@ -24,6 +24,7 @@ func FuzzPurchaseBody(f *testing.F) {
 		`{"tier":"\u00e9","quantity":-1}`, `{"tier":"a"} {}`, `null`, `{"quantity":1e3}`, "{\"tier\":\"\xff\"}",
 		` { "quantity" : -12 , "tier" : "é" } `, `{"tier":"a","quantity":-0}`, `{"quantity":01}`,
 		`{"quantity":123456789012345678}`, `{"quantity":1234567890123456789}`, `{"quantity":1,"quantity":1}`,
+		`{"tier":"a","quantity":1,"coupon":"EARLY-10"}`, `{"coupon":"x","coupon":"y"}`, `{"coupon":"\u0041"}`, `{"Coupon":"A"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -239,6 +239,7 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 	b = strconv.AppendInt(b, int64(o.Quantity), 10)
 	b = append(b, `,"amount_cents":`...)
 	b = strconv.AppendInt(b, o.AmountCents, 10)
+	b = appendOrderPrice(b, o) // coupons.go
 	b = append(b, `,"currency":`...)
 	b = appendString(b, o.Currency)
 	b = append(b, `,"needs_refund":`...)

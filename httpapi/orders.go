@@ -15,6 +15,7 @@ import (
 type purchaseBody struct {
 	Tier     string `json:"tier"`
 	Quantity int    `json:"quantity"`
+	Coupon   string `json:"coupon"` // optional (coupons.go)
 }
 
 var (
@@ -58,6 +59,7 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		Quantity:       body.Quantity,
 		UserID:         who.userID,
 		IdempotencyKey: string(key),
+		Coupon:         body.Coupon,
 	})
 	if err != nil {
 		s.m.purchase(s.writeError(ctx, err))

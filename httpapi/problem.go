@@ -68,6 +68,8 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodePaymentMismatch):     {422, "Payment does not match the order"},
 	string(engine.CodeIdempotencyConflict): {422, "Idempotency key reused for a different purchase"},
 	string(engine.CodeInvalidTicket):       {422, "Not a valid ticket"},
+	string(engine.CodeCouponUnknown):       {422, "No such coupon"},
+	string(engine.CodeCouponNotApplicable): {422, "Coupon does not apply to this purchase"},
 
 	// Refused by the state of the sale or order.
 	string(engine.CodeSoldOut):              {409, "Sold out"},
@@ -85,6 +87,12 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeTicketRevoked):        {409, "Ticket revoked"},
 	string(engine.CodeCurrentTicketKey):     {409, "The current ticket key cannot be retired"},
 	string(engine.CodeTicketKeysExhausted):  {409, "No ticket key ids left"},
+	string(engine.CodeCouponNotYetValid):    {409, "Coupon not valid yet"},
+	string(engine.CodeCouponExpired):        {409, "Coupon expired"},
+	string(engine.CodeCouponDisabled):       {409, "Coupon disabled"},
+	string(engine.CodeCouponExhausted):      {409, "Coupon has no uses left"},
+	string(engine.CodeCouponExists):         {409, "Coupon exists"},
+	string(engine.CodeCouponCapBelowUses):   {409, "Coupon cap below its uses"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
 	// Who is asking.

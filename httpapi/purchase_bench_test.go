@@ -83,6 +83,31 @@ func BenchmarkPurchaseHandler(b *testing.B) {
 		b.Run("replayed/"+ur.name, func(b *testing.B) { benchPurchaseReplayed(b, ur.perSec) })
 		b.Run("parallel/"+ur.name, func(b *testing.B) { benchPurchaseParallel(b, ur.perSec) })
 	}
+	b.Run("coupon/user_rate=off", benchPurchaseCoupon) // compare with created/user_rate=off
+}
+
+// benchPurchaseCoupon is benchPurchaseCreated with a 10 % coupon (no caps)
+// in the body, written in lower case as a buyer might.
+func benchPurchaseCoupon(b *testing.B) {
+	s, tokens := benchServer(b, 0)
+	if _, err := s.eng.PutCoupon(context.Background(), "s1", engine.CouponConfig{Code: "TEN", PercentOff: 10}); err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	ctx := newPurchaseCtx(tokens[0])
+	ctx.Request.SetBodyString(`{"tier":"floor","quantity":1,"coupon":"ten"}`)
+	key := make([]byte, 0, 32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		key = strconv.AppendInt(append(key[:0], 'k'), int64(i), 10)
+		ctx.Request.Header.SetBytesV("Idempotency-Key", key)
+		ctx.Response.Reset()
+		h(ctx)
+		if ctx.Response.StatusCode() != 201 {
+			b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
 }
 
 func benchPurchaseCreated(b *testing.B, userRate float64) {

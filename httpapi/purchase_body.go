@@ -11,8 +11,11 @@ import "unicode/utf8"
 // shortcut only ever accepts what decodeStrict accepts, read the same way
 // (FuzzPurchaseBody).
 func decodePurchaseBody(body []byte, p *purchaseBody) error {
-	if tier, qty, ok := scanPurchaseBody(body); ok {
+	if tier, qty, coupon, ok := scanPurchaseBody(body); ok {
 		*p = purchaseBody{Tier: string(tier), Quantity: qty}
+		if coupon != nil { // a second allocation, only for a purchase with a coupon
+			p.Coupon = string(coupon)
+		}
 		return nil
 	}
 	var slow purchaseBody // on the heap, but only here
@@ -23,25 +26,25 @@ func decodePurchaseBody(body []byte, p *purchaseBody) error {
 
 // scanPurchaseBody reads the plain form of a purchase body, without
 // writing to it (fasthttp's buffer, which decodeStrict may read next):
-// members named exactly "tier" and "quantity", at most once each, a string
-// without escapes and an integer of up to 18 digits. ok is false on
-// anything else.
-func scanPurchaseBody(b []byte) (tier []byte, qty int, ok bool) {
+// members named exactly "tier", "quantity" and "coupon" (optional), at
+// most once each, strings without escapes and an integer of up to 18
+// digits. ok is false on anything else.
+func scanPurchaseBody(b []byte) (tier []byte, qty int, coupon []byte, ok bool) {
 	s := jsonScan{b: b}
 	if !s.consume('{') {
-		return nil, 0, false
+		return nil, 0, nil, false
 	}
-	var haveTier, haveQty bool
+	var haveTier, haveQty, haveCoupon bool
 	for first := true; ; first = false {
 		if s.consume('}') {
-			return tier, qty, s.end()
+			return tier, qty, coupon, s.end()
 		}
 		if !first && !s.consume(',') {
-			return nil, 0, false
+			return nil, 0, nil, false
 		}
 		name, ok := s.plainString()
 		if !ok || !s.consume(':') {
-			return nil, 0, false
+			return nil, 0, nil, false
 		}
 		switch string(name) {
 		case "tier":
@@ -52,11 +55,15 @@ func scanPurchaseBody(b []byte) (tier []byte, qty int, ok bool) {
 			qty, ok = s.plainInt()
 			ok = ok && !haveQty
 			haveQty = true
+		case "coupon":
+			coupon, ok = s.plainString()
+			ok = ok && !haveCoupon && utf8.Valid(coupon)
+			haveCoupon = true
 		default:
 			ok = false
 		}
 		if !ok {
-			return nil, 0, false
+			return nil, 0, nil, false
 		}
 	}
 }

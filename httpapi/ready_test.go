@@ -41,6 +41,9 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeOrderTickets:          {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets", ""},
 		routeAdminRotateKey:        {"POST", "/v1/admin/sales/s1/checkin-keys:rotate", ""},
 		routeAdminRetireKey:        {"POST", "/v1/admin/sales/s1/checkin-keys/1:retire", ""},
+		routeAdminCreateCoupon:     {"POST", "/v1/admin/sales/s1/coupons", `{"code":"EARLY","percent_off":10}`},
+		routeAdminListCoupons:      {"GET", "/v1/admin/sales/s1/coupons", ""},
+		routeAdminPatchCoupon:      {"PATCH", "/v1/admin/sales/s1/coupons/EARLY", `{"disabled":true}`},
 		routeTicketQR:              {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets/0/qr.png", ""},
 		routeTicketsPDF:            {"GET", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/tickets.pdf", ""},
 		routeStripe:                {"POST", "/v1/payments/stripe", `{}`},
@@ -62,7 +65,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		if !ok {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
-		if got, _ := matchRoute([]byte(smp.path)); credentialRoute(got, []byte(smp.method)) != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); couponRoute(credentialRoute(got, []byte(smp.method)), []byte(smp.method)) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -126,7 +129,8 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
 		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
-		routeAdminBackup: true,
+		routeAdminBackup:       true,
+		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -57,6 +57,9 @@ const (
 	routeAdminAttendeesCSV     // GET  /v1/admin/sales/{sale_id}/attendees.csv
 	routeAdminBackup           // POST /v1/admin/backup (backup.go)
 	routeAdminAudit            // GET  /v1/admin/audit (audit.go)
+	routeAdminCreateCoupon     // POST  /v1/admin/sales/{sale_id}/coupons (coupons.go)
+	routeAdminListCoupons      // GET   /v1/admin/sales/{sale_id}/coupons (couponRoute)
+	routeAdminPatchCoupon      // PATCH /v1/admin/sales/{sale_id}/coupons/{code}
 	routeCount
 )
 
@@ -132,6 +135,9 @@ func init() {
 		routeAdminAttendeesCSV:     {"admin_attendees_csv", "GET", accessAdmin, (*Server).exportAttendeesCSV},
 		routeAdminBackup:           {"admin_backup", "POST", accessAdmin, (*Server).backup},
 		routeAdminAudit:            {"admin_audit", "GET", accessAdmin, (*Server).listAudit},
+		routeAdminCreateCoupon:     {"admin_create_coupon", "POST", accessAdmin, (*Server).createCoupon},
+		routeAdminListCoupons:      {"admin_list_coupons", "GET", accessAdmin, (*Server).listCoupons},
+		routeAdminPatchCoupon:      {"admin_patch_coupon", "PATCH", accessAdmin, (*Server).patchCoupon},
 	}
 }
 
@@ -247,6 +253,9 @@ func matchRoute(path []byte) (route, []byte) {
 		case bytes.HasPrefix(tail, checkInKeysSegment) && bytes.HasSuffix(tail, suffixRetire):
 			// the parameter is "{sale_id}/checkin-keys/{kid}" (tickets.go splits it)
 			return routeAdminRetireKey, rest[:len(rest)-len(suffixRetire)]
+		}
+		if r, param, ok := matchCouponRoute(rest, seg, tail); ok && len(seg) > 0 && bytes.IndexByte(seg, ':') < 0 {
+			return r, param
 		}
 		return routeNone, nil
 	}

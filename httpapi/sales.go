@@ -34,10 +34,12 @@ type saleBody struct {
 }
 
 type tierBody struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	PriceCents *int64 `json:"price_cents"`
-	Stock      *int   `json:"stock"`
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	PriceCents *int64          `json:"price_cents"`
+	Stock      *int            `json:"stock"`
+	Phases     []phaseBody     `json:"phases"`     // pricing.go
+	Components []componentBody `json:"components"` // pricing.go: a package
 }
 
 type loadBody struct {
@@ -71,10 +73,16 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 		cfg.StartsAtMs = b.StartsAt.UnixMilli()
 	}
 	for i, t := range b.Tiers {
+		if t.Stock == nil && len(t.Components) > 0 {
+			t.Stock = new(int) // a package has no stock of its own
+		}
 		if t.PriceCents == nil || t.Stock == nil {
 			return engine.SaleConfig{}, fmt.Sprintf("tiers[%d]: price_cents and stock are required", i)
 		}
 		cfg.Tiers[i] = engine.TierConfig{ID: t.ID, Name: t.Name, PriceCents: *t.PriceCents, Stock: *t.Stock}
+		if msg := t.tierRules(i, &cfg.Tiers[i]); msg != "" {
+			return engine.SaleConfig{}, msg
+		}
 	}
 	return cfg, ""
 }
@@ -121,13 +129,14 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 		b = append(b, `,"price_cents":`...)
 		b = strconv.AppendInt(b, t.PriceCents, 10)
 		b = append(b, `,"stock":`...)
-		b = strconv.AppendInt(b, int64(t.Stock), 10)
+		b = strconv.AppendInt(b, int64(tierStock(t)), 10)
 		b = append(b, `,"available":`...)
 		b = strconv.AppendInt(b, int64(c.Available), 10)
 		b = append(b, `,"held":`...)
 		b = strconv.AppendInt(b, int64(c.Held), 10)
 		b = append(b, `,"sold":`...)
 		b = strconv.AppendInt(b, int64(c.Sold), 10)
+		b = appendTierRules(b, t) // pricing.go
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)

@@ -280,7 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
-	r = credentialRoute(r, ctx.Method())
+	r = couponRoute(credentialRoute(r, ctx.Method()), ctx.Method())
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()
