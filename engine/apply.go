@@ -44,6 +44,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyCredential(ev)
 	case evBoxOfficeSold, evCounterPaid:
 		return st.applyBoxOffice(ev)
+	case evRealNameRule, evAttendeesNamed:
+		return st.applyRealName(ev) // realname.go
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -207,6 +209,7 @@ func (st *state) orderView(o *order) Order {
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
 		DuplicateCharges: slices.Clone(st.charges[o.key]), BoxOffice: st.boxOffice[o.key],
+		Attendees: st.realName.attendees[o.key],
 	}
 }
 

@@ -96,7 +96,7 @@ func (st *state) decideCounterPay(o *order, cmd *command, now int64, evs []event
 		return evs, reject(CodeInvalidOrderState, "order is refunded; take no money for it")
 	case StatusExpired, StatusCancelled:
 		sl := st.sales[o.sale]
-		ok = sl.available(int(o.tier)) >= int(o.qty) && int(sl.users[o.userID].tickets)+int(o.qty) <= sl.cfg.PerUserLimit
+		ok = sl.available(int(o.tier)) >= int(o.qty) && int(sl.users[o.userID].tickets)+int(o.qty) <= sl.cfg.PerUserLimit && st.attendeesFit(o)
 	}
 	return append(evs, event{kind: evCounterPaid, at: now, order: o.key, paymentID: id, needsRefund: !ok,
 		box: &BoxOffice{Counter: &CounterPayment{SellerID: c.SellerID, Method: c.Method, Reference: c.Reference, AtMs: now}}}), nil

@@ -52,6 +52,8 @@ type command struct {
 	cred     *Credential  // cmdCreateCredential
 	box      *BoxOffice   // cmdBoxOfficePurchase: seller and contact; cmdCounterPay: the payment
 	door     *doorCommand // the door's commands (checkin.go); nil for the others
+
+	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard

@@ -42,6 +42,9 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		if rej == nil && sl == nil {
 			evs = firstTicketKey(evs, cmd.sale.ID, now) // ticketkeys.go
 		}
+		if rej == nil {
+			evs = realNameRuleEvent(evs, cmd.sale) // realname.go
+		}
 		return evs, rej
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
@@ -122,6 +125,10 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	}
 	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
+	}
+	var rej *Rejection
+	if evs, rej = st.decideAttendees(sl, cmd, now, evs); rej != nil { // realname.go
+		return evs, rej
 	}
 	if avail := sl.available(t); avail < cmd.qty {
 		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
@@ -226,7 +233,7 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		// Late money: take the tickets again if they are there, else keep
 		// the money on record for a refund. Never oversell, never lose it.
 		u := sl.users[o.userID]
-		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty) <= sl.cfg.PerUserLimit
+		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty) <= sl.cfg.PerUserLimit && st.attendeesFit(o)
 		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
 	}

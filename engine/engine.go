@@ -198,10 +198,14 @@ func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool
 	if len(req.IdempotencyKey) == 0 || len(req.IdempotencyKey) > IdempotencyKeyLenMax {
 		return Order{}, false, reject(CodeInvalidRequest, "idempotency key must have 1 to %d bytes", IdempotencyKeyLenMax)
 	}
+	if rej := checkAttendees(req.Attendees); rej != nil { // realname.go
+		return Order{}, false, rej
+	}
 	r := getRequest()
 	r.cmd = command{
 		kind: cmdPurchase, saleID: req.SaleID, tierID: req.TierID, qty: req.Quantity,
 		userID: req.UserID, key: req.IdempotencyKey, newOrder: newOrderKey(),
+		attendees: cloneAttendees(req.Attendees), // realname.go
 	}
 	if err := e.call(ctx, req.SaleID, r); err != nil {
 		return Order{}, false, err

@@ -30,6 +30,9 @@ type event struct {
 	scannedAt   int64       // evTicketAdmitted: when the gate scanned it
 	cred        *Credential // evCredentialCreated, evCredentialRevoked (ID only)
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
+
+	realName  RealNameRule // evRealNameRule (realname.go)
+	attendees []Attendee   // evAttendeesNamed
 }
 
 type eventKind uint8
@@ -52,6 +55,8 @@ const (
 	evTicketKeyAdded // ticketkeys.go
 	evTicketKeyRetired
 	evTicketAdmitted // checkin.go
+	evRealNameRule   // realname.go
+	evAttendeesNamed
 	evKindEnd
 )
 
@@ -80,6 +85,8 @@ const (
 //	TicketKeyAdded      at saleID kid      (kid 1 with the sale's creation; ticketkeys.go)
 //	TicketKeyRetired    at saleID kid
 //	TicketAdmitted      at key ticket gate scannedAt   (checkin.go)
+//	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
+//	                OrderPlaced of its order, in the same entry)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -151,6 +158,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendCredentialEvent(b, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		b = appendBoxOfficeEvent(b, ev)
+	case evRealNameRule, evAttendeesNamed:
+		b = appendRealNameEvent(b, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		b = binary.AppendVarint(b, ev.at)
 		b = appendString(b, ev.saleID)
@@ -303,6 +312,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeCredentialEvent(&d, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		decodeBoxOfficeEvent(&d, ev)
+	case evRealNameRule, evAttendeesNamed:
+		decodeRealNameEvent(&d, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		ev.at = d.varint()
 		ev.saleID = d.str(IDLenMax)
@@ -336,6 +347,7 @@ var kindNames = [...]string{
 	evCredentialCreated: "CredentialCreated", evCredentialRevoked: "CredentialRevoked",
 	evBoxOfficeSold: "BoxOfficeSold", evCounterPaid: "CounterPaid",
 	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
+	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
 }
 
 func (k eventKind) String() string {

@@ -35,6 +35,10 @@ func seedEvents() []event {
 		{kind: evTicketKeyAdded, at: 14, saleID: "s1", kid: 2},
 		{kind: evTicketKeyRetired, at: 15, saleID: "s1", kid: 1},
 		{kind: evTicketAdmitted, at: 16, order: k, ticket: 1, gate: "north-3", scannedAt: 12},
+		{kind: evRealNameRule, saleID: "s1", realName: RealNameRule{Required: true, PerDocumentLimit: 2}},
+		{kind: evAttendeesNamed, at: 17, saleID: "s1", order: orderKey{4}, attendees: []Attendee{
+			{DocumentHash: [32]byte{1, 2}, DocumentLast4: "123X", SealedName: []byte("sealed name")},
+			{DocumentHash: [32]byte{3}, DocumentLast4: "9", SealedName: []byte{0}}}},
 	}
 }
 

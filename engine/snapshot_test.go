@@ -78,7 +78,7 @@ func randomLogOf(rng *rand.Rand, commands int, legacy, features bool) (*state, [
 			cmd = randomFeatureCommand(rng, sales, orders, orderSale)
 			evs = st.execute(&cmd, now, &res, evs[:0])
 			record(evs)
-			if res.rej == nil && res.created && cmd.kind == cmdBoxOfficePurchase {
+			if res.rej == nil && res.created && (cmd.kind == cmdBoxOfficePurchase || cmd.kind == cmdPurchase) {
 				orders, orderSale = append(orders, cmd.newOrder), append(orderSale, cmd.saleID)
 			}
 			continue
@@ -149,6 +149,9 @@ func randomFeatureCommand(rng *rand.Rand, sales []string, orders []orderKey, ord
 	binary.LittleEndian.PutUint64(k[:], rng.Uint64())
 	binary.LittleEndian.PutUint64(k[8:], rng.Uint64())
 	seller := fmt.Sprint("sel", rng.IntN(4))
+	if rng.IntN(3) == 0 {
+		return randomRealNameCommand(rng, k) // realname_test.go
+	}
 	switch r := rng.IntN(10); {
 	case r < 2:
 		c := Credential{ID: fmt.Sprint("cred", rng.IntN(30)), Name: "Staff", Role: Role(1 + rng.IntN(2)),
@@ -176,7 +179,7 @@ func hasEveryFeature(st *state) bool {
 	for _, r := range st.boxOffice {
 		counter = counter || r.Counter != nil && r.SellerID != ""
 	}
-	return revoked && counter
+	return revoked && counter && len(st.realName.attendees) > 0
 }
 
 // restoreSnapshot restores chunks into a new state, as recovery does.
@@ -223,7 +226,7 @@ func dumpFull(st *state) string {
 	}
 	slices.Sort(box)
 	lines = append(lines, box...)
-	return strings.Join(lines, "\n")
+	return strings.Join(append(lines, dumpRealName(st)...), "\n")
 }
 
 // TestSnapshotRestoresExactly: a random state restores from each snapshot

@@ -44,6 +44,9 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 			}
 		}
 	}
+	if rej := validateRealNameRule(c.RealName); rej != nil { // realname.go
+		return rej
+	}
 	return validateCatalogue(&c.Catalogue)
 }
 
