@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ func TestDecodeStrict(t *testing.T) {
 		code    string // "" for success
 		wantErr string // substring of the sentence
 	}{
-		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{"floor", 2}, "", ""},
-		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{"a", 1}, "", ""},
+		{"ok", `{"tier":"floor","quantity":2}`, purchaseBody{Tier: "floor", Quantity: 2}, "", ""},
+		{"whitespace around", " \n{\"tier\":\"a\",\"quantity\":1}\n ", purchaseBody{Tier: "a", Quantity: 1}, "", ""},
 		{"missing members are zero", `{}`, purchaseBody{}, "", ""},
 		{"empty body", ``, purchaseBody{}, notJSON, "empty"},
 		{"unknown member", `{"tier":"a","quantity":1,"price":1}`, purchaseBody{}, unfit, "unknown"},
@@ -46,7 +47,7 @@ func TestDecodeStrict(t *testing.T) {
 			var got purchaseBody
 			err := decodeStrict([]byte(tt.body), &got)
 			if tt.code == "" {
-				if err != nil || got != tt.want {
+				if err != nil || !reflect.DeepEqual(got, tt.want) {
 					t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 				}
 				return

@@ -15,6 +15,8 @@ import (
 type purchaseBody struct {
 	Tier     string `json:"tier"`
 	Quantity int    `json:"quantity"`
+
+	Attendees []attendeeBody `json:"attendees"` // real-name sales (realname.go)
 }
 
 var (
@@ -52,12 +54,19 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		s.m.purchase(codeInvalidRequest)
 		return
 	}
+	attendees, problem := s.sealAttendees(string(saleID), body.Attendees) // realname.go
+	if problem != "" {
+		writeProblem(ctx, codeInvalidRequest, problem, -1)
+		s.m.purchase(codeInvalidRequest)
+		return
+	}
 	o, created, err := s.eng.Purchase(s.reqCtx(), engine.PurchaseRequest{
 		SaleID:         string(saleID), // copies: the engine keeps it past this request
 		TierID:         body.Tier,
 		Quantity:       body.Quantity,
 		UserID:         who.userID,
 		IdempotencyKey: string(key),
+		Attendees:      attendees,
 	})
 	if err != nil {
 		s.m.purchase(s.writeError(ctx, err))

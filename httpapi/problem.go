@@ -85,6 +85,11 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeTicketKeysExhausted):  {409, "No ticket key ids left"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
+	// Real-name sales (realname.go).
+	string(engine.CodeAttendeesRequired):     {422, "One attendee per ticket required"},
+	string(engine.CodeDuplicateDocument):     {422, "A document named twice in one order"},
+	string(engine.CodeDocumentLimitExceeded): {409, "Per-document limit exceeded"},
+
 	// Who is asking.
 	codeUnauthorized:       {401, "Unauthorized"},
 	codeInvalidCredentials: {401, "Invalid username or password"},

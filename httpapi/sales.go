@@ -31,6 +31,8 @@ type saleBody struct {
 	Category    string     `json:"category"`
 	ImageURL    string     `json:"image_url"`
 	Description string     `json:"description"`
+
+	RealName *realNameBody `json:"real_name"` // realname.go; absent: no rule
 }
 
 type tierBody struct {
@@ -70,6 +72,9 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if b.StartsAt != nil {
 		cfg.StartsAtMs = b.StartsAt.UnixMilli()
 	}
+	if b.RealName != nil {
+		cfg.RealName = engine.RealNameRule{Required: b.RealName.Required, PerDocumentLimit: b.RealName.PerDocumentLimit}
+	}
 	for i, t := range b.Tiers {
 		if t.PriceCents == nil || t.Stock == nil {
 			return engine.SaleConfig{}, fmt.Sprintf("tiers[%d]: price_cents and stock are required", i)
@@ -98,6 +103,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = append(b, `,"per_user_limit":`...)
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
 	b = appendCatalogue(b, &sl.Catalogue)
+	b = appendRealNameRule(b, sl.RealName) // realname.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)

@@ -157,7 +157,8 @@ type Server struct {
 	limiter     *userLimiter    // nil when UserRatePerSec is 0
 	cors        *corsPolicy     // nil when no CORS origin is allowed
 	credKeys    credentialKeys
-	ticketKeys  *ticketKeys // the sales' ticket signing keys (tickets.go)
+	ticketKeys  *ticketKeys  // the sales' ticket signing keys (tickets.go)
+	personal    personalKeys // attendees' and profiles' keys (realname.go)
 	live        *liveHub
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
@@ -190,6 +191,7 @@ func New(cfg Config) *Server {
 		cors:        newCORSPolicy(cfg.CORSOrigins),
 		credKeys:    newCredentialKeys(cfg.DataKey),
 		ticketKeys:  newTicketKeys(cfg.DataKey),
+		personal:    newPersonalKeys(cfg.DataKey),
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
