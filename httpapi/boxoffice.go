@@ -105,15 +105,26 @@ func checkBuyer(b *buyerBody) (email, problem string) {
 	if n == 0 || n > buyerNameRunesMax || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		return "", fmt.Sprintf("buyer.name must be 1 to %d characters of text", buyerNameRunesMax)
 	}
-	email = strings.ToLower(strings.TrimSpace(b.Email))
+	email, ok := checkEmail(b.Email)
+	if !ok {
+		return "", "buyer.email must be an email address such as ann@example.com"
+	}
+	return email, ""
+}
+
+// checkEmail normalises an email (trimmed, lower case) and reports whether
+// it looks deliverable (one @, a local part, a domain with a dot, no spaces
+// or controls). Profiles (profile.go) use it too.
+func checkEmail(raw string) (string, bool) {
+	email := strings.ToLower(strings.TrimSpace(raw))
 	local, domain, ok := strings.Cut(email, "@")
 	if !ok || local == "" || len(local) > 64 || len(email) > buyerEmailLenMax || strings.Contains(domain, "@") ||
 		!strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") ||
 		strings.Contains(domain, "..") || !utf8.ValidString(email) ||
 		strings.IndexFunc(email, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return "", "buyer.email must be an email address such as ann@example.com"
+		return "", false
 	}
-	return email, ""
+	return email, true
 }
 
 // boxOfficeUserID is the user id of a box-office buyer: the same for every

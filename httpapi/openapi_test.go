@@ -21,6 +21,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		routeAdminRefund: "/v1/admin/orders/{order_id}/refund", routeGetSale: "/v1/sales/{sale_id}",
 		routePurchase: "/v1/sales/{sale_id}/purchase", routeGetOrder: "/v1/orders/{order_id}",
 		routeCancelOrder: "/v1/orders/{order_id}/cancel", routeAdminListCredentials: "/v1/admin/credentials",
+		routeUpdateMe: "/v1/me",
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		tmpl, ok := examples[r]
@@ -36,7 +37,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("route %s (%s %s) not in openapi.json", routes[r].name, routes[r].method, tmpl)
 		}
 		r2, _ := matchRoute([]byte(strings.NewReplacer("{sale_id}", "s1", "{order_id}", "s1.x", "{credential_id}", "cred_x").Replace(tmpl)))
-		if r2 = credentialRoute(r2, []byte(routes[r].method)); r2 != r {
+		if r2 = meRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
 			t.Errorf("documented path %s routes to %s, want %s", tmpl, routes[r2].name, routes[r].name)
 		}
 	}

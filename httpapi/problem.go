@@ -85,6 +85,9 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeTicketKeysExhausted):  {409, "No ticket key ids left"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
+	// Buyers without an onsale account (profile.go).
+	codeNoAccount: {404, "No onsale account"},
+
 	// Real-name sales (realname.go).
 	string(engine.CodeAttendeesRequired):     {422, "One attendee per ticket required"},
 	string(engine.CodeDuplicateDocument):     {422, "A document named twice in one order"},

@@ -49,13 +49,16 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeUnionPay:              {"POST", "/v1/payments/unionpay", `a=b`},
 		routeCatalogue:             {"GET", "/v1/sales", ""},
 		routeLiveSale:              {"GET", "/v1/sales/s1/live", ""},
+		routeMe:                    {"GET", "/v1/me", ""},
+		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
+		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
 		if !ok {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
-		if got, _ := matchRoute([]byte(smp.path)); credentialRoute(got, []byte(smp.method)) != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); meRoute(credentialRoute(got, []byte(smp.method)), []byte(smp.method)) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -119,6 +122,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeWebhook: true, routeCheckIn: true, routeAdminCreateCredential: true, routeAdminRevokeCredential: true,
 		routePayAtCounter: true, routeCheckInSync: true, routeAdminRotateKey: true, routeAdminRetireKey: true,
 		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
+		routeUpdateMe: true, routeMePassword: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -50,6 +50,9 @@ const (
 	routeUnionPay              // POST /v1/payments/unionpay
 	routeCatalogue             // GET  /v1/sales
 	routeLiveSale              // GET  /v1/sales/{sale_id}/live
+	routeMe                    // GET   /v1/me (profile.go)
+	routeUpdateMe              // PATCH /v1/me (meRoute)
+	routeMePassword            // POST  /v1/me/password
 	routeCount
 )
 
@@ -118,6 +121,9 @@ func init() {
 		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
 		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
 		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
+		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
+		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
+		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
 	}
 }
 
@@ -144,6 +150,10 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeLogin, nil
 	case "/v1/me/orders":
 		return routeMyOrders, nil
+	case "/v1/me":
+		return routeMe, nil
+	case "/v1/me/password":
+		return routeMePassword, nil
 	case "/v1/payments/webhook":
 		return routeWebhook, nil
 	case "/v1/checkin":

@@ -277,7 +277,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
-	r = credentialRoute(r, ctx.Method())
+	r = meRoute(credentialRoute(r, ctx.Method()), ctx.Method()) // profile.go
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()
