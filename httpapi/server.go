@@ -38,6 +38,9 @@ type Config struct {
 	AdminToken string // required: bearer token of the admin routes
 	DoorToken  string // required: bearer token of door staff (POST /v1/checkin)
 	UserSecret []byte // required: HS256 key of buyer tokens
+	// OIDC accepts buyer tokens from the site's identity provider too
+	// (oidc.go); zero: HS256 tokens only.
+	OIDC OIDCConfig
 	// PaymentSecrets verify the webhook's signature; any one of them may
 	// have signed it, so a secret can be rotated. At least one is required.
 	PaymentSecrets [][]byte
@@ -192,6 +195,9 @@ func New(cfg Config) *Server {
 		credKeys:    newCredentialKeys(cfg.DataKey),
 		ticketKeys:  newTicketKeys(cfg.DataKey),
 		personal:    newPersonalKeys(cfg.DataKey),
+	}
+	if cfg.OIDC.enabled() {
+		s.tokens.oidc = newOIDCVerifier(cfg.OIDC, cfg.Logger, cfg.Now()) // oidc.go
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
