@@ -30,6 +30,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -96,6 +97,7 @@ type options struct {
 	payments                                         payments.Options
 	liveMaxStreams                                   int
 	liveMaxDuration                                  time.Duration
+	oidc                                             httpapi.OIDCConfig // buyer tokens from an identity provider
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -137,6 +139,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"open GET /v1/sales/{id}/live streams at most (each ~35 KiB and two goroutines); beyond it 503 with Retry-After")
 	env.duration(&o.liveMaxDuration, "live-max-duration", "ONSALE_LIVE_MAX_DURATION", time.Hour,
 		"a live stream ends after this; browsers reconnect with Last-Event-ID and miss nothing")
+	env.str(&o.oidc.JWKSFile, "jwks-file", "ONSALE_JWKS_FILE", "", "JWKS of the site's identity provider: buyer tokens signed RS256, ES256 or EdDSA by its keys are accepted (with -oidc-issuer and -oidc-audience)")
+	env.str(&o.oidc.JWKSURL, "jwks-url", "ONSALE_JWKS_URL", "", "or the identity provider's jwks_uri (https), fetched and cached")
+	env.str(&o.oidc.Issuer, "oidc-issuer", "ONSALE_OIDC_ISSUER", "", "the iss the identity provider's tokens must carry")
+	env.str(&o.oidc.Audience, "oidc-audience", "ONSALE_OIDC_AUDIENCE", "", "an aud the identity provider's tokens must carry (the site's client id)")
+	env.duration(&o.oidc.Refresh, "jwks-refresh", "ONSALE_JWKS_REFRESH", 10*time.Minute, "how often the JWKS is fetched again; a token with an unknown kid fetches it at once, at most every 30s")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
 		return o, env.err
@@ -211,6 +218,7 @@ func checkOptions(o *options) error {
 	var corsErr error
 	o.corsOrigins, corsErr = httpapi.ParseCORSOrigins(o.corsOriginsList)
 	check(corsErr == nil, "cors-origins", "%v", corsErr)
+	checkOIDC(&o.oidc, check)
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
@@ -416,6 +424,7 @@ func (a *app) listen(sec secrets) error {
 		CORSOrigins:    o.corsOrigins,
 		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
 		Backup: a.backup,
+		OIDC:   o.oidc,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -988,4 +997,27 @@ func runVerify(args []string, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s is sound: %d keys read, %d shards, %d sales, %d orders\n", data, keys, sum.Shards, sum.Sales, sum.Orders)
 	return nil
+}
+
+// checkOIDC checks the identity provider's flags: all or none, a JWKS file
+// that parses, an https jwks_uri (http only on loopback, for tests).
+func checkOIDC(c *httpapi.OIDCConfig, check func(ok bool, flagName, format string, args ...any)) {
+	if c.JWKSFile == "" && c.JWKSURL == "" {
+		check(c.Issuer == "" && c.Audience == "", "oidc-issuer", "and -oidc-audience need -jwks-file or -jwks-url")
+		return
+	}
+	check(c.JWKSFile == "" || c.JWKSURL == "", "jwks-url", "takes the place of -jwks-file: give one of them")
+	check(c.Issuer != "", "oidc-issuer", "is required with a JWKS: the iss of the identity provider's tokens")
+	check(c.Audience != "", "oidc-audience", "is required with a JWKS: the aud the identity provider's tokens carry for this site")
+	check(c.Refresh >= time.Minute, "jwks-refresh", "must be at least 1m, not %s", c.Refresh)
+	if c.JWKSFile != "" {
+		err := httpapi.CheckJWKSFile(c.JWKSFile)
+		check(err == nil, "jwks-file", "%v", err)
+	}
+	if c.JWKSURL != "" {
+		u, err := url.Parse(c.JWKSURL)
+		loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		check(err == nil && (u.Scheme == "https" || u.Scheme == "http" && loopback) && u.Host != "",
+			"jwks-url", "must be an https URL such as https://id.example/.well-known/jwks.json, not %q", c.JWKSURL)
+	}
 }

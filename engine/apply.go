@@ -47,6 +47,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyBoxOffice(ev)
 	case evAuditRecorded:
 		return st.applyAudit(ev)
+	case evRealNameRule, evAttendeesNamed:
+		return st.applyRealName(ev) // realname.go
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -219,6 +221,7 @@ func (st *state) orderView(o *order) Order {
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
 		DuplicateCharges: slices.Clone(st.charges[o.key]), BoxOffice: st.boxOffice[o.key],
+		Attendees: st.realName.attendees[o.key],
 	}
 	st.fillPrice(o, &v) // pricing.go
 	return v

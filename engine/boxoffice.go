@@ -97,7 +97,7 @@ func (st *state) decideCounterPay(o *order, cmd *command, now int64, evs []event
 	case StatusExpired, StatusCancelled:
 		sl := st.sales[o.sale]
 		ok = sl.available(int(o.tier)) >= int(o.qty) && int(sl.users[o.userID].tickets)+int(o.qty)*sl.ticketsPer(int(o.tier)) <= sl.cfg.PerUserLimit &&
-			st.couponRetakable(sl, o)
+			st.couponRetakable(sl, o) && st.attendeesFit(o)
 	}
 	return append(evs, event{kind: evCounterPaid, at: now, order: o.key, paymentID: id, needsRefund: !ok,
 		box: &BoxOffice{Counter: &CounterPayment{SellerID: c.SellerID, Method: c.Method, Reference: c.Reference, AtMs: now}}}), nil

@@ -63,6 +63,8 @@ type command struct {
 	auditQ   *auditPage   // cmdAuditList
 	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
 	coupons  *couponCommand
+
+	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard

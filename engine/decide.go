@@ -46,6 +46,9 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		if rej == nil && sl == nil {
 			evs = firstTicketKey(evs, cmd.sale.ID, now) // ticketkeys.go
 		}
+		if rej == nil {
+			evs = realNameRuleEvent(evs, cmd.sale) // realname.go
+		}
 		return evs, rej
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
@@ -130,6 +133,10 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	}
 	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty*sl.ticketsPer(t) > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
+	}
+	var rej *Rejection
+	if evs, rej = st.decideAttendees(sl, cmd, now, evs); rej != nil { // realname.go
+		return evs, rej
 	}
 	if avail := sl.available(t); avail < cmd.qty {
 		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
@@ -231,7 +238,7 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		// the money on record for a refund. Never oversell, never lose it.
 		u := sl.users[o.userID]
 		ok := sl.available(int(o.tier)) >= int(o.qty) && int(u.tickets)+int(o.qty)*sl.ticketsPer(int(o.tier)) <= sl.cfg.PerUserLimit &&
-			st.couponRetakable(sl, o) // coupons.go
+			st.couponRetakable(sl, o) && st.attendeesFit(o) // coupons.go, realname.go
 		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderPaid, at: now, order: o.key, paymentID: p.EventID, needsRefund: !ok}), nil
 	}

@@ -54,6 +54,13 @@
 //     The engine holds no secret: ticket keys are logged as ids (kids) and
 //     derived outside it (ticketcode.go); each order's kid is set and moved
 //     only in apply, so replay re-issues exactly as the live shard did.
+//   - A real-name sale's document holds at most PerDocumentLimit tickets,
+//     pending or paid, across all users (realname.go): the limit is decided
+//     in the sale's shard with the purchase, and the counts are derived
+//     from the orders' statuses, never stored, so releases, late payments
+//     and recovery cannot drift from them. The engine sees documents only as
+//     keyed hashes and names only sealed: no log record or snapshot holds a
+//     number or a name in clear.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

@@ -206,6 +206,9 @@ func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool
 		return Order{}, false, reject(CodeInvalidRequest, "idempotency key must have 1 to %d bytes", IdempotencyKeyLenMax)
 	}
 	coupon, rej := purchaseCoupon(req.Coupon) // coupons.go
+	if rej == nil {
+		rej = checkAttendees(req.Attendees) // realname.go
+	}
 	if rej != nil {
 		return Order{}, false, rej
 	}
@@ -213,6 +216,7 @@ func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool
 	r.cmd = command{
 		kind: cmdPurchase, saleID: req.SaleID, tierID: req.TierID, qty: req.Quantity,
 		userID: req.UserID, key: req.IdempotencyKey, newOrder: newOrderKey(), coupon: coupon,
+		attendees: cloneAttendees(req.Attendees), // realname.go
 	}
 	if err := e.call(ctx, req.SaleID, r); err != nil {
 		return Order{}, false, err

@@ -32,6 +32,9 @@ type event struct {
 	box         *BoxOffice  // evBoxOfficeSold, evCounterPaid
 	audit       *AuditEntry // evAuditRecorded
 	com         *commerce   // evTierRules, evCouponPut, evCouponApplied (pricing.go, coupons.go)
+
+	realName  RealNameRule // evRealNameRule (realname.go)
+	attendees []Attendee   // evAttendeesNamed
 }
 
 type eventKind uint8
@@ -58,6 +61,8 @@ const (
 	evTierRules      // pricing.go
 	evCouponPut      // coupons.go
 	evCouponApplied
+	evRealNameRule // realname.go
+	evAttendeesNamed
 	evKindEnd
 )
 
@@ -91,6 +96,8 @@ const (
 //	                ncomponents {tierID qty}}   (after its SalePut; pricing.go)
 //	CouponPut       at saleID coupon            (coupons.go)
 //	CouponApplied   at key code discount        (after its OrderPlaced)
+//	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
+//	                OrderPlaced of its order, in the same entry)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -162,6 +169,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendCredentialEvent(b, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		b = appendBoxOfficeEvent(b, ev)
+	case evRealNameRule, evAttendeesNamed:
+		b = appendRealNameEvent(b, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		b = binary.AppendVarint(b, ev.at)
 		b = appendString(b, ev.saleID)
@@ -318,6 +327,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeCredentialEvent(&d, ev)
 	case evBoxOfficeSold, evCounterPaid:
 		decodeBoxOfficeEvent(&d, ev)
+	case evRealNameRule, evAttendeesNamed:
+		decodeRealNameEvent(&d, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		ev.at = d.varint()
 		ev.saleID = d.str(IDLenMax)
@@ -357,6 +368,7 @@ var kindNames = [...]string{
 	evTicketKeyAdded: "TicketKeyAdded", evTicketKeyRetired: "TicketKeyRetired", evTicketAdmitted: "TicketAdmitted",
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
+	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
 }
 
 func (k eventKind) String() string {

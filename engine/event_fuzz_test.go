@@ -41,6 +41,10 @@ func seedEvents() []event {
 		{kind: evCouponPut, at: 17, saleID: "s1", com: &commerce{coupon: &CouponConfig{Code: "EARLY-10", PercentOff: 10,
 			Tiers: []string{"floor"}, UsesMax: 10, UsesPerBuyerMax: 1, ValidFromMs: 1, ValidUntilMs: 99, MinQuantity: 2, Disabled: true}}},
 		{kind: evCouponApplied, at: 18, order: k, com: &commerce{code: "EARLY-10", discount: 1000}},
+		{kind: evRealNameRule, saleID: "s1", realName: RealNameRule{Required: true, PerDocumentLimit: 2}},
+		{kind: evAttendeesNamed, at: 17, saleID: "s1", order: orderKey{4}, attendees: []Attendee{
+			{DocumentHash: [32]byte{1, 2}, DocumentLast4: "123X", SealedName: []byte("sealed name")},
+			{DocumentHash: [32]byte{3}, DocumentLast4: "9", SealedName: []byte{0}}}},
 	}
 }
 

@@ -55,4 +55,5 @@ func (st *state) checkState() {
 			}
 		}
 	}
+	st.checkRealName() // realname.go
 }

@@ -323,6 +323,7 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	moveCredentials(old, states)
 	moveAudit(old, states)
 	moveBoxOffice(old, states)
+	moveRealName(old, states)
 	repartitionDoor(old, states) // checkin.go
 	return states, nil
 }

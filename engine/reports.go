@@ -168,7 +168,7 @@ type frozenSale struct {
 // reportResult is the answer of the report commands.
 type reportResult struct {
 	sale      *frozenSale
-	attendees []Attendee
+	attendees []AttendeeRow
 	next      int
 }
 
@@ -508,10 +508,10 @@ func mergeBuckets(bs []CheckInBucket) []CheckInBucket {
 	return out
 }
 
-// Attendee is one ticket of a sale's export of attendees: a ticket of an
+// AttendeeRow is one ticket of a sale's export of attendees: a ticket of an
 // order that stands paid (and needs no refund), or a checked-in ticket of
 // an order refunded after entry (its holder was let in).
-type Attendee struct {
+type AttendeeRow struct {
 	TicketID  string // "<order_id>.<n>"
 	OrderID   string
 	Ticket    int
@@ -528,7 +528,7 @@ type Attendee struct {
 // creation order: the tickets of up to limit orders after the cursor (""
 // for the start), and the cursor of the next page ("" when there is none).
 // Each page is one short visit to the shard.
-func (e *Engine) SaleAttendees(ctx context.Context, saleID, cursor string, limit int) ([]Attendee, string, error) {
+func (e *Engine) SaleAttendees(ctx context.Context, saleID, cursor string, limit int) ([]AttendeeRow, string, error) {
 	after := -1
 	if cursor != "" {
 		n, err := fmt.Sscanf(cursor, "%d", &after)
@@ -537,7 +537,7 @@ func (e *Engine) SaleAttendees(ctx context.Context, saleID, cursor string, limit
 		}
 	}
 	limit = min(max(limit, 1), AttendeesPageMax)
-	var out []Attendee
+	var out []AttendeeRow
 	next := ""
 	err := e.one(ctx, saleID, command{kind: cmdSaleAttendees, saleID: saleID, after: after, limit: limit},
 		func(res *result) {
@@ -574,7 +574,7 @@ func (st *state) attendeesPage(sl *sale, si int32, after, limit int) *reportResu
 			if !kept && !in {
 				continue
 			}
-			a := Attendee{TicketID: TicketCode(orderID, n), OrderID: orderID, Ticket: n,
+			a := AttendeeRow{TicketID: TicketCode(orderID, n), OrderID: orderID, Ticket: n,
 				TierID: sl.cfg.Tiers[o.tier].ID, UserID: o.userID, BoxOffice: st.boxOffice[o.key],
 				Status: o.status, CheckedIn: in}
 			if in {

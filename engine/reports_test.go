@@ -144,7 +144,7 @@ func TestSaleReport(t *testing.T) {
 	wantCode(t, err, CodeUnknownSale)
 
 	// Attendees: paid tickets of a, one order a page.
-	var got []Attendee
+	var got []AttendeeRow
 	cursor := ""
 	for pages := 0; ; pages++ {
 		page, next, err := e.SaleAttendees(ctx, "a", cursor, 1)

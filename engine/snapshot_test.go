@@ -158,6 +158,9 @@ func randomFeatureCommand(rng *rand.Rand, sales []string, orders []orderKey, ord
 	binary.LittleEndian.PutUint64(k[:], rng.Uint64())
 	binary.LittleEndian.PutUint64(k[8:], rng.Uint64())
 	seller := fmt.Sprint("sel", rng.IntN(4))
+	if rng.IntN(3) == 0 {
+		return randomRealNameCommand(rng, k) // realname_test.go
+	}
 	code := fmt.Sprint("CODE-", rng.IntN(3))
 	switch r := rng.IntN(16); {
 	case r >= 13: // coupons.go: bought with, created, changed
@@ -209,7 +212,7 @@ func hasEveryFeature(st *state) bool {
 	for i := int32(0); i < st.orders.n; i++ {
 		pkg = pkg || st.sales[st.orders.at(i).sale].ticketsPer(int(st.orders.at(i).tier)) > 1
 	}
-	return revoked && counter && held && back && pkg
+	return revoked && counter && held && back && pkg && len(st.realName.attendees) > 0
 }
 
 // restoreSnapshot restores chunks into a new state, as recovery does.
@@ -278,7 +281,7 @@ func dumpFull(st *state) string {
 		slices.Sort(uses)
 		lines = append(lines, uses...)
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(append(lines, dumpRealName(st)...), "\n")
 }
 
 // TestSnapshotRestoresExactly: a random state restores from each snapshot

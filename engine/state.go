@@ -36,6 +36,8 @@ type state struct {
 	// door holds the gate and time of every admission (checkin.go), apart
 	// from the orders, which only carry a bit per ticket.
 	door admissions
+	// realName holds the attendees of real-name sales' orders (realname.go).
+	realName realNameState
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.

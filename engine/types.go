@@ -38,7 +38,8 @@ type SaleConfig struct {
 	HoldMs       int64 // how long a pending order holds its tickets
 	PerUserLimit int   // tickets per user across the whole sale
 	Tiers        []TierConfig
-	Catalogue    // what the sale is for; every field optional
+	Catalogue                 // what the sale is for; every field optional
+	RealName     RealNameRule // realname.go; zero: anyone may buy for anyone
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -150,6 +151,9 @@ type Order struct {
 	// it to whom, a payment taken at the counter. Nil for an online order
 	// never paid at a counter. Shared: never modify it.
 	BoxOffice *BoxOffice
+	// Attendees are the people its tickets are for, one per ticket, on a
+	// real-name sale (realname.go); nil elsewhere. Shared: never modify.
+	Attendees []Attendee
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it
@@ -182,7 +186,8 @@ type PurchaseRequest struct {
 	Quantity       int
 	UserID         string
 	IdempotencyKey string
-	Coupon         string // optional (coupons.go): case-insensitive
+	Coupon         string     // optional (coupons.go): case-insensitive
+	Attendees      []Attendee // one per ticket on a real-name sale (realname.go); none elsewhere
 }
 
 // Payment is a payment provider's event about an order.

@@ -150,7 +150,8 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (principal, string) {
 // this server checked.
 type tokenVerifier struct {
 	key    *hs256
-	seed   maphash.Seed // picks a token's shard; random, so nobody can aim tokens at one
+	oidc   *oidcVerifier // tokens from the site's identity provider (oidc.go); nil: none
+	seed   maphash.Seed  // picks a token's shard; random, so nobody can aim tokens at one
 	shards [16]tokenShard
 }
 
@@ -216,6 +217,14 @@ func (v *tokenVerifier) verify(token []byte, now time.Time) (string, error) {
 	}
 	var buf [jwtClaimsLenMax]byte
 	claims, ok := v.key.check(token, &buf)
+	if !ok && v.oidc != nil { // not ours: perhaps the identity provider's (oidc.go)
+		userID, expires, err := v.oidc.verify(token, now)
+		if err != nil {
+			return "", err
+		}
+		v.remember(token, userID, expires)
+		return userID, nil
+	}
 	expires := time.Unix(claims.exp, 0).Add(tokenLeeway)
 	switch {
 	case !ok || !claims.hasExp:
@@ -228,6 +237,12 @@ func (v *tokenVerifier) verify(token []byte, now time.Time) (string, error) {
 		return "", errTokenSubject
 	}
 	userID := string(claims.sub)
+	v.remember(token, userID, expires)
+	return userID, nil
+}
+
+// remember caches a verified token until it expires.
+func (v *tokenVerifier) remember(token []byte, userID string, expires time.Time) {
 	sh := v.shard(token)
 	sh.mu.Lock()
 	if len(sh.m) >= tokensPerShardMax {
@@ -235,7 +250,6 @@ func (v *tokenVerifier) verify(token []byte, now time.Time) (string, error) {
 	}
 	sh.m[string(token)] = cachedToken{userID: userID, expires: expires}
 	sh.mu.Unlock()
-	return userID, nil
 }
 
 // mint signs a buyer token for userID, valid for ttl. It refuses a user id

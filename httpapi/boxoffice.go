@@ -105,15 +105,26 @@ func checkBuyer(b *buyerBody) (email, problem string) {
 	if n == 0 || n > buyerNameRunesMax || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 		return "", fmt.Sprintf("buyer.name must be 1 to %d characters of text", buyerNameRunesMax)
 	}
-	email = strings.ToLower(strings.TrimSpace(b.Email))
+	email, ok := checkEmail(b.Email)
+	if !ok {
+		return "", "buyer.email must be an email address such as ann@example.com"
+	}
+	return email, ""
+}
+
+// checkEmail normalises an email (trimmed, lower case) and reports whether
+// it looks deliverable (one @, a local part, a domain with a dot, no spaces
+// or controls). Profiles (profile.go) use it too.
+func checkEmail(raw string) (string, bool) {
+	email := strings.ToLower(strings.TrimSpace(raw))
 	local, domain, ok := strings.Cut(email, "@")
 	if !ok || local == "" || len(local) > 64 || len(email) > buyerEmailLenMax || strings.Contains(domain, "@") ||
 		!strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") ||
 		strings.Contains(domain, "..") || !utf8.ValidString(email) ||
 		strings.IndexFunc(email, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return "", "buyer.email must be an email address such as ann@example.com"
+		return "", false
 	}
-	return email, ""
+	return email, true
 }
 
 // boxOfficeUserID is the user id of a box-office buyer: the same for every
@@ -129,22 +140,15 @@ func (s *Server) boxOfficeUserID(email string) string {
 // with "onsale box office/" + sale id as associated data, so a contact moved
 // to another sale's order does not open.
 func (s *Server) sealContact(saleID, name, email string) []byte {
-	aead := s.contactAEAD()
 	plain := binary.AppendUvarint(nil, uint64(len(name)))
 	plain = append(append(plain, name...), email...)
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
-	rand.Read(out) // never fails (Go 1.24+)
-	return aead.Seal(out, out, plain, []byte("onsale box office/"+saleID))
+	return sealData(s.credKeys.contact, "onsale box office/"+saleID, plain)
 }
 
 var errContactSeal = errors.New("httpapi: cannot open a sealed contact")
 
 func (s *Server) openContact(saleID string, sealed []byte) (name, email string, err error) {
-	aead := s.contactAEAD()
-	if len(sealed) < aead.NonceSize() {
-		return "", "", errContactSeal
-	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte("onsale box office/"+saleID))
+	plain, err := openData(s.credKeys.contact, "onsale box office/"+saleID, sealed)
 	if err != nil {
 		return "", "", errContactSeal
 	}
@@ -155,16 +159,42 @@ func (s *Server) openContact(saleID string, sealed []byte) (name, email string, 
 	return string(plain[w : w+int(n)]), string(plain[w+int(n):]), nil
 }
 
-// contactAEAD is the cipher of sealed contacts. Box-office sales are rare
-// next to buyers' purchases: it is made per use rather than kept.
-func (s *Server) contactAEAD() cipher.AEAD {
-	block, err := aes.NewCipher(s.credKeys.contact)
+// sealData encrypts personal data at rest: nonce(12) | AES-256-GCM(plain),
+// with a key derived from the data key for one purpose (deriveDataKey) and
+// associated data that binds it to its place (a sale, an account), so that
+// bytes moved elsewhere do not open. Box-office contacts, attendees' names
+// (realname.go) and profiles (profile.go) use it. Sealing is rare next to
+// purchases: the cipher is made per use rather than kept.
+func sealData(key []byte, ad string, plain []byte) []byte {
+	aead := newDataAEAD(key)
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	rand.Read(out) // never fails (Go 1.24+)
+	return aead.Seal(out, out, plain, []byte(ad))
+}
+
+var errDataSeal = errors.New("httpapi: cannot open sealed data")
+
+// openData opens what sealData sealed with the same key and associated data.
+func openData(key []byte, ad string, sealed []byte) ([]byte, error) {
+	aead := newDataAEAD(key)
+	if len(sealed) < aead.NonceSize() {
+		return nil, errDataSeal
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(ad))
 	if err != nil {
-		panic(fmt.Sprintf("httpapi: contact key: %v", err)) // 32 bytes by construction
+		return nil, errDataSeal
+	}
+	return plain, nil
+}
+
+func newDataAEAD(key []byte) cipher.AEAD {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(fmt.Sprintf("httpapi: data key: %v", err)) // 32 bytes by construction
 	}
 	aead, err := cipher.NewGCM(block)
 	if err != nil {
-		panic(fmt.Sprintf("httpapi: contact cipher: %v", err))
+		panic(fmt.Sprintf("httpapi: data cipher: %v", err))
 	}
 	return aead
 }

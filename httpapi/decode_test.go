@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestDecodeStrict(t *testing.T) {
 			var got purchaseBody
 			err := decodeStrict([]byte(tt.body), &got)
 			if tt.code == "" {
-				if err != nil || got != tt.want {
+				if err != nil || !reflect.DeepEqual(got, tt.want) {
 					t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 				}
 				return

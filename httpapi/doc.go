@@ -44,6 +44,13 @@
 // packages.go, coupons.go): httpapi only reads and writes their JSON
 // (pricing.go, coupons.go). A purchase body's optional coupon is read by the
 // hand parser; a plain purchase allocates nothing more for it.
+// Personal data stops here (realname.go, profile.go): an attendee's
+// document reaches the engine as an HMAC under a key derived from
+// Config.DataKey and its last 4 characters, a name or a profile's email and
+// phone only sealed with AES-256-GCM (sealData) under other derived keys.
+// Buyer tokens from the site's identity provider (oidc.go) are verified
+// with go-jose against its JWKS, with fixed algorithms bound to the key
+// types, and enter the same token cache as HS256 ones.
 //
 // Errors are mapped from engine codes to HTTP statuses in one table
 // (problem.go); each code is stable and named in the OpenAPI document.

@@ -50,17 +50,17 @@ var attendeeCSVHeader = []string{"ticket_id", "order_id", "ticket", "tier", "use
 
 func (s *Server) exportAttendeesCSV(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 	saleID := string(id)
-	fetch := func(ctx context.Context, cursor string) ([]engine.Attendee, string, error) {
+	fetch := func(ctx context.Context, cursor string) ([]engine.AttendeeRow, string, error) {
 		return s.eng.SaleAttendees(ctx, saleID, cursor, exportPageOrders)
 	}
-	row := func(w *csv.Writer, a *engine.Attendee) { s.writeAttendeeCSV(w, saleID, a) }
+	row := func(w *csv.Writer, a *engine.AttendeeRow) { s.writeAttendeeCSV(w, saleID, a) }
 	startExport(s, ctx, "attendees.csv", attendeeCSVHeader, fetch, row)
 }
 
 // writeAttendeeCSV writes one ticket. The holder is the buyer's user id;
 // a box-office sale's buyer also has the name the seller took (sealed in
 // the log, opened here).
-func (s *Server) writeAttendeeCSV(w *csv.Writer, saleID string, a *engine.Attendee) {
+func (s *Server) writeAttendeeCSV(w *csv.Writer, saleID string, a *engine.AttendeeRow) {
 	name := ""
 	if a.BoxOffice != nil && a.BoxOffice.Contact != nil {
 		if n, _, err := s.openContact(saleID, a.BoxOffice.Contact); err == nil {

@@ -24,7 +24,10 @@ func TestExportStreamsInBoundedMemory(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		n = 20_000
 	}
-	e := startEnv(t, envOptions{shards: 1, inboxMax: 1 << 16})
+	// No snapshot during the test: encoding one holds the whole state in
+	// memory for a moment, which is the snapshot writer's cost, not the
+	// export's, and would make the bound below depend on timing.
+	e := startEnv(t, envOptions{shards: 1, inboxMax: 1 << 16, snapshotEvents: 1 << 30})
 	e.putSale("s1", n, n)
 	fillOrders(t, e.eng, "s1", n)
 
@@ -42,7 +45,10 @@ func TestExportStreamsInBoundedMemory(t *testing.T) {
 			if lines != c.wantLines {
 				t.Fatalf("%d lines, want %d", lines, c.wantLines)
 			}
-			const growthMax = 16 << 20
+			// A third of the 146 MB export: a server that built the body
+			// would fail it by far; the engine's and Go's own background
+			// allocations (seen up to 18 MB on the shared machine) would not.
+			const growthMax = 48 << 20
 			if growth > growthMax {
 				t.Fatalf("live heap grew by %d bytes during the export (bound %d)", growth, growthMax)
 			}

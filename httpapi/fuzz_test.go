@@ -32,7 +32,7 @@ func FuzzPurchaseBody(f *testing.F) {
 		orig := bytes.Clone(body)
 		var fast, strict purchaseBody
 		errFast, errStrict := decodePurchaseBody(body, &fast), decodeStrict(body, &strict)
-		if fmt.Sprint(errFast) != fmt.Sprint(errStrict) || errStrict == nil && fast != strict {
+		if fmt.Sprint(errFast) != fmt.Sprint(errStrict) || errStrict == nil && !reflect.DeepEqual(fast, strict) {
 			t.Fatalf("decodePurchaseBody %+v, %v; decodeStrict %+v, %v: %q", fast, errFast, strict, errStrict, body)
 		}
 		if !bytes.Equal(body, orig) {
@@ -46,7 +46,7 @@ func FuzzPurchaseBody(f *testing.F) {
 		if err := json.Unmarshal(body, &std); err != nil {
 			t.Fatalf("strict accepted what encoding/json refuses (%v): %q", err, body)
 		}
-		if got != std {
+		if !reflect.DeepEqual(got, std) {
 			t.Fatalf("strict %+v, encoding/json %+v: %q", got, std, body)
 		}
 	})

@@ -16,6 +16,8 @@ type purchaseBody struct {
 	Tier     string `json:"tier"`
 	Quantity int    `json:"quantity"`
 	Coupon   string `json:"coupon"` // optional (coupons.go)
+
+	Attendees []attendeeBody `json:"attendees"` // real-name sales (realname.go)
 }
 
 var (
@@ -53,6 +55,12 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		s.m.purchase(codeInvalidRequest)
 		return
 	}
+	attendees, problem := s.sealAttendees(string(saleID), body.Attendees) // realname.go
+	if problem != "" {
+		writeProblem(ctx, codeInvalidRequest, problem, -1)
+		s.m.purchase(codeInvalidRequest)
+		return
+	}
 	o, created, err := s.eng.Purchase(s.reqCtx(), engine.PurchaseRequest{
 		SaleID:         string(saleID), // copies: the engine keeps it past this request
 		TierID:         body.Tier,
@@ -60,6 +68,7 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		UserID:         who.userID,
 		IdempotencyKey: string(key),
 		Coupon:         body.Coupon,
+		Attendees:      attendees,
 	})
 	if err != nil {
 		s.m.purchase(s.writeError(ctx, err))

@@ -95,6 +95,14 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeCouponCapBelowUses):   {409, "Coupon cap below its uses"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
+	// Buyers without an onsale account (profile.go).
+	codeNoAccount: {404, "No onsale account"},
+
+	// Real-name sales (realname.go).
+	string(engine.CodeAttendeesRequired):     {422, "One attendee per ticket required"},
+	string(engine.CodeDuplicateDocument):     {422, "A document named twice in one order"},
+	string(engine.CodeDocumentLimitExceeded): {409, "Per-document limit exceeded"},
+
 	// Who is asking.
 	codeUnauthorized:       {401, "Unauthorized"},
 	codeInvalidCredentials: {401, "Invalid username or password"},

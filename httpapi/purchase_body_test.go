@@ -1,6 +1,9 @@
 package httpapi
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 // TestPurchaseBodyShortcut: the bodies frontends send take the shortcut,
 // at the cost of the tier's string alone; the others reach decodeStrict
@@ -33,7 +36,7 @@ func TestPurchaseBodyShortcut(t *testing.T) {
 		_, _, _, ok := scanPurchaseBody([]byte(tt.body))
 		var got, strict purchaseBody
 		err, errStrict := decodePurchaseBody([]byte(tt.body), &got), decodeStrict([]byte(tt.body), &strict)
-		if ok != tt.shortcut || err == nil && got != tt.want || (err == nil) != (errStrict == nil) || got != strict {
+		if ok != tt.shortcut || err == nil && !reflect.DeepEqual(got, tt.want) || (err == nil) != (errStrict == nil) || !reflect.DeepEqual(got, strict) {
 			t.Errorf("%q: shortcut %v, %+v, %v; want shortcut %v, %+v; decodeStrict %+v, %v",
 				tt.body, ok, got, err, tt.shortcut, tt.want, strict, errStrict)
 		}

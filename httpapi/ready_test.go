@@ -59,13 +59,17 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminAttendeesCSV:     {"GET", "/v1/admin/sales/s1/attendees.csv", ""},
 		routeAdminBackup:           {"POST", "/v1/admin/backup", `{"to":"/backups/b1"}`},
 		routeAdminAudit:            {"GET", "/v1/admin/audit", ""},
+		routeMe:                    {"GET", "/v1/me", ""},
+		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
+		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
 		if !ok {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
-		if got, _ := matchRoute([]byte(smp.path)); couponRoute(credentialRoute(got, []byte(smp.method)), []byte(smp.method)) != r || routes[r].method != smp.method {
+		m := []byte(smp.method)
+		if got, _ := matchRoute([]byte(smp.path)); meRoute(couponRoute(credentialRoute(got, m), m), m) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -131,6 +135,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeStripe: true, routeAlipay: true, routeWeChatPay: true, routeUnionPay: true,
 		routeAdminBackup:       true,
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
+		routeUpdateMe: true, routeMePassword: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -60,6 +60,9 @@ const (
 	routeAdminCreateCoupon     // POST  /v1/admin/sales/{sale_id}/coupons (coupons.go)
 	routeAdminListCoupons      // GET   /v1/admin/sales/{sale_id}/coupons (couponRoute)
 	routeAdminPatchCoupon      // PATCH /v1/admin/sales/{sale_id}/coupons/{code}
+	routeMe                    // GET   /v1/me (profile.go)
+	routeUpdateMe              // PATCH /v1/me (meRoute)
+	routeMePassword            // POST  /v1/me/password
 	routeCount
 )
 
@@ -138,6 +141,9 @@ func init() {
 		routeAdminCreateCoupon:     {"admin_create_coupon", "POST", accessAdmin, (*Server).createCoupon},
 		routeAdminListCoupons:      {"admin_list_coupons", "GET", accessAdmin, (*Server).listCoupons},
 		routeAdminPatchCoupon:      {"admin_patch_coupon", "PATCH", accessAdmin, (*Server).patchCoupon},
+		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
+		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
+		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
 	}
 }
 
@@ -164,6 +170,10 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeLogin, nil
 	case "/v1/me/orders":
 		return routeMyOrders, nil
+	case "/v1/me":
+		return routeMe, nil
+	case "/v1/me/password":
+		return routeMePassword, nil
 	case "/v1/payments/webhook":
 		return routeWebhook, nil
 	case "/v1/checkin":

@@ -31,6 +31,8 @@ type saleBody struct {
 	Category    string     `json:"category"`
 	ImageURL    string     `json:"image_url"`
 	Description string     `json:"description"`
+
+	RealName *realNameBody `json:"real_name"` // realname.go; absent: no rule
 }
 
 type tierBody struct {
@@ -72,6 +74,9 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if b.StartsAt != nil {
 		cfg.StartsAtMs = b.StartsAt.UnixMilli()
 	}
+	if b.RealName != nil {
+		cfg.RealName = engine.RealNameRule{Required: b.RealName.Required, PerDocumentLimit: b.RealName.PerDocumentLimit}
+	}
 	for i, t := range b.Tiers {
 		if t.Stock == nil && len(t.Components) > 0 {
 			t.Stock = new(int) // a package has no stock of its own
@@ -106,6 +111,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = append(b, `,"per_user_limit":`...)
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
 	b = appendCatalogue(b, &sl.Catalogue)
+	b = appendRealNameRule(b, sl.RealName) // realname.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)

@@ -38,6 +38,9 @@ type Config struct {
 	AdminToken string // required: bearer token of the admin routes
 	DoorToken  string // required: bearer token of door staff (POST /v1/checkin)
 	UserSecret []byte // required: HS256 key of buyer tokens
+	// OIDC accepts buyer tokens from the site's identity provider too
+	// (oidc.go); zero: HS256 tokens only.
+	OIDC OIDCConfig
 	// PaymentSecrets verify the webhook's signature; any one of them may
 	// have signed it, so a secret can be rotated. At least one is required.
 	PaymentSecrets [][]byte
@@ -162,7 +165,8 @@ type Server struct {
 	limiter     *userLimiter    // nil when UserRatePerSec is 0
 	cors        *corsPolicy     // nil when no CORS origin is allowed
 	credKeys    credentialKeys
-	ticketKeys  *ticketKeys // the sales' ticket signing keys (tickets.go)
+	ticketKeys  *ticketKeys  // the sales' ticket signing keys (tickets.go)
+	personal    personalKeys // attendees' and profiles' keys (realname.go)
 	live        *liveHub
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
@@ -195,6 +199,10 @@ func New(cfg Config) *Server {
 		cors:        newCORSPolicy(cfg.CORSOrigins),
 		credKeys:    newCredentialKeys(cfg.DataKey),
 		ticketKeys:  newTicketKeys(cfg.DataKey),
+		personal:    newPersonalKeys(cfg.DataKey),
+	}
+	if cfg.OIDC.enabled() {
+		s.tokens.oidc = newOIDCVerifier(cfg.OIDC, cfg.Logger, cfg.Now()) // oidc.go
 	}
 	if cfg.Engine == nil {
 		s.gate.closed.Store(gateStarting)
@@ -280,7 +288,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
-	r = couponRoute(credentialRoute(r, ctx.Method()), ctx.Method())
+	r = meRoute(couponRoute(credentialRoute(r, ctx.Method()), ctx.Method()), ctx.Method()) // coupons.go, profile.go
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()

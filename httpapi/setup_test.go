@@ -70,6 +70,10 @@ type envOptions struct {
 	fasthttp func(*fasthttp.Server)
 	// listener, when set, wraps the server's listener.
 	listener func(net.Listener) net.Listener
+	// dir, when set, puts the journal on the real disk there;
+	// snapshotEvents sets the engine's snapshot interval.
+	dir            string
+	snapshotEvents int
 }
 
 // startEnv starts a server; the clock starts at a fixed time.
@@ -83,8 +87,11 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	log := newTestJournal(t)
+	if opts.dir != "" {
+		log = newDiskJournal(t, opts.dir) // realname_test.go
+	}
 	eng, err := engine.Open(engine.Config{
-		Journal: log, Shards: opts.shards, InboxMax: opts.inboxMax,
+		Journal: log, Shards: opts.shards, InboxMax: opts.inboxMax, SnapshotEvents: opts.snapshotEvents,
 		Now: clock.Now, TickInterval: 5 * time.Millisecond, Logger: logger, Metrics: set,
 		OnFatal: func(err error) { t.Errorf("engine failed: %v", err) },
 	})

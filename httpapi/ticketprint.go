@@ -58,6 +58,17 @@ func (s *Server) holder(o *engine.Order) string {
 	return o.UserID
 }
 
+// ticketHolder is the name ticket n shows: its attendee on a real-name
+// sale (realname.go), else the order's holder.
+func (s *Server) ticketHolder(o *engine.Order, n int, holder string) string {
+	if n < len(o.Attendees) {
+		if name := s.attendeeName(o.SaleID, &o.Attendees[n]); name != "" {
+			return name
+		}
+	}
+	return holder
+}
+
 // signedCode is ticket i's code, signed with its sale's key.
 func (s *Server) signedCode(ot *engine.OrderTickets, i int) string {
 	p := ot.Payload(i)
@@ -130,7 +141,7 @@ func (s *Server) ticketsPDF(ctx *fasthttp.RequestCtx, orderID []byte, who princi
 		}
 		pages = append(pages, eticket.Ticket{
 			Code: s.signedCode(&ot, i), OrderID: ot.Order.ID, N: t.N,
-			Event: ot.SaleName, Tier: ot.TierName, Holder: holder, Venue: venue, StartsAt: startsAt,
+			Event: ot.SaleName, Tier: ot.TierName, Holder: s.ticketHolder(&ot.Order, t.N, holder), Venue: venue, StartsAt: startsAt,
 			IssuedAt: time.UnixMilli(t.IssuedAtMs).UTC(),
 		})
 	}

@@ -188,6 +188,7 @@ func (s *Server) orderTickets(ctx *fasthttp.RequestCtx, id []byte, who principal
 		b = strconv.AppendInt(b, int64(t.Kid), 10)
 		b = append(b, `,"issued_at":`...)
 		b = appendTime(b, t.IssuedAtMs)
+		b = s.appendAttendee(b, o, t.N) // realname.go
 		if t.State != engine.TicketRevoked {
 			b = append(b, `,"code":"`...)
 			b = append(b, s.signedCode(&ot, i)...)

@@ -39,6 +39,7 @@ type userService struct {
 type userRecord struct {
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
+	Profile []byte    `json:"profile,omitempty"` // sealed (profile.go); none until a PATCH /v1/me
 }
 
 type credentialsBody struct {

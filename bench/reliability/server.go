@@ -38,13 +38,14 @@ func BuildBinary(dir string) (string, error) {
 
 // server is one run of the onsale binary.
 type server struct {
-	cmd       *exec.Cmd
-	addr      string        // host:port it listens on
-	readyIn   time.Duration // process start until GET /readyz answered 200
-	recovered recoveredLine // what its "recovered" log line said
-	logOpenMs int64         // what its "log opened" line said
-	exited    chan struct{} // closed once the process has been waited for
-	waitErr   error         // Wait's result, after exited
+	cmd           *exec.Cmd
+	addr          string        // host:port it listens on
+	readyIn       time.Duration // process start until GET /readyz answered 200
+	recovered     recoveredLine // what its "recovered" log line said
+	logOpenMs     int64         // what its "log opened" line said
+	exited        chan struct{} // closed once the process has been waited for
+	recoveredSeen chan struct{} // closed once the "recovered" line was read
+	waitErr       error         // Wait's result, after exited
 
 	mu   sync.Mutex
 	tail []string // last lines of its log
@@ -68,7 +69,7 @@ func startServer(bin string, args []string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, exited: make(chan struct{})}
+	s := &server{cmd: cmd, exited: make(chan struct{}), recoveredSeen: make(chan struct{})}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
@@ -102,6 +103,15 @@ func startServer(bin string, args []string) (*server, error) {
 		return nil, err
 	}
 	s.readyIn = time.Since(start)
+	// The server logs "recovered" before it turns ready, but this side
+	// reads its log on another goroutine, which may not have got there yet.
+	select {
+	case <-s.recoveredSeen:
+	case <-s.exited:
+	case <-time.After(listenWaitMax):
+		s.kill()
+		return nil, fmt.Errorf("onsale turned ready without a \"recovered\" log line within %s:\n%s", listenWaitMax, s.logTail())
+	}
 	return s, nil
 }
 
@@ -127,6 +137,11 @@ func (s *server) readLog(r io.Reader, listening chan<- string) {
 				s.mu.Lock()
 				s.recovered = line.recoveredLine
 				s.mu.Unlock()
+				select {
+				case <-s.recoveredSeen:
+				default:
+					close(s.recoveredSeen)
+				}
 			case "listening":
 				if !sent {
 					listening <- line.Addr
