@@ -184,6 +184,19 @@ func (sl *sale) coupon(code string) *coupon {
 	return sl.coupons.list[i]
 }
 
+// orderCoupon is the code of o's coupon, "" without one: a retry of the
+// purchase must name the same.
+func (sl *sale) orderCoupon(o *order) string {
+	if sl.coupons == nil {
+		return ""
+	}
+	u, ok := sl.coupons.orders[o.key]
+	if !ok {
+		return ""
+	}
+	return sl.coupons.list[u.coupon].cfg.Code
+}
+
 // couponRetakable says whether late money for an expired or cancelled
 // order can take its coupon's use again.
 func (st *state) couponRetakable(sl *sale, o *order) bool {

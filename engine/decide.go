@@ -116,6 +116,10 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 				"idempotency key was used for %d of tier %q; use a new key for a different purchase",
 				o.qty, sl.cfg.Tiers[o.tier].ID)
 		}
+		if code := sl.orderCoupon(o); code != cmd.coupon { // coupons.go
+			return evs, reject(CodeIdempotencyConflict,
+				"idempotency key was used with coupon %q; use a new key for a different purchase", code)
+		}
 		return evs, nil
 	}
 	if sl.closed || now >= sl.cfg.ClosesAtMs {
