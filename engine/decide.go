@@ -120,6 +120,10 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 			return evs, reject(CodeIdempotencyConflict,
 				"idempotency key was used with coupon %q; use a new key for a different purchase", code)
 		}
+		if !st.sameDocuments(o, cmd.attendees) { // realname.go
+			return evs, reject(CodeIdempotencyConflict,
+				"idempotency key was used with other attendees' documents; use a new key for a different purchase")
+		}
 		return evs, nil
 	}
 	if sl.closed || now >= sl.cfg.ClosesAtMs {

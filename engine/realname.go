@@ -135,6 +135,23 @@ func (st *state) decideAttendees(sl *sale, cmd *command, now int64, evs []event)
 // attendeesFit reports whether an order that takes no tickets now (expired
 // or cancelled) could take them again without a document going past its
 // sale's limit: late money's rule (decidePay, decideCounterPay).
+// sameDocuments reports whether a retried purchase names the documents of
+// the order it retries, ticket by ticket. Only documents compare: a name
+// is sealed with a fresh nonce on every request, so the same name never
+// comes back as the same bytes.
+func (st *state) sameDocuments(o *order, as []Attendee) bool {
+	had := st.realName.attendees[o.key]
+	if len(had) != len(as) {
+		return false
+	}
+	for i := range as {
+		if had[i].DocumentHash != as[i].DocumentHash {
+			return false
+		}
+	}
+	return true
+}
+
 func (st *state) attendeesFit(o *order) bool {
 	as := st.realName.attendees[o.key]
 	limit := st.sales[o.sale].cfg.RealName.PerDocumentLimit

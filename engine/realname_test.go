@@ -65,6 +65,20 @@ func TestRealNameRules(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(a.Attendees, attendees(1, 2)) {
 		t.Fatalf("purchase: %+v %v", a, err)
 	}
+	// A retry names the same documents (its names sealed anew) or is
+	// another purchase under a used key.
+	resealed := attendees(1, 2)
+	for i := range resealed {
+		resealed[i].SealedName = []byte("sealed again")
+	}
+	again, _, err := e.Purchase(ctx, PurchaseRequest{SaleID: "rn", TierID: "floor", Quantity: 2, UserID: "u1",
+		IdempotencyKey: fmt.Sprint("k", n), Attendees: resealed})
+	if err != nil || again.ID != a.ID {
+		t.Fatalf("retry with the same documents: %+v %v", again, err)
+	}
+	_, _, err = e.Purchase(ctx, PurchaseRequest{SaleID: "rn", TierID: "floor", Quantity: 2, UserID: "u1",
+		IdempotencyKey: fmt.Sprint("k", n), Attendees: attendees(1, 3)})
+	wantCode(t, err, CodeIdempotencyConflict)
 	b, err := buy("u2", 1, attendees(1)) // another account, the same document: its second ticket
 	if err != nil {
 		t.Fatal(err)
