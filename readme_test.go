@@ -317,3 +317,42 @@ func TestTopLevelLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeListsEveryErrorCode: every code of openapi.json's Problem enum
+// (a test in httpapi holds that enum equal to the codes the server sends)
+// is named in the README, so a new code cannot go undocumented.
+func TestReadmeListsEveryErrorCode(t *testing.T) {
+	raw, err := os.ReadFile("httpapi/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `json:"enum"`
+						} `json:"code"`
+					} `json:"properties"`
+				} `json:"Problem"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	codes := doc.Components.Schemas.Problem.Properties.Code.Enum
+	if len(codes) == 0 {
+		t.Fatal("openapi.json has no Problem code enum")
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range codes {
+		if !bytes.Contains(readme, []byte("`"+c+"`")) {
+			t.Errorf("README does not name the error code %q", c)
+		}
+	}
+}
