@@ -645,7 +645,7 @@ func TestPanicIsRecovered(t *testing.T) {
 	}
 	e.want(e.do("GET", "/v1/sales/s1", nil, ""), 500, "internal")
 	e.want(e.do("GET", "/healthz", nil, ""), 200, "")
-	if !strings.Contains(e.logs.String(), "handler panicked") {
+	if !strings.Contains(e.logs.text(), "handler panicked") {
 		t.Errorf("panic not logged")
 	}
 	r := e.want(e.do("GET", "/metrics", nil, ""), 200, "")

@@ -57,7 +57,7 @@ type testEnv struct {
 	doorToken  string
 	userSecret []byte
 	paySecret  []byte
-	logs       *bytes.Buffer
+	logs       *lockedWriter // the server's log, read with logText
 }
 
 type envOptions struct {
@@ -84,8 +84,8 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 		opts.shards = 2
 	}
 	set := metrics.NewSet()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	log := newTestJournal(t)
 	if opts.dir != "" {
 		log = newDiskJournal(t, opts.dir) // realname_test.go
@@ -142,7 +142,7 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 		}
 		eng.Close()
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", logs.text())
 		}
 	})
 	return e
@@ -158,6 +158,13 @@ func (e *testEnv) sub(t *testing.T) *testEnv {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
+}
+
+// text is what was written so far; the server may still be writing.
+func (l *lockedWriter) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(*bytes.Buffer).String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
