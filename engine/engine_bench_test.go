@@ -89,9 +89,16 @@ func (c *countingJournal) Append(shard int, firstSeq uint64, entries [][]byte) (
 }
 
 func benchmarkPurchase(b *testing.B, journal Journal, callers int) {
+	benchmarkPurchaseGather(b, journal, callers, 0)
+}
+
+// benchmarkPurchaseGather is benchmarkPurchase with Config.SyncGatherMax
+// set (0: the default; negative: off).
+func benchmarkPurchaseGather(b *testing.B, journal Journal, callers int, gather time.Duration) {
 	j := &countingJournal{Journal: journal}
 	now := time.Now()
-	e, err := Open(Config{Journal: j, Shards: 1, InboxMax: 4096, Logger: quietLogger, OnFatal: func(err error) { panic(err) }})
+	e, err := Open(Config{Journal: j, Shards: 1, InboxMax: 4096, Logger: quietLogger, OnFatal: func(err error) { panic(err) },
+		SyncGatherMax: gather})
 	if err != nil {
 		b.Fatal(err)
 	}
