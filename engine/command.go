@@ -99,6 +99,6 @@ type request struct {
 	cmd      command
 	res      result
 	deadline time.Duration // since Engine.started: shed if not decided by then
-	durable  time.Duration // since Engine.started: when the log writer answered it; set on a batch's last request only
-	done     chan struct{} // buffered 1: the log writer (or loop) never blocks
+	durable  time.Duration // since Engine.started: when the acker answered it; set on a batch's last request only
+	done     chan struct{} // buffered 1: the committer (or loop) never blocks
 }

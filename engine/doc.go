@@ -10,13 +10,15 @@
 //	    take a request, drain up to BatchMax more without blocking,
 //	    for each: decide(state, cmd, now) → events | rejection; apply(events)
 //	    encode the batch's events into one log entry (shard, seq)
-//	    hand the batch to the shard's log writer ─────────────┐
+//	    hand the batch to the shard's committer ──────────────┐
 //	                                                         ▼
-//	log writer (one goroutine per shard): take every decided batch that
-//	    is waiting, write them in one Journal.Append (one synced Pebble
-//	    batch), wait for its sync, publish the views of the sales those
-//	    batches changed (views.go), then answer every request of those
-//	    batches, in decide order; and again.
+//	committer (one goroutine per shard): take every decided batch that is
+//	    waiting, write them in one Journal.Append (one synced Pebble batch)
+//	    without waiting for its sync, and hand them on ───────┐
+//	                                                         ▼
+//	acker (one goroutine per shard): wait for each Append's sync, in order,
+//	    publish the views of the sales those batches changed (views.go),
+//	    then answer every request of those batches, in decide order.
 //
 // The state machine (state.go, decide.go, apply.go) is plain, single-threaded
 // code: no goroutines, channels, clock, randomness or I/O. Time enters as the
@@ -69,8 +71,8 @@
 // Engine methods are safe for concurrent use by any number of goroutines.
 // Open recovers the shards in parallel, each on goroutines of its own that
 // have all ended when Open returns (recover.go says who owns what).
-// A shard's state is touched only by its loop goroutine; the log writer
-// touches only the decided batches handed to it and publishes the immutable
+// A shard's state is touched only by its loop goroutine; the committer touches
+// only the decided batches handed to it; the acker publishes the immutable
 // sale views the loop built (one atomic store each; readers load them from
 // any goroutine); the snapshot writer reads only the frozen copy-on-write
 // view the loop handed it; so does a report (reports.go), which the loop

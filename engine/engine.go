@@ -155,7 +155,7 @@ func Open(cfg Config) (*Engine, error) {
 }
 
 // Close stops accepting requests, answers what is queued, waits for the
-// log writers to finish the log writes under way, and stops the shards. It
+// committers to finish the log writes under way, and stops the shards. It
 // does not close the Journal.
 func (e *Engine) Close() error {
 	if !e.closing.CompareAndSwap(false, true) {

@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Gathering: why the log writer sometimes waits.
 //
@@ -14,7 +17,7 @@ import "time"
 // callers: 8 purchases per fsync, ~2.2 fsyncs of latency per purchase, with
 // the disk busy ~90 % of the time (BenchmarkPurchaseWAL).
 //
-// So, when the log writer finds nothing syncing, it may hold what it has
+// So, when the committer finds nothing syncing, it may hold what it has
 // until it holds as many requests as were in flight when the last sync
 // ended (the cohorts together), for at most the last sync's duration
 // (bounded by Config.SyncGatherMax). Held batches lose nothing: while a
@@ -29,11 +32,15 @@ import "time"
 // out without waiting; a gather that fills ends the penalty.
 type gatherer struct {
 	max      time.Duration
-	expect   int64         // requests in flight when the last sync ended
-	lastSync time.Duration // the last sync's duration
-	timer    *time.Timer
-	skip     int  // groups left to send without waiting, after a miss
-	fixed    bool // wait up to max, whatever the last sync took (tests)
+	unsynced atomic.Int32  // Append groups appended and not yet synced
+	synced   chan struct{} // a sync ended (buffered 1; the acker never blocks)
+	expect   atomic.Int64  // requests in flight when the last sync ended
+	lastSync atomic.Int64  // the last sync's duration, ns
+
+	// committer only
+	timer *time.Timer
+	skip  int  // groups left to send without waiting, after a miss
+	fixed bool // wait up to max, whatever the last sync took (tests)
 }
 
 // gatherBoundFixed makes new gatherers wait up to their max, not the last
@@ -43,7 +50,7 @@ var gatherBoundFixed = false
 const gathersSkippedAfterMiss = 8
 
 func newGatherer(max time.Duration) *gatherer {
-	g := &gatherer{max: max, fixed: gatherBoundFixed}
+	g := &gatherer{max: max, synced: make(chan struct{}, 1), fixed: gatherBoundFixed}
 	if max > 0 {
 		g.timer = time.NewTimer(time.Hour)
 		g.timer.Stop()
@@ -51,18 +58,22 @@ func newGatherer(max time.Duration) *gatherer {
 	return g
 }
 
-// syncEnded is called by the log writer after each sync, before it answers:
+// syncEnded is called by the acker after each sync, before it answers:
 // inFlight counts the requests decided and not yet answered, the synced
 // group's included.
 func (g *gatherer) syncEnded(took time.Duration, inFlight int64) {
-	g.lastSync = took
-	g.expect = inFlight
+	g.lastSync.Store(int64(took))
+	g.expect.Store(inFlight)
+	g.unsynced.Add(-1)
+	select {
+	case g.synced <- struct{}{}:
+	default:
+	}
 }
 
-// gather adds to group the batches that arrive while the log writer should
+// gather adds to group the batches that arrive while the committer should
 // wait, and returns the group to append. It returns at once when gathering
-// is off, when the group is full, or when nothing more is expected. The log
-// writer calls it only between syncs (its previous Append has synced).
+// is off, when the group is full, or when nothing more is expected.
 func (s *shard) gather(group []*batch) []*batch {
 	g := s.gatherer
 	if g.max <= 0 {
@@ -76,19 +87,40 @@ func (s *shard) gather(group []*batch) []*batch {
 	for _, b := range group {
 		reqs += len(b.reqs)
 	}
-	if int64(reqs) >= g.expect {
-		return group
-	}
-	bound := g.max
-	if !g.fixed {
-		bound = min(bound, g.lastSync)
-	}
-	if bound <= 0 {
-		return group
-	}
-	g.timer.Reset(bound)
-	defer g.timer.Stop()
+	var until time.Time // when waiting ends; zero until the last sync has ended
+	armed := false
+	defer func() {
+		if armed {
+			g.timer.Stop()
+		}
+	}()
 	for len(group) < batchesInFlight && !s.e.failed.Load() { // the loop stalls without free batches
+		if g.unsynced.Load() == 0 {
+			if int64(reqs) >= g.expect.Load() {
+				return group
+			}
+			now := time.Now()
+			if until.IsZero() {
+				bound := g.max
+				if !g.fixed {
+					bound = min(bound, time.Duration(g.lastSync.Load()))
+				}
+				until = now.Add(bound)
+			}
+			if !now.Before(until) {
+				g.skip = gathersSkippedAfterMiss // those expected did not come
+				return group
+			}
+			if armed {
+				g.timer.Stop()
+			}
+			g.timer.Reset(until.Sub(now))
+			armed = true
+		}
+		var timeout <-chan time.Time
+		if armed {
+			timeout = g.timer.C
+		}
 		select {
 		case b, ok := <-s.commitQ:
 			if !ok {
@@ -96,12 +128,9 @@ func (s *shard) gather(group []*batch) []*batch {
 			}
 			group = append(group, b)
 			reqs += len(b.reqs)
-			if int64(reqs) >= g.expect {
-				return group
-			}
-		case <-g.timer.C:
-			g.skip = gathersSkippedAfterMiss // those expected did not come
-			return group
+		case <-g.synced:
+		case <-timeout:
+			armed = false
 		}
 	}
 	return group

@@ -7,8 +7,8 @@ package engine
 // opaque byte string (the shard's encoded events of one decided batch). A
 // shard's snapshot is its whole state at some seq, stored as chunks.
 //
-// Threading: Append for shard i and its wait functions are called only
-// from shard i's log writer,
+// Threading: Append for shard i is called only from shard i's committer
+// (its wait functions from shard i's acker),
 // SaveSnapshot for shard i only from shard i's snapshot writer; calls for
 // different shards run concurrently. Replay, LoadSnapshot, Layout and Reset
 // are called during Open only; recovery rebuilds shards in parallel, so

@@ -23,10 +23,10 @@ type engineMetrics struct {
 //
 //	inbox_wait   sent to the shard's inbox → its batch starts (per batch: its oldest request)
 //	decide       the loop decides, applies and encodes one batch (per batch)
-//	commit_wait  batch decided → the log writer starts its Append (per batch)
+//	commit_wait  batch decided → the committer starts its Append (per batch)
 //	append       Journal.Append: the Pebble batch is built and applied (per Append)
 //	sync_wait    Append returned → the log sync covering it returned (per Append)
-//	answer       the log writer answered → the caller's goroutine runs again (per batch: the
+//	answer       the acker answered → the caller's goroutine runs again (per batch: the
 //	             request answered last)
 type stageMetrics struct {
 	inboxWait, decide, commitWait, append, syncWait, answer *metrics.PrometheusHistogram

@@ -8,17 +8,18 @@ import (
 	"time"
 )
 
-// shard owns one state. Three goroutines serve it:
+// shard owns one state. Four goroutines serve it:
 //
 //   - the loop (run): the only one that touches the state, and the only
-//     select. It decides batches and hands them to the log writer in order.
-//   - the log writer (write): writes waiting batches to the journal in one
-//     Append, in order, waits for its sync, then publishes their views and
-//     answers their requests. It does not touch the state.
+//     select. It decides batches and hands them to the committer in order.
+//   - the committer (commit): writes waiting batches to the journal in one
+//     Append, in order, without waiting for the sync.
+//   - the acker (ack): waits for each Append's sync, in order, then answers
+//     its requests. Neither touches the state.
 //   - the snapshot writer (snapshots): encodes a frozen view of the state and
 //     stores it, off the purchase path.
 //
-// While the log writer syncs batch k, the loop decides batch k+1 (memory runs
+// While the committer syncs batch k, the loop decides batch k+1 (memory runs
 // ahead of the log, which only ever frees stock on a crash); answers wait for
 // their own batch.
 type shard struct {
@@ -29,10 +30,11 @@ type shard struct {
 	quit  chan struct{}
 
 	commitQ chan *batch // decided, waiting for the log; FIFO keeps log order
+	ackQ    chan *batch // appended, waiting for the sync
 	free    chan *batch // recycled batches; running out stalls the loop (backpressure)
 	snapQ   chan *snapshotJob
 
-	seq             uint64 // last seq handed to the log writer
+	seq             uint64 // last seq handed to the committer
 	eventsSinceSnap int
 	snapBusy        atomic.Bool // a snapshot is being written
 	evs             []event     // scratch, reused per command
@@ -43,7 +45,7 @@ type shard struct {
 
 	slots []*viewSlot // published views, by sale index (views.go); loop only
 
-	gatherer *gatherer // log writer only (gather.go)
+	gatherer *gatherer // committer and acker (gather.go)
 }
 
 // batch is one decided batch on its way to the log.
@@ -57,6 +59,13 @@ type batch struct {
 
 	// Stage times, since Engine.started (metrics.go).
 	decideStart, decided time.Duration
+	appendStart          time.Duration // set by the committer
+
+	// Set by the committer on the first batch of each Append group.
+	wait      func() error
+	err       error
+	appendEnd time.Duration
+	entries   int
 }
 
 const batchesInFlight = 16
@@ -67,6 +76,7 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		inbox:   make(chan *request, e.cfg.InboxMax),
 		quit:    make(chan struct{}),
 		commitQ: make(chan *batch, batchesInFlight),
+		ackQ:    make(chan *batch, batchesInFlight),
 		free:    make(chan *batch, batchesInFlight),
 		snapQ:   make(chan *snapshotJob, 1),
 		m:       m.shard(id, e),
@@ -83,9 +93,10 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 }
 
 func (s *shard) start(wg *sync.WaitGroup) {
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.run() }()
-	go func() { defer wg.Done(); s.write() }()
+	go func() { defer wg.Done(); s.commit() }()
+	go func() { defer wg.Done(); s.ack() }()
 	go func() { defer wg.Done(); s.snapshots() }()
 }
 
@@ -252,17 +263,11 @@ func (s *shard) refuseQueued() {
 	}
 }
 
-// write is the shard's log writer. It takes every batch the loop has
-// decided, in order, writes them in one Append, waits for that Append's
-// sync, then answers their requests; and again. One goroutine does both, so
-// a sync's end is one wake-up away from the next Append, and a batch passes
-// through one hand-off (loop → writer) on its way to the log, not two.
-//
-// The next Append starts after the previous sync ended: the batches decided
-// meanwhile (the loop runs ahead, up to batchesInFlight) go out together,
-// and gathering (gather.go) may hold them a little longer. An Append made
-// while a sync runs could only join the next sync anyway.
-func (s *shard) write() {
+// commit writes decided batches to the journal in decide order and hands
+// them to the acker. Every batch waiting when it wakes goes into one Append;
+// it does not wait for the sync, so the next Append joins the next sync
+// while this one runs.
+func (s *shard) commit() {
 	group := make([]*batch, 0, batchesInFlight)
 	entries := make([][]byte, 0, batchesInFlight)
 	returned := false
@@ -272,15 +277,16 @@ func (s *shard) write() {
 			// the goroutine, or a panic): refuse what waits, never ack it.
 			s.e.fail(errors.New("engine: log writer stopped"))
 			for _, g := range group {
-				s.answer(g, ErrStopped)
+				g.err = ErrStopped
+				s.ackQ <- g
 			}
 			for b := range s.commitQ {
-				s.answer(b, ErrStopped)
+				b.err = ErrStopped
+				s.ackQ <- b
 			}
 		}
-		close(s.snapQ)
+		close(s.ackQ)
 	}()
-	var err error // sticky: after the first failure nothing more is acknowledged
 	for b := range s.commitQ {
 		group = append(group[:0], b)
 	more:
@@ -296,53 +302,63 @@ func (s *shard) write() {
 			}
 		}
 		group = s.gather(group)
-		err = s.writeGroup(group, entries, err)
+		entries = entries[:0]
+		var firstSeq uint64
 		for _, g := range group {
-			s.answer(g, err)
+			if g.seq != 0 {
+				if firstSeq == 0 {
+					firstSeq = g.seq
+				}
+				entries = append(entries, g.data)
+			}
+		}
+		start := time.Since(s.e.started)
+		if s.e.failed.Load() {
+			group[0].err = ErrStopped
+		} else if len(entries) > 0 {
+			group[0].entries = len(entries)
+			s.gatherer.unsynced.Add(1)
+			group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			if group[0].err != nil {
+				s.gatherer.unsynced.Add(-1)
+			}
+			group[0].appendEnd = time.Since(s.e.started)
+			s.m.stages.append.Update((group[0].appendEnd - start).Seconds())
+		}
+		for _, g := range group {
+			g.appendStart = start
+			s.m.stages.commitWait.Update((start - g.decided).Seconds())
+			s.ackQ <- g
 		}
 		group = group[:0]
 	}
 	returned = true
 }
 
-// writeGroup appends the group's entries as one Append and waits for its
-// sync. It returns err unchanged if it is set, and the first error of the
-// Append or its sync otherwise.
-func (s *shard) writeGroup(group []*batch, entries [][]byte, err error) error {
-	entries = entries[:0]
-	var firstSeq uint64
-	for _, g := range group {
-		if g.seq != 0 {
-			if firstSeq == 0 {
-				firstSeq = g.seq
-			}
-			entries = append(entries, g.data)
+// ack waits for each appended group's sync, in order, then answers its
+// requests. A batch that carries a wait function opens a group; the batches
+// after it up to the next one were in the same Append.
+func (s *shard) ack() {
+	defer close(s.snapQ)
+	var err error
+	for b := range s.ackQ {
+		if err == nil && b.err != nil {
+			err = b.err
 		}
+		if b.wait != nil {
+			if err == nil {
+				err = b.wait()
+			}
+			synced := time.Since(s.e.started)
+			s.gatherer.syncEnded(synced-b.appendEnd, s.awaitingSync.Load())
+			s.m.observeAppend(synced-b.appendStart, b.entries)
+			s.m.stages.syncWait.Update((synced - b.appendEnd).Seconds())
+		}
+		if err != nil {
+			s.e.fail(err)
+		}
+		s.answer(b, err)
 	}
-	start := time.Since(s.e.started)
-	for _, g := range group {
-		s.m.stages.commitWait.Update((start - g.decided).Seconds())
-	}
-	if err == nil && s.e.failed.Load() {
-		err = ErrStopped
-	}
-	if err != nil || len(entries) == 0 {
-		return err
-	}
-	wait, err := s.e.cfg.Journal.Append(s.id, firstSeq, entries)
-	appended := time.Since(s.e.started)
-	s.m.stages.append.Update((appended - start).Seconds())
-	if err == nil {
-		err = wait()
-	}
-	synced := time.Since(s.e.started)
-	s.gatherer.syncEnded(synced-appended, s.awaitingSync.Load())
-	s.m.observeAppend(synced-start, len(entries))
-	s.m.stages.syncWait.Update((synced - appended).Seconds())
-	if err != nil {
-		s.e.fail(err)
-	}
-	return err
 }
 
 func (s *shard) answer(b *batch, err error) {

@@ -13,7 +13,7 @@ import (
 // purchase and take the hot sale's one goroutine away from selling.
 //
 // After each batch the loop builds an immutable Sale for every sale the
-// batch changed (state.touched) and attaches it to the batch; the log writer
+// batch changed (state.touched) and attaches it to the batch; the acker
 // publishes it in the sale's slot once the batch is durable and before it
 // answers the batch's requests. So:
 //
@@ -151,8 +151,8 @@ type viewWithFewTiers struct {
 	counts [4]TierCounts
 }
 
-// publish makes a durable batch's views visible. Only the log writer of
-// the sale's shard calls it, so each slot has one writer: the version is
+// publish makes a durable batch's views visible. Only the acker of the
+// sale's shard calls it, so each slot has one writer: the version is
 // stamped before the view is shared, and the listing generation moves after
 // the store, so that an index built at the new generation sees the view.
 func (v *saleViews) publish(views []pendingView) {
