@@ -52,6 +52,33 @@ func FuzzPurchaseBody(f *testing.F) {
 	})
 }
 
+// FuzzWebhookBody: the hand-read webhook body (webhook_body.go) accepts
+// exactly what decodeStrict accepts, with the same values and the same
+// error, and never writes to the body.
+func FuzzWebhookBody(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"evt_1","type":"payment.succeeded","order_id":"s.abc","amount_cents":9000,"currency":"EUR"}`,
+		`{"id":"evt_1","type":"payment.failed","order_id":"s.abc","amount_cents":-1,"currency":"EUR"}`,
+		`{"id":"a","id":"b"}`, `{"ID":"a"}`, `{"amount_cents":null}`, `{"amount_cents":1e3}`, `{"amount_cents":-0}`,
+		`{"amount_cents":123456789012345678}`, `{"amount_cents":1234567890123456789}`, `{"id":"\u0041"}`,
+		"{\"currency\":\"\xff\"}", ` { "type" : "x" , "currency" : "é" } `, `{}`, `{"id":"a"} {}`, `null`,
+		`{"id":"a","extra":1}`, `{"amount_cents":01}`, `{"amount_cents":1,"amount_cents":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		orig := bytes.Clone(body)
+		var fast, strict webhookBody
+		errFast, errStrict := decodeWebhookBody(body, &fast), decodeStrict(body, &strict)
+		if fmt.Sprint(errFast) != fmt.Sprint(errStrict) || errStrict == nil && !reflect.DeepEqual(fast, strict) {
+			t.Fatalf("decodeWebhookBody %+v, %v; decodeStrict %+v, %v: %q", fast, errFast, strict, errStrict, body)
+		}
+		if !bytes.Equal(body, orig) {
+			t.Fatalf("the body changed: %q, was %q", body, orig)
+		}
+	})
+}
+
 // FuzzSaleBody: the admin's sale document decodes without panics, and a
 // config() that succeeds has every tier with a price and a stock.
 func FuzzSaleBody(f *testing.F) {

@@ -190,6 +190,25 @@ func BenchmarkHandlerParts(b *testing.B) {
 			}
 		}
 	})
+	webhook := []byte(`{"id":"evt_000123","type":"payment.succeeded","order_id":"s1.abcdefghijklmnopqrstuvwxyz","amount_cents":9000,"currency":"EUR"}`)
+	b.Run("decode_webhook_strict", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var ev webhookBody
+			if err := decodeStrict(webhook, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode_webhook", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			var ev webhookBody
+			if err := decodeWebhookBody(webhook, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("appendOrder", func(b *testing.B) {
 		o := engine.Order{ID: "s1.abcdefghijklmnopqrstuvwxyz", SaleID: "s1", TierID: "floor", UserID: "user-1",
 			Quantity: 2, AmountCents: 10000, Currency: "EUR", Status: engine.StatusPaid,

@@ -140,7 +140,7 @@ func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		return
 	}
 	var ev webhookBody
-	if err := decodeStrict(body, &ev); err != nil {
+	if err := decodeWebhookBody(body, &ev); err != nil { // webhook_body.go
 		writeDecodeError(ctx, err)
 		return
 	}
