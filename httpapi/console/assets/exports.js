@@ -41,20 +41,20 @@ export async function render(main, app) {
     const img = h("img", { class: "rush", id: "rush-png", alt: "Rush curve of " + sale.value + ": orders placed and paid per minute" });
     const png = await api("GET", base() + "/report/rush.png", { as: "blob" });
     if (png.ok) img.src = URL.createObjectURL(png.data);
-    const orders = rep.orders || {};
+    const tiers = (rep.sales || []).flatMap((sl) => (sl.tiers || []).map((t) => ({ ...t, currency: sl.currency })));
     report.replaceChildren(
       table("Tiers", [
-        ["Tier", (t) => t.id || t.tier || ""], ["Stock", (t) => String(t.stock)], ["Sold", (t) => String(t.sold)],
-        ["Held", (t) => String(t.held)], ["Available", (t) => String(t.available)], ["Paid orders", (t) => String(t.paid_orders ?? "")],
-        ["Revenue", (t) => String(t.revenue_cents ?? "")],
-      ], rep.tiers || []),
-      table("Orders by status", [["Status", (x) => x[0]], ["Orders", (x) => String(x[1])]], Object.entries(orders)),
+        ["Tier", (t) => `${t.name} (${t.tier_id})`], ["Stock", (t) => String(t.stock)], ["Sold", (t) => String(t.sold)],
+        ["Held", (t) => String(t.held)], ["Available", (t) => String(t.available)], ["Paid orders", (t) => String(t.paid_orders)],
+        ["Revenue", (t) => money(t.revenue_cents, t.currency)], ["Refunds", (t) => `${t.refunds} (${money(t.refunded_cents, t.currency)})`],
+      ], tiers, { id: "report-tiers" }),
+      h("h3", { text: "Rush curve" }), img,
       table("Money", [
         ["Currency", (m) => m.currency], ["Revenue", (m) => money(m.revenue_cents, m.currency)],
         ["Owed back", (m) => money(m.needs_refund_cents, m.currency)], ["Refunded", (m) => money(m.refunded_cents, m.currency)],
         ["Duplicate charges", (m) => `${m.duplicate_charges} (${money(m.duplicate_charge_cents, m.currency)})`],
       ], rep.money || []),
-      h("h3", { text: "Rush curve" }), img,
+      table("Orders by status", [["Status", (x) => x[0]], ["Orders", (x) => String(x[1])]], Object.entries(rep.orders || {})),
       button("Download report.json", () => download(new Blob([JSON.stringify(rep, null, 2)], { type: "application/json" }), sale.value + "-report.json"), { class: "secondary" }));
   }
 }
