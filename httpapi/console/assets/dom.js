@@ -1,4 +1,4 @@
-// dom.js: building elements without innerHTML, so text from the server
+// dom.js: building elements node by node, never from HTML strings, so text from the server
 // (names, venues, audit targets) is always text, never markup.
 
 export function h(tag, attrs = {}, ...children) {
