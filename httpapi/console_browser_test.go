@@ -98,8 +98,30 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("sale as created: %v", s)
 	}
 
+	// Bulk load a sale with rules the form does not show (price phases, a
+	// package, real names, catalogue), then edit it and save unchanged:
+	// the sale must come back exactly as it was.
+	file := filepath.Join(t.TempDir(), "sales.json")
+	if err := os.WriteFile(file, []byte(festSales), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.do("bulk load", chromedp.SetUploadFiles(chromedp.CSS(`#load-form input[type=file]`), []string{file}),
+		chromedp.Click(chromedp.CSS(`#load-form button[type=submit]`)))
+	b.waitJS(`document.querySelector("#load-form .status")?.textContent === "loaded: fest"`)
+	before := string(e.want(e.do("GET", "/v1/sales/fest", nil, ""), 200, "").body)
+	b.do("edit and save unchanged", chromedp.Click(chromedp.CSS(`button[aria-label="Edit fest"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#sale-form`)), chromedp.Click(chromedp.CSS(`#save-sale`)))
+	b.waitJS(`document.querySelector("#sale-saved")?.textContent === "Sale fest saved." || document.querySelector("#sale-form-err, #sale-form .err:not(:empty)")?.textContent`)
+	if got := b.text(`#sale-form-box`); got != "Sale fest saved." {
+		t.Fatalf("saving fest unchanged: %q", got)
+	}
+	if after := string(e.want(e.do("GET", "/v1/sales/fest", nil, ""), 200, "").body); after != before {
+		t.Fatalf("an unchanged edit changed the sale:\nbefore %s\nafter  %s", before, after)
+	}
+
 	// Live: 10 available; purchases through the API move it.
 	b.do("open live", chromedp.Click(chromedp.CSS(`#nav-live`)), chromedp.WaitVisible(chromedp.CSS(`#screen-live[data-ready]`)))
+	b.choose(`#screen-live select[name=sale]`, "rush")
 	b.waitJS(`document.querySelector('.avail[data-tier="floor"]')?.textContent === "10"`)
 	liveWaitMs := b.evalInt(`Number(document.documentElement.dataset.liveWaitMs)`)
 	bought := time.Now()
@@ -202,6 +224,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.do("log in as a seller", chromedp.Click(chromedp.CSS(`#logout`)), chromedp.WaitVisible(chromedp.CSS(`#login input[name=token]`)),
 		chromedp.SendKeys(chromedp.CSS(`#login input[name=token]`), seller+kb.Enter),
 		chromedp.WaitVisible(chromedp.CSS(`#screen-box[data-ready]`)))
+	b.choose(`#box-form select[name=sale]`, "rush")
 	b.fill(map[string]string{`#box-form input[name=quantity]`: "2", `#box-form input[name=buyer_name]`: "Ann Lee",
 		`#box-form input[name=buyer_email]`: "ann@example.com"})
 	b.do("hold at the box office", chromedp.Click(chromedp.CSS(`#box-form button[type=submit]`)),
@@ -226,6 +249,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		liveWaitMs, purchaseShown.Round(time.Millisecond))
 	t.Logf("browser test took %v", time.Since(began).Round(time.Millisecond))
 }
+
+// festSales is a sale with every rule the sale form does not show.
+const festSales = `{"sales":[{"id":"fest","name":"Summer fest","currency":"EUR",
+  "opens_at":"2026-01-01T00:00:00Z","closes_at":"2030-01-01T00:00:00Z","hold_seconds":300,"per_user_limit":6,
+  "event":"fest-27","venue":"Parc","city":"Lyon","starts_at":"2027-07-01T18:00:00Z","category":"concert",
+  "description":"Three stages.\nBring water.","real_name":{"required":true,"per_document_limit":2},
+  "tiers":[{"id":"adult","name":"Adult","price_cents":6000,"stock":500,
+      "phases":[{"until":"2027-05-01T12:00:00Z","first":100,"price_cents":4000},{"first":300,"price_cents":5000}]},
+    {"id":"child","name":"Child","price_cents":3000,"stock":200},
+    {"id":"family","name":"Family pack","price_cents":15000,"components":[{"tier":"adult","quantity":2},{"tier":"child","quantity":2}]}]}]}`
 
 // chromiumOrSkip finds Debian's chromium; without it the test skips, or
 // fails under CI=true, where .ci/run installs it.
@@ -354,6 +387,12 @@ func (b *browser) text(sel string) string {
 		b.t.Fatalf("text of %s: %v", sel, err)
 	}
 	return s
+}
+
+// choose picks an option of a select as a user would: value, then change.
+func (b *browser) choose(sel, value string) {
+	b.t.Helper()
+	b.eval(fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change")); })()`, sel, value))
 }
 
 // waitJS waits until the expression is true in the page.
