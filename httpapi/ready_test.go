@@ -62,6 +62,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMe:                    {"GET", "/v1/me", ""},
 		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
 		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
+		routeConsole:               {"GET", "/console/", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]

@@ -63,6 +63,7 @@ const (
 	routeMe                    // GET   /v1/me (profile.go)
 	routeUpdateMe              // PATCH /v1/me (meRoute)
 	routeMePassword            // POST  /v1/me/password
+	routeConsole               // GET   /console/{file} (console.go)
 	routeCount
 )
 
@@ -144,6 +145,7 @@ func init() {
 		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
 		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
 		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeConsole:               {"console", "GET", accessPublic, (*Server).consolePage},
 	}
 }
 
@@ -196,6 +198,11 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeAdminBackup, nil
 	case "/v1/admin/audit":
 		return routeAdminAudit, nil
+	case "/console":
+		return routeConsole, nil
+	}
+	if name, ok := bytes.CutPrefix(path, prefixConsole); ok {
+		return routeConsole, name
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)
@@ -294,6 +301,7 @@ var (
 	prefixAdminOrders      = []byte("/v1/admin/orders/")
 	prefixAdminCredentials = []byte("/v1/admin/credentials/")
 	prefixAdminEvents      = []byte("/v1/admin/events/")
+	prefixConsole          = []byte("/console/")
 	suffixClose            = []byte(":close")
 	suffixReopen           = []byte(":reopen")
 	suffixRetire           = []byte(":retire")
