@@ -238,6 +238,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.checkScreen("box office")
 	b.screenshot(shots, "box.png", phoneWidth, phoneHeight)
 
+	// Ops without a token: the live screen only, fed by public routes.
+	b.do("live without a token", chromedp.Click(chromedp.CSS(`#logout`)), chromedp.WaitVisible(chromedp.CSS(`#login input[name=token]`)),
+		chromedp.Click(chromedp.CSS(`#login button.secondary`)), chromedp.WaitVisible(chromedp.CSS(`#screen-live[data-ready]`)))
+	b.choose(`#screen-live select[name=sale]`, "rush")
+	b.waitJS(`document.querySelector('.avail[data-tier="floor"]')?.textContent === "6"`) // 10, less alice 2, bob 1 (refunded: back), the box office 2
+	if n := b.evalInt(`document.querySelectorAll("#nav a").length`); n != 1 {
+		t.Errorf("ops see %d screens, want the live screen only", n)
+	}
+
 	b.noErrors()
 	var assets int
 	for _, a := range console.Assets() {

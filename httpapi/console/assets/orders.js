@@ -14,7 +14,7 @@ export async function render(main, app) {
   const sales = await app.listSales();
   const sale = select((sales.list || []).map((s) => ({ value: s.id, label: s.id })), { name: "sale" });
   if (app.lastSale) sale.value = app.lastSale;
-  const q = input({ name: "q", type: "search", placeholder: "order id, user id or buyer" });
+  const q = input({ name: "q", type: "search", placeholder: "order id or user id" });
   const st = select(statuses.map((s) => ({ value: s, label: s || "any" })), { name: "status" });
   const needs = h("input", { type: "checkbox", name: "needs_refund" });
   const msg = status();
