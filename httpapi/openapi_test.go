@@ -38,7 +38,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("route %s (%s %s) not in openapi.json", routes[r].name, routes[r].method, tmpl)
 		}
 		r2, _ := matchRoute([]byte(strings.NewReplacer("{sale_id}", "s1", "{order_id}", "s1.x", "{credential_id}", "cred_x", "{code}", "EARLY-10").Replace(tmpl)))
-		if r2 = meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
+		if r2 = webhookRoute(meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
 			t.Errorf("documented path %s routes to %s, want %s", tmpl, routes[r2].name, routes[r].name)
 		}
 	}

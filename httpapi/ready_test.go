@@ -69,7 +69,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
 		m := []byte(smp.method)
-		if got, _ := matchRoute([]byte(smp.path)); meRoute(couponRoute(credentialRoute(got, m), m), m) != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); webhookRoute(meRoute(couponRoute(credentialRoute(got, m), m), m), m) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
