@@ -20,8 +20,10 @@ import (
 //     a non-blocking send). DurableSeq returns the same number.
 //   - Config.Outbox.BeforeTruncate(shard, seq), called by the shard's
 //     snapshot writer before the snapshot that deletes the log up to seq:
-//     it returns once the reader has durably taken every entry <= seq, so
-//     truncation never deletes an entry it has not read. The snapshot
+//     it returns true once the reader has durably taken every entry <= seq,
+//     and false if the reader stopped first, in which case the snapshot is
+//     skipped and the log kept: truncation never deletes an entry the
+//     reader has not taken. The snapshot
 //     writer is off the purchase path; a slow reader delays snapshots (and
 //     keeps more log on disk), never a purchase.
 //   - DecodeNotifications turns an entry into notifications, and
@@ -33,9 +35,10 @@ import (
 type OutboxTap interface {
 	// Durable says shard's entries up to seq are synced. It must not block.
 	Durable(shard int, seq uint64)
-	// BeforeTruncate returns once the reader has durably consumed shard's
-	// entries up to seq (or has stopped for good).
-	BeforeTruncate(shard int, seq uint64)
+	// BeforeTruncate returns true once the reader has durably consumed
+	// shard's entries up to seq; false when it stopped first, and then the
+	// snapshot is not taken (the log is kept).
+	BeforeTruncate(shard int, seq uint64) bool
 }
 
 // DurableSeq returns the last synced seq of shard i's log.

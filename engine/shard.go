@@ -406,10 +406,13 @@ func (s *shard) answer(b *batch, err error) {
 func (s *shard) snapshots() {
 	for job := range s.snapQ {
 		start := time.Now()
-		chunks := job.encode()
-		if s.e.cfg.Outbox != nil {
-			s.e.cfg.Outbox.BeforeTruncate(s.id, job.seq) // outbox.go: never delete what it has not read
+		if s.e.cfg.Outbox != nil && !s.e.cfg.Outbox.BeforeTruncate(s.id, job.seq) {
+			// outbox.go: never delete what the outbox has not read. The
+			// log stays; a later snapshot (or the next start) takes it.
+			s.snapBusy.Store(false)
+			continue
 		}
+		chunks := job.encode()
 		err := s.e.cfg.Journal.SaveSnapshot(s.id, job.seq, chunks)
 		if err != nil {
 			// The log is intact; the next snapshot tries again.

@@ -62,9 +62,10 @@ func (r *recordingTap) Durable(shard int, seq uint64) {
 	r.mu.Unlock()
 }
 
-func (r *recordingTap) BeforeTruncate(shard int, seq uint64) {
+func (r *recordingTap) BeforeTruncate(shard int, seq uint64) bool {
 	r.truncates <- [2]uint64{uint64(shard), seq}
 	<-r.release
+	return true
 }
 
 // TestOutboxTapHoldsTruncation: the snapshot writer asks the outbox before

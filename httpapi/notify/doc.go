@@ -26,8 +26,9 @@
 //
 // A snapshot deletes its shard's log behind it. Before it does, the
 // snapshot writer calls BeforeTruncate, which returns only once the
-// reader's synced cursor for that shard has reached the snapshot's seq.
-// So an entry is deleted only after its records are in the outbox, and a
+// reader's synced cursor for that shard has reached the snapshot's seq
+// (or false once the notifier is closed: that snapshot is skipped and the
+// log kept, as at shutdown). So an entry is deleted only after its records are in the outbox, and a
 // crash at any point leaves either the entry in the log (read again after
 // the restart: its records get the same ids) or its records in the outbox.
 // A slow reader delays snapshots (the log on disk grows), never a

@@ -133,16 +133,17 @@ func (n *Notifier) Durable(int, uint64) {
 	}
 }
 
-// BeforeTruncate is engine.OutboxTap's hold on truncation: it returns once
-// the shard's entries up to seq are in the outbox, durably, or the
-// notifier has stopped.
-func (n *Notifier) BeforeTruncate(shard int, seq uint64) {
+// BeforeTruncate is engine.OutboxTap's hold on truncation: it returns true
+// once the shard's entries up to seq are in the outbox, durably, and false
+// if the notifier stopped first (the engine then keeps the log).
+func (n *Notifier) BeforeTruncate(shard int, seq uint64) bool {
 	n.Durable(shard, seq)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for !n.stopped && (len(n.consumed) <= shard || n.consumed[shard] < seq) {
 		n.cond.Wait()
 	}
+	return len(n.consumed) > shard && n.consumed[shard] >= seq
 }
 
 // Start opens the outbox in store and starts reading eng's shards and
