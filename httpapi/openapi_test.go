@@ -21,8 +21,9 @@ func TestOpenAPIDocument(t *testing.T) {
 		routeAdminRefund: "/v1/admin/orders/{order_id}/refund", routeGetSale: "/v1/sales/{sale_id}",
 		routePurchase: "/v1/sales/{sale_id}/purchase", routeGetOrder: "/v1/orders/{order_id}",
 		routeCancelOrder: "/v1/orders/{order_id}/cancel", routeAdminListCredentials: "/v1/admin/credentials",
-		routeAdminListCoupons: "/v1/admin/sales/{sale_id}/coupons",
-		routeUpdateMe:         "/v1/me",
+		routeAdminListCoupons:  "/v1/admin/sales/{sale_id}/coupons",
+		routeUpdateMe:          "/v1/me",
+		routeAdminListWebhooks: "/v1/admin/webhooks",
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		tmpl, ok := examples[r]
