@@ -262,3 +262,6 @@ func moveWebhooks(old, states []*state) {
 		}
 	}
 }
+
+// WebhooksShard is the shard whose log holds the endpoints' changes.
+func (e *Engine) WebhooksShard() int { return shardIndex(webhooksKey, len(e.shards)) }

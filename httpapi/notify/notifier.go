@@ -29,6 +29,7 @@ type Config struct {
 	BackoffMax     time.Duration // the ceiling's cap [10m]
 	DeliveriesKept int           // delivery log entries kept per endpoint [200]
 	RoundInterval  time.Duration // how often the reader looks at the log when not woken [250ms]
+	RoundMin       time.Duration // the least time between two reads of the log, so one read takes many entries [20ms]
 
 	SMTP SMTPConfig // email; Addr empty: no email
 
@@ -96,6 +97,9 @@ func New(cfg Config) *Notifier {
 	if cfg.RoundInterval <= 0 {
 		cfg.RoundInterval = 250 * time.Millisecond
 	}
+	if cfg.RoundMin <= 0 {
+		cfg.RoundMin = 20 * time.Millisecond
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
@@ -139,11 +143,18 @@ func (n *Notifier) Durable(int, uint64) {
 func (n *Notifier) BeforeTruncate(shard int, seq uint64) bool {
 	n.Durable(shard, seq)
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	for !n.stopped && (len(n.consumed) <= shard || n.consumed[shard] < seq) {
 		n.cond.Wait()
 	}
-	return len(n.consumed) > shard && n.consumed[shard] >= seq
+	ok := len(n.consumed) > shard && n.consumed[shard] >= seq
+	n.mu.Unlock()
+	if !ok {
+		return false
+	}
+	// Rounds write without a sync; this synced write takes them to disk
+	// (Pebble's log is one file: a sync covers every write before it).
+	err := n.store.AuxWrite([]wal.AuxOp{{Key: keySynced, Value: u64(seq)}}, true)
+	return err == nil
 }
 
 // Start opens the outbox in store and starts reading eng's shards and
@@ -260,12 +271,21 @@ func (n *Notifier) read() {
 		case <-n.quit:
 			return
 		}
+		select { // pace: one read of the log takes what a burst decided
+		case <-time.After(n.cfg.RoundMin):
+		case <-n.quit:
+			return
+		}
 	}
 }
 
 // round reads every shard's newly durable entries into the outbox: one
-// synced write for all of them, then the cursors move and the workers
-// wake.
+// write for all of them, then the cursors move and the workers wake. The
+// write is not synced: the shards' own appends sync the log many times a
+// second, and BeforeTruncate syncs before the log behind a cursor may go.
+// A crash may lose the last rounds; their entries are still in the log and
+// are read again (the same ids). With no consumer at all, the entries are
+// not even read.
 func (n *Notifier) round() error {
 	var ops []wal.AuxOp
 	n.mu.Lock()
@@ -277,6 +297,11 @@ func (n *Notifier) round() error {
 	for s := range consumed {
 		to := n.eng.DurableSeq(s)
 		if to <= consumed[s] {
+			continue
+		}
+		if len(wanted) == 0 && !n.mayRefresh(s) {
+			consumed[s] = to
+			ops = append(ops, wal.AuxOp{Key: consumedKey(s), Value: u64(to)})
 			continue
 		}
 		var notes []engine.Notification
@@ -313,7 +338,7 @@ func (n *Notifier) round() error {
 	if len(ops) == 0 {
 		return nil
 	}
-	if err := n.store.AuxWrite(ops, true); err != nil {
+	if err := n.store.AuxWrite(ops, false); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -501,3 +526,7 @@ func (n *Notifier) sleep(d time.Duration) bool {
 		return false
 	}
 }
+
+// mayRefresh: shard s's log may hold an endpoint's creation, which the
+// reader must see even when nobody consumes anything yet.
+func (n *Notifier) mayRefresh(s int) bool { return s == n.eng.WebhooksShard() }

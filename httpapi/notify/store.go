@@ -30,6 +30,7 @@ var (
 	keyEndpoint  = []byte("ne")
 	keyEmail     = []byte("nm")
 	keyDelivered = []byte("nd")
+	keySynced    = []byte("ns") // written with a sync by BeforeTruncate
 )
 
 func consumedKey(shard int) []byte {
