@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -189,5 +190,36 @@ func TestWebhookBadInput(t *testing.T) {
 	list := e.want(e.do("GET", "/v1/admin/webhooks", e.admin(), ""), 200, "").json()["webhooks"].([]any)
 	if len(list) != 1 {
 		t.Fatalf("bad input changed the endpoints: %v", list)
+	}
+}
+
+// TestNotifierReadsTheProfile: the email the notifier mails is the one in
+// the buyer's sealed profile; a buyer without one, or whose login is the
+// site's, has none; the tickets PDF is the one GET tickets.pdf serves.
+func TestNotifierReadsTheProfile(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.want(e.do("POST", "/v1/users", nil, `{"username":"ann","password":"correct horse"}`), 201, "")
+	login := e.want(e.do("POST", "/v1/sessions", nil, `{"username":"ann","password":"correct horse"}`), 200, "")
+	ann := hdr{"Authorization": "Bearer " + login.str("token")}
+	if got, err := e.srv.emailOf("user:ann"); err != nil || got != "" {
+		t.Fatalf("before PATCH: %q %v", got, err)
+	}
+	e.want(e.do("PATCH", "/v1/me", ann, `{"email":"Ann.Lee@Example.COM"}`), 200, "")
+	want := e.want(e.do("GET", "/v1/me", ann, ""), 200, "").str("email")
+	if got, err := e.srv.emailOf("user:ann"); err != nil || got != want || want == "" {
+		t.Fatalf("emailOf: %q %v, want %q", got, err, want)
+	}
+	for _, user := range []string{"user:nobody", "site-user-1"} {
+		if got, err := e.srv.emailOf(user); err != nil || got != "" {
+			t.Fatalf("emailOf(%s): %q %v", user, got, err)
+		}
+	}
+	e.putSale("s1", 10, 4)
+	order := e.paidOrder("u1", "k1", 2)
+	pdf, err := e.srv.orderTicketsPDF(e.srv.reqCtx(), order)
+	served := e.want(e.do("GET", "/v1/orders/"+order+"/tickets.pdf", e.admin(), ""), 200, "").body
+	// Not byte for byte: each rendering signs the codes anew.
+	if err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) || len(pdf) < len(served)-64 || len(pdf) > len(served)+64 {
+		t.Fatalf("orderTicketsPDF: %d bytes, %v; the route served %d", len(pdf), err, len(served))
 	}
 }
