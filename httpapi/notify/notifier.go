@@ -356,6 +356,8 @@ func (n *Notifier) round() error {
 
 var errStopReplay = errors.New("notify: caught up")
 
+const trimStep = 1024
+
 // records turns a shard's notifications into outbox records, reading the
 // orders they name in one command to the shard.
 func (n *Notifier) records(shard int, notes []engine.Notification, ids []string) ([]record, error) {
@@ -469,7 +471,7 @@ func (n *Notifier) trim() error {
 	}
 	tail := n.tail
 	n.mu.Unlock()
-	if low <= tail {
+	if low < tail+trimStep { // one range deletion per trimStep records, not per round
 		return nil
 	}
 	if err := n.store.AuxWrite([]wal.AuxOp{{Key: outboxKey(tail), End: outboxKey(low)}}, false); err != nil {

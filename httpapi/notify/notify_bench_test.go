@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 // receiver) that takes every notification. The difference is what
 // notifications cost the purchase path.
 func BenchmarkPurchaseOutbox(b *testing.B) {
-	for _, mode := range []string{"none", "notifier", "endpoint"} {
+	for _, mode := range []string{"none", "notifier", "endpoint", "endpoint-down"} {
 		b.Run("outbox="+mode, func(b *testing.B) { benchmarkPurchaseOutbox(b, mode) })
 	}
 }
@@ -49,9 +50,14 @@ func benchmarkPurchaseOutbox(b *testing.B, mode string) {
 		}
 		defer n.Close()
 	}
-	if mode == "endpoint" {
+	if strings.HasPrefix(mode, "endpoint") { // endpoint-down: a receiver that answers 503, retried after backoff
+		down := mode == "endpoint-down"
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
+			if down {
+				w.WriteHeader(503)
+				return
+			}
 			delivered.Add(1)
 		}))
 		defer srv.Close()

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"encoding/binary"
+	"encoding/json"
 
 	jsonv2 "github.com/goccy/go-json/v2"
 
@@ -63,11 +64,11 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // record is one outbox entry: the body every endpoint receives, and what
 // the email sender needs.
 type record struct {
-	Kind    string `json:"k"`
-	EventID string `json:"i"`
-	UserID  string `json:"u,omitempty"`
-	OrderID string `json:"o,omitempty"`
-	Body    []byte `json:"b"` // the JSON delivered (Payload)
+	Kind    string          `json:"k"`
+	EventID string          `json:"i"`
+	UserID  string          `json:"u,omitempty"`
+	OrderID string          `json:"o,omitempty"`
+	Body    json.RawMessage `json:"b"` // the JSON delivered (Payload), kept as is
 }
 
 func (r *record) encode() []byte {

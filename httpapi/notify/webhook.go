@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -188,14 +189,23 @@ func (w *endpointWorker) run() {
 				return
 			}
 		}
+		skipped := false
 		for i := range recs {
-			if w.hook.Wants(recs[i].Kind) && !w.deliver(poss[i], &recs[i]) {
+			// The cursor is saved with the delivery's log entry (not
+			// synced: a lost cursor redelivers, at least once; the next
+			// synced write of the log takes it to disk).
+			if !w.hook.Wants(recs[i].Kind) {
+				skipped = true
+			} else if !w.deliver(poss[i], &recs[i]) {
 				return // stopped
+			} else {
+				skipped = false
 			}
 			w.cursor.Store(poss[i] + 1)
-			// Not synced: a lost cursor redelivers (at least once), and the
-			// next synced write of the log takes it to disk.
-			if err := w.n.store.AuxWrite([]wal.AuxOp{{Key: endpointKey(w.hook.ID), Value: u64(poss[i] + 1)}}, false); err != nil {
+		}
+		if skipped { // the last records were not for this endpoint: save that it passed them
+			last := poss[len(poss)-1] + 1
+			if err := w.n.store.AuxWrite([]wal.AuxOp{{Key: endpointKey(w.hook.ID), Value: u64(last)}}, false); err != nil {
 				w.n.cfg.Logger.Error("cannot save a webhook cursor", "endpoint", w.hook.ID, "err", err)
 			}
 		}
@@ -236,7 +246,6 @@ type Delivery struct {
 	Attempts    []Attempt  `json:"attempts"`
 	AttemptsN   int        `json:"attempt_count"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
-	Body        []byte     `json:"-"`
 }
 
 // Attempt is one try.
@@ -253,7 +262,7 @@ func (a *Attempt) ok() bool { return a.Error == "" && a.StatusCode/100 == 2 }
 // stored is a Delivery as kept in the aux keyspace.
 type stored struct {
 	Delivery
-	Body []byte `json:"body"`
+	Body json.RawMessage `json:"body"`
 }
 
 const attemptsKept = 20
@@ -263,7 +272,11 @@ func (w *endpointWorker) attempt(pos uint64, r *record) Attempt {
 	w.n.sem <- struct{}{}
 	a := w.post(r.EventID, r.Kind, r.Body)
 	<-w.n.sem
-	w.logAttempt(pos, r.EventID, r.Kind, r.Body, a)
+	var cursor uint64
+	if a.ok() {
+		cursor = pos + 1
+	}
+	w.logAttempt(pos, r.EventID, r.Kind, r.Body, a, cursor)
 	return a
 }
 
@@ -301,7 +314,9 @@ func (w *endpointWorker) post(eventID, kind string, body []byte) Attempt {
 	return a
 }
 
-func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byte, a Attempt) {
+// logAttempt records an attempt in the delivery log; cursor, if not 0, is
+// saved with it (the worker's next position after a success).
+func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byte, a Attempt, cursor uint64) {
 	w.logMu.Lock()
 	defer w.logMu.Unlock()
 	key := deliveryKey(w.hook.ID, pos)
@@ -331,8 +346,13 @@ func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byt
 		panic(err)
 	}
 	ops := []wal.AuxOp{{Key: key, Value: v}}
-	// Keep the newest DeliveriesKept: drop what lies that far behind.
-	if back := uint64(w.n.cfg.DeliveriesKept); !found && pos >= back {
+	if cursor != 0 { // the worker's progress, in the same write
+		ops = append(ops, wal.AuxOp{Key: endpointKey(w.hook.ID), Value: u64(cursor)})
+	}
+	// Keep about the newest DeliveriesKept: every 64th new entry drops
+	// what lies that far behind (one range deletion per 64, not per
+	// delivery: Pebble pays for each range tombstone on every read).
+	if back := uint64(w.n.cfg.DeliveriesKept); !found && pos >= back && pos%64 == 0 {
 		ops = append(ops, wal.AuxOp{Key: deliveryPrefix(w.hook.ID), End: deliveryKey(w.hook.ID, pos-back+1)})
 	}
 	if err := w.n.store.AuxWrite(ops, false); err != nil {
@@ -402,7 +422,7 @@ func (n *Notifier) Redeliver(endpointID, deliveryIDText string) (Delivery, error
 	a := w.post(s.EventID, s.Type, s.Body)
 	<-n.sem
 	a.Manual = true
-	w.logAttempt(num, s.EventID, s.Type, s.Body, a)
+	w.logAttempt(num, s.EventID, s.Type, s.Body, a, 0)
 	var out stored
 	_ = n.store.AuxScan(key, prefixEnd(key), 1, func(_, v []byte) error { return jsonv2.Unmarshal(v, &out) })
 	return out.Delivery, nil
