@@ -84,7 +84,12 @@ type endpointWorker struct {
 	wake   chan struct{}
 	quit   chan struct{}
 	done   chan struct{}
-	logMu  sync.Mutex // one delivery log writer at a time (worker, redeliver)
+	logMu  sync.Mutex // guards the delivery log buffer below (worker, redeliver, readers)
+
+	pending       map[uint64]*stored // delivery log entries not written yet
+	pendingCursor uint64             // the cursor not written yet; 0: none
+	trimBelow     uint64             // delivery log entries below this go at the next flush; 0: none
+	flushedAt     time.Time
 }
 
 func (w *endpointWorker) poke() {
@@ -170,6 +175,13 @@ func (n *Notifier) refreshEndpoints() error {
 }
 
 func (w *endpointWorker) run() {
+	defer func() {
+		select {
+		case <-w.quit: // deleted: its keys are gone, write nothing back
+		default:
+			w.flush()
+		}
+	}()
 	for {
 		poss, recs, err := w.n.readRecords(w.cursor.Load(), 64)
 		if err != nil {
@@ -180,12 +192,14 @@ func (w *endpointWorker) run() {
 			continue
 		}
 		if len(recs) == 0 {
+			w.flush() // idle: nothing buffered waits for the next delivery
 			select {
 			case <-w.wake:
 				continue
 			case <-w.quit:
 				return
 			case <-w.n.quit:
+				w.flush()
 				return
 			}
 		}
@@ -204,10 +218,9 @@ func (w *endpointWorker) run() {
 			w.cursor.Store(poss[i] + 1)
 		}
 		if skipped { // the last records were not for this endpoint: save that it passed them
-			last := poss[len(poss)-1] + 1
-			if err := w.n.store.AuxWrite([]wal.AuxOp{{Key: endpointKey(w.hook.ID), Value: u64(last)}}, false); err != nil {
-				w.n.cfg.Logger.Error("cannot save a webhook cursor", "endpoint", w.hook.ID, "err", err)
-			}
+			w.logMu.Lock()
+			w.pendingCursor = poss[len(poss)-1] + 1
+			w.logMu.Unlock()
 		}
 	}
 }
@@ -315,21 +328,28 @@ func (w *endpointWorker) post(eventID, kind string, body []byte) Attempt {
 }
 
 // logAttempt records an attempt in the delivery log; cursor, if not 0, is
-// saved with it (the worker's next position after a success).
+// saved with it (the worker's next position after a success). Entries are
+// buffered and written together at most every logFlushEvery (or
+// logFlushMax entries): one write to the shared log per flush, not per
+// delivery, since every byte and commit there is also on the purchases'
+// fsyncs. A crash may lose the last buffered entries and cursor: the
+// notifications are then delivered again (at least once).
 func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byte, a Attempt, cursor uint64) {
 	w.logMu.Lock()
 	defer w.logMu.Unlock()
-	key := deliveryKey(w.hook.ID, pos)
-	var s stored
-	found := false
-	_ = w.n.store.AuxScan(key, prefixEnd(key), 1, func(k, v []byte) error {
-		if bytes.Equal(k, key) {
-			found = jsonv2.Unmarshal(v, &s) == nil
-		}
-		return nil
-	})
+	s, found := w.pending[pos]
 	if !found {
-		s = stored{Delivery: Delivery{ID: deliveryID(pos), EventID: eventID, Type: kind}, Body: body}
+		s = w.readEntry(pos)
+		if s == nil {
+			s = &stored{Delivery: Delivery{ID: deliveryID(pos), EventID: eventID, Type: kind}, Body: body}
+			if back := uint64(w.n.cfg.DeliveriesKept); pos >= back && pos%64 == 0 {
+				w.trimBelow = pos - back + 1 // about the newest DeliveriesKept stay
+			}
+		}
+		if w.pending == nil {
+			w.pending = make(map[uint64]*stored)
+		}
+		w.pending[pos] = s
 	}
 	s.AttemptsN++
 	s.Attempts = append(s.Attempts, a)
@@ -341,23 +361,67 @@ func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byt
 		at := a.At
 		s.State, s.DeliveredAt = "delivered", &at
 	}
-	v, err := jsonv2.Marshal(&s)
-	if err != nil {
-		panic(err)
+	if cursor != 0 {
+		w.pendingCursor = cursor
 	}
-	ops := []wal.AuxOp{{Key: key, Value: v}}
-	if cursor != 0 { // the worker's progress, in the same write
-		ops = append(ops, wal.AuxOp{Key: endpointKey(w.hook.ID), Value: u64(cursor)})
+	if len(w.pending) >= logFlushMax || !a.ok() || time.Since(w.flushedAt) >= logFlushEvery {
+		w.flushLocked()
 	}
-	// Keep about the newest DeliveriesKept: every 64th new entry drops
-	// what lies that far behind (one range deletion per 64, not per
-	// delivery: Pebble pays for each range tombstone on every read).
-	if back := uint64(w.n.cfg.DeliveriesKept); !found && pos >= back && pos%64 == 0 {
-		ops = append(ops, wal.AuxOp{Key: deliveryPrefix(w.hook.ID), End: deliveryKey(w.hook.ID, pos-back+1)})
+}
+
+const (
+	logFlushEvery = 100 * time.Millisecond
+	logFlushMax   = 256
+)
+
+// readEntry reads a delivery log entry from the store, or nil.
+func (w *endpointWorker) readEntry(pos uint64) *stored {
+	key := deliveryKey(w.hook.ID, pos)
+	var s *stored
+	_ = w.n.store.AuxScan(key, prefixEnd(key), 1, func(k, v []byte) error {
+		if bytes.Equal(k, key) {
+			var x stored
+			if jsonv2.Unmarshal(v, &x) == nil {
+				s = &x
+			}
+		}
+		return nil
+	})
+	return s
+}
+
+func (w *endpointWorker) flush() {
+	w.logMu.Lock()
+	defer w.logMu.Unlock()
+	w.flushLocked()
+}
+
+// flushLocked writes the buffered entries, the cursor and a trim in one
+// write.
+func (w *endpointWorker) flushLocked() {
+	w.flushedAt = time.Now()
+	if len(w.pending) == 0 && w.pendingCursor == 0 {
+		return
+	}
+	ops := make([]wal.AuxOp, 0, len(w.pending)+2)
+	if w.trimBelow != 0 {
+		ops = append(ops, wal.AuxOp{Key: deliveryPrefix(w.hook.ID), End: deliveryKey(w.hook.ID, w.trimBelow)})
+	}
+	for pos, s := range w.pending {
+		v, err := jsonv2.Marshal(s)
+		if err != nil {
+			panic(err)
+		}
+		ops = append(ops, wal.AuxOp{Key: deliveryKey(w.hook.ID, pos), Value: v})
+	}
+	if w.pendingCursor != 0 {
+		ops = append(ops, wal.AuxOp{Key: endpointKey(w.hook.ID), Value: u64(w.pendingCursor)})
 	}
 	if err := w.n.store.AuxWrite(ops, false); err != nil {
 		w.n.cfg.Logger.Error("cannot write the webhook delivery log", "endpoint", w.hook.ID, "err", err)
 	}
+	clear(w.pending)
+	w.pendingCursor, w.trimBelow = 0, 0
 }
 
 func deliveryID(pos uint64) string { return "dlv_" + strconv.FormatUint(pos, 10) }
@@ -371,6 +435,9 @@ var (
 // Deliveries returns an endpoint's delivery log, newest first, at most
 // limit entries; empty for an endpoint nothing was sent to yet.
 func (n *Notifier) Deliveries(endpointID string, limit int) ([]Delivery, error) {
+	if w, ok := n.worker(endpointID); ok {
+		w.flush()
+	}
 	var all []Delivery
 	p := deliveryPrefix(endpointID)
 	err := n.store.AuxScan(p, prefixEnd(p), 0, func(_, v []byte) error {
@@ -402,6 +469,7 @@ func (n *Notifier) Redeliver(endpointID, deliveryIDText string) (Delivery, error
 	if !ok {
 		return Delivery{}, ErrUnknownDelivery
 	}
+	w.flush()
 	key := deliveryKey(endpointID, num)
 	var s stored
 	found := false
@@ -423,6 +491,7 @@ func (n *Notifier) Redeliver(endpointID, deliveryIDText string) (Delivery, error
 	<-n.sem
 	a.Manual = true
 	w.logAttempt(num, s.EventID, s.Type, s.Body, a, 0)
+	w.flush()
 	var out stored
 	_ = n.store.AuxScan(key, prefixEnd(key), 1, func(_, v []byte) error { return jsonv2.Unmarshal(v, &out) })
 	return out.Delivery, nil
