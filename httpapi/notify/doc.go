@@ -13,8 +13,10 @@
 // each shard's newly synced entries back from the log (wal.Log.Replay, up
 // to engine.DurableSeq), turns the notifications some consumer wants into
 // records, reads the orders they name with one command per shard and
-// round, and writes the records and the per-shard cursors in one synced
-// batch to its own keys (wal aux keyspace 'N', store.go):
+// round, and writes the records and the per-shard cursors in one batch to
+// its own keys (wal aux keyspace 'N', store.go), at most every RoundMin
+// (20 ms), without a sync of its own: the shards' appends sync the log
+// continually, and BeforeTruncate syncs before any log may go:
 //
 //	"nc" shard → seq      entries read into the outbox
 //	"no" pos   → record   the outbox, by position (id, kind, body)
@@ -47,9 +49,10 @@
 // after a full-jitter backoff, a uniform draw below
 // min(BackoffMax, BackoffBase·2^attempt), forever: nothing is dropped,
 // and after a receiver's outage of an hour the backlog drains at its pace.
-// The cursor is saved without a sync after each success: a crash can send
-// the last few again, so delivery is at least once and receivers dedupe by
-// the id ("evt_<shard>_<seq>_<index>", stable across retries, redeliveries
+// The cursor and the delivery log are buffered and written together, at
+// most every 100 ms, without a sync (every byte and commit in the shared
+// log is also on the purchases' fsyncs): a crash can send the last few
+// again, so delivery is at least once and receivers dedupe by the id ("evt_<shard>_<seq>_<index>", stable across retries, redeliveries
 // and restarts; also in the Onsale-Event-Id header).
 //
 // Each request carries Onsale-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
