@@ -46,6 +46,7 @@ import (
 
 	"github.com/onsale/onsale/engine"
 	"github.com/onsale/onsale/httpapi"
+	"github.com/onsale/onsale/httpapi/notify"
 	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/wal"
 )
@@ -98,6 +99,9 @@ type options struct {
 	liveMaxStreams                                   int
 	liveMaxDuration                                  time.Duration
 	oidc                                             httpapi.OIDCConfig // buyer tokens from an identity provider
+	smtp                                             notify.SMTPConfig  // email to buyers (httpapi/notify)
+	smtpPasswordFile                                 string
+	smtpStartTLS                                     string // "true" or "false"
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -144,6 +148,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.oidc.Issuer, "oidc-issuer", "ONSALE_OIDC_ISSUER", "", "the iss the identity provider's tokens must carry")
 	env.str(&o.oidc.Audience, "oidc-audience", "ONSALE_OIDC_AUDIENCE", "", "an aud the identity provider's tokens must carry (the site's client id)")
 	env.duration(&o.oidc.Refresh, "jwks-refresh", "ONSALE_JWKS_REFRESH", 10*time.Minute, "how often the JWKS is fetched again; a token with an unknown kid fetches it at once, at most every 30s")
+	env.str(&o.smtp.Addr, "smtp-addr", "ONSALE_SMTP_ADDR", "", "host:port of the SMTP submission server that mails buyers their confirmation and tickets; empty = no email")
+	env.str(&o.smtp.From, "smtp-from", "ONSALE_SMTP_FROM", "", "sender address of those emails (required with -smtp-addr)")
+	env.str(&o.smtp.User, "smtp-user", "ONSALE_SMTP_USER", "", "SMTP user (PLAIN auth); its password comes from $ONSALE_SMTP_PASSWORD or -smtp-password-file")
+	env.str(&o.smtpPasswordFile, "smtp-password-file", "ONSALE_SMTP_PASSWORD_FILE", "", "file holding the SMTP password")
+	env.str(&o.smtpStartTLS, "smtp-starttls", "ONSALE_SMTP_STARTTLS", "true", "require STARTTLS before authenticating and sending (true or false)")
+	env.str(&o.smtp.PublicURL, "public-url", "ONSALE_PUBLIC_URL", "", "the URL buyers reach onsale at, for the tickets link in emails (https://tickets.example)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
 		return o, env.err
@@ -219,10 +229,29 @@ func checkOptions(o *options) error {
 	o.corsOrigins, corsErr = httpapi.ParseCORSOrigins(o.corsOriginsList)
 	check(corsErr == nil, "cors-origins", "%v", corsErr)
 	checkOIDC(&o.oidc, check)
+	checkSMTP(o, check)
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// checkSMTP checks the email flags and reads the SMTP password.
+func checkSMTP(o *options, check func(bool, string, string, ...any)) {
+	check(o.smtpStartTLS == "true" || o.smtpStartTLS == "false", "smtp-starttls", "must be true or false, not %q", o.smtpStartTLS)
+	o.smtp.StartTLS = o.smtpStartTLS != "false"
+	if o.smtp.Addr == "" {
+		return
+	}
+	_, _, err := net.SplitHostPort(o.smtp.Addr)
+	check(err == nil, "smtp-addr", "must be host:port such as smtp.example:587, not %q", o.smtp.Addr)
+	check(strings.Contains(o.smtp.From, "@") && !strings.ContainsAny(o.smtp.From, "\r\n<>"), "smtp-from", "must be an email address with -smtp-addr, not %q", o.smtp.From)
+	o.smtp.Password = os.Getenv("ONSALE_SMTP_PASSWORD")
+	if o.smtpPasswordFile != "" {
+		b, err := os.ReadFile(o.smtpPasswordFile)
+		check(err == nil, "smtp-password-file", "cannot be read: %v", err)
+		o.smtp.Password = strings.TrimRight(string(b), "\r\n")
+	}
 }
 
 // envDefaults defines flags whose default comes from an environment
@@ -315,6 +344,9 @@ type app struct {
 	addr   string
 	log    *wal.Log
 	eng    *engine.Engine
+	// notifier delivers webhooks and email (httpapi/notify): the engine's
+	// outbox tap from recovery on, started once recovery ends.
+	notifier *notify.Notifier
 	// running is eng for Pebble's log writer goroutine, which asks
 	// minSyncInterval after every sync; nil until recovery ends.
 	running atomic.Pointer[engine.Engine]
@@ -384,6 +416,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 	}
 
 	a.srv.Attach(a.eng, a.log)
+	if err := a.notifier.Start(a.log, a.eng); err != nil {
+		a.logger.Error("cannot start notifications", "err", err)
+		return a.stop(nil, err)
+	}
 	diskLow := a.watchDisk()
 	a.srv.SetReady(true)
 	printReady(stderr, a.addr, o.data, fromFlags, diskLow)
@@ -413,7 +449,9 @@ func (a *app) listen(sec secrets) error {
 	if err != nil {
 		return fmt.Errorf("payment providers: %w", err)
 	}
+	a.notifier = notify.New(notify.Config{DataKey: []byte(sec.DataKey), SMTP: o.smtp, Logger: a.logger, Metrics: a.set})
 	a.srv = httpapi.New(httpapi.Config{
+		Notify:     a.notifier,
 		Payments:   providers,
 		AdminToken: sec.AdminToken, DoorToken: sec.DoorToken, UserSecret: []byte(sec.UserSecret),
 		PaymentSecrets: splitSecrets(sec.PaymentSecret), DataKey: []byte(sec.DataKey),
@@ -454,6 +492,7 @@ func (a *app) recover() recovery {
 	eng, err := engine.Open(engine.Config{
 		Journal: log, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
 		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
+		Outbox: a.notifier,
 	})
 	if err != nil {
 		log.Close()
@@ -557,6 +596,11 @@ func (a *app) closeEngineAndLog(pending <-chan recovery) error {
 	if pending != nil {
 		r := <-pending
 		eng, log = r.eng, r.log
+	}
+	if a.notifier != nil { // first: a snapshot writer may wait for it (BeforeTruncate)
+		start := time.Now()
+		a.notifier.Close()
+		a.logger.Info("notifications stopped", "ms", time.Since(start).Milliseconds())
 	}
 	if eng != nil {
 		start := time.Now()

@@ -321,6 +321,11 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-cors-origins", "not a url"}, "-cors-origins ($ONSALE_CORS_ORIGINS)"},
 		{[]string{"-log-min-sync-waiting", "0"}, "-log-min-sync-waiting ($ONSALE_LOG_MIN_SYNC_WAITING) must be at least 1"},
 		{[]string{"-tick", "0", "-shards", "-1"}, "not -1; -tick ($ONSALE_TICK) must be a duration above 0 such as 100ms, not 0s"},
+		{[]string{"-smtp-addr", "mailhost"}, "-smtp-addr ($ONSALE_SMTP_ADDR) must be host:port"},
+		{[]string{"-smtp-addr", "127.0.0.1:25"}, "-smtp-from ($ONSALE_SMTP_FROM) must be an email address"},
+		{[]string{"-smtp-addr", "127.0.0.1:25", "-smtp-from", "x@y\r\nBcc: z@w"}, "-smtp-from ($ONSALE_SMTP_FROM)"},
+		{[]string{"-smtp-starttls", "maybe"}, "-smtp-starttls ($ONSALE_SMTP_STARTTLS) must be true or false"},
+		{[]string{"-smtp-addr", "127.0.0.1:25", "-smtp-from", "t@example.com", "-smtp-password-file", "/nonexistent/pw"}, "-smtp-password-file ($ONSALE_SMTP_PASSWORD_FILE) cannot be read"},
 	} {
 		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
@@ -714,5 +719,24 @@ func TestMinSyncIntervalOnlyUnderLoad(t *testing.T) {
 	b.running.Store(eng)
 	if d := b.minSyncInterval(); d != 300*time.Microsecond {
 		t.Fatalf("under load: %v", d)
+	}
+}
+
+func TestSMTPFlags(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "smtp-password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"-smtp-addr", "mail.example:587", "-smtp-from", "tickets@example.com", "-smtp-user", "onsale",
+		"-smtp-password-file", pw, "-public-url", "https://tickets.example"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.smtp.Addr != "mail.example:587" || o.smtp.From != "tickets@example.com" || o.smtp.User != "onsale" ||
+		o.smtp.Password != "s3cret" || !o.smtp.StartTLS || o.smtp.PublicURL != "https://tickets.example" {
+		t.Fatalf("smtp settings %+v", o.smtp)
+	}
+	if o, err := parseFlags([]string{"-smtp-starttls", "false"}, io.Discard); err != nil || o.smtp.StartTLS {
+		t.Fatalf("-smtp-starttls false: %v %v", o.smtp.StartTLS, err)
 	}
 }

@@ -43,6 +43,8 @@ func (st *state) apply(ev *event) error {
 		return nil
 	case evCredentialCreated, evCredentialRevoked:
 		return st.applyCredential(ev)
+	case evWebhookPut, evWebhookDeleted:
+		return st.applyWebhook(ev) // webhooks.go
 	case evBoxOfficeSold, evCounterPaid:
 		return st.applyBoxOffice(ev)
 	case evAuditRecorded:
@@ -177,6 +179,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerReport(cmd, res) // reports.go
 	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
 		st.answerCoupons(cmd, res) // coupons.go
+	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
+		st.answerWebhook(cmd, res) // webhooks.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

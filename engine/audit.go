@@ -104,6 +104,8 @@ func (st *state) auditCommand(cmd *command, now int64, res *result, evs []event)
 		switch {
 		case cmd.cred != nil:
 			a.Target = cmd.cred.ID
+		case cmd.hook != nil: // webhooks.go
+			a.Target = cmd.hook.ID
 		case cmd.order != zero:
 			a.Target = formatOrderID(cmd.saleID, cmd.order)
 		case cmd.door != nil && len(cmd.door.scans) == 1: // a scanned code; an upload of many has none

@@ -34,6 +34,10 @@ const (
 	cmdPutCoupon         // coupons.go
 	cmdPatchCoupon       // coupons.go
 	cmdCoupons           // coupons.go
+	cmdOrderRefs         // outbox.go: orders by key, for the outbox reader
+	cmdPutWebhook        // webhooks.go
+	cmdDeleteWebhook     // webhooks.go
+	cmdWebhooks          // webhooks.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -65,6 +69,8 @@ type command struct {
 	coupons  *couponCommand
 
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
+	refs      []OrderRef // cmdOrderRefs (outbox.go)
+	hook      *Webhook   // cmdPutWebhook (webhooks.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -93,6 +99,7 @@ type result struct {
 	reports  *reportResult // reports.go
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
+	hooks    []Webhook     // webhooks.go
 }
 
 type request struct {

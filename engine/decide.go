@@ -80,6 +80,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, st.decideReportRead(cmd) // reports.go
 	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
 		return st.decideCouponCommand(cmd, now, evs) // coupons.go
+	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
+		return st.decideWebhook(cmd, now, res, evs) // webhooks.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {

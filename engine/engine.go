@@ -49,6 +49,10 @@ type Config struct {
 	Logger  *slog.Logger     // [slog.Default()]
 	OnFatal func(error)      // called once when a log write fails [log and os.Exit(1)]
 	Metrics *metrics.Set     // where engine metrics are registered [none]
+
+	// Outbox, if set, is told of every synced entry and asked before the
+	// log is truncated behind a snapshot (outbox.go) [none].
+	Outbox OutboxTap
 }
 
 func (c *Config) setDefaults() {

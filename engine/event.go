@@ -35,6 +35,7 @@ type event struct {
 
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
+	hook      *Webhook     // evWebhookPut, evWebhookDeleted (ID only; webhooks.go)
 }
 
 type eventKind uint8
@@ -63,6 +64,8 @@ const (
 	evCouponApplied
 	evRealNameRule // realname.go
 	evAttendeesNamed
+	evWebhookPut // webhooks.go
+	evWebhookDeleted
 	evKindEnd
 )
 
@@ -98,6 +101,7 @@ const (
 //	CouponApplied   at key code discount        (after its OrderPlaced)
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
+//	WebhookPut, WebhookDeleted: webhooks.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -185,6 +189,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendAuditEvent(b, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		b = appendCommerceEvent(b, ev)
+	case evWebhookPut, evWebhookDeleted:
+		b = appendWebhookEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -346,6 +352,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeAuditEvent(&d, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		decodeCommerceEvent(&d, ev)
+	case evWebhookPut, evWebhookDeleted:
+		decodeWebhookEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -369,6 +377,7 @@ var kindNames = [...]string{
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
+	evWebhookPut: "WebhookPut", evWebhookDeleted: "WebhookDeleted",
 }
 
 func (k eventKind) String() string {

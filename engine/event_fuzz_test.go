@@ -45,6 +45,9 @@ func seedEvents() []event {
 		{kind: evAttendeesNamed, at: 17, saleID: "s1", order: orderKey{4}, attendees: []Attendee{
 			{DocumentHash: [32]byte{1, 2}, DocumentLast4: "123X", SealedName: []byte("sealed name")},
 			{DocumentHash: [32]byte{3}, DocumentLast4: "9", SealedName: []byte{0}}}},
+		{kind: evWebhookPut, at: 19, hook: &Webhook{ID: "wh_1", URL: "https://hooks.example/onsale",
+			Events: []string{"order.paid", "order.created"}, SecretSealed: []byte("sealed"), CreatedAtMs: 19}},
+		{kind: evWebhookDeleted, at: 20, hook: &Webhook{ID: "wh_1", CreatedAtMs: 20}},
 	}
 }
 

@@ -39,8 +39,9 @@ type shard struct {
 	snapBusy        atomic.Bool // a snapshot is being written
 	evs             []event     // scratch, reused per command
 
-	pendingOrders atomic.Int64 // published for metrics after each batch
-	awaitingSync  atomic.Int64 // requests decided and not yet answered
+	pendingOrders atomic.Int64  // published for metrics after each batch
+	awaitingSync  atomic.Int64  // requests decided and not yet answered
+	durableSeq    atomic.Uint64 // last synced seq (outbox.go)
 	m             *shardMetrics
 
 	slots []*viewSlot // published views, by sale index (views.go); loop only
@@ -87,6 +88,7 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		s.free <- &batch{}
 	}
 	s.pendingOrders.Store(st.pending)
+	s.durableSeq.Store(seq)
 	st.audit.max = e.cfg.AuditMax
 	st.audit.trim()
 	return s
@@ -169,6 +171,10 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 	}
 	if r.cmd.kind == cmdAuditList {
 		s.st.listAudit(r.cmd.auditQ, s.id, &r.res) // audit.go
+		return
+	}
+	if r.cmd.kind == cmdOrderRefs {
+		s.st.lookupOrders(r.cmd.refs, &r.res) // outbox.go
 		return
 	}
 	if r.cmd.kind == cmdAuditRecord {
@@ -365,6 +371,12 @@ func (s *shard) answer(b *batch, err error) {
 	if err == nil {
 		s.e.views.publish(b.views) // before the answers: whoever was answered reads it back
 		s.e.publishCredentials(b.creds)
+		if b.seq != 0 {
+			s.durableSeq.Store(b.seq)
+			if s.e.cfg.Outbox != nil {
+				s.e.cfg.Outbox.Durable(s.id, b.seq) // outbox.go: a wake-up, never blocks
+			}
+		}
 	}
 	durable := time.Since(s.e.started)
 	s.awaitingSync.Add(-int64(len(b.reqs)))
@@ -394,6 +406,12 @@ func (s *shard) answer(b *batch, err error) {
 func (s *shard) snapshots() {
 	for job := range s.snapQ {
 		start := time.Now()
+		if s.e.cfg.Outbox != nil && !s.e.cfg.Outbox.BeforeTruncate(s.id, job.seq) {
+			// outbox.go: never delete what the outbox has not read. The
+			// log stays; a later snapshot (or the next start) takes it.
+			s.snapBusy.Store(false)
+			continue
+		}
 		chunks := job.encode()
 		err := s.e.cfg.Journal.SaveSnapshot(s.id, job.seq, chunks)
 		if err != nil {

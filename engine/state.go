@@ -32,7 +32,8 @@ type state struct {
 	// creds are the credentials, on the shard that owns credentialsKey
 	// (credentials.go); empty elsewhere.
 	creds credentialState
-	audit auditState // the newest audit entries (audit.go)
+	audit auditState   // the newest audit entries (audit.go)
+	hooks webhookState // webhook endpoints, on the shard that owns webhooksKey (webhooks.go)
 	// door holds the gate and time of every admission (checkin.go), apart
 	// from the orders, which only carry a bit per ticket.
 	door admissions

@@ -35,6 +35,14 @@ var metricHelp = map[string]string{
 	"onsale_wal_append_bytes":   "Bytes per write-ahead log append.",
 	"onsale_wal_sync_seconds":   "Time of a write-ahead log commit with its fsync; every acknowledged write waits for one.",
 
+	// httpapi/notify
+	"onsale_webhook_backlog":          "Outbox positions the webhook endpoints have not passed yet, summed over endpoints (notifications waiting for delivery or being retried).",
+	"onsale_webhook_endpoint_backlog": "Outbox positions one webhook endpoint has not passed yet, by endpoint id.",
+	"onsale_webhook_deliveries_total": "Webhook delivery attempts by outcome: ok (2xx), http_error (another status), network_error (no answer).",
+	"onsale_webhook_delivery_seconds": "Time of one webhook delivery attempt, from request to the receiver's answer.",
+	"onsale_email_sent_total":         "Emails to buyers by outcome: ok, error (retried unless refused for good), no_address (the buyer has no email in the profile).",
+	"onsale_outbox_records":           "Notifications kept in the outbox until every consumer (webhook endpoints, email) has passed them.",
+
 	// main
 	"onsale_disk_free_bytes":     "Bytes free for the write-ahead log's filesystem; below onsale_disk_free_min_bytes writes are refused.",
 	"onsale_disk_free_min_bytes": "The -min-free-disk setting: below this many free bytes writes are refused (503) and /readyz is red.",

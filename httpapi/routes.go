@@ -16,54 +16,59 @@ const (
 	routeReadyz
 	routeMetrics
 	routeOpenAPI
-	routeAdminPutSale          // PUT  /v1/admin/sales/{sale_id}
-	routeAdminCloseSale        // POST /v1/admin/sales/{sale_id}:close
-	routeAdminReopenSale       // POST /v1/admin/sales/{sale_id}:reopen
-	routeAdminLoadSales        // POST /v1/admin/sales:load
-	routeAdminListSales        // GET  /v1/admin/sales
-	routeAdminSaleOrders       // GET  /v1/admin/sales/{sale_id}/orders
-	routeAdminRefund           // POST /v1/admin/orders/{order_id}/refund
-	routeRegister              // POST /v1/users
-	routeLogin                 // POST /v1/sessions
-	routeGetSale               // GET  /v1/sales/{sale_id}
-	routePurchase              // POST /v1/sales/{sale_id}/purchase
-	routeGetOrder              // GET  /v1/orders/{order_id}
-	routeCancelOrder           // POST /v1/orders/{order_id}/cancel
-	routeMyOrders              // GET  /v1/me/orders
-	routeWebhook               // POST /v1/payments/webhook
-	routeCheckIn               // POST /v1/checkin
-	routeAdminCreateCredential // POST   /v1/admin/credentials
-	routeAdminListCredentials  // GET    /v1/admin/credentials (credentialRoute)
-	routeAdminRevokeCredential // DELETE /v1/admin/credentials/{credential_id}
-	routePayAtCounter          // POST   /v1/orders/{order_id}/pay-at-counter
-	routeCheckInSync           // POST /v1/checkin:sync
-	routeCheckInKey            // GET  /v1/sales/{sale_id}/checkin-key
-	routeRevocations           // GET  /v1/sales/{sale_id}/revocations
-	routeOrderTickets          // GET  /v1/orders/{order_id}/tickets
-	routeAdminRotateKey        // POST /v1/admin/sales/{sale_id}/checkin-keys:rotate
-	routeAdminRetireKey        // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
-	routeTicketQR              // GET  /v1/orders/{order_id}/tickets/{n}/qr.png
-	routeTicketsPDF            // GET  /v1/orders/{order_id}/tickets.pdf
-	routeStripe                // POST /v1/payments/stripe (providers.go)
-	routeAlipay                // POST /v1/payments/alipay
-	routeWeChatPay             // POST /v1/payments/wechatpay
-	routeUnionPay              // POST /v1/payments/unionpay
-	routeCatalogue             // GET  /v1/sales
-	routeLiveSale              // GET  /v1/sales/{sale_id}/live
-	routeAdminSaleReport       // GET  /v1/admin/sales/{sale_id}/report (reports.go)
-	routeAdminSaleRushPNG      // GET  /v1/admin/sales/{sale_id}/report/rush.png
-	routeAdminEventReport      // GET  /v1/admin/events/{event}/report
-	routeAdminOrdersCSV        // GET  /v1/admin/sales/{sale_id}/orders.csv (exports.go)
-	routeAdminAttendeesCSV     // GET  /v1/admin/sales/{sale_id}/attendees.csv
-	routeAdminBackup           // POST /v1/admin/backup (backup.go)
-	routeAdminAudit            // GET  /v1/admin/audit (audit.go)
-	routeAdminCreateCoupon     // POST  /v1/admin/sales/{sale_id}/coupons (coupons.go)
-	routeAdminListCoupons      // GET   /v1/admin/sales/{sale_id}/coupons (couponRoute)
-	routeAdminPatchCoupon      // PATCH /v1/admin/sales/{sale_id}/coupons/{code}
-	routeMe                    // GET   /v1/me (profile.go)
-	routeUpdateMe              // PATCH /v1/me (meRoute)
-	routeMePassword            // POST  /v1/me/password
-	routeConsole               // GET   /console/{file} (console.go)
+	routeAdminPutSale           // PUT  /v1/admin/sales/{sale_id}
+	routeAdminCloseSale         // POST /v1/admin/sales/{sale_id}:close
+	routeAdminReopenSale        // POST /v1/admin/sales/{sale_id}:reopen
+	routeAdminLoadSales         // POST /v1/admin/sales:load
+	routeAdminListSales         // GET  /v1/admin/sales
+	routeAdminSaleOrders        // GET  /v1/admin/sales/{sale_id}/orders
+	routeAdminRefund            // POST /v1/admin/orders/{order_id}/refund
+	routeRegister               // POST /v1/users
+	routeLogin                  // POST /v1/sessions
+	routeGetSale                // GET  /v1/sales/{sale_id}
+	routePurchase               // POST /v1/sales/{sale_id}/purchase
+	routeGetOrder               // GET  /v1/orders/{order_id}
+	routeCancelOrder            // POST /v1/orders/{order_id}/cancel
+	routeMyOrders               // GET  /v1/me/orders
+	routeWebhook                // POST /v1/payments/webhook
+	routeCheckIn                // POST /v1/checkin
+	routeAdminCreateCredential  // POST   /v1/admin/credentials
+	routeAdminListCredentials   // GET    /v1/admin/credentials (credentialRoute)
+	routeAdminRevokeCredential  // DELETE /v1/admin/credentials/{credential_id}
+	routePayAtCounter           // POST   /v1/orders/{order_id}/pay-at-counter
+	routeCheckInSync            // POST /v1/checkin:sync
+	routeCheckInKey             // GET  /v1/sales/{sale_id}/checkin-key
+	routeRevocations            // GET  /v1/sales/{sale_id}/revocations
+	routeOrderTickets           // GET  /v1/orders/{order_id}/tickets
+	routeAdminRotateKey         // POST /v1/admin/sales/{sale_id}/checkin-keys:rotate
+	routeAdminRetireKey         // POST /v1/admin/sales/{sale_id}/checkin-keys/{kid}:retire
+	routeTicketQR               // GET  /v1/orders/{order_id}/tickets/{n}/qr.png
+	routeTicketsPDF             // GET  /v1/orders/{order_id}/tickets.pdf
+	routeStripe                 // POST /v1/payments/stripe (providers.go)
+	routeAlipay                 // POST /v1/payments/alipay
+	routeWeChatPay              // POST /v1/payments/wechatpay
+	routeUnionPay               // POST /v1/payments/unionpay
+	routeCatalogue              // GET  /v1/sales
+	routeLiveSale               // GET  /v1/sales/{sale_id}/live
+	routeAdminSaleReport        // GET  /v1/admin/sales/{sale_id}/report (reports.go)
+	routeAdminSaleRushPNG       // GET  /v1/admin/sales/{sale_id}/report/rush.png
+	routeAdminEventReport       // GET  /v1/admin/events/{event}/report
+	routeAdminOrdersCSV         // GET  /v1/admin/sales/{sale_id}/orders.csv (exports.go)
+	routeAdminAttendeesCSV      // GET  /v1/admin/sales/{sale_id}/attendees.csv
+	routeAdminBackup            // POST /v1/admin/backup (backup.go)
+	routeAdminAudit             // GET  /v1/admin/audit (audit.go)
+	routeAdminCreateCoupon      // POST  /v1/admin/sales/{sale_id}/coupons (coupons.go)
+	routeAdminListCoupons       // GET   /v1/admin/sales/{sale_id}/coupons (couponRoute)
+	routeAdminPatchCoupon       // PATCH /v1/admin/sales/{sale_id}/coupons/{code}
+	routeMe                     // GET   /v1/me (profile.go)
+	routeUpdateMe               // PATCH /v1/me (meRoute)
+	routeMePassword             // POST  /v1/me/password
+	routeConsole                // GET   /console/{file} (console.go)
+	routeAdminCreateWebhook     // POST   /v1/admin/webhooks (webhooks.go)
+	routeAdminListWebhooks      // GET    /v1/admin/webhooks (webhookRoute)
+	routeAdminDeleteWebhook     // DELETE /v1/admin/webhooks/{webhook_id}
+	routeAdminWebhookDeliveries // GET    /v1/admin/webhooks/{webhook_id}/deliveries
+	routeAdminRedeliver         // POST   /v1/admin/webhooks/{webhook_id}/deliveries/{delivery_id}:redeliver
 	routeCount
 )
 
@@ -93,59 +98,64 @@ var routes [routeCount]routeSpec
 
 func init() {
 	routes = [routeCount]routeSpec{
-		routeNone:                  {name: "none"},
-		routeHealthz:               {"healthz", "GET", accessPublic, (*Server).healthz},
-		routeReadyz:                {"readyz", "GET", accessPublic, (*Server).readyz},
-		routeMetrics:               {"metrics", "GET", accessPublic, (*Server).metricsPage},
-		routeOpenAPI:               {"openapi", "GET", accessPublic, (*Server).openAPI},
-		routeAdminPutSale:          {"admin_put_sale", "PUT", accessAdmin, (*Server).putSale},
-		routeAdminCloseSale:        {"admin_close_sale", "POST", accessAdmin, (*Server).closeSale},
-		routeAdminReopenSale:       {"admin_reopen_sale", "POST", accessAdmin, (*Server).reopenSale},
-		routeAdminLoadSales:        {"admin_load_sales", "POST", accessAdmin, (*Server).loadSales},
-		routeAdminListSales:        {"admin_list_sales", "GET", accessAdmin, (*Server).listSales},
-		routeAdminSaleOrders:       {"admin_sale_orders", "GET", accessAdmin, (*Server).saleOrders},
-		routeAdminRefund:           {"admin_refund", "POST", accessAdmin, (*Server).refund},
-		routeRegister:              {"register", "POST", accessPublic, (*Server).register},
-		routeLogin:                 {"login", "POST", accessPublic, (*Server).login},
-		routeGetSale:               {"get_sale", "GET", accessPublic, (*Server).getSale},
-		routePurchase:              {"purchase", "POST", accessBuyerOrSeller, (*Server).purchase},
-		routeGetOrder:              {"get_order", "GET", accessOrderReader, (*Server).getOrder},
-		routeCancelOrder:           {"cancel_order", "POST", accessBuyerOrAdmin, (*Server).cancelOrder},
-		routeMyOrders:              {"my_orders", "GET", accessBuyer, (*Server).myOrders},
-		routeWebhook:               {"payment_webhook", "POST", accessPublic, (*Server).webhook},
-		routeCheckIn:               {"checkin", "POST", accessDoor, (*Server).checkIn},
-		routeAdminCreateCredential: {"admin_create_credential", "POST", accessAdmin, (*Server).createCredential},
-		routeAdminListCredentials:  {"admin_list_credentials", "GET", accessAdmin, (*Server).listCredentials},
-		routeAdminRevokeCredential: {"admin_revoke_credential", "DELETE", accessAdmin, (*Server).revokeCredential},
-		routePayAtCounter:          {"pay_at_counter", "POST", accessSeller, (*Server).payAtCounter},
-		routeCheckInSync:           {"checkin_sync", "POST", accessDoor, (*Server).checkInSync},
-		routeCheckInKey:            {"checkin_key", "GET", accessPublic, (*Server).checkInKey},
-		routeRevocations:           {"revocations", "GET", accessDoor, (*Server).revocations},
-		routeOrderTickets:          {"order_tickets", "GET", accessOrderReader, (*Server).orderTickets},
-		routeAdminRotateKey:        {"admin_rotate_checkin_key", "POST", accessAdmin, (*Server).rotateCheckInKey},
-		routeAdminRetireKey:        {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
-		routeTicketQR:              {"ticket_qr", "GET", accessOrderReader, (*Server).ticketQR},
-		routeTicketsPDF:            {"tickets_pdf", "GET", accessOrderReader, (*Server).ticketsPDF},
-		routeStripe:                {"payment_stripe", "POST", accessPublic, (*Server).stripeNotification},
-		routeAlipay:                {"payment_alipay", "POST", accessPublic, (*Server).alipayNotification},
-		routeWeChatPay:             {"payment_wechatpay", "POST", accessPublic, (*Server).wechatPayNotification},
-		routeUnionPay:              {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
-		routeCatalogue:             {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
-		routeLiveSale:              {"live_sale", "GET", accessPublic, (*Server).liveSale},
-		routeAdminSaleReport:       {"admin_sale_report", "GET", accessAdmin, (*Server).saleReport},
-		routeAdminSaleRushPNG:      {"admin_sale_rush_png", "GET", accessAdmin, (*Server).saleRushPNG},
-		routeAdminEventReport:      {"admin_event_report", "GET", accessAdmin, (*Server).eventReport},
-		routeAdminOrdersCSV:        {"admin_orders_csv", "GET", accessAdmin, (*Server).exportOrdersCSV},
-		routeAdminAttendeesCSV:     {"admin_attendees_csv", "GET", accessAdmin, (*Server).exportAttendeesCSV},
-		routeAdminBackup:           {"admin_backup", "POST", accessAdmin, (*Server).backup},
-		routeAdminAudit:            {"admin_audit", "GET", accessAdmin, (*Server).listAudit},
-		routeAdminCreateCoupon:     {"admin_create_coupon", "POST", accessAdmin, (*Server).createCoupon},
-		routeAdminListCoupons:      {"admin_list_coupons", "GET", accessAdmin, (*Server).listCoupons},
-		routeAdminPatchCoupon:      {"admin_patch_coupon", "PATCH", accessAdmin, (*Server).patchCoupon},
-		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
-		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
-		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
-		routeConsole:               {"console", "GET", accessPublic, (*Server).consolePage},
+		routeNone:                   {name: "none"},
+		routeHealthz:                {"healthz", "GET", accessPublic, (*Server).healthz},
+		routeReadyz:                 {"readyz", "GET", accessPublic, (*Server).readyz},
+		routeMetrics:                {"metrics", "GET", accessPublic, (*Server).metricsPage},
+		routeOpenAPI:                {"openapi", "GET", accessPublic, (*Server).openAPI},
+		routeAdminPutSale:           {"admin_put_sale", "PUT", accessAdmin, (*Server).putSale},
+		routeAdminCloseSale:         {"admin_close_sale", "POST", accessAdmin, (*Server).closeSale},
+		routeAdminReopenSale:        {"admin_reopen_sale", "POST", accessAdmin, (*Server).reopenSale},
+		routeAdminLoadSales:         {"admin_load_sales", "POST", accessAdmin, (*Server).loadSales},
+		routeAdminListSales:         {"admin_list_sales", "GET", accessAdmin, (*Server).listSales},
+		routeAdminSaleOrders:        {"admin_sale_orders", "GET", accessAdmin, (*Server).saleOrders},
+		routeAdminRefund:            {"admin_refund", "POST", accessAdmin, (*Server).refund},
+		routeRegister:               {"register", "POST", accessPublic, (*Server).register},
+		routeLogin:                  {"login", "POST", accessPublic, (*Server).login},
+		routeGetSale:                {"get_sale", "GET", accessPublic, (*Server).getSale},
+		routePurchase:               {"purchase", "POST", accessBuyerOrSeller, (*Server).purchase},
+		routeGetOrder:               {"get_order", "GET", accessOrderReader, (*Server).getOrder},
+		routeCancelOrder:            {"cancel_order", "POST", accessBuyerOrAdmin, (*Server).cancelOrder},
+		routeMyOrders:               {"my_orders", "GET", accessBuyer, (*Server).myOrders},
+		routeWebhook:                {"payment_webhook", "POST", accessPublic, (*Server).webhook},
+		routeCheckIn:                {"checkin", "POST", accessDoor, (*Server).checkIn},
+		routeAdminCreateCredential:  {"admin_create_credential", "POST", accessAdmin, (*Server).createCredential},
+		routeAdminListCredentials:   {"admin_list_credentials", "GET", accessAdmin, (*Server).listCredentials},
+		routeAdminRevokeCredential:  {"admin_revoke_credential", "DELETE", accessAdmin, (*Server).revokeCredential},
+		routePayAtCounter:           {"pay_at_counter", "POST", accessSeller, (*Server).payAtCounter},
+		routeCheckInSync:            {"checkin_sync", "POST", accessDoor, (*Server).checkInSync},
+		routeCheckInKey:             {"checkin_key", "GET", accessPublic, (*Server).checkInKey},
+		routeRevocations:            {"revocations", "GET", accessDoor, (*Server).revocations},
+		routeOrderTickets:           {"order_tickets", "GET", accessOrderReader, (*Server).orderTickets},
+		routeAdminRotateKey:         {"admin_rotate_checkin_key", "POST", accessAdmin, (*Server).rotateCheckInKey},
+		routeAdminRetireKey:         {"admin_retire_checkin_key", "POST", accessAdmin, (*Server).retireCheckInKey},
+		routeTicketQR:               {"ticket_qr", "GET", accessOrderReader, (*Server).ticketQR},
+		routeTicketsPDF:             {"tickets_pdf", "GET", accessOrderReader, (*Server).ticketsPDF},
+		routeStripe:                 {"payment_stripe", "POST", accessPublic, (*Server).stripeNotification},
+		routeAlipay:                 {"payment_alipay", "POST", accessPublic, (*Server).alipayNotification},
+		routeWeChatPay:              {"payment_wechatpay", "POST", accessPublic, (*Server).wechatPayNotification},
+		routeUnionPay:               {"payment_unionpay", "POST", accessPublic, (*Server).unionPayNotification},
+		routeCatalogue:              {"catalogue", "GET", accessPublic, (*Server).listCatalogue},
+		routeLiveSale:               {"live_sale", "GET", accessPublic, (*Server).liveSale},
+		routeAdminSaleReport:        {"admin_sale_report", "GET", accessAdmin, (*Server).saleReport},
+		routeAdminSaleRushPNG:       {"admin_sale_rush_png", "GET", accessAdmin, (*Server).saleRushPNG},
+		routeAdminEventReport:       {"admin_event_report", "GET", accessAdmin, (*Server).eventReport},
+		routeAdminOrdersCSV:         {"admin_orders_csv", "GET", accessAdmin, (*Server).exportOrdersCSV},
+		routeAdminAttendeesCSV:      {"admin_attendees_csv", "GET", accessAdmin, (*Server).exportAttendeesCSV},
+		routeAdminBackup:            {"admin_backup", "POST", accessAdmin, (*Server).backup},
+		routeAdminAudit:             {"admin_audit", "GET", accessAdmin, (*Server).listAudit},
+		routeAdminCreateCoupon:      {"admin_create_coupon", "POST", accessAdmin, (*Server).createCoupon},
+		routeAdminListCoupons:       {"admin_list_coupons", "GET", accessAdmin, (*Server).listCoupons},
+		routeAdminPatchCoupon:       {"admin_patch_coupon", "PATCH", accessAdmin, (*Server).patchCoupon},
+		routeMe:                     {"me", "GET", accessBuyer, (*Server).me},
+		routeUpdateMe:               {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
+		routeMePassword:             {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeConsole:                {"console", "GET", accessPublic, (*Server).consolePage},
+		routeAdminCreateWebhook:     {"admin_create_webhook", "POST", accessAdmin, (*Server).createWebhook},
+		routeAdminListWebhooks:      {"admin_list_webhooks", "GET", accessAdmin, (*Server).listWebhooks},
+		routeAdminDeleteWebhook:     {"admin_delete_webhook", "DELETE", accessAdmin, (*Server).deleteWebhook},
+		routeAdminWebhookDeliveries: {"admin_webhook_deliveries", "GET", accessAdmin, (*Server).webhookDeliveries},
+		routeAdminRedeliver:         {"admin_redeliver_webhook", "POST", accessAdmin, (*Server).redeliver},
 	}
 }
 
@@ -200,9 +210,14 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeAdminAudit, nil
 	case "/console":
 		return routeConsole, nil
+	case "/v1/admin/webhooks":
+		return routeAdminCreateWebhook, nil
 	}
 	if name, ok := bytes.CutPrefix(path, prefixConsole); ok {
 		return routeConsole, name
+	}
+	if r, param, ok := matchWebhookRoute(path); ok { // webhooks.go
+		return r, param
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
 		id, tail := cutSegment(rest)

@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi/notify"
 	"github.com/onsale/onsale/httpapi/payments"
 )
 
@@ -84,6 +85,10 @@ type Config struct {
 	// that must not exist (POST /v1/admin/backup, backup.go); it wraps
 	// ErrBackupExists or ErrBackupDestination when it refuses. [nil: 404]
 	Backup func(dest string) (BackupResult, error)
+
+	// Notify delivers notifications (webhook endpoints, email); nil: the
+	// webhook routes answer 404 (webhooks.go, httpapi/notify).
+	Notify *notify.Notifier
 
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
@@ -208,6 +213,9 @@ func New(cfg Config) *Server {
 		s.gate.closed.Store(gateStarting)
 	}
 	s.users = newUserService(s)
+	if cfg.Notify != nil {
+		cfg.Notify.SetSources(s.notifySources()) // webhooks.go
+	}
 	s.m = newHTTPMetrics(cfg.Metrics)
 	s.registerCredentialMetrics()
 	s.providers = newProviderMetrics(cfg.Metrics)
@@ -288,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
-	r = meRoute(couponRoute(credentialRoute(r, ctx.Method()), ctx.Method()), ctx.Method()) // coupons.go, profile.go
+	r = webhookRoute(meRoute(couponRoute(credentialRoute(r, ctx.Method()), ctx.Method()), ctx.Method()), ctx.Method()) // coupons.go, profile.go, webhooks.go
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()

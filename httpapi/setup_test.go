@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi/notify"
 )
 
 // testClock is a clock the test moves by hand; the engine and the server
@@ -58,6 +59,7 @@ type testEnv struct {
 	userSecret []byte
 	paySecret  []byte
 	logs       *lockedWriter // the server's log, read with logText
+	notifier   *notify.Notifier
 }
 
 type envOptions struct {
@@ -90,7 +92,10 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	if opts.dir != "" {
 		log = newDiskJournal(t, opts.dir) // realname_test.go
 	}
+	notifier := notify.New(notify.Config{DataKey: testDataKey, Logger: logger, Metrics: set,
+		BackoffBase: time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	eng, err := engine.Open(engine.Config{
+		Outbox:  notifier,
 		Journal: log, Shards: opts.shards, InboxMax: opts.inboxMax, SnapshotEvents: opts.snapshotEvents,
 		Now: clock.Now, TickInterval: 5 * time.Millisecond, Logger: logger, Metrics: set,
 		OnFatal: func(err error) { t.Errorf("engine failed: %v", err) },
@@ -108,11 +113,16 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 		AdminToken: e.adminToken, DoorToken: e.doorToken, UserSecret: e.userSecret, DataKey: testDataKey,
 		PaymentSecrets: [][]byte{[]byte("old-payment-secret"), e.paySecret},
 		Logger:         logger, Metrics: set, Now: clock.Now, BcryptCost: bcrypt.MinCost,
+		Notify: notifier,
 	}
 	if opts.cfg != nil {
 		opts.cfg(&cfg)
 	}
 	e.srv = New(cfg)
+	e.notifier = notifier
+	if err := notifier.Start(log, eng); err != nil {
+		t.Fatal(err)
+	}
 	if opts.fasthttp != nil {
 		opts.fasthttp(e.srv.srv)
 	}
@@ -140,6 +150,7 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		notifier.Close() // first: a snapshot may wait for it
 		eng.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.text())

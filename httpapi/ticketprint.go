@@ -121,6 +121,28 @@ func (s *Server) ticketsPDF(ctx *fasthttp.RequestCtx, orderID []byte, who princi
 	if !ok {
 		return
 	}
+	pages := s.ticketPages(&ot)
+	if len(pages) == 0 {
+		writeProblem(ctx, string(engine.CodeTicketRevoked),
+			fmt.Sprintf("order %s is %s: it has no valid ticket to print", ot.Order.ID, ot.Order.Status), -1)
+		return
+	}
+	var out bytes.Buffer
+	if err := eticket.PDF(&out, pages); err != nil {
+		s.log.Error("cannot render tickets PDF", "order_id", ot.Order.ID, "err", err)
+		writeProblem(ctx, codeInternal, "the tickets could not be rendered", -1)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/pdf")
+	ctx.Response.Header.Set("Cache-Control", ticketsCacheControl)
+	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="tickets-`+ot.Order.ID+`.pdf"`)
+	ctx.SetBody(out.Bytes())
+}
+
+// ticketPages are the pages of an order's valid tickets (also mailed by
+// the notifier, webhooks.go).
+func (s *Server) ticketPages(ot *engine.OrderTickets) []eticket.Ticket {
 	holder := s.holder(&ot.Order)
 	var venue string
 	var startsAt time.Time
@@ -140,25 +162,10 @@ func (s *Server) ticketsPDF(ctx *fasthttp.RequestCtx, orderID []byte, who princi
 			continue
 		}
 		pages = append(pages, eticket.Ticket{
-			Code: s.signedCode(&ot, i), OrderID: ot.Order.ID, N: t.N,
+			Code: s.signedCode(ot, i), OrderID: ot.Order.ID, N: t.N,
 			Event: ot.SaleName, Tier: ot.TierName, Holder: s.ticketHolder(&ot.Order, t.N, holder), Venue: venue, StartsAt: startsAt,
 			IssuedAt: time.UnixMilli(t.IssuedAtMs).UTC(),
 		})
 	}
-	if len(pages) == 0 {
-		writeProblem(ctx, string(engine.CodeTicketRevoked),
-			fmt.Sprintf("order %s is %s: it has no valid ticket to print", ot.Order.ID, ot.Order.Status), -1)
-		return
-	}
-	var out bytes.Buffer
-	if err := eticket.PDF(&out, pages); err != nil {
-		s.log.Error("cannot render tickets PDF", "order_id", ot.Order.ID, "err", err)
-		writeProblem(ctx, codeInternal, "the tickets could not be rendered", -1)
-		return
-	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/pdf")
-	ctx.Response.Header.Set("Cache-Control", ticketsCacheControl)
-	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="tickets-`+ot.Order.ID+`.pdf"`)
-	ctx.SetBody(out.Bytes())
+	return pages
 }
