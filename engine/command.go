@@ -34,6 +34,10 @@ const (
 	cmdPutCoupon         // coupons.go
 	cmdPatchCoupon       // coupons.go
 	cmdCoupons           // coupons.go
+	cmdRefundRequest     // refundrules.go
+	cmdExchange          // refundrules.go
+	cmdRefundQueue       // refundrules.go
+	cmdSettleRefund      // refundrules.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -65,6 +69,8 @@ type command struct {
 	coupons  *couponCommand
 
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
+
+	refund *refundCommand // refundrules.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -93,6 +99,8 @@ type result struct {
 	reports  *reportResult // reports.go
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
+
+	queue []RefundQueueItem // cmdRefundQueue (refundrules.go)
 }
 
 type request struct {

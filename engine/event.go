@@ -35,6 +35,8 @@ type event struct {
 
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
+
+	refund *refundEvent // refundrules.go
 }
 
 type eventKind uint8
@@ -63,6 +65,12 @@ const (
 	evCouponApplied
 	evRealNameRule // realname.go
 	evAttendeesNamed
+	evRefundRules // refundrules.go
+	evRefundRequested
+	evRefundRequestRejected
+	evRefundSettled
+	evOrderExchanged
+	evChargeRefunded
 	evKindEnd
 )
 
@@ -98,6 +106,8 @@ const (
 //	CouponApplied   at key code discount        (after its OrderPlaced)
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
+//	RefundRules, RefundRequested, RefundRequestRejected, RefundSettled,
+//	OrderExchanged, ChargeRefunded: refundrules.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -185,6 +195,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendAuditEvent(b, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		b = appendCommerceEvent(b, ev)
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+		b = appendRefundEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -346,6 +358,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeAuditEvent(&d, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		decodeCommerceEvent(&d, ev)
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+		decodeRefundEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -369,6 +383,8 @@ var kindNames = [...]string{
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
+	evRefundRules: "RefundRules", evRefundRequested: "RefundRequested", evRefundRequestRejected: "RefundRequestRejected",
+	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
 }
 
 func (k eventKind) String() string {

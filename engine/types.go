@@ -40,6 +40,8 @@ type SaleConfig struct {
 	Tiers        []TierConfig
 	Catalogue                 // what the sale is for; every field optional
 	RealName     RealNameRule // realname.go; zero: anyone may buy for anyone
+	Refunds      RefundRule   // refundrules.go; zero: no self-service refund
+	Exchange     ExchangeRule // refundrules.go; zero: no exchange
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -154,6 +156,12 @@ type Order struct {
 	// Attendees are the people its tickets are for, one per ticket, on a
 	// real-name sale (realname.go); nil elsewhere. Shared: never modify.
 	Attendees []Attendee
+	// Refund and exchange records (refundrules.go); nil when none.
+	// Shared: never modify them.
+	RefundRequest *RefundRequest
+	Refund        *RefundRecord
+	ExchangedTo   *Exchange // this order was exchanged for ToOrderID
+	ExchangedFrom *Exchange // this order replaced FromOrderID
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it
@@ -162,6 +170,10 @@ type DuplicateCharge struct {
 	EventID     string
 	AmountCents int64 // in the order's currency
 	AtMs        int64
+	// RefundedAtMs: when an admin recorded the money as returned by
+	// hand (refundrules.go); 0 while owed. Note is theirs.
+	RefundedAtMs int64
+	Note         string
 }
 
 // Tickets returns the codes of the order's tickets, valid for check-in while
