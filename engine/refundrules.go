@@ -181,6 +181,15 @@ type Exchange struct {
 	AtMs            int64
 }
 
+// OrderRefunds are an order's records under the refund and exchange
+// rules; each nil when absent. Shared: never modify them.
+type OrderRefunds struct {
+	Request       *RefundRequest
+	Refund        *RefundRecord
+	ExchangedTo   *Exchange // this order was exchanged for ToOrderID
+	ExchangedFrom *Exchange // this order replaced FromOrderID
+}
+
 // ExchangeRequest asks to move an order to another tier.
 type ExchangeRequest struct {
 	SaleID string // optional: the order's own sale
@@ -607,11 +616,15 @@ func (l *exchangeLink) view(saleID string) *Exchange {
 // fillRefunds completes an order's view with its refund records.
 func (st *state) fillRefunds(o *order, v *Order) {
 	rs := &st.refunds
-	v.RefundRequest = rs.requests[o.key]
-	v.Refund = rs.records[o.key]
-	id := st.sales[o.sale].cfg.ID
-	v.ExchangedTo = rs.exchangedTo[o.key].view(id)
-	v.ExchangedFrom = rs.exchangedFrom[o.key].view(id)
+	if len(rs.requests) == 0 && len(rs.records) == 0 && len(rs.exchangedTo) == 0 && len(rs.charges) == 0 {
+		return // a shard without any: no map lookups on its reads
+	}
+	req, rec := rs.requests[o.key], rs.records[o.key]
+	to, from := rs.exchangedTo[o.key], rs.exchangedFrom[o.key]
+	if req != nil || rec != nil || to != nil || from != nil {
+		id := st.sales[o.sale].cfg.ID
+		v.Refunds = &OrderRefunds{Request: req, Refund: rec, ExchangedTo: to.view(id), ExchangedFrom: from.view(id)}
+	}
 	for _, c := range rs.charges[o.key] {
 		if int(c.index) < len(v.DuplicateCharges) {
 			v.DuplicateCharges[c.index].RefundedAtMs = c.at

@@ -71,18 +71,18 @@ func TestRefundWindowAtTheDecisionInstant(t *testing.T) {
 	clock.Advance(time.Duration(deadline-clock.Ms()-1000) * time.Millisecond)
 
 	o, err := e.RequestRefund(ctx, early.ID, "ann", "cannot come")
-	if err != nil || o.Status != StatusRefunded || o.Refund == nil {
+	if err != nil || o.Status != StatusRefunded || o.Refunds.Refund == nil {
 		t.Fatalf("one second before the deadline: %+v %v", o, err)
 	}
-	if r := o.Refund; r.AmountCents != 15000 || r.FeeCents != 1700 || r.Source != RefundSelfService || r.AtMs != deadline-1000 {
+	if r := o.Refunds.Refund; r.AmountCents != 15000 || r.FeeCents != 1700 || r.Source != RefundSelfService || r.AtMs != deadline-1000 {
 		t.Fatalf("refund record %+v, want 15000 with fee 1700 at %d", r, deadline-1000)
 	}
 	if c := tierCounts(t, e, "s1")[0]; c.Sold != 1 || c.Available != 9 {
 		t.Fatalf("floor after the refund: %+v, want 1 sold", c)
 	}
 	again, err := e.RequestRefund(ctx, early.ID, "ann", "")
-	if err != nil || *again.Refund != *o.Refund {
-		t.Fatalf("asking again: %+v %v, want the same refund", again.Refund, err)
+	if err != nil || *again.Refunds.Refund != *o.Refunds.Refund {
+		t.Fatalf("asking again: %+v %v, want the same refund", again.Refunds.Refund, err)
 	}
 
 	for _, step := range []time.Duration{time.Second, time.Second} { // at the deadline, then one second after
@@ -90,7 +90,7 @@ func TestRefundWindowAtTheDecisionInstant(t *testing.T) {
 		_, err = e.RequestRefund(ctx, late.ID, "bob", "")
 		wantCode(t, err, CodeRefundWindowClosed)
 	}
-	if got, _ := e.Order(ctx, late.ID); got.Status != StatusPaid || got.Refund != nil {
+	if got, _ := e.Order(ctx, late.ID); got.Status != StatusPaid || got.Refunds != nil {
 		t.Fatalf("refused request changed the order: %+v", got)
 	}
 	if c := tierCounts(t, e, "s1")[0]; c.Sold != 1 {
@@ -194,13 +194,13 @@ func TestRefundRequestApproval(t *testing.T) {
 	a := paidOrder(t, e, "s1", "seat", 1, "ann") // 8000: fee 400
 	b := paidOrder(t, e, "s1", "seat", 2, "bob")
 	o, err := e.RequestRefund(ctx, a.ID, "ann", "ill")
-	if err != nil || o.Status != StatusPaid || o.RefundRequest == nil || o.RefundRequest.Status != RefundRequestPending || o.RefundRequest.FeeCents != 400 {
-		t.Fatalf("request: %+v %v", o.RefundRequest, err)
+	if err != nil || o.Status != StatusPaid || o.Refunds.Request == nil || o.Refunds.Request.Status != RefundRequestPending || o.Refunds.Request.FeeCents != 400 {
+		t.Fatalf("request: %+v %v", o.Refunds.Request, err)
 	}
 	clock.Advance(time.Minute)
 	again, err := e.RequestRefund(ctx, a.ID, "ann", "other words")
-	if err != nil || *again.RefundRequest != *o.RefundRequest {
-		t.Fatalf("asking again: %+v %v, want %+v", again.RefundRequest, err, o.RefundRequest)
+	if err != nil || *again.Refunds.Request != *o.Refunds.Request {
+		t.Fatalf("asking again: %+v %v, want %+v", again.Refunds.Request, err, o.Refunds.Request)
 	}
 	if _, err := e.RequestRefund(ctx, b.ID, "bob", ""); err != nil {
 		t.Fatal(err)
@@ -210,9 +210,9 @@ func TestRefundRequestApproval(t *testing.T) {
 		t.Fatalf("queue %+v %v", q, err)
 	}
 	o, err = e.SettleRefundQueueItem(ctx, q[0].ID, SettleApprove, "ok")
-	if err != nil || o.Status != StatusRefunded || o.Refund == nil || o.Refund.Source != RefundApproved || o.Refund.FeeCents != 400 ||
-		o.RefundRequest.Status != RefundRequestApproved || o.RefundRequest.Note != "ok" {
-		t.Fatalf("approved: %+v %+v %v", o.Refund, o.RefundRequest, err)
+	if err != nil || o.Status != StatusRefunded || o.Refunds.Refund == nil || o.Refunds.Refund.Source != RefundApproved || o.Refunds.Refund.FeeCents != 400 ||
+		o.Refunds.Request.Status != RefundRequestApproved || o.Refunds.Request.Note != "ok" {
+		t.Fatalf("approved: %+v %+v %v", o.Refunds.Refund, o.Refunds.Request, err)
 	}
 	if _, err := e.SettleRefundQueueItem(ctx, q[0].ID, SettleApprove, "ok"); err != nil {
 		t.Fatalf("approving twice: %v", err)
@@ -222,7 +222,7 @@ func TestRefundRequestApproval(t *testing.T) {
 	_, err = e.SettleRefundQueueItem(ctx, q[1].ID, SettleRefunded, "")
 	wantCode(t, err, CodeInvalidRequest)
 	o, err = e.SettleRefundQueueItem(ctx, q[1].ID, SettleReject, "too late")
-	if err != nil || o.Status != StatusPaid || o.RefundRequest.Status != RefundRequestRejected {
+	if err != nil || o.Status != StatusPaid || o.Refunds.Request.Status != RefundRequestRejected {
 		t.Fatalf("rejected: %+v %v", o, err)
 	}
 	if c := tierCounts(t, e, "s1")[1]; c.Sold != 2 {
@@ -274,7 +274,7 @@ func TestRefundQueueLateMoneyAndDuplicates(t *testing.T) {
 	_, err = e.SettleRefundQueueItem(ctx, q[0].ID, SettleApprove, "")
 	wantCode(t, err, CodeInvalidRequest)
 	o, err := e.SettleRefundQueueItem(ctx, q[0].ID, SettleRefunded, "bank transfer 42")
-	if err != nil || o.Status != StatusRefunded || o.NeedsRefund || o.Refund.Source != RefundByHand || o.Refund.AmountCents != 5000 {
+	if err != nil || o.Status != StatusRefunded || o.NeedsRefund || o.Refunds.Refund.Source != RefundByHand || o.Refunds.Refund.AmountCents != 5000 {
 		t.Fatalf("late money refunded by hand: %+v %v", o, err)
 	}
 	o, err = e.SettleRefundQueueItem(ctx, q[1].ID, SettleRefunded, "cash")
@@ -308,7 +308,7 @@ func TestExchange(t *testing.T) {
 	if _, _, err := e.PutSale(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	seat := paidOrder(t, e, "s1", "seat", 2, "ann")  // 16000
+	seat := paidOrder(t, e, "s1", "seat", 2, "ann")   // 16000
 	floor := paidOrder(t, e, "s1", "floor", 1, "bob") // 5000
 
 	_, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"}) // 8000 + 300 - 5000 owed
@@ -319,14 +319,14 @@ func TestExchange(t *testing.T) {
 	}
 
 	n, err := e.Exchange(ctx, seat.ID, "ann", ExchangeRequest{SaleID: "s1", TierID: "floor"})
-	if err != nil || n.ID == seat.ID || n.Status != StatusPaid || n.TierID != "floor" || n.AmountCents != 10000 || n.ExchangedFrom == nil {
+	if err != nil || n.ID == seat.ID || n.Status != StatusPaid || n.TierID != "floor" || n.AmountCents != 10000 || n.Refunds.ExchangedFrom == nil {
 		t.Fatalf("exchange down: %+v %v", n, err)
 	}
-	if x := n.ExchangedFrom; x.FromOrderID != seat.ID || x.ToOrderID != n.ID || x.DifferenceCents != 10000+300-16000 || x.FeeCents != 300 {
+	if x := n.Refunds.ExchangedFrom; x.FromOrderID != seat.ID || x.ToOrderID != n.ID || x.DifferenceCents != 10000+300-16000 || x.FeeCents != 300 {
 		t.Fatalf("exchange record %+v", x)
 	}
 	old, _ := e.Order(ctx, seat.ID)
-	if old.Status != StatusRefunded || old.ExchangedTo == nil || *old.ExchangedTo != *n.ExchangedFrom {
+	if old.Status != StatusRefunded || old.Refunds.ExchangedTo == nil || *old.Refunds.ExchangedTo != *n.Refunds.ExchangedFrom {
 		t.Fatalf("old order %+v", old)
 	}
 	if got := tierCounts(t, e, "s1"); !slices.Equal(got, []TierCounts{{Sold: 3, Available: 1}, {Available: 4}}) {
@@ -351,14 +351,14 @@ func TestExchange(t *testing.T) {
 	if got := tierCounts(t, e, "s1"); !slices.Equal(got, before) {
 		t.Fatalf("sold-out exchange changed %+v to %+v", before, got)
 	}
-	if got, _ := e.Order(ctx, pair.ID); got.Status != StatusPaid || got.ExchangedTo != nil {
+	if got, _ := e.Order(ctx, pair.ID); got.Status != StatusPaid || got.Refunds != nil {
 		t.Fatalf("sold-out exchange changed the order: %+v", got)
 	}
 
 	// The new order can itself be refunded under the rule.
 	r, err := e.RequestRefund(ctx, n.ID, "ann", "")
-	if err != nil || r.Refund.AmountCents != 10000 || r.Refund.FeeCents != 1200 {
-		t.Fatalf("refund of the new order: %+v %v", r.Refund, err)
+	if err != nil || r.Refunds.Refund.AmountCents != 10000 || r.Refunds.Refund.FeeCents != 1200 {
+		t.Fatalf("refund of the new order: %+v %v", r.Refunds.Refund, err)
 	}
 
 	deadline := cfg.StartsAtMs - exchange24h.UntilBeforeStartMs
@@ -509,6 +509,7 @@ func randomRefundLog(t *testing.T, rng *rand.Rand, steps int) (*state, [][]byte)
 // a snapshot in the middle, restores the refund records exactly.
 func TestRefundRulesRandomizedAndRecovered(t *testing.T) {
 	seed := testSeed(t)
+	t.Logf("seed %d", seed)
 	live, log := randomRefundLog(t, rand.New(rand.NewPCG(seed, 70)), 3000)
 	live.dropStaleHolds()
 	if len(live.refunds.requests) == 0 || len(live.refunds.records) == 0 || len(live.refunds.exchangedTo) == 0 || len(live.refunds.charges) == 0 {

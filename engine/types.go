@@ -156,12 +156,10 @@ type Order struct {
 	// Attendees are the people its tickets are for, one per ticket, on a
 	// real-name sale (realname.go); nil elsewhere. Shared: never modify.
 	Attendees []Attendee
-	// Refund and exchange records (refundrules.go); nil when none.
-	// Shared: never modify them.
-	RefundRequest *RefundRequest
-	Refund        *RefundRecord
-	ExchangedTo   *Exchange // this order was exchanged for ToOrderID
-	ExchangedFrom *Exchange // this order replaced FromOrderID
+	// Refunds are the order's refund and exchange records
+	// (refundrules.go); nil when it has none. One pointer, so that the
+	// orders without any (nearly all) carry 8 bytes for them.
+	Refunds *OrderRefunds
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it

@@ -62,6 +62,10 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMe:                    {"GET", "/v1/me", ""},
 		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
 		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
+		routeRefundRequest:         {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund-request", `{"reason":"ill"}`},
+		routeExchange:              {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/exchange", `{"tier":"floor"}`},
+		routeAdminRefundQueue:      {"GET", "/v1/admin/refund-queue", ""},
+		routeAdminSettleRefund:     {"POST", "/v1/admin/refund-queue/needs_refund.s1.aaaaaaaaaaaaaaaaaaaaaaaaaa:settle", `{"action":"refunded"}`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -136,6 +140,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminBackup:       true,
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 		routeUpdateMe: true, routeMePassword: true,
+		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

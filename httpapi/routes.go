@@ -63,6 +63,10 @@ const (
 	routeMe                    // GET   /v1/me (profile.go)
 	routeUpdateMe              // PATCH /v1/me (meRoute)
 	routeMePassword            // POST  /v1/me/password
+	routeRefundRequest         // POST /v1/orders/{order_id}/refund-request (refundrules.go)
+	routeExchange              // POST /v1/orders/{order_id}/exchange
+	routeAdminRefundQueue      // GET  /v1/admin/refund-queue
+	routeAdminSettleRefund     // POST /v1/admin/refund-queue/{item_id}:settle
 	routeCount
 )
 
@@ -144,6 +148,10 @@ func init() {
 		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
 		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
 		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeRefundRequest:         {"refund_request", "POST", accessBuyer, (*Server).refundRequest},
+		routeExchange:              {"exchange", "POST", accessBuyer, (*Server).exchange},
+		routeAdminRefundQueue:      {"admin_refund_queue", "GET", accessAdmin, (*Server).refundQueue},
+		routeAdminSettleRefund:     {"admin_settle_refund", "POST", accessAdmin, (*Server).settleRefund},
 	}
 }
 
@@ -228,6 +236,10 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeOrderTickets, id
 		case string(tail) == "/tickets.pdf":
 			return routeTicketsPDF, id
+		case string(tail) == "/refund-request":
+			return routeRefundRequest, id // refundrules.go
+		case string(tail) == "/exchange":
+			return routeExchange, id
 		case bytes.HasPrefix(tail, segmentTickets) && bytes.HasSuffix(tail, suffixQRPNG):
 			// the parameter is "{order_id}/tickets/{n}" (ticketprint.go splits it)
 			return routeTicketQR, rest[:len(rest)-len(suffixQRPNG)]
@@ -283,6 +295,9 @@ func matchRoute(path []byte) (route, []byte) {
 		if len(id) > 0 && string(tail) == "/refund" {
 			return routeAdminRefund, id
 		}
+	}
+	if r, param, ok := matchRefundRoute(path); ok { // refundrules.go
+		return r, param
 	}
 	return routeNone, nil
 }

@@ -209,6 +209,7 @@ func New(cfg Config) *Server {
 	}
 	s.users = newUserService(s)
 	s.m = newHTTPMetrics(cfg.Metrics)
+	s.registerRefundMetrics() // refundrules.go
 	s.registerCredentialMetrics()
 	s.providers = newProviderMetrics(cfg.Metrics)
 	s.live = newLiveHub(s)
