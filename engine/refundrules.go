@@ -99,6 +99,20 @@ type RefundRule struct {
 	Approval           RefundApproval
 }
 
+// RefundPolicy is a sale's refund and exchange rules.
+type RefundPolicy struct {
+	Refund   RefundRule
+	Exchange ExchangeRule
+}
+
+// refundPolicy is a sale's policy, the zero one when it has none.
+func (c *SaleConfig) refundPolicy() RefundPolicy {
+	if c.RefundPolicy == nil {
+		return RefundPolicy{}
+	}
+	return *c.RefundPolicy
+}
+
 // ExchangeRule is a sale's exchange rule; the zero value allows none.
 type ExchangeRule struct {
 	Allowed            bool
@@ -309,8 +323,24 @@ type refundEvent struct {
 	charge   int      // ChargeRefunded: the charge's index
 }
 
+// String spells a policy in dumps and logs; nil and zero alike.
+func (p *RefundPolicy) String() string {
+	if p == nil || *p == (RefundPolicy{}) {
+		return "none"
+	}
+	return fmt.Sprintf("refund %+v exchange %+v", p.Refund, p.Exchange)
+}
+
+// validateRefundRules checks a sale's policy. It also gives the config a
+// policy of its own: nil for a zero one (as replay restores it), else a
+// copy the caller cannot change under the shard.
 func validateRefundRules(c *SaleConfig) *Rejection {
-	r, x := c.Refunds, c.Exchange
+	p := c.refundPolicy()
+	c.RefundPolicy = nil
+	if p != (RefundPolicy{}) {
+		c.RefundPolicy = &p
+	}
+	r, x := p.Refund, p.Exchange
 	switch {
 	case !r.SelfService && r != (RefundRule{}):
 		return reject(CodeInvalidRequest, "refunds: set self_service to true, or leave refunds out")
@@ -338,10 +368,11 @@ func validateRefundRules(c *SaleConfig) *Rejection {
 // rule does (realname.go): SalePut's record does not carry them, and a
 // SalePut without them resets them.
 func refundRulesEvent(evs []event, cfg *SaleConfig) []event {
-	if cfg.Refunds == (RefundRule{}) && cfg.Exchange == (ExchangeRule{}) {
+	p := cfg.refundPolicy()
+	if p == (RefundPolicy{}) {
 		return evs
 	}
-	return append(evs, event{kind: evRefundRules, saleID: cfg.ID, refund: &refundEvent{refund: cfg.Refunds, exchange: cfg.Exchange}})
+	return append(evs, event{kind: evRefundRules, saleID: cfg.ID, refund: &refundEvent{refund: p.Refund, exchange: p.Exchange}})
 }
 
 // refundFee is the rule's fee on an amount: the percent rounded down, plus
@@ -359,7 +390,7 @@ func (st *state) decideRefundRequest(o *order, cmd *command, now int64, evs []ev
 		return evs, nil // refunded at once before: the same refund
 	}
 	sl := st.sales[o.sale]
-	rule := sl.cfg.Refunds
+	rule := sl.cfg.refundPolicy().Refund
 	switch {
 	case !rule.SelfService:
 		return evs, reject(CodeRefundNotAllowed, "sale %q does not let buyers ask for refunds; contact the organiser", sl.cfg.ID)
@@ -391,7 +422,7 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 		}
 		return evs, nil // the same exchange again
 	}
-	rule := sl.cfg.Exchange
+	rule := sl.cfg.refundPolicy().Exchange
 	t := sl.tierIndex(cmd.tierID)
 	switch {
 	case !rule.Allowed:
@@ -510,7 +541,7 @@ func (st *state) applyRefundRules(ev *event) error {
 			return fmt.Errorf("%w: RefundRules of unknown sale %q", errCorrupt, ev.saleID)
 		}
 		st.touch(si)
-		sl.cfg.Refunds, sl.cfg.Exchange = ev.refund.refund, ev.refund.exchange
+		sl.cfg.RefundPolicy = &RefundPolicy{Refund: ev.refund.refund, Exchange: ev.refund.exchange}
 		return nil
 	}
 	idx, ok := st.byKey[ev.order]
@@ -841,7 +872,7 @@ func decodeRefundEvent(d *decoder, ev *event) {
 	if ev.kind == evRefundRules {
 		ev.saleID = d.str(IDLenMax)
 		re.refund, re.exchange = d.refundRules()
-		cfg := SaleConfig{Refunds: re.refund, Exchange: re.exchange, Catalogue: Catalogue{StartsAtMs: 1}}
+		cfg := SaleConfig{RefundPolicy: &RefundPolicy{re.refund, re.exchange}, Catalogue: Catalogue{StartsAtMs: 1}}
 		if d.err == nil && validateRefundRules(&cfg) != nil {
 			d.fail("invalid refund rules")
 		}
@@ -892,8 +923,8 @@ func freezeRefundRules(st *state) func([]byte) []byte {
 	}
 	var rules []rule
 	for _, sl := range st.sales {
-		if sl.cfg.Refunds != (RefundRule{}) || sl.cfg.Exchange != (ExchangeRule{}) {
-			rules = append(rules, rule{sl.cfg.ID, sl.cfg.Refunds, sl.cfg.Exchange})
+		if p := sl.cfg.refundPolicy(); p != (RefundPolicy{}) {
+			rules = append(rules, rule{sl.cfg.ID, p.Refund, p.Exchange})
 		}
 	}
 	if len(rules) == 0 {
@@ -921,7 +952,7 @@ func restoreRefundRules(st *state, body []byte) error {
 		if sl == nil {
 			return fmt.Errorf("%w: snapshot has refund rules of a sale it does not hold", errCorrupt)
 		}
-		sl.cfg.Refunds, sl.cfg.Exchange = r, x
+		sl.cfg.RefundPolicy = &RefundPolicy{r, x}
 		if validateRefundRules(&sl.cfg) != nil {
 			return fmt.Errorf("%w: snapshot has invalid refund rules for sale %q", errCorrupt, id)
 		}

@@ -22,7 +22,9 @@ func ruleSale(id string, clock *fakeClock, stock int, r RefundRule, x ExchangeRu
 	cfg := testSale(id, clock, stock, 20)
 	cfg.ClosesAtMs = clock.Ms() + ruleStartsIn.Milliseconds()
 	cfg.StartsAtMs = clock.Ms() + ruleStartsIn.Milliseconds()
-	cfg.Refunds, cfg.Exchange = r, x
+	if r != (RefundRule{}) || x != (ExchangeRule{}) {
+		cfg.RefundPolicy = &RefundPolicy{r, x}
+	}
 	return cfg
 }
 
@@ -129,16 +131,18 @@ func TestRefundRulesValidated(t *testing.T) {
 		change func(*SaleConfig)
 	}{
 		{"no starts_at", func(c *SaleConfig) { c.StartsAtMs = 0 }},
-		{"exchange without starts_at", func(c *SaleConfig) { c.StartsAtMs, c.Refunds = 0, RefundRule{} }},
-		{"fee over 100%", func(c *SaleConfig) { c.Refunds.FeePercent = 101 }},
-		{"negative fee", func(c *SaleConfig) { c.Refunds.FeeCents = -1 }},
-		{"no approval", func(c *SaleConfig) { c.Refunds.Approval = 0 }},
-		{"fee without self service", func(c *SaleConfig) { c.Refunds = RefundRule{FeePercent: 5} }},
-		{"window over a year", func(c *SaleConfig) { c.Refunds.UntilBeforeStartMs = RefundWindowMsMax + 1 }},
-		{"negative window", func(c *SaleConfig) { c.Exchange.UntilBeforeStartMs = -1 }},
-		{"exchange fee without allowed", func(c *SaleConfig) { c.Exchange = ExchangeRule{FeeCents: 1} }},
+		{"exchange without starts_at", func(c *SaleConfig) { c.StartsAtMs, c.RefundPolicy.Refund = 0, RefundRule{} }},
+		{"fee over 100%", func(c *SaleConfig) { c.RefundPolicy.Refund.FeePercent = 101 }},
+		{"negative fee", func(c *SaleConfig) { c.RefundPolicy.Refund.FeeCents = -1 }},
+		{"no approval", func(c *SaleConfig) { c.RefundPolicy.Refund.Approval = 0 }},
+		{"fee without self service", func(c *SaleConfig) { c.RefundPolicy.Refund = RefundRule{FeePercent: 5} }},
+		{"window over a year", func(c *SaleConfig) { c.RefundPolicy.Refund.UntilBeforeStartMs = RefundWindowMsMax + 1 }},
+		{"negative window", func(c *SaleConfig) { c.RefundPolicy.Exchange.UntilBeforeStartMs = -1 }},
+		{"exchange fee without allowed", func(c *SaleConfig) { c.RefundPolicy.Exchange = ExchangeRule{FeeCents: 1} }},
 	} {
 		cfg := ok
+		p := *ok.RefundPolicy
+		cfg.RefundPolicy = &p
 		c.change(&cfg)
 		if r := validateSaleConfig(&cfg); r == nil || r.Code != CodeInvalidRequest {
 			t.Errorf("%s: got %v, want invalid_request", c.name, r)
@@ -392,7 +396,7 @@ func dumpRefunds(st *state) string {
 		lines = append(lines, fmt.Sprintf("charges %x %+v", k, cs))
 	}
 	for _, sl := range st.sales {
-		lines = append(lines, fmt.Sprintf("rules %s %+v %+v", sl.cfg.ID, sl.cfg.Refunds, sl.cfg.Exchange))
+		lines = append(lines, fmt.Sprintf("rules %s %+v", sl.cfg.ID, sl.cfg.refundPolicy()))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
@@ -424,14 +428,14 @@ func randomRefundLog(t *testing.T, rng *rand.Rand, steps int) (*state, [][]byte)
 	rules := []RefundRule{autoRefund, adminRefund, {}}
 	for i, id := range sales {
 		cfg := SaleConfig{ID: id, Name: id, Currency: "EUR", OpensAtMs: now - 1, ClosesAtMs: now + 86_400_000,
-			HoldMs: 60_000, PerUserLimit: 10, Refunds: rules[i], Catalogue: Catalogue{StartsAtMs: now + 4*86_400_000},
+			HoldMs: 60_000, PerUserLimit: 10, RefundPolicy: &RefundPolicy{Refund: rules[i]}, Catalogue: Catalogue{StartsAtMs: now + 4*86_400_000},
 			Tiers: []TierConfig{
 				{ID: "a", Name: "A", PriceCents: 3000, Stock: 12},
 				{ID: "b", Name: "B", PriceCents: 5000, Stock: 8},
 				{ID: "c", Name: "C", PriceCents: 9000, Stock: 5},
 			}}
 		if i < 2 {
-			cfg.Exchange = ExchangeRule{Allowed: true, UntilBeforeStartMs: 86_400_000, FeeCents: int64(100 * i)}
+			cfg.RefundPolicy.Exchange = ExchangeRule{Allowed: true, UntilBeforeStartMs: 86_400_000, FeeCents: int64(100 * i)}
 		}
 		if r := run(&command{kind: cmdPutSale, saleID: id, sale: &cfg}); r.rej != nil {
 			t.Fatal(r.rej)

@@ -40,8 +40,10 @@ type SaleConfig struct {
 	Tiers        []TierConfig
 	Catalogue                 // what the sale is for; every field optional
 	RealName     RealNameRule // realname.go; zero: anyone may buy for anyone
-	Refunds      RefundRule   // refundrules.go; zero: no self-service refund
-	Exchange     ExchangeRule // refundrules.go; zero: no exchange
+	// RefundPolicy: refundrules.go; nil: no self-service refund, no
+	// exchange. A pointer: sales without one (and every view published
+	// of them) carry 8 bytes for it. Shared: never modify it.
+	RefundPolicy *RefundPolicy
 }
 
 // Catalogue describes the performance a sale sells: what the public

@@ -53,17 +53,22 @@ type settleBody struct {
 
 // refundRules converts a sale's members; the engine validates the values.
 func refundRules(r *refundsBody, x *exchangeBody, cfg *engine.SaleConfig) string {
+	if r == nil && x == nil {
+		return ""
+	}
+	p := &engine.RefundPolicy{}
+	cfg.RefundPolicy = p
 	if r != nil {
 		ms, msg := beforeStartMs("refunds", r.UntilBeforeStart)
 		if msg != "" {
 			return msg
 		}
-		cfg.Refunds = engine.RefundRule{SelfService: r.SelfService, UntilBeforeStartMs: ms, FeePercent: r.FeePercent, FeeCents: r.FeeCents}
+		p.Refund = engine.RefundRule{SelfService: r.SelfService, UntilBeforeStartMs: ms, FeePercent: r.FeePercent, FeeCents: r.FeeCents}
 		switch r.Approval {
 		case "auto":
-			cfg.Refunds.Approval = engine.RefundApprovalAuto
+			p.Refund.Approval = engine.RefundApprovalAuto
 		case "admin":
-			cfg.Refunds.Approval = engine.RefundApprovalAdmin
+			p.Refund.Approval = engine.RefundApprovalAdmin
 		case "":
 		default:
 			return `refunds.approval must be "auto" or "admin"`
@@ -74,7 +79,7 @@ func refundRules(r *refundsBody, x *exchangeBody, cfg *engine.SaleConfig) string
 		if msg != "" {
 			return msg
 		}
-		cfg.Exchange = engine.ExchangeRule{Allowed: x.Allowed, UntilBeforeStartMs: ms, FeeCents: x.FeeCents}
+		p.Exchange = engine.ExchangeRule{Allowed: x.Allowed, UntilBeforeStartMs: ms, FeeCents: x.FeeCents}
 	}
 	return ""
 }
@@ -92,7 +97,11 @@ func beforeStartMs(member, s string) (int64, string) {
 
 // appendRefundRules appends a sale's "refunds" and "exchange" members,
 // nothing for a sale without them.
-func appendRefundRules(b []byte, r engine.RefundRule, x engine.ExchangeRule) []byte {
+func appendRefundRules(b []byte, p *engine.RefundPolicy) []byte {
+	if p == nil {
+		return b
+	}
+	r, x := p.Refund, p.Exchange
 	if r != (engine.RefundRule{}) {
 		b = append(b, `,"refunds":{"self_service":`...)
 		b = strconv.AppendBool(b, r.SelfService)

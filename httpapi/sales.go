@@ -118,7 +118,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
 	b = appendCatalogue(b, &sl.Catalogue)
 	b = appendRealNameRule(b, sl.RealName) // realname.go
-	b = appendRefundRules(b, sl.Refunds, sl.Exchange)
+	b = appendRefundRules(b, sl.RefundPolicy)
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)
