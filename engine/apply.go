@@ -33,6 +33,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyTierRules(ev) // pricing.go
 	case evCouponPut:
 		return st.applyCouponPut(ev) // coupons.go
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+		return st.applyRefundRules(ev) // refundrules.go
 	case evSaleClosed:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil {
@@ -181,6 +183,10 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerCoupons(cmd, res) // coupons.go
 	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
 		st.answerWebhook(cmd, res) // webhooks.go
+	case cmdRefundRequest, cmdExchange, cmdSettleRefund:
+		st.answerRefundRules(cmd, res) // refundrules.go
+	case cmdRefundQueue:
+		st.queue(cmd, res) // refundrules.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {
@@ -228,6 +234,8 @@ func (st *state) orderView(o *order) Order {
 		Attendees: st.realName.attendees[o.key],
 	}
 	st.fillPrice(o, &v) // pricing.go
+
+	st.fillRefunds(o, &v) // refundrules.go
 	return v
 }
 

@@ -38,6 +38,10 @@ const (
 	cmdPutWebhook        // webhooks.go
 	cmdDeleteWebhook     // webhooks.go
 	cmdWebhooks          // webhooks.go
+	cmdRefundRequest     // refundrules.go
+	cmdExchange          // refundrules.go
+	cmdRefundQueue       // refundrules.go
+	cmdSettleRefund      // refundrules.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -71,6 +75,8 @@ type command struct {
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
 	refs      []OrderRef // cmdOrderRefs (outbox.go)
 	hook      *Webhook   // cmdPutWebhook (webhooks.go)
+
+	refund *refundCommand // refundrules.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -100,6 +106,8 @@ type result struct {
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
 	hooks    []Webhook     // webhooks.go
+
+	queue []RefundQueueItem // cmdRefundQueue (refundrules.go)
 }
 
 type request struct {

@@ -48,6 +48,7 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		}
 		if rej == nil {
 			evs = realNameRuleEvent(evs, cmd.sale) // realname.go
+			evs = refundRulesEvent(evs, cmd.sale)  // refundrules.go
 		}
 		return evs, rej
 	case cmdSetClosed:
@@ -82,7 +83,12 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return st.decideCouponCommand(cmd, now, evs) // coupons.go
 	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
 		return st.decideWebhook(cmd, now, res, evs) // webhooks.go
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
+	case cmdRefundQueue:
+		if sl, _ := st.saleByID(cmd.saleID); sl == nil && cmd.saleID != "" {
+			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+		}
+		return evs, nil
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
 			// Another user's order is reported exactly like a missing one.
@@ -99,6 +105,12 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return st.decideCheckIn(o, cmd, now, evs) // checkin.go
 		case cmdCounterPay:
 			return st.decideCounterPay(o, cmd, now, evs)
+		case cmdRefundRequest:
+			return st.decideRefundRequest(o, cmd, now, evs) // refundrules.go
+		case cmdExchange:
+			return st.decideExchange(o, cmd, now, evs)
+		case cmdSettleRefund:
+			return st.decideSettle(o, cmd, now, evs)
 		}
 		return evs, nil
 	}

@@ -61,6 +61,11 @@
 //     and recovery cannot drift from them. The engine sees documents only as
 //     keyed hashes and names only sealed: no log record or snapshot holds a
 //     number or a name in clear.
+//   - A buyer's refund request and exchange are decided by the sale's shard
+//     at its batch's time against the sale's RefundPolicy (refundrules.go):
+//     an exchange takes the new tier's stock and returns the old order's in
+//     one log entry, so it never oversells and a crash keeps both or
+//     neither; each refund under the rules logs its amount and fee.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

@@ -36,6 +36,8 @@ type event struct {
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
 	hook      *Webhook     // evWebhookPut, evWebhookDeleted (ID only; webhooks.go)
+
+	refund *refundEvent // refundrules.go
 }
 
 type eventKind uint8
@@ -66,6 +68,12 @@ const (
 	evAttendeesNamed
 	evWebhookPut // webhooks.go
 	evWebhookDeleted
+	evRefundRules // refundrules.go
+	evRefundRequested
+	evRefundRequestRejected
+	evRefundSettled
+	evOrderExchanged
+	evChargeRefunded
 	evKindEnd
 )
 
@@ -102,6 +110,8 @@ const (
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
 //	WebhookPut, WebhookDeleted: webhooks.go
+//	RefundRules, RefundRequested, RefundRequestRejected, RefundSettled,
+//	OrderExchanged, ChargeRefunded: refundrules.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -191,6 +201,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendCommerceEvent(b, ev)
 	case evWebhookPut, evWebhookDeleted:
 		b = appendWebhookEvent(b, ev)
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+		b = appendRefundEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -354,6 +366,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeCommerceEvent(&d, ev)
 	case evWebhookPut, evWebhookDeleted:
 		decodeWebhookEvent(&d, ev)
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+		decodeRefundEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -378,6 +392,8 @@ var kindNames = [...]string{
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
 	evWebhookPut: "WebhookPut", evWebhookDeleted: "WebhookDeleted",
+	evRefundRules: "RefundRules", evRefundRequested: "RefundRequested", evRefundRequestRejected: "RefundRequestRejected",
+	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
 }
 
 func (k eventKind) String() string {

@@ -48,6 +48,14 @@ func seedEvents() []event {
 		{kind: evWebhookPut, at: 19, hook: &Webhook{ID: "wh_1", URL: "https://hooks.example/onsale",
 			Events: []string{"order.paid", "order.created"}, SecretSealed: []byte("sealed"), CreatedAtMs: 19}},
 		{kind: evWebhookDeleted, at: 20, hook: &Webhook{ID: "wh_1", CreatedAtMs: 20}},
+		{kind: evRefundRules, saleID: "s1", refund: &refundEvent{ // refundrules.go
+			refund:   RefundRule{SelfService: true, UntilBeforeStartMs: 3_600_000, FeePercent: 10, FeeCents: 200, Approval: RefundApprovalAdmin},
+			exchange: ExchangeRule{Allowed: true, UntilBeforeStartMs: 60_000, FeeCents: 300}}},
+		{kind: evRefundRequested, at: 19, order: k, refund: &refundEvent{amount: 5000, fee: 700, text: "ill"}},
+		{kind: evRefundSettled, at: 20, order: k, refund: &refundEvent{source: RefundApproved, amount: 5000, fee: 700, text: "ok"}},
+		{kind: evRefundRequestRejected, at: 21, order: k, refund: &refundEvent{text: "no"}},
+		{kind: evOrderExchanged, at: 22, order: k, refund: &refundEvent{to: orderKey{5}, amount: -700, fee: 300}},
+		{kind: evChargeRefunded, at: 23, order: k, refund: &refundEvent{charge: 0, text: "cash"}},
 	}
 }
 

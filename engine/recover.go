@@ -325,6 +325,7 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	moveAudit(old, states)
 	moveBoxOffice(old, states)
 	moveRealName(old, states)
+	moveRefunds(old, states)     // refundrules.go
 	repartitionDoor(old, states) // checkin.go
 	return states, nil
 }

@@ -21,6 +21,9 @@ import (
 //	pay name=o1 event=e1 [failed] [amount=N] [currency=EUR]
 //	cancel name=o1 [user=u1] | refund name=o1 | checkin name=o1 ticket=0 | get name=o1
 //	close sale=s1 | reopen sale=s1 | advance 600s | tick
+//	sale ... [starts=7200] [refunds=auto|admin] [until=3600] [fee_percent=10] [fee_cents=0] [exchange_until=N] [exchange_fee=0]
+//	refund-request name=o1 [user=u1] | exchange name=o1 as=o2 tier=seat [user=u1]
+//	settle name=o1 kind=refund_request|needs_refund|duplicate_charge action=approve|reject|refunded [charge=0]
 //	replay   (rebuilds the state from the events so far and compares)
 func TestScript(t *testing.T) {
 	datadriven.Walk(t, "testdata/script", func(t *testing.T, path string) {
@@ -106,6 +109,21 @@ func (sc *script) run(td *datadriven.TestData) (string, error) {
 		if n := num("stock2", -1); n >= 0 {
 			cfg.Tiers = append(cfg.Tiers, TierConfig{ID: "seat", Name: "Seat", PriceCents: 8000, Stock: n})
 		}
+		cfg.StartsAtMs = int64(num("starts", 0)) * 1000
+		if r := arg("refunds", ""); r != "" || arg("exchange_until", "") != "" { // refundrules.go
+			p := &RefundPolicy{}
+			if r != "" {
+				p.Refund = RefundRule{SelfService: true, UntilBeforeStartMs: int64(num("until", 0)) * 1000,
+					FeePercent: num("fee_percent", 0), FeeCents: int64(num("fee_cents", 0)), Approval: RefundApprovalAuto}
+				if r == "admin" {
+					p.Refund.Approval = RefundApprovalAdmin
+				}
+			}
+			if arg("exchange_until", "") != "" {
+				p.Exchange = ExchangeRule{Allowed: true, UntilBeforeStartMs: int64(num("exchange_until", 0)) * 1000, FeeCents: int64(num("exchange_fee", 0))}
+			}
+			cfg.RefundPolicy = p
+		}
 		if arg("drop", "") == "floor" {
 			cfg.Tiers = cfg.Tiers[1:]
 		}
@@ -140,12 +158,24 @@ func (sc *script) run(td *datadriven.TestData) (string, error) {
 		cmd = command{kind: cmdCheckIn, ticket: num("ticket", 0)}
 	case "get":
 		cmd = command{kind: cmdGetOrder}
+	case "refund-request":
+		cmd = command{kind: cmdRefundRequest, userID: arg("user", "u1"), refund: &refundCommand{}}
+	case "exchange":
+		sc.next++
+		key := orderKey{sc.next}
+		sc.orders[arg("as", "")], sc.names[key] = key, arg("as", "")
+		cmd = command{kind: cmdExchange, userID: arg("user", "u1"), tierID: arg("tier", "floor"), newOrder: key}
+	case "settle":
+		kind, _ := ParseRefundQueueKind(arg("kind", ""))
+		action, _ := ParseSettleAction(arg("action", ""))
+		cmd = command{kind: cmdSettleRefund, refund: &refundCommand{kind: kind, action: action, charge: num("charge", 0)}}
 	case "close", "reopen":
 		cmd = command{kind: cmdSetClosed, saleID: saleID, closed: td.Cmd == "close"}
 	default:
 		return "", fmt.Errorf("unknown command %q", td.Cmd)
 	}
-	if cmd.kind == cmdPay || cmd.kind == cmdCancel || cmd.kind == cmdRefund || cmd.kind == cmdCheckIn || cmd.kind == cmdGetOrder {
+	if cmd.kind == cmdPay || cmd.kind == cmdCancel || cmd.kind == cmdRefund || cmd.kind == cmdCheckIn || cmd.kind == cmdGetOrder ||
+		cmd.kind == cmdRefundRequest || cmd.kind == cmdExchange || cmd.kind == cmdSettleRefund {
 		name := arg("name", "")
 		k, ok := sc.orders[name]
 		if !ok {
@@ -198,6 +228,8 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 				ev.tier, ev.qty, ev.amount, ev.expiresAt/1000)
 		case evTicketKeyAdded, evTicketKeyRetired:
 			fmt.Fprintf(&b, " %s kid=%d", ev.saleID, ev.kid)
+		case evRefundRules:
+			fmt.Fprintf(&b, " %s", ev.saleID)
 		default:
 			fmt.Fprintf(&b, " %s", sc.names[ev.order])
 			if ev.paymentID != "" {
@@ -214,6 +246,19 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 			}
 			if ev.gate != "" {
 				fmt.Fprintf(&b, " gate=%s", ev.gate)
+			}
+			if re := ev.refund; re != nil { // refundrules.go
+				switch ev.kind {
+				case evRefundRequested, evRefundSettled:
+					fmt.Fprintf(&b, " amount=%d fee=%d", re.amount, re.fee)
+					if re.source != 0 {
+						fmt.Fprintf(&b, " source=%s", re.source)
+					}
+				case evOrderExchanged:
+					fmt.Fprintf(&b, " to=%s difference=%d fee=%d", sc.names[re.to], re.amount, re.fee)
+				case evChargeRefunded:
+					fmt.Fprintf(&b, " charge=%d", re.charge)
+				}
 			}
 		}
 		b.WriteByte('\n')

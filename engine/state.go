@@ -39,6 +39,9 @@ type state struct {
 	door admissions
 	// realName holds the attendees of real-name sales' orders (realname.go).
 	realName realNameState
+	// refunds holds refund requests, refunds and exchanges under the
+	// sales' rules (refundrules.go).
+	refunds refundState
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.

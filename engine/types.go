@@ -40,6 +40,10 @@ type SaleConfig struct {
 	Tiers        []TierConfig
 	Catalogue                 // what the sale is for; every field optional
 	RealName     RealNameRule // realname.go; zero: anyone may buy for anyone
+	// RefundPolicy: refundrules.go; nil: no self-service refund, no
+	// exchange. A pointer: sales without one (and every view published
+	// of them) carry 8 bytes for it. Shared: never modify it.
+	RefundPolicy *RefundPolicy
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -154,6 +158,10 @@ type Order struct {
 	// Attendees are the people its tickets are for, one per ticket, on a
 	// real-name sale (realname.go); nil elsewhere. Shared: never modify.
 	Attendees []Attendee
+	// Refunds are the order's refund and exchange records
+	// (refundrules.go); nil when it has none. One pointer, so that the
+	// orders without any (nearly all) carry 8 bytes for them.
+	Refunds *OrderRefunds
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it
@@ -162,6 +170,10 @@ type DuplicateCharge struct {
 	EventID     string
 	AmountCents int64 // in the order's currency
 	AtMs        int64
+	// RefundedAtMs: when an admin recorded the money as returned by
+	// hand (refundrules.go); 0 while owed. Note is theirs.
+	RefundedAtMs int64
+	Note         string
 }
 
 // Tickets returns the codes of the order's tickets, valid for check-in while

@@ -50,6 +50,9 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 	if rej := validateRealNameRule(c.RealName); rej != nil { // realname.go
 		return rej
 	}
+	if rej := validateRefundRules(c); rej != nil { // refundrules.go
+		return rej
+	}
 	return validateCatalogue(&c.Catalogue)
 }
 

@@ -32,6 +32,7 @@ var auditedRoutes = [routeCount]bool{
 	routePurchase: true, routeAdminRotateKey: true, routeAdminRetireKey: true, routeAdminBackup: true,
 	routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 	routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true, // webhooks.go
+	routeAdminSettleRefund: true, // refundrules.go
 }
 
 // auditUserValue is the RequestCtx user value holding the request's entry.

@@ -275,9 +275,11 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 		b = strconv.AppendInt(b, c.AmountCents, 10)
 		b = append(b, `,"at":`...)
 		b = appendTime(b, c.AtMs)
+		b = appendChargeRefunded(b, c) // refundrules.go
 		b = append(b, '}')
 	}
 	b = append(b, ']')
+	b = appendOrderRefunds(b, o) // refundrules.go
 	if view == viewWithTickets && o.Status == engine.StatusPaid && !o.NeedsRefund {
 		b = append(b, `,"tickets":[`...)
 		for i := 0; i < o.Quantity; i++ {

@@ -53,6 +53,8 @@ var metricHelp = map[string]string{
 	"onsale_purchases_total":                  "Purchase requests by outcome: created, replayed (same Idempotency-Key), or the problem code answered.",
 	"onsale_http_panics_total":                "Handler panics recovered and answered with 500 internal.",
 	"onsale_duplicate_charges_total":          "Successful payments recorded on an order they did not pay for (money to give back), once per event id.",
+	"onsale_refund_requests_total":            "Buyers' refund requests by outcome: refunded (approval auto), requested (approval admin; asking again counts again), or the problem code answered.",
+	"onsale_exchanges_total":                  "Buyers' exchanges by outcome: exchanged (a repeat counts again), or the problem code answered.",
 	"onsale_http_rate_limited_total":          "Requests refused with 429 rate_limited by a buyer's token bucket, by route.",
 	"onsale_box_office_sales_total":           "Orders sellers made at a box office.",
 	"onsale_credentials_active":               "Staff and seller credentials neither revoked nor expired.",

@@ -105,6 +105,14 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeDuplicateDocument):     {422, "A document named twice in one order"},
 	string(engine.CodeDocumentLimitExceeded): {409, "Per-document limit exceeded"},
 
+	// Refund and exchange rules (refundrules.go).
+	string(engine.CodeRefundNotAllowed):        {409, "Refunds not allowed by the sale"},
+	string(engine.CodeRefundWindowClosed):      {409, "Refund window closed"},
+	string(engine.CodeExchangeNotAllowed):      {409, "Exchange not allowed by the sale"},
+	string(engine.CodeExchangeWindowClosed):    {409, "Exchange window closed"},
+	string(engine.CodeExchangePaymentRequired): {409, "Exchange needs a payment"},
+	string(engine.CodeUnknownQueueItem):        {404, "No such refund queue item"},
+
 	// Who is asking.
 	codeUnauthorized:       {401, "Unauthorized"},
 	codeInvalidCredentials: {401, "Invalid username or password"},

@@ -68,6 +68,10 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminDeleteWebhook:     {"DELETE", "/v1/admin/webhooks/wh_x", ""},
 		routeAdminWebhookDeliveries: {"GET", "/v1/admin/webhooks/wh_x/deliveries", ""},
 		routeAdminRedeliver:         {"POST", "/v1/admin/webhooks/wh_x/deliveries/dlv_1:redeliver", ""},
+		routeRefundRequest:          {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund-request", `{"reason":"ill"}`},
+		routeExchange:               {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/exchange", `{"tier":"floor"}`},
+		routeAdminRefundQueue:       {"GET", "/v1/admin/refund-queue", ""},
+		routeAdminSettleRefund:      {"POST", "/v1/admin/refund-queue/needs_refund.s1.aaaaaaaaaaaaaaaaaaaaaaaaaa:settle", `{"action":"refunded"}`},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -143,6 +147,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 		routeUpdateMe: true, routeMePassword: true,
 		routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true,
+		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -69,6 +69,10 @@ const (
 	routeAdminDeleteWebhook     // DELETE /v1/admin/webhooks/{webhook_id}
 	routeAdminWebhookDeliveries // GET    /v1/admin/webhooks/{webhook_id}/deliveries
 	routeAdminRedeliver         // POST   /v1/admin/webhooks/{webhook_id}/deliveries/{delivery_id}:redeliver
+	routeRefundRequest          // POST /v1/orders/{order_id}/refund-request (refundrules.go)
+	routeExchange               // POST /v1/orders/{order_id}/exchange
+	routeAdminRefundQueue       // GET  /v1/admin/refund-queue
+	routeAdminSettleRefund      // POST /v1/admin/refund-queue/{item_id}:settle
 	routeCount
 )
 
@@ -156,6 +160,10 @@ func init() {
 		routeAdminDeleteWebhook:     {"admin_delete_webhook", "DELETE", accessAdmin, (*Server).deleteWebhook},
 		routeAdminWebhookDeliveries: {"admin_webhook_deliveries", "GET", accessAdmin, (*Server).webhookDeliveries},
 		routeAdminRedeliver:         {"admin_redeliver_webhook", "POST", accessAdmin, (*Server).redeliver},
+		routeRefundRequest:          {"refund_request", "POST", accessBuyer, (*Server).refundRequest},
+		routeExchange:               {"exchange", "POST", accessBuyer, (*Server).exchange},
+		routeAdminRefundQueue:       {"admin_refund_queue", "GET", accessAdmin, (*Server).refundQueue},
+		routeAdminSettleRefund:      {"admin_settle_refund", "POST", accessAdmin, (*Server).settleRefund},
 	}
 }
 
@@ -250,6 +258,10 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeOrderTickets, id
 		case string(tail) == "/tickets.pdf":
 			return routeTicketsPDF, id
+		case string(tail) == "/refund-request":
+			return routeRefundRequest, id // refundrules.go
+		case string(tail) == "/exchange":
+			return routeExchange, id
 		case bytes.HasPrefix(tail, segmentTickets) && bytes.HasSuffix(tail, suffixQRPNG):
 			// the parameter is "{order_id}/tickets/{n}" (ticketprint.go splits it)
 			return routeTicketQR, rest[:len(rest)-len(suffixQRPNG)]
@@ -305,6 +317,9 @@ func matchRoute(path []byte) (route, []byte) {
 		if len(id) > 0 && string(tail) == "/refund" {
 			return routeAdminRefund, id
 		}
+	}
+	if r, param, ok := matchRefundRoute(path); ok { // refundrules.go
+		return r, param
 	}
 	return routeNone, nil
 }

@@ -33,6 +33,9 @@ type saleBody struct {
 	Description string     `json:"description"`
 
 	RealName *realNameBody `json:"real_name"` // realname.go; absent: no rule
+
+	Refunds  *refundsBody  `json:"refunds"`  // refundrules.go; absent: no self-service refund
+	Exchange *exchangeBody `json:"exchange"` // absent: no exchange
 }
 
 type tierBody struct {
@@ -77,6 +80,9 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if b.RealName != nil {
 		cfg.RealName = engine.RealNameRule{Required: b.RealName.Required, PerDocumentLimit: b.RealName.PerDocumentLimit}
 	}
+	if msg := refundRules(b.Refunds, b.Exchange, &cfg); msg != "" { // refundrules.go
+		return engine.SaleConfig{}, msg
+	}
 	for i, t := range b.Tiers {
 		if t.Stock == nil && len(t.Components) > 0 {
 			t.Stock = new(int) // a package has no stock of its own
@@ -112,6 +118,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
 	b = appendCatalogue(b, &sl.Catalogue)
 	b = appendRealNameRule(b, sl.RealName) // realname.go
+	b = appendRefundRules(b, sl.RefundPolicy)
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)

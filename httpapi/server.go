@@ -217,6 +217,7 @@ func New(cfg Config) *Server {
 		cfg.Notify.SetSources(s.notifySources()) // webhooks.go
 	}
 	s.m = newHTTPMetrics(cfg.Metrics)
+	s.registerRefundMetrics() // refundrules.go
 	s.registerCredentialMetrics()
 	s.providers = newProviderMetrics(cfg.Metrics)
 	s.live = newLiveHub(s)
