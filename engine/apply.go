@@ -70,6 +70,10 @@ func (st *state) apply(ev *event) error {
 		return st.applyTicketKey(ev)
 	case evCouponApplied:
 		return st.applyCouponUse(ev) // coupons.go
+	case evSaleArchived:
+		return st.applyArchived(ev) // archive.go
+	case evSaleUnarchived:
+		return st.applyUnarchived(ev)
 	}
 
 	idx, ok := st.byKey[ev.order]
@@ -177,6 +181,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerReport(cmd, res) // reports.go
 	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
 		st.answerCoupons(cmd, res) // coupons.go
+	case cmdArchive, cmdUnarchive:
+		st.answerArchive(cmd, res) // archive.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

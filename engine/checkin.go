@@ -468,19 +468,18 @@ func init() {
 // repartitionDoor moves the door's state to the shards that own its sales
 // under a new shard count (recover.go's repartition has moved the sales
 // and orders).
-func repartitionDoor(old, states []*state) {
-	shards := len(states)
+func repartitionDoor(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		for _, sl := range st.sales {
 			if sl.tickets != nil {
-				dst := states[shardIndex(sl.cfg.ID, shards)]
+				dst := states[route(sl.cfg.ID)]
 				nsl, _ := dst.saleByID(sl.cfg.ID)
 				nsl.tickets = sl.tickets
 			}
 		}
 		for _, a := range st.door.list {
 			o, _ := st.orderByKey(a.order)
-			dst := states[shardIndex(st.sales[o.sale].cfg.ID, shards)]
+			dst := states[route(st.sales[o.sale].cfg.ID)]
 			dst.door.add(a.order, a.ticket, dst.door.intern([]byte(a.gate)), a.at)
 		}
 	}

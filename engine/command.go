@@ -34,6 +34,8 @@ const (
 	cmdPutCoupon         // coupons.go
 	cmdPatchCoupon       // coupons.go
 	cmdCoupons           // coupons.go
+	cmdArchive           // archive.go
+	cmdUnarchive         // archive.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -65,6 +67,7 @@ type command struct {
 	coupons  *couponCommand
 
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
+	archive   *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard

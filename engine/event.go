@@ -35,6 +35,7 @@ type event struct {
 
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
+	gen       uint32       // evSaleArchived, evSaleUnarchived (archive.go)
 }
 
 type eventKind uint8
@@ -63,6 +64,8 @@ const (
 	evCouponApplied
 	evRealNameRule // realname.go
 	evAttendeesNamed
+	evSaleArchived // archive.go
+	evSaleUnarchived
 	evKindEnd
 )
 
@@ -98,6 +101,8 @@ const (
 //	CouponApplied   at key code discount        (after its OrderPlaced)
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
+//	SaleArchived    at saleID gen           (archive.go)
+//	SaleUnarchived  at saleID gen
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -185,6 +190,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendAuditEvent(b, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		b = appendCommerceEvent(b, ev)
+	case evSaleArchived, evSaleUnarchived:
+		b = appendArchiveEvent(b, ev) // archive.go
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -346,6 +353,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeAuditEvent(&d, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		decodeCommerceEvent(&d, ev)
+	case evSaleArchived, evSaleUnarchived:
+		decodeArchiveEvent(&d, ev) // archive.go
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -369,6 +378,7 @@ var kindNames = [...]string{
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
+	evSaleArchived: "SaleArchived", evSaleUnarchived: "SaleUnarchived",
 }
 
 func (k eventKind) String() string {
