@@ -66,7 +66,7 @@ type command struct {
 	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
 	coupons  *couponCommand
 
-	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
+	attendees []Attendee      // cmdPurchase on a real-name sale (realname.go)
 	archive   *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
 }
 

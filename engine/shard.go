@@ -55,13 +55,13 @@ type shard struct {
 
 // batch is one decided batch on its way to the log.
 type batch struct {
-	seq   uint64 // 0: no events (reads and rejections only)
-	data  []byte // encoded events
-	reqs  []*request
-	snap  *snapshotJob     // a snapshot frozen right after this batch
-	views []pendingView    // published once the batch is durable
-	creds *CredentialTable // published once the batch is durable; nil: unchanged
-	archive []archiveJob   // sales taken out, written with the batch's entry (archive.go)
+	seq     uint64 // 0: no events (reads and rejections only)
+	data    []byte // encoded events
+	reqs    []*request
+	snap    *snapshotJob     // a snapshot frozen right after this batch
+	views   []pendingView    // published once the batch is durable
+	creds   *CredentialTable // published once the batch is durable; nil: unchanged
+	archive []archiveJob     // sales taken out, written with the batch's entry (archive.go)
 
 	// Stage times, since Engine.started (metrics.go).
 	decideStart, decided time.Duration
