@@ -31,6 +31,7 @@ var auditedRoutes = [routeCount]bool{
 	routeAdminCreateCredential: true, routeAdminRevokeCredential: true, routePayAtCounter: true,
 	routePurchase: true, routeAdminRotateKey: true, routeAdminRetireKey: true, routeAdminBackup: true,
 	routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
+	routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
 }
 
 // auditUserValue is the RequestCtx user value holding the request's entry.

@@ -18,6 +18,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminPutSale:          {"PUT", "/v1/admin/sales/s2", ""},
 		routeAdminCloseSale:        {"POST", "/v1/admin/sales/s1:close", ""},
 		routeAdminReopenSale:       {"POST", "/v1/admin/sales/s1:reopen", ""},
+		routeAdminArchiveSale:      {"POST", "/v1/admin/sales/s9:archive", ""},
+		routeAdminUnarchiveSale:    {"POST", "/v1/admin/sales/s9:unarchive", ""},
 		routeAdminLoadSales:        {"POST", "/v1/admin/sales:load", `{"sales":[]}`},
 		routeAdminListSales:        {"GET", "/v1/admin/sales", ""},
 		routeAdminSaleOrders:       {"GET", "/v1/admin/sales/s1/orders", ""},
@@ -136,6 +138,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminBackup:       true,
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 		routeUpdateMe: true, routeMePassword: true,
+		routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

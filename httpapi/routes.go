@@ -63,6 +63,8 @@ const (
 	routeMe                    // GET   /v1/me (profile.go)
 	routeUpdateMe              // PATCH /v1/me (meRoute)
 	routeMePassword            // POST  /v1/me/password
+	routeAdminArchiveSale      // POST /v1/admin/sales/{sale_id}:archive (archive.go)
+	routeAdminUnarchiveSale    // POST /v1/admin/sales/{sale_id}:unarchive
 	routeCount
 )
 
@@ -144,6 +146,8 @@ func init() {
 		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
 		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
 		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeAdminArchiveSale:      {"admin_archive_sale", "POST", accessAdmin, (*Server).archiveSale},
+		routeAdminUnarchiveSale:    {"admin_unarchive_sale", "POST", accessAdmin, (*Server).unarchiveSale},
 	}
 }
 
@@ -243,6 +247,12 @@ func matchRoute(path []byte) (route, []byte) {
 			if id, ok := bytes.CutSuffix(seg, suffixReopen); ok && len(id) > 0 {
 				return routeAdminReopenSale, id
 			}
+			if id, ok := bytes.CutSuffix(seg, suffixArchive); ok && len(id) > 0 {
+				return routeAdminArchiveSale, id
+			}
+			if id, ok := bytes.CutSuffix(seg, suffixUnarchive); ok && len(id) > 0 {
+				return routeAdminUnarchiveSale, id
+			}
 		}
 		switch {
 		case len(seg) == 0 || bytes.IndexByte(seg, ':') >= 0:
@@ -296,6 +306,8 @@ var (
 	prefixAdminEvents      = []byte("/v1/admin/events/")
 	suffixClose            = []byte(":close")
 	suffixReopen           = []byte(":reopen")
+	suffixArchive          = []byte(":archive")
+	suffixUnarchive        = []byte(":unarchive")
 	suffixRetire           = []byte(":retire")
 	checkInKeysSegment     = []byte("/checkin-keys/")
 )
