@@ -220,6 +220,14 @@ func testArchiveReadsAsBefore(t *testing.T, snaps int) {
 	}
 	f.restart()
 	sameReads(t, "archived twice, restarted", f.reads(), before)
+	// Another shard count repartitions the archived sale with the others.
+	f.shards = 3
+	f.restart()
+	sameReads(t, "archived, repartitioned", f.reads(), before)
+	if _, err := f.e.Unarchive(ctx, "done"); err != nil {
+		t.Fatal(err)
+	}
+	sameReads(t, "repartitioned, unarchived", f.reads(), before)
 }
 
 // TestArchiveRefusesPendingOrders: held tickets keep a sale live until

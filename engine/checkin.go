@@ -249,6 +249,8 @@ func (st *state) decideScan(sc *scanCommand, gate string, now int64, evs []event
 	var o *order
 	if sl != nil {
 		o, _ = st.orderByKey(sc.order)
+	} else if rej := st.archivedRejection(&command{saleID: sc.saleID}); rej != nil {
+		return evs, Admission{}, rej // archive.go
 	}
 	if o == nil || o.sale != si {
 		return evs, Admission{}, reject(CodeInvalidTicket, "no such ticket in sale %q", sc.saleID)
