@@ -442,8 +442,8 @@ func isArchivedRejection(err error) bool {
 }
 
 // fromArchive answers a request that the shard refused because its sale is
-// archived, if it is one the archive answers: an order or a page of orders
-// from their records; other reads on the sale read back from disk; a late
+// archived, if it is one the archive answers: an order, a page of orders or
+// of attendees from their records; other reads on the sale read back from disk; a late
 // payment, refund, cancel or counter payment after bringing the sale back.
 // It returns the shard's rejection otherwise.
 func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej error) error {
@@ -466,7 +466,14 @@ func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej
 		}
 		r.res = result{orders: orders, next: next}
 		return nil
-	case cmdUserOrders, cmdTickets, cmdSaleReport, cmdSaleAttendees, cmdRevocations, cmdTicketKeys, cmdCoupons,
+	case cmdSaleAttendees:
+		rows, next, err := archivedAttendees(e.store, saleID, cmd.after, cmd.limit)
+		if err != nil {
+			return err
+		}
+		r.res = result{reports: &reportResult{attendees: rows, next: next}}
+		return nil
+	case cmdUserOrders, cmdTickets, cmdSaleReport, cmdRevocations, cmdTicketKeys, cmdCoupons,
 		cmdPay, cmdRefund, cmdCancel, cmdCounterPay:
 	default:
 		return rej

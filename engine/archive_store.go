@@ -16,13 +16,15 @@ import (
 //
 //	sale 'g'                 → gen(4)           the newest generation
 //	sale gen(4) 'c' n(4)     → snapshot chunk n  the sale's whole state (snapshot.go format)
-//	sale gen(4) 'o' idx(4)   → Order (JSON)      each order as the API shows it, in creation order
+//	sale gen(4) 'o' idx(4)   → order record      each order as the API shows it (JSON), with the
+//	                                              gate and time of each admitted ticket, in creation order
 //	sale gen(4) 'k' key(16)  → idx(4)            an order's place, by its key
 //
 // where sale is uvarint(len(id)) id. One order is read with two point
-// lookups, a page of orders with one scan, without loading the sale; the
-// chunks bring the sale back to memory (unarchive) and serve the reads that
-// need its whole state (reports, exports, tickets). A generation's records
+// lookups, a page of orders or attendees (the exports) with one scan,
+// without loading the sale; the chunks bring the sale back to memory
+// (unarchive) and serve the reads that need its whole state (reports,
+// tickets). A generation's records
 // are written once, in the batch of the SaleArchived entry, and never
 // changed: replaying a SaleUnarchived reads the generation it names.
 type ArchiveStore interface {
@@ -60,11 +62,16 @@ func archiveRecords(one *state, gen uint32) (keys, values [][]byte) {
 	}
 	for i := int32(0); i < one.orders.n; i++ {
 		o := one.orders.at(i)
-		v := one.orderView(o)
-		v.ID = formatOrderID(id, o.key)
-		b, err := json.Marshal(&v)
+		rec := archivedOrderRecord{Order: one.orderView(o)}
+		rec.Order.ID = formatOrderID(id, o.key)
+		for n := range int(o.qty) {
+			if ad := one.door.find(o.key, uint8(n)); ad != nil && o.checkedIn&(1<<n) != 0 {
+				rec.Door = append(rec.Door, archivedAdmission{Ticket: n, Gate: ad.gate, AtMs: ad.at})
+			}
+		}
+		b, err := json.Marshal(&rec)
 		if err != nil {
-			panic(newInvariantError("archive of order %s: %v", v.ID, err))
+			panic(newInvariantError("archive of order %s: %v", rec.Order.ID, err))
 		}
 		idx := binary.BigEndian.AppendUint32(nil, uint32(i))
 		keys = append(keys, binary.BigEndian.AppendUint32(archivePrefix(id, gen, 'o'), uint32(i)))
@@ -142,36 +149,82 @@ func archivedOrder(store ArchiveStore, saleID string, key orderKey) (Order, bool
 	if err != nil || !ok {
 		return Order{}, false, err
 	}
-	var o Order
-	if err := json.Unmarshal(v, &o); err != nil {
+	var rec archivedOrderRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
 		return Order{}, false, fmt.Errorf("%w: archived order: %v", errCorrupt, err)
 	}
-	return o, true, nil
+	return rec.Order, true, nil
+}
+
+// archivedOrderRecord is the value of an order's 'o' record.
+type archivedOrderRecord struct {
+	Order Order
+	Door  []archivedAdmission `json:",omitempty"`
+}
+
+type archivedAdmission struct {
+	Ticket int
+	Gate   string
+	AtMs   int64
 }
 
 // archivedOrders reads up to limit orders after index after (-1: from the
 // first), in creation order, and the index of the last one read (-1 when
 // none is left after the page).
 func archivedOrders(store ArchiveStore, saleID string, after, limit int) ([]Order, int, error) {
+	var out []Order
+	next, err := scanArchivedOrders(store, saleID, after, limit, func(rec *archivedOrderRecord) {
+		out = append(out, rec.Order)
+	})
+	return out, next, err
+}
+
+// archivedAttendees is attendeesPage (reports.go) on the records.
+func archivedAttendees(store ArchiveStore, saleID string, after, limit int) ([]AttendeeRow, int, error) {
+	var out []AttendeeRow
+	next, err := scanArchivedOrders(store, saleID, after, limit, func(rec *archivedOrderRecord) {
+		o := &rec.Order
+		kept := o.Status == StatusPaid && !o.NeedsRefund
+		for n := range o.Quantity {
+			in := o.CheckedIn&(1<<n) != 0
+			if !kept && !in {
+				continue
+			}
+			a := AttendeeRow{TicketID: TicketCode(o.ID, n), OrderID: o.ID, Ticket: n, TierID: o.TierID,
+				UserID: o.UserID, BoxOffice: o.BoxOffice, Status: o.Status, CheckedIn: in}
+			for _, d := range rec.Door {
+				if in && d.Ticket == n {
+					a.Gate, a.AtMs = d.Gate, d.AtMs
+				}
+			}
+			out = append(out, a)
+		}
+	})
+	return out, next, err
+}
+
+// scanArchivedOrders hands fn up to limit order records after index after
+// and returns the index to continue after, or -1 at the end.
+func scanArchivedOrders(store ArchiveStore, saleID string, after, limit int, fn func(*archivedOrderRecord)) (int, error) {
 	gen, err := archivedGen(store, saleID)
 	if err != nil {
-		return nil, -1, err
+		return -1, err
 	}
 	prefix := archivePrefix(saleID, gen, 'o')
 	start := binary.BigEndian.AppendUint32(append([]byte(nil), prefix...), uint32(after+1))
-	var out []Order
-	next := -1
+	seen, next := 0, -1
 	err = store.ArchiveScan(prefix, start, func(_, v []byte) (bool, error) {
-		if len(out) == limit {
-			next = after + len(out)
+		if seen == limit {
+			next = after + seen
 			return false, nil
 		}
-		var o Order
-		if err := json.Unmarshal(v, &o); err != nil {
+		var rec archivedOrderRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
 			return false, fmt.Errorf("%w: archived order: %v", errCorrupt, err)
 		}
-		out = append(out, o)
+		seen++
+		fn(&rec)
 		return true, nil
 	})
-	return out, next, err
+	return next, err
 }
