@@ -420,8 +420,11 @@ func (e *Engine) Unarchive(ctx context.Context, saleID string) (Sale, error) {
 			e.archiveM.unarchiveSeconds.UpdateDuration(start)
 			return out, nil
 		}
-		if err != nil && !isArchivedRejection(err) || attempt == 3 {
+		if err != nil && !isArchivedRejection(err) {
 			return out, err
+		}
+		if attempt == 3 {
+			return Sale{}, fmt.Errorf("engine: sale %q was archived again at each of 3 attempts to bring it back", saleID)
 		}
 		// Archived: read the newest generation and ask again with it.
 		gen, err := archivedGen(e.store, saleID)
@@ -434,6 +437,18 @@ func (e *Engine) Unarchive(ctx context.Context, saleID string) (Sale, error) {
 		}
 		cmd = &archiveCommand{gen: gen, loaded: loaded}
 	}
+}
+
+// archiveAnswers reports whether fromArchive answers a command on an
+// archived sale (then the shard does not audit its rejection: the answer is
+// audited).
+func archiveAnswers(kind cmdKind) bool {
+	switch kind {
+	case cmdGetOrder, cmdSaleOrders, cmdSaleAttendees, cmdUserOrders, cmdTickets, cmdSaleReport, cmdRevocations,
+		cmdTicketKeys, cmdCoupons, cmdPay, cmdRefund, cmdCancel, cmdCounterPay:
+		return true
+	}
+	return false
 }
 
 func isArchivedRejection(err error) bool {
@@ -473,9 +488,8 @@ func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej
 		}
 		r.res = result{reports: &reportResult{attendees: rows, next: next}}
 		return nil
-	case cmdUserOrders, cmdTickets, cmdSaleReport, cmdRevocations, cmdTicketKeys, cmdCoupons,
-		cmdPay, cmdRefund, cmdCancel, cmdCounterPay:
-	default:
+	}
+	if !archiveAnswers(cmd.kind) {
 		return rej
 	}
 	gen, err := archivedGen(e.store, saleID)
@@ -489,13 +503,23 @@ func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej
 	var res result
 	if evs := st.execute(&cmd, e.cfg.Now().UnixMilli(), &res, nil); len(evs) == 0 {
 		r.res = res // a read, or a write that changes nothing (a replayed payment event)
+		if cmd.audit != nil { // the shard left it to this answer
+			outcome := "ok"
+			if res.rej != nil {
+				outcome = string(res.rej.Code)
+			}
+			if err := e.RecordAudit(ctx, *cmd.audit, outcome); err != nil {
+				return err
+			}
+		}
 		if res.rej != nil {
 			return res.rej
 		}
 		return nil
 	}
-	// It changes the sale: bring the sale back and decide it there.
-	if _, err := e.Unarchive(ctx, saleID); err != nil {
+	// It changes the sale: bring the sale back (not an admin's unarchive:
+	// the command is audited, not this) and decide it there.
+	if _, err := e.Unarchive(context.WithValue(ctx, auditKey{}, (*AuditEntry)(nil)), saleID); err != nil {
 		return err
 	}
 	r.res = result{}
@@ -558,7 +582,10 @@ func (s *shard) stepArchive(b *batch, cmd *command, res *result, now int64) {
 	}
 	s.evs = s.st.execute(cmd, now, res, s.evs[:0])
 	s.st.staged = nil
-	if !cmd.archive.auto {
+	// Audited once per admin request: an unarchive that must first read the
+	// sale (answered "archived") asks again, and only that answer counts.
+	retried := cmd.kind == cmdUnarchive && (res.rej == nil && res.sale.Archived || res.rej != nil && res.rej.Code == CodeSaleArchived)
+	if !cmd.archive.auto && !retried {
 		s.evs = s.st.auditCommand(cmd, now, res, s.evs) // audit.go: in the same entry
 	}
 	b.data = s.appendEvents(b.data, s.evs)

@@ -188,7 +188,9 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 		return
 	}
 	s.evs = s.st.execute(&r.cmd, now, &r.res, s.evs[:0])
-	s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry
+	if rej := r.res.rej; rej == nil || rej.Code != CodeSaleArchived || s.e.store == nil || !archiveAnswers(r.cmd.kind) {
+		s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry; archive.go audits its answers
+	}
 	b.data = s.appendEvents(b.data, s.evs)
 }
 

@@ -89,6 +89,19 @@ func TestArchiveRoutesAnswerAsBefore(t *testing.T) {
 		t.Fatal("still archived after a refund")
 	}
 	e.want(e.do("POST", "/v1/admin/sales/s1:unarchive", e.admin(), ""), 200, "")
+	// One audit entry per admin request, however many steps it took.
+	for action, want := range map[string]int{"admin_archive_sale": 3, "admin_unarchive_sale": 1, "admin_refund": 1} {
+		entries := e.want(e.do("GET", "/v1/admin/audit?action="+action, e.admin(), ""), 200, "").json()["entries"].([]any)
+		if len(entries) != want {
+			t.Errorf("%d audit entries of %s, want %d: %v", len(entries), action, want, entries)
+		}
+	}
+	e.want(e.do("POST", "/v1/admin/sales/s1:archive", e.admin(), ""), 200, "")
+	e.want(e.do("POST", "/v1/admin/sales/s1:unarchive", e.admin(), ""), 200, "")
+	entries := e.want(e.do("GET", "/v1/admin/audit?action=admin_unarchive_sale", e.admin(), ""), 200, "").json()["entries"].([]any)
+	if len(entries) != 2 {
+		t.Errorf("%d audit entries of unarchive after a second one, want 2", len(entries))
+	}
 	// Held tickets keep it live.
 	e.want(e.buy("s1", "eve", "k2", "floor", 1), 201, "")
 	e.want(e.do("POST", "/v1/admin/sales/s1:archive", e.admin(), ""), 409, "orders_pending")
