@@ -502,7 +502,7 @@ func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej
 	}
 	var res result
 	if evs := st.execute(&cmd, e.cfg.Now().UnixMilli(), &res, nil); len(evs) == 0 {
-		r.res = res // a read, or a write that changes nothing (a replayed payment event)
+		r.res = res           // a read, or a write that changes nothing (a replayed payment event)
 		if cmd.audit != nil { // the shard left it to this answer
 			outcome := "ok"
 			if res.rej != nil {
