@@ -83,6 +83,7 @@ type options struct {
 	adminToken, userSecret, paymentSecret, doorToken string
 	shards, batchMax, inboxMax                       int
 	tick, logMinSync, logSyncGather                  time.Duration
+	archiveAfter                                     time.Duration // engine/archive.go
 	logMinSyncWaiting                                int
 	maxBody, maxLoadBody                             int
 	readTimeout, writeTimeout, idleTimeout           time.Duration
@@ -119,6 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
+	env.duration(&o.archiveAfter, "archive-after", "ONSALE_ARCHIVE_AFTER", 0,
+		"archive a sale (move it out of memory to disk) this long after its performance starts (or it closes); 0: only by POST .../{sale_id}:archive")
 	env.duration(&o.logSyncGather, "log-sync-gather", "ONSALE_LOG_SYNC_GATHER", time.Millisecond,
 		"after a log sync, how long a shard may hold new purchases so that the callers just answered join the next sync with them (never longer than a sync takes); 0 = never hold")
 	env.duration(&o.logMinSync, "log-min-sync-interval", "ONSALE_LOG_MIN_SYNC_INTERVAL", 300*time.Microsecond,
@@ -205,6 +208,7 @@ func checkOptions(o *options) error {
 	check(o.data != "", "data", "must name a directory")
 	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
 	check(o.logMinSync >= 0 && o.logMinSync <= time.Second, "log-min-sync-interval", "must be 0 to 1s, not %s", o.logMinSync)
+	check(o.archiveAfter >= 0, "archive-after", "must be 0 (off) or positive, not %s", o.archiveAfter)
 	check(o.logSyncGather >= 0 && o.logSyncGather <= 100*time.Millisecond, "log-sync-gather", "must be 0 to 100ms, not %s", o.logSyncGather)
 	check(o.logMinSyncWaiting >= 1, "log-min-sync-waiting", "must be at least 1, not %d", o.logMinSyncWaiting)
 	check(o.batchMax >= 1, "batch-max", "must be at least 1, not %d", o.batchMax)
@@ -492,7 +496,8 @@ func (a *app) recover() recovery {
 	eng, err := engine.Open(engine.Config{
 		Journal: log, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
 		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
-		Outbox: a.notifier,
+		Outbox:       a.notifier,
+		ArchiveAfter: a.o.archiveAfter,
 	})
 	if err != nil {
 		log.Close()

@@ -74,6 +74,10 @@ func (st *state) apply(ev *event) error {
 		return st.applyTicketKey(ev)
 	case evCouponApplied:
 		return st.applyCouponUse(ev) // coupons.go
+	case evSaleArchived:
+		return st.applyArchived(ev) // archive.go
+	case evSaleUnarchived:
+		return st.applyUnarchived(ev)
 	}
 
 	idx, ok := st.byKey[ev.order]
@@ -187,6 +191,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerRefundRules(cmd, res) // refundrules.go
 	case cmdRefundQueue:
 		st.queue(cmd, res) // refundrules.go
+	case cmdArchive, cmdUnarchive:
+		st.answerArchive(cmd, res) // archive.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

@@ -298,11 +298,11 @@ func (e *Engine) PayAtCounter(ctx context.Context, orderID, key string, p Counte
 
 // moveBoxOffice moves each box-office record to the new shard of its order's
 // sale (repartition).
-func moveBoxOffice(old, states []*state) {
+func moveBoxOffice(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		for k, r := range st.boxOffice {
 			o, _ := st.orderByKey(k)
-			dst := states[shardIndex(st.sales[o.sale].cfg.ID, len(states))]
+			dst := states[route(st.sales[o.sale].cfg.ID)]
 			if dst.boxOffice == nil {
 				dst.boxOffice = make(map[orderKey]*BoxOffice)
 			}

@@ -131,7 +131,7 @@ func (e *Engine) Catalogue(q *CatalogueQuery, nowMs int64) ([]*Sale, string) {
 
 // canSell: a ticket of the sale could still be bought, now or once it opens.
 func canSell(v *Sale, nowMs int64) bool {
-	if v.Closed || nowMs >= v.ClosesAtMs {
+	if v.Closed || v.Archived || nowMs >= v.ClosesAtMs {
 		return false
 	}
 	for _, c := range v.TierCounts {

@@ -249,6 +249,8 @@ func (st *state) decideScan(sc *scanCommand, gate string, now int64, evs []event
 	var o *order
 	if sl != nil {
 		o, _ = st.orderByKey(sc.order)
+	} else if rej := st.archivedRejection(&command{saleID: sc.saleID}); rej != nil {
+		return evs, Admission{}, rej // archive.go
 	}
 	if o == nil || o.sale != si {
 		return evs, Admission{}, reject(CodeInvalidTicket, "no such ticket in sale %q", sc.saleID)
@@ -468,19 +470,18 @@ func init() {
 // repartitionDoor moves the door's state to the shards that own its sales
 // under a new shard count (recover.go's repartition has moved the sales
 // and orders).
-func repartitionDoor(old, states []*state) {
-	shards := len(states)
+func repartitionDoor(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		for _, sl := range st.sales {
 			if sl.tickets != nil {
-				dst := states[shardIndex(sl.cfg.ID, shards)]
+				dst := states[route(sl.cfg.ID)]
 				nsl, _ := dst.saleByID(sl.cfg.ID)
 				nsl.tickets = sl.tickets
 			}
 		}
 		for _, a := range st.door.list {
 			o, _ := st.orderByKey(a.order)
-			dst := states[shardIndex(st.sales[o.sale].cfg.ID, shards)]
+			dst := states[route(st.sales[o.sale].cfg.ID)]
 			dst.door.add(a.order, a.ticket, dst.door.intern([]byte(a.gate)), a.at)
 		}
 	}

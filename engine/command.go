@@ -42,6 +42,8 @@ const (
 	cmdExchange          // refundrules.go
 	cmdRefundQueue       // refundrules.go
 	cmdSettleRefund      // refundrules.go
+	cmdArchive           // archive.go
+	cmdUnarchive         // archive.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -76,7 +78,8 @@ type command struct {
 	refs      []OrderRef // cmdOrderRefs (outbox.go)
 	hook      *Webhook   // cmdPutWebhook (webhooks.go)
 
-	refund *refundCommand // refundrules.go
+	refund  *refundCommand  // refundrules.go
+	archive *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard

@@ -26,6 +26,11 @@ func (st *state) execute(cmd *command, now int64, res *result, evs []event) []ev
 // decide validates cmd against the state and appends the events that carry
 // it out. It changes nothing.
 func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]event, *Rejection) {
+	if len(st.archived) > 0 && cmd.kind != cmdArchive && cmd.kind != cmdUnarchive {
+		if rej := st.archivedRejection(cmd); rej != nil { // archive.go
+			return evs, rej
+		}
+	}
 	switch cmd.kind {
 	case cmdPurchase:
 		return st.decidePurchase(cmd, now, evs)
@@ -88,6 +93,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 		}
 		return evs, nil
+	case cmdArchive, cmdUnarchive:
+		return st.decideArchive(cmd, now, res, evs) // archive.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {

@@ -66,6 +66,12 @@
 //     an exchange takes the new tier's stock and returns the old order's in
 //     one log entry, so it never oversells and a crash keeps both or
 //     neither; each refund under the rules logs its amount and fee.
+//   - An archived sale (archive.go) is in the log's archive keyspace and
+//     not in memory: its records are written in the same Pebble batch as
+//     the SaleArchived entry (ArchiveStore), so a crash keeps both or
+//     neither; reads of it come from those records, and a write that
+//     changes it brings it back into its shard first (SaleUnarchived,
+//     applied with the generation of records it names).
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

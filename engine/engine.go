@@ -45,6 +45,10 @@ type Config struct {
 	// all when nobody is expected. Negative turns gathering off [1ms].
 	SyncGatherMax time.Duration
 
+	// ArchiveAfter: a sale is archived automatically this long after its
+	// performance starts (archive.go); 0 turns the automatic rule off.
+	ArchiveAfter time.Duration
+
 	Now     func() time.Time // the clock [time.Now]; read once per batch
 	Logger  *slog.Logger     // [slog.Default()]
 	OnFatal func(error)      // called once when a log write fails [log and os.Exit(1)]
@@ -117,6 +121,11 @@ type Engine struct {
 	views   *saleViews
 	creds   credentialViews
 	stages  *stageMetrics
+
+	store          ArchiveStore // the Journal, if it can archive (archive.go); else nil
+	archiveM       archiveMetrics
+	archivedSales  atomic.Int64
+	archivedOrders atomic.Int64
 }
 
 // Open recovers the state from the journal (newest snapshot of each shard,
@@ -134,6 +143,8 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	m := newEngineMetrics(cfg.Metrics)
 	e.stages = m.stages
+	e.store, _ = cfg.Journal.(ArchiveStore)
+	e.archiveM = newArchiveMetrics(m.set, e)
 	e.creds.table.Store(emptyCredentialTable)
 	for i := range cfg.Shards {
 		s := newShard(e, i, states[i], seqs[i], m)
@@ -146,6 +157,7 @@ func Open(cfg Config) (*Engine, error) {
 			s.st.touch(int32(si))
 		}
 		e.views.publish(s.takeViews(nil))
+		s.publishArchived() // archive.go
 		if len(s.st.creds.list) > 0 {
 			s.st.creds.changed = true
 		}
@@ -517,6 +529,10 @@ func (e *Engine) call(ctx context.Context, saleID string, r *request) error {
 		return err
 	}
 	if err := e.wait(ctx, r); err != nil {
+		if rej, ok := err.(*Rejection); ok && rej.Code == CodeSaleArchived && e.store != nil &&
+			r.cmd.kind != cmdArchive && r.cmd.kind != cmdUnarchive {
+			return e.fromArchive(ctx, saleID, r, err) // archive.go
+		}
 		return err
 	}
 	if r.durable > 0 {

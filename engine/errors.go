@@ -30,6 +30,8 @@ const (
 	CodeTicketAlreadyCheckIn Code = "already_checked_in"
 	CodeTicketUsed           Code = "ticket_used"
 	CodeUnknownCredential    Code = "unknown_credential"
+	CodeSaleArchived         Code = "sale_archived"  // archive.go
+	CodePendingOrders        Code = "orders_pending" // archive.go
 )
 
 // Rejection is a business outcome: the command was understood and refused,

@@ -38,6 +38,7 @@ type event struct {
 	hook      *Webhook     // evWebhookPut, evWebhookDeleted (ID only; webhooks.go)
 
 	refund *refundEvent // refundrules.go
+	gen    uint32       // evSaleArchived, evSaleUnarchived (archive.go)
 }
 
 type eventKind uint8
@@ -74,6 +75,8 @@ const (
 	evRefundSettled
 	evOrderExchanged
 	evChargeRefunded
+	evSaleArchived // archive.go
+	evSaleUnarchived
 	evKindEnd
 )
 
@@ -112,6 +115,8 @@ const (
 //	WebhookPut, WebhookDeleted: webhooks.go
 //	RefundRules, RefundRequested, RefundRequestRejected, RefundSettled,
 //	OrderExchanged, ChargeRefunded: refundrules.go
+//	SaleArchived    at saleID gen           (archive.go)
+//	SaleUnarchived  at saleID gen
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -203,6 +208,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendWebhookEvent(b, ev)
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
 		b = appendRefundEvent(b, ev)
+	case evSaleArchived, evSaleUnarchived:
+		b = appendArchiveEvent(b, ev) // archive.go
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -368,6 +375,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeWebhookEvent(&d, ev)
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
 		decodeRefundEvent(&d, ev)
+	case evSaleArchived, evSaleUnarchived:
+		decodeArchiveEvent(&d, ev) // archive.go
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -394,6 +403,7 @@ var kindNames = [...]string{
 	evWebhookPut: "WebhookPut", evWebhookDeleted: "WebhookDeleted",
 	evRefundRules: "RefundRules", evRefundRequested: "RefundRequested", evRefundRequestRejected: "RefundRequestRejected",
 	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
+	evSaleArchived: "SaleArchived", evSaleUnarchived: "SaleUnarchived",
 }
 
 func (k eventKind) String() string {

@@ -427,11 +427,11 @@ func (st *state) checkRealName() {
 
 // moveRealName files each order's attendees on the new shard of its sale
 // (repartition); the rules travel in the sales' configs.
-func moveRealName(old, states []*state) {
+func moveRealName(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		for k, as := range st.realName.attendees {
 			o, _ := st.orderByKey(k)
-			dst := states[shardIndex(st.sales[o.sale].cfg.ID, len(states))]
+			dst := states[route(st.sales[o.sale].cfg.ID)]
 			no, _ := dst.orderByKey(k)
 			dst.fileAttendees(no.sale, k, as)
 		}

@@ -106,6 +106,9 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 	if seq, events, err = replay(j, shard, st, seq); err != nil {
 		return nil, 0, 0, err
 	}
+	if st.rebuilt { // an archive or unarchive renumbered the orders (archive.go)
+		restored, st.rebuilt, st.reshaped = 0, false, false
+	}
 	// checkState reads neither the idempotency index nor the hold heap:
 	// recount while endReplay builds them.
 	var checkErr error
@@ -149,6 +152,11 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 	events := 0
 	for b := range blocks {
 		for i := range b.events {
+			if b.events[i].kind == evSaleUnarchived {
+				if err := stageUnarchive(j, st, &b.events[i]); err != nil { // archive_store.go
+					return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
+				}
+			}
 			if err := st.apply(&b.events[i]); err != nil {
 				return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 			}
@@ -300,32 +308,12 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	for i := range states {
 		states[i] = newState()
 	}
-	for _, st := range old {
-		newIdx := make([]int32, len(st.sales))
-		for i, sl := range st.sales {
-			dst := states[shardIndex(sl.cfg.ID, shards)]
-			dst.insertSale(sl.cfg, sl.closed)
-			newIdx[i] = int32(len(dst.sales) - 1)
-		}
-		for i := int32(0); i < st.orders.n; i++ {
-			o := *st.orders.at(i)
-			dst := states[shardIndex(st.sales[o.sale].cfg.ID, shards)]
-			o.sale = newIdx[o.sale]
-			dst.insertOrder(o)
-			if c, ok := st.charges[o.key]; ok {
-				if dst.charges == nil {
-					dst.charges = make(map[orderKey][]DuplicateCharge)
-				}
-				dst.charges[o.key] = c
-			}
-		}
+	if len(old) > 0 {
+		partitionSales(old, states, func(saleID string) int { return shardIndex(saleID, shards) }) // archive.go
 	}
 	moveCredentials(old, states)
 	moveWebhooks(old, states) // webhooks.go
 	moveAudit(old, states)
-	moveBoxOffice(old, states)
-	moveRealName(old, states)
-	moveRefunds(old, states)     // refundrules.go
-	repartitionDoor(old, states) // checkin.go
+	moveArchived(old, states) // archive.go
 	return states, nil
 }

@@ -1106,11 +1106,11 @@ func restoreRefundRecords(st *state, body []byte) error {
 
 // moveRefunds files the records on the new shard of their order's sale
 // (repartition); the rules travel in the sales' configs.
-func moveRefunds(old, states []*state) {
+func moveRefunds(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		dst := func(k orderKey) *state {
 			o, _ := st.orderByKey(k)
-			return states[shardIndex(st.sales[o.sale].cfg.ID, len(states))]
+			return states[route(st.sales[o.sale].cfg.ID)]
 		}
 		for k, r := range st.refunds.requests {
 			d := dst(k)

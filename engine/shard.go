@@ -47,16 +47,22 @@ type shard struct {
 	slots []*viewSlot // published views, by sale index (views.go); loop only
 
 	gatherer *gatherer // committer and acker (gather.go)
+
+	// archive.go, loop only: what the shard last counted into the engine's
+	// archive gauges, and when the automatic rule is looked at next.
+	archivedSales, archivedOrders int64
+	nextArchiveCheck              int64
 }
 
 // batch is one decided batch on its way to the log.
 type batch struct {
-	seq   uint64 // 0: no events (reads and rejections only)
-	data  []byte // encoded events
-	reqs  []*request
-	snap  *snapshotJob     // a snapshot frozen right after this batch
-	views []pendingView    // published once the batch is durable
-	creds *CredentialTable // published once the batch is durable; nil: unchanged
+	seq     uint64 // 0: no events (reads and rejections only)
+	data    []byte // encoded events
+	reqs    []*request
+	snap    *snapshotJob     // a snapshot frozen right after this batch
+	views   []pendingView    // published once the batch is durable
+	creds   *CredentialTable // published once the batch is durable; nil: unchanged
+	archive []archiveJob     // sales taken out, written with the batch's entry (archive.go)
 
 	// Stage times, since Engine.started (metrics.go).
 	decideStart, decided time.Duration
@@ -111,7 +117,8 @@ func (s *shard) run() {
 		select {
 		case first = <-s.inbox:
 		case <-ticker.C:
-			if at, ok := s.st.nextExpiry(); !ok || at > s.e.cfg.Now().UnixMilli() {
+			nowMs := s.e.cfg.Now().UnixMilli()
+			if at, ok := s.st.nextExpiry(); (!ok || at > nowMs) && !s.archiveCheck(nowMs) {
 				continue
 			}
 		case <-s.quit:
@@ -127,6 +134,7 @@ func (s *shard) run() {
 		} else {
 			s.evs = s.st.expireDue(now, s.e.cfg.ExpireMax, s.evs[:0])
 			b.data = s.appendEvents(b.data, s.evs)
+			s.autoArchive(b, now) // archive.go
 		}
 	drain:
 		for len(b.reqs) < s.e.cfg.BatchMax {
@@ -177,12 +185,18 @@ func (s *shard) step(b *batch, r *request, now int64, mono time.Duration) {
 		s.st.lookupOrders(r.cmd.refs, &r.res) // outbox.go
 		return
 	}
+	if r.cmd.kind == cmdArchive || r.cmd.kind == cmdUnarchive {
+		s.stepArchive(b, &r.cmd, &r.res, now) // archive.go
+		return
+	}
 	if r.cmd.kind == cmdAuditRecord {
 		b.data = s.appendEvents(b.data, s.st.recordAudit(r.cmd.audit, r.cmd.key, now, s.evs[:0]))
 		return
 	}
 	s.evs = s.st.execute(&r.cmd, now, &r.res, s.evs[:0])
-	s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry
+	if rej := r.res.rej; rej == nil || rej.Code != CodeSaleArchived || s.e.store == nil || !archiveAnswers(r.cmd.kind) {
+		s.evs = s.st.auditCommand(&r.cmd, now, &r.res, s.evs) // audit.go: in the same entry; archive.go audits its answers
+	}
 	b.data = s.appendEvents(b.data, s.evs)
 }
 
@@ -324,7 +338,11 @@ func (s *shard) commit() {
 		} else if len(entries) > 0 {
 			group[0].entries = len(entries)
 			s.gatherer.unsynced.Add(1)
-			group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			if keys, values := archiveWrites(group); keys != nil { // archive.go: in the same Pebble batch
+				group[0].wait, group[0].err = s.e.store.AppendArchive(s.id, firstSeq, entries, keys, values)
+			} else {
+				group[0].wait, group[0].err = s.e.cfg.Journal.Append(s.id, firstSeq, entries)
+			}
 			if group[0].err != nil {
 				s.gatherer.unsynced.Add(-1)
 			}

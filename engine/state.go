@@ -47,6 +47,17 @@ type state struct {
 	// published their views (views.go); sale.touched says who is in it.
 	touched []int32
 
+	// archived are the shard's archived sales, by id (archive.go). staged
+	// is the sale an unarchive brings back, read from disk before its event
+	// is applied; archivedOut the sale an archive took out, for the shard to
+	// write. rebuilt and reshaped say that an archive or unarchive rebuilt
+	// the state (its indexes, for recovery; its sale numbers, for the shard).
+	archived    map[string]*archivedSale
+	staged      *state
+	archivedOut *state
+	rebuilt     bool
+	reshaped    bool
+
 	// replaying is set while recovery applies the log, which reads neither
 	// the hold heap nor the idempotency index: insertOrder leaves both to
 	// endReplay (recover.go), which builds them once, sized.
@@ -64,6 +75,9 @@ type sale struct {
 	tickets *saleTickets  // ticket keys and revocations (ticketkeys.go); nil: none logged yet
 	coupons *saleCoupons  // coupons.go; nil: none
 	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
+
+	archiveGen   uint32 // archive.go: generations archived so far
+	unarchivedAt int64  // when it was last brought back from the archive
 
 	// derived
 	users map[string]userState
@@ -118,8 +132,9 @@ type order struct {
 
 func newState() *state {
 	return &state{
-		saleIdx: make(map[string]int32),
-		byKey:   make(map[orderKey]int32),
+		saleIdx:  make(map[string]int32),
+		byKey:    make(map[orderKey]int32),
+		archived: make(map[string]*archivedSale),
 	}
 }
 

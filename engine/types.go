@@ -78,6 +78,7 @@ type TierConfig struct {
 type Sale struct {
 	SaleConfig
 	Closed     bool // closed by an admin, whatever the clock says
+	Archived   bool // moved out of memory (archive.go): counts are final
 	OrderCount int
 	TierCounts []TierCounts // same order as SaleConfig.Tiers
 	// Version numbers the published views of the sale (SaleView): 1 for

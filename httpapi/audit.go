@@ -33,6 +33,7 @@ var auditedRoutes = [routeCount]bool{
 	routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 	routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true, // webhooks.go
 	routeAdminSettleRefund: true, // refundrules.go
+	routeAdminArchiveSale:  true, routeAdminUnarchiveSale: true,
 }
 
 // auditUserValue is the RequestCtx user value holding the request's entry.

@@ -28,6 +28,12 @@ var metricHelp = map[string]string{
 	"onsale_engine_inbox_depth":        "Commands waiting in a shard's inbox, by shard.",
 	"onsale_engine_inbox_capacity":     "Commands a shard's inbox holds (-inbox-max); beyond it requests get 429 overloaded.",
 	"onsale_engine_holds_outstanding":  "Pending orders holding stock until paid, cancelled or expired, by shard.",
+	// engine/archive.go
+	"onsale_archived_sales":            "Sales moved out of memory to disk (archived), all shards.",
+	"onsale_archived_orders":           "Orders of the archived sales, all shards: orders on disk, not in memory.",
+	"onsale_archive_seconds":           "Time an archive request took, from the request to its durable answer (the sale's state written with its log entry).",
+	"onsale_unarchive_seconds":         "Time an unarchive took: reading the sale back from disk and applying it in its shard, to the durable answer.",
+	"onsale_archive_late_writes_total": "Writes (late payments, refunds, cancels, counter payments) that brought an archived sale back to memory.",
 
 	// wal
 	"onsale_wal_appends_total":  "Appends to the write-ahead log.",

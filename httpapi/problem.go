@@ -95,6 +95,8 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeCouponExhausted):      {409, "Coupon has no uses left"},
 	string(engine.CodeCouponExists):         {409, "Coupon exists"},
 	string(engine.CodeCouponCapBelowUses):   {409, "Coupon cap below its uses"},
+	string(engine.CodeSaleArchived):         {409, "Sale archived"},
+	string(engine.CodePendingOrders):        {409, "Sale has unpaid orders holding tickets"},
 	codeUsernameTaken:                       {409, "Username taken"},
 
 	// Buyers without an onsale account (profile.go).

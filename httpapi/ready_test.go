@@ -72,6 +72,8 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeExchange:               {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/exchange", `{"tier":"floor"}`},
 		routeAdminRefundQueue:       {"GET", "/v1/admin/refund-queue", ""},
 		routeAdminSettleRefund:      {"POST", "/v1/admin/refund-queue/needs_refund.s1.aaaaaaaaaaaaaaaaaaaaaaaaaa:settle", `{"action":"refunded"}`},
+		routeAdminArchiveSale:       {"POST", "/v1/admin/sales/s9:archive", ""},
+		routeAdminUnarchiveSale:     {"POST", "/v1/admin/sales/s9:unarchive", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -148,6 +150,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeUpdateMe: true, routeMePassword: true,
 		routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true,
 		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
+		routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

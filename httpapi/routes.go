@@ -73,6 +73,8 @@ const (
 	routeExchange               // POST /v1/orders/{order_id}/exchange
 	routeAdminRefundQueue       // GET  /v1/admin/refund-queue
 	routeAdminSettleRefund      // POST /v1/admin/refund-queue/{item_id}:settle
+	routeAdminArchiveSale       // POST /v1/admin/sales/{sale_id}:archive (archive.go)
+	routeAdminUnarchiveSale     // POST /v1/admin/sales/{sale_id}:unarchive
 	routeCount
 )
 
@@ -164,6 +166,8 @@ func init() {
 		routeExchange:               {"exchange", "POST", accessBuyer, (*Server).exchange},
 		routeAdminRefundQueue:       {"admin_refund_queue", "GET", accessAdmin, (*Server).refundQueue},
 		routeAdminSettleRefund:      {"admin_settle_refund", "POST", accessAdmin, (*Server).settleRefund},
+		routeAdminArchiveSale:       {"admin_archive_sale", "POST", accessAdmin, (*Server).archiveSale},
+		routeAdminUnarchiveSale:     {"admin_unarchive_sale", "POST", accessAdmin, (*Server).unarchiveSale},
 	}
 }
 
@@ -277,6 +281,12 @@ func matchRoute(path []byte) (route, []byte) {
 			if id, ok := bytes.CutSuffix(seg, suffixReopen); ok && len(id) > 0 {
 				return routeAdminReopenSale, id
 			}
+			if id, ok := bytes.CutSuffix(seg, suffixArchive); ok && len(id) > 0 {
+				return routeAdminArchiveSale, id
+			}
+			if id, ok := bytes.CutSuffix(seg, suffixUnarchive); ok && len(id) > 0 {
+				return routeAdminUnarchiveSale, id
+			}
 		}
 		switch {
 		case len(seg) == 0 || bytes.IndexByte(seg, ':') >= 0:
@@ -334,6 +344,8 @@ var (
 	prefixConsole          = []byte("/console/")
 	suffixClose            = []byte(":close")
 	suffixReopen           = []byte(":reopen")
+	suffixArchive          = []byte(":archive")
+	suffixUnarchive        = []byte(":unarchive")
 	suffixRetire           = []byte(":retire")
 	checkInKeysSegment     = []byte("/checkin-keys/")
 )

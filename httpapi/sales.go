@@ -155,9 +155,12 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	return append(b, "]}"...)
 }
 
-// saleStatus is a sale's status at nowMs: scheduled, open or closed.
+// saleStatus is a sale's status at nowMs: scheduled, open, closed or
+// archived (archive.go).
 func saleStatus(sl *engine.Sale, nowMs int64) string {
 	switch {
+	case sl.Archived:
+		return "archived"
 	case sl.Closed || nowMs >= sl.ClosesAtMs:
 		return "closed"
 	case nowMs < sl.OpensAtMs:

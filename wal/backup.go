@@ -256,7 +256,7 @@ func (l *Log) Check() (keys int, err error) {
 		if err != nil {
 			return keys, fmt.Errorf("wal: key %x: %w", it.Key(), err)
 		}
-		if k := it.Key(); len(k) > 0 && (k[0] == prefixLog || k[0] == prefixSnapshot) {
+		if k := it.Key(); len(k) > 0 && (k[0] == prefixLog || k[0] == prefixSnapshot || k[0] == prefixArchive) {
 			if _, err := checked(v); err != nil {
 				return keys, fmt.Errorf("wal: key %x: %w", k, err)
 			}

@@ -12,9 +12,14 @@
 //	'M' shard(2)                  → seq(8) | chunks(4)       snapshot manifest
 //	'Y'                           → shards(4)                layout
 //	'K' name                      → value                    metadata (accounts)
+//	'A' key                       → crc32c(4) | value        archived sales (archive.go)
 //
 // Pebble checksums its WAL and sstables; the CRC-32C in each value also
 // catches a bad entry of our own format and anything a future bug writes.
+//
+// The archive keyspace ('A') holds opaque keys and values the engine
+// chooses; they are written only in the batch of the log entries that refer
+// to them (AppendArchive), and snapshots, truncation and Reset leave them.
 //
 // # Durability
 //

@@ -60,6 +60,7 @@ const (
 	prefixManifest = 'M'
 	prefixLayout   = 'Y'
 	prefixMeta     = 'K'
+	prefixArchive  = 'A' // archive.go
 	crcLen         = 4
 	logKeyLen      = 1 + 2 + 8     // prefix, shard, seq
 	snapshotKeyLen = 1 + 2 + 8 + 4 // prefix, shard, seq, chunk
@@ -155,8 +156,17 @@ func (l *Log) Close() error {
 // both with one fsync (the pipelining CockroachDB's raft log uses). wait must
 // be called exactly once.
 func (l *Log) Append(shard int, firstSeq uint64, entries [][]byte) (wait func() error, err error) {
+	return l.appendWith(shard, firstSeq, entries, nil, nil)
+}
+
+// appendWith is Append with archive records (archive.go) in the same batch.
+func (l *Log) appendWith(shard int, firstSeq uint64, entries, keys, values [][]byte) (wait func() error, err error) {
 	start := time.Now()
 	b := l.db.NewBatch()
+	if err := putArchive(b, keys, values); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("wal: cannot append shard %d: %w", shard, err)
+	}
 	n := 0
 	for i, e := range entries {
 		op := b.SetDeferred(11, crcLen+len(e))
