@@ -34,6 +34,8 @@ const (
 	cmdPutCoupon         // coupons.go
 	cmdPatchCoupon       // coupons.go
 	cmdCoupons           // coupons.go
+	cmdPayouts           // payouts.go
+	cmdPayoutUpdate      // payouts.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -63,6 +65,7 @@ type command struct {
 	auditQ   *auditPage   // cmdAuditList
 	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
 	coupons  *couponCommand
+	payouts  *payoutCommand // payouts.go
 
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
 }
@@ -93,6 +96,7 @@ type result struct {
 	reports  *reportResult // reports.go
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
+	payouts  []Payout      // cmdPayouts (payouts.go)
 }
 
 type request struct {

@@ -80,6 +80,10 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, st.decideReportRead(cmd) // reports.go
 	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
 		return st.decideCouponCommand(cmd, now, evs) // coupons.go
+	case cmdPayouts:
+		return evs, nil // payouts.go: a read
+	case cmdPayoutUpdate:
+		return st.decidePayoutUpdate(cmd, now, evs) // payouts.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
@@ -225,8 +229,7 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 	}
 	sl := st.sales[o.sale]
 	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
-		return evs, reject(CodePaymentMismatch, "order is %s; payment says %s",
-			formatAmount(o.amount, sl.cfg.Currency), formatAmount(p.AmountCents, p.Currency))
+		return st.decideMismatch(o, p, now, res, evs) // payouts.go: recorded to go back
 	}
 	if !p.Succeeded {
 		if o.status != StatusPending {

@@ -30,6 +30,7 @@ const (
 	CodeTicketAlreadyCheckIn Code = "already_checked_in"
 	CodeTicketUsed           Code = "ticket_used"
 	CodeUnknownCredential    Code = "unknown_credential"
+	CodeUnknownRefund        Code = "unknown_refund" // payouts.go
 )
 
 // Rejection is a business outcome: the command was understood and refused,

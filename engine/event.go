@@ -35,6 +35,9 @@ type event struct {
 
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
+
+	currency string        // evPaymentMismatch (payouts.go)
+	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 }
 
 type eventKind uint8
@@ -63,6 +66,8 @@ const (
 	evCouponApplied
 	evRealNameRule // realname.go
 	evAttendeesNamed
+	evPaymentMismatch // payouts.go
+	evPayoutUpdated
 	evKindEnd
 )
 
@@ -98,6 +103,7 @@ const (
 //	CouponApplied   at key code discount        (after its OrderPlaced)
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
+//	PaymentMismatch, PayoutUpdated: payouts.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -185,6 +191,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendAuditEvent(b, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		b = appendCommerceEvent(b, ev)
+	case evPaymentMismatch, evPayoutUpdated:
+		b = appendPayoutEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -346,6 +354,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeAuditEvent(&d, ev)
 	case evTierRules, evCouponPut, evCouponApplied:
 		decodeCommerceEvent(&d, ev)
+	case evPaymentMismatch, evPayoutUpdated:
+		decodePayoutEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -369,6 +379,7 @@ var kindNames = [...]string{
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
+	evPaymentMismatch: "PaymentMismatch", evPayoutUpdated: "PayoutUpdated",
 }
 
 func (k eventKind) String() string {

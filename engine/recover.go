@@ -318,6 +318,12 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 				}
 				dst.charges[o.key] = c
 			}
+			if p, ok := st.payouts[o.key]; ok { // payouts.go
+				if dst.payouts == nil {
+					dst.payouts = make(map[orderKey][]payout)
+				}
+				dst.payouts[o.key] = p
+			}
 		}
 	}
 	moveCredentials(old, states)

@@ -154,6 +154,10 @@ type Order struct {
 	// Attendees are the people its tickets are for, one per ticket, on a
 	// real-name sale (realname.go); nil elsewhere. Shared: never modify.
 	Attendees []Attendee
+	// Payouts are the order's refund obligations (payouts.go): an admin
+	// refund, duplicate charges, mismatched and late payments. Oldest
+	// first; nil without any.
+	Payouts []Payout
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it
@@ -214,7 +218,16 @@ const (
 	PaymentDuplicateCharge
 	// PaymentDuplicateChargeSeen: the same duplicate charge again.
 	PaymentDuplicateChargeSeen
+	// PaymentMismatch: a success whose amount or currency is not the
+	// order's; recorded now as a payment_mismatch payout, to go back
+	// (payouts.go). The order is unchanged.
+	PaymentMismatch
+	// PaymentMismatchSeen: the same mismatched payment again.
+	PaymentMismatchSeen
 )
+
+// Mismatch reports whether the event is a recorded mismatched payment.
+func (p PaymentOutcome) Mismatch() bool { return p == PaymentMismatch || p == PaymentMismatchSeen }
 
 // Applied reports whether the event changed the order's status.
 func (p PaymentOutcome) Applied() bool { return p == PaymentApplied }
