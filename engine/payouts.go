@@ -248,7 +248,10 @@ type PayoutQuery struct {
 	SaleID  string
 	Status  PayoutStatus // 0: any
 	DueAtMs int64
-	Limit   int
+	// ApprovedOnly keeps payouts that go out without automatic refunds:
+	// admin refunds and those an admin retried.
+	ApprovedOnly bool
+	Limit        int
 }
 
 // decidePayoutUpdate decides cmdPayoutUpdate.
@@ -369,7 +372,8 @@ func (st *state) answerPayouts(cmd *command, res *result) {
 		orderID := formatOrderID(sl.cfg.ID, k)
 		for i := range ps {
 			p := &ps[i]
-			if q.Status != 0 && p.status != q.Status || q.DueAtMs > 0 && (p.status != PayoutPending || p.nextAt > q.DueAtMs) {
+			if q.Status != 0 && p.status != q.Status || q.DueAtMs > 0 && (p.status != PayoutPending || p.nextAt > q.DueAtMs) ||
+				q.ApprovedOnly && !p.approved {
 				continue
 			}
 			v := p.view(i)
