@@ -278,6 +278,7 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, ']')
+	b = appendRefunds(b, o) // refunds.go
 	if view == viewWithTickets && o.Status == engine.StatusPaid && !o.NeedsRefund {
 		b = append(b, `,"tickets":[`...)
 		for i := 0; i < o.Quantity; i++ {

@@ -56,6 +56,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownOrder):      {404, "No such order"},
 	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
+	string(engine.CodeUnknownRefund):     {404, "No such refund"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
 	string(engine.CodeUnknownEvent):      {404, "No sale of this event"},
 	codeNotFound:                         {404, "No such resource"},

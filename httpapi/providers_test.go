@@ -143,6 +143,10 @@ func TestProviderStripe(t *testing.T) {
 	if got := e.orderState(pending); got != "pending/0" {
 		t.Errorf("after a mismatched payment: %s", got)
 	}
+	refunds, _ := e.want(e.do("GET", "/v1/orders/"+pending, e.admin(), ""), 200, "").json()["refunds"].([]any)
+	if len(refunds) != 1 || refunds[0].(map[string]any)["reason"] != "payment_mismatch" || refunds[0].(map[string]any)["transaction_id"] != "pi_4" {
+		t.Errorf("the mismatched payment is not recorded to go back: %v", refunds)
+	}
 	if got := e.metric(`onsale_payments_unmatched_total{provider="stripe"}`); got != "1" {
 		t.Errorf("unmatched metric %s", got)
 	}

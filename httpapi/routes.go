@@ -63,6 +63,9 @@ const (
 	routeMe                    // GET   /v1/me (profile.go)
 	routeUpdateMe              // PATCH /v1/me (meRoute)
 	routeMePassword            // POST  /v1/me/password
+	routeAdminRefunds          // GET  /v1/admin/refunds (refunds.go)
+	routeAdminRetryRefund      // POST /v1/admin/refunds/{refund_id}:retry
+	routeAdminMarkRefunded     // POST /v1/admin/refunds/{refund_id}:mark-refunded
 	routeCount
 )
 
@@ -144,6 +147,9 @@ func init() {
 		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
 		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
 		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeAdminRefunds:          {"admin_refunds", "GET", accessAdmin, (*Server).listRefunds},
+		routeAdminRetryRefund:      {"admin_retry_refund", "POST", accessAdmin, (*Server).retryRefund},
+		routeAdminMarkRefunded:     {"admin_mark_refunded", "POST", accessAdmin, (*Server).markRefunded},
 	}
 }
 
@@ -277,6 +283,9 @@ func matchRoute(path []byte) (route, []byte) {
 	}
 	if id, ok := bytes.CutPrefix(path, prefixAdminCredentials); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
 		return routeAdminRevokeCredential, id
+	}
+	if r, param, ok := matchRefundRoute(path); ok { // refunds.go
+		return r, param
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixAdminOrders); ok {
 		id, tail := cutSegment(rest)

@@ -85,6 +85,10 @@ type Config struct {
 	// ErrBackupExists or ErrBackupDestination when it refuses. [nil: 404]
 	Backup func(dest string) (BackupResult, error)
 
+	// RefundsWake, if set, is called after an admin retried a refund, so
+	// the refund worker (httpapi/payouts) sends it at once.
+	RefundsWake func()
+
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
 
