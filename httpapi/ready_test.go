@@ -63,6 +63,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
 		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
 		routeAdminRefunds:          {"GET", "/v1/admin/refunds", ""},
+		routeAdminReconciliation:   {"POST", "/v1/admin/reconciliation", "reporting_category,gross\n"},
 		routeAdminRetryRefund:      {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:retry", ""},
 		routeAdminMarkRefunded:     {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:mark-refunded", ""},
 	}
@@ -139,7 +140,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminBackup:       true,
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 		routeUpdateMe: true, routeMePassword: true,
-		routeAdminRetryRefund: true, routeAdminMarkRefunded: true,
+		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -25,8 +25,11 @@ var (
 
 // matchRefundRoute matches the routes under /v1/admin/refunds.
 func matchRefundRoute(path []byte) (route, []byte, bool) {
-	if string(path) == "/v1/admin/refunds" {
+	switch string(path) {
+	case "/v1/admin/refunds":
 		return routeAdminRefunds, nil, true
+	case "/v1/admin/reconciliation": // reconcile.go
+		return routeAdminReconciliation, nil, true
 	}
 	rest, ok := bytes.CutPrefix(path, prefixAdminRefunds)
 	if !ok || bytes.IndexByte(rest, '/') >= 0 {

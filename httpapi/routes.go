@@ -66,6 +66,7 @@ const (
 	routeAdminRefunds          // GET  /v1/admin/refunds (refunds.go)
 	routeAdminRetryRefund      // POST /v1/admin/refunds/{refund_id}:retry
 	routeAdminMarkRefunded     // POST /v1/admin/refunds/{refund_id}:mark-refunded
+	routeAdminReconciliation   // POST /v1/admin/reconciliation (reconcile.go)
 	routeCount
 )
 
@@ -150,6 +151,7 @@ func init() {
 		routeAdminRefunds:          {"admin_refunds", "GET", accessAdmin, (*Server).listRefunds},
 		routeAdminRetryRefund:      {"admin_retry_refund", "POST", accessAdmin, (*Server).retryRefund},
 		routeAdminMarkRefunded:     {"admin_mark_refunded", "POST", accessAdmin, (*Server).markRefunded},
+		routeAdminReconciliation:   {"admin_reconciliation", "POST", accessAdmin, (*Server).reconcile},
 	}
 }
 
