@@ -174,6 +174,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		res.sale = saleView(sl)
 	case cmdPayouts:
 		st.answerPayouts(cmd, res) // payouts.go
+	case cmdOrderByNumber:
+		st.answerOrderByNumber(cmd, res) // ordernumber.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdPayoutUpdate:
 		o, _ := st.orderByKey(cmd.order)
 		res.orderKey = o.key

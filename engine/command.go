@@ -36,6 +36,7 @@ const (
 	cmdCoupons           // coupons.go
 	cmdPayouts           // payouts.go
 	cmdPayoutUpdate      // payouts.go
+	cmdOrderByNumber     // ordernumber.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every

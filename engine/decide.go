@@ -84,6 +84,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, nil // payouts.go: a read
 	case cmdPayoutUpdate:
 		return st.decidePayoutUpdate(cmd, now, evs) // payouts.go
+	case cmdOrderByNumber:
+		return evs, st.decideOrderByNumber(cmd) // ordernumber.go: a read
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -153,7 +154,11 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		s.log.Warn("refund made at the payment provider; the order is not changed (onsale does not apply provider refunds yet): refund it in onsale too if its tickets must go back on sale", attrs...)
 		return notifyRefund, nil
 	}
-	p := engine.Payment{EventID: ev.EventID(), OrderID: ev.OrderID, Succeeded: ev.Kind == payments.Succeeded,
+	orderID, err := s.providerOrderID(ev.OrderID)
+	if err != nil {
+		return "", err
+	}
+	p := engine.Payment{EventID: ev.EventID(), OrderID: orderID, Succeeded: ev.Kind == payments.Succeeded,
 		AmountCents: ev.AmountMinor, Currency: ev.Currency}
 	o, outcome, err := s.eng.ApplyPayment(s.reqCtx(), p)
 	var rej *engine.Rejection
@@ -191,6 +196,23 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		return notifyApplied, nil
 	}
 	return notifyUnchanged, nil
+}
+
+// providerOrderID maps the order number a provider sends back to an
+// order id: an order's provider order number (engine ordernumber.go: 32
+// letters and digits, what WeChat Pay's out_trade_no and UnionPay's orderId
+// can hold), or the order id itself. A number that names no order is
+// passed on as it is, and the engine finds no order of that id.
+func (s *Server) providerOrderID(number string) (string, error) {
+	if len(number) != engine.ProviderOrderNumberLen || strings.IndexByte(number, '.') >= 0 {
+		return number, nil
+	}
+	id, err := s.eng.OrderIDForNumber(s.reqCtx(), number)
+	var rej *engine.Rejection
+	if errors.As(err, &rej) {
+		return number, nil
+	}
+	return id, err
 }
 
 func (s *Server) providerNotConfigured(ctx *fasthttp.RequestCtx, a notifyAnswer, provider string) {
