@@ -269,6 +269,11 @@ func (st *state) decidePayoutUpdate(cmd *command, now int64, evs []event) ([]eve
 	c := ev.payout
 	switch u.Action {
 	case PayoutAttempted:
+		switch u.Outcome {
+		case PayoutRefunded, PayoutFailed, PayoutPending:
+		default:
+			return evs, reject(CodeInvalidRequest, "an attempt ends refunded, refund_failed or refund_pending, not %s", u.Outcome)
+		}
 		if p.status != PayoutPending || int(p.attempts) != u.AttemptsSeen {
 			return evs, nil // settled or attempted meanwhile: this answer is stale
 		}
@@ -289,6 +294,8 @@ func (st *state) decidePayoutUpdate(cmd *command, now int64, evs []event) ([]eve
 			return evs, nil
 		}
 		c.status, c.detail = PayoutRefunded, truncateUTF8(u.Detail, PayoutDetailLenMax)
+	default:
+		return evs, reject(CodeInvalidRequest, "unknown payout action %d", u.Action)
 	}
 	return append(evs, ev), nil
 }

@@ -106,6 +106,11 @@ func TestPayoutsFromEveryObligation(t *testing.T) {
 		Detail: "ACQ.TRADE_HAS_CLOSE"}); err != nil {
 		t.Fatal(err)
 	}
+	for _, u := range []PayoutUpdate{{PayoutID: b.ID + ".0", Action: PayoutAttempted, AttemptsSeen: 1, Outcome: PayoutManual}, {PayoutID: b.ID + ".0"}} {
+		if _, err := e.UpdatePayout(ctx, u); rejectionCode(err) != CodeInvalidRequest {
+			t.Errorf("update %+v: %v, want invalid_request", u, err)
+		}
+	}
 	for _, bad := range []string{a.ID + ".7", a.ID + ".x", a.ID, "s1.nope.0"} {
 		if _, err := e.UpdatePayout(ctx, PayoutUpdate{PayoutID: bad, Action: PayoutRetry}); rejectionCode(err) != CodeUnknownRefund {
 			t.Errorf("payout %q: %v, want unknown_refund", bad, err)
