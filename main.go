@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,7 @@ import (
 	"github.com/onsale/onsale/httpapi"
 	"github.com/onsale/onsale/httpapi/notify"
 	"github.com/onsale/onsale/httpapi/payments"
+	"github.com/onsale/onsale/httpapi/payouts"
 	"github.com/onsale/onsale/wal"
 )
 
@@ -97,6 +99,7 @@ type options struct {
 	corsOriginsList                                  string
 	corsOrigins                                      []string // parsed from corsOriginsList
 	payments                                         payments.Options
+	autoRefunds                                      bool
 	liveMaxStreams                                   int
 	liveMaxDuration                                  time.Duration
 	oidc                                             httpapi.OIDCConfig // buyer tokens from an identity provider
@@ -142,6 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
 	env.str(&o.corsOriginsList, "cors-origins", "ONSALE_CORS_ORIGINS", "", "comma-separated origins whose pages may call the API from a browser (https://tickets.example); empty = same origin only")
 	paymentFlags(&env, &o.payments)
+	env.bool(&o.autoRefunds, "auto-refunds", "ONSALE_AUTO_REFUNDS", true,
+		"send duplicate charges, mismatched and late payments back through the provider without an admin; false: they wait for POST /v1/admin/refunds/{id}:retry")
 	env.int(&o.liveMaxStreams, "live-max-streams", "ONSALE_LIVE_MAX_STREAMS", 20000,
 		"open GET /v1/sales/{id}/live streams at most (each ~35 KiB and two goroutines); beyond it 503 with Retry-After")
 	env.duration(&o.liveMaxDuration, "live-max-duration", "ONSALE_LIVE_MAX_DURATION", time.Hour,
@@ -186,6 +191,15 @@ func paymentFlags(env *envDefaults, p *payments.Options) {
 	env.str(&p.UnionPayRootCert, "unionpay-root-cert", "ONSALE_UNIONPAY_ROOT_CERT", "", "path of UnionPay's root certificate (PEM)")
 	env.str(&p.UnionPayMiddleCert, "unionpay-middle-cert", "ONSALE_UNIONPAY_MIDDLE_CERT", "", "path of UnionPay's middle certificate (PEM)")
 	env.str(&p.UnionPayCertOwner, "unionpay-cert-owner", "ONSALE_UNIONPAY_CERT_OWNER", "", "owner in UnionPay's signing certificate CN [中国银联股份有限公司; 00040000:SIGN in its test environment]")
+	// Refunds through the providers (httpapi/payments refund clients, the
+	// httpapi/payouts worker).
+	env.str(&p.StripeSecretKey, "stripe-secret-key", "ONSALE_STRIPE_SECRET_KEY", "", "Stripe secret key (sk_test_..., sk_live_... or a restricted rk_... with refunds write), or a path holding it: refunds go out through Stripe")
+	env.str(&p.StripeAPIBase, "stripe-api-base", "ONSALE_STRIPE_API_BASE", "", "Stripe API base URL [https://api.stripe.com]")
+	env.str(&p.AlipayPrivateKey, "alipay-private-key", "ONSALE_ALIPAY_PRIVATE_KEY", "", "path of the app's private key (PEM): refunds go out through alipay.trade.refund")
+	env.str(&p.AlipayGateway, "alipay-gateway", "ONSALE_ALIPAY_GATEWAY", "", "Alipay gateway URL [https://openapi.alipay.com/gateway.do; sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do]")
+	env.str(&p.WeChatPayMerchantKey, "wechatpay-merchant-key", "ONSALE_WECHATPAY_MERCHANT_KEY", "", "path of the merchant API private key (apiclient_key.pem): refunds go out through WeChat Pay")
+	env.str(&p.WeChatPayMerchantSerial, "wechatpay-merchant-serial", "ONSALE_WECHATPAY_MERCHANT_SERIAL", "", "serial number of the merchant API certificate")
+	env.str(&p.WeChatPayAPIBase, "wechatpay-api-base", "ONSALE_WECHATPAY_API_BASE", "", "WeChat Pay API base URL [https://api.mch.weixin.qq.com]")
 }
 
 // shardsMax bounds -shards: more shard goroutines than cores gains
@@ -304,6 +318,17 @@ func (e *envDefaults) size(p *byteSize, name, envName string, def byteSize, usag
 	e.fs.Var(p, name, usage+" ($"+envName+")")
 }
 
+func (e *envDefaults) bool(p *bool, name, envName string, def bool, usage string) {
+	if v, ok := os.LookupEnv(envName); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil && e.err == nil {
+			e.err = fmt.Errorf("$%s: %q is not true or false", envName, v)
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, usage+" ($"+envName+")")
+}
+
 func (e *envDefaults) duration(p *time.Duration, name, envName string, def time.Duration, usage string) {
 	if v, ok := os.LookupEnv(envName); ok {
 		d, err := time.ParseDuration(v)
@@ -356,6 +381,13 @@ type app struct {
 	running atomic.Pointer[engine.Engine]
 	// backupLog is log for POST /v1/admin/backup; nil until recovery ends.
 	backupLog atomic.Pointer[wal.Log]
+
+	// The refund worker (httpapi/payouts), started once the engine is
+	// attached; refundsStop ends it and refundsDone says it has.
+	providers   *payments.Providers
+	refunds     atomic.Pointer[payouts.Worker]
+	refundsStop context.CancelFunc
+	refundsDone chan struct{}
 
 	// The disk watcher's; checkDisk runs on one goroutine at a time.
 	diskLow   bool          // the last check found less than -min-free-disk
@@ -424,6 +456,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 		a.logger.Error("cannot start notifications", "err", err)
 		return a.stop(nil, err)
 	}
+	a.startRefunds()
 	diskLow := a.watchDisk()
 	a.srv.SetReady(true)
 	printReady(stderr, a.addr, o.data, fromFlags, diskLow)
@@ -454,6 +487,7 @@ func (a *app) listen(sec secrets) error {
 		return fmt.Errorf("payment providers: %w", err)
 	}
 	a.notifier = notify.New(notify.Config{DataKey: []byte(sec.DataKey), SMTP: o.smtp, Logger: a.logger, Metrics: a.set})
+	a.providers = providers
 	a.srv = httpapi.New(httpapi.Config{
 		Notify:     a.notifier,
 		Payments:   providers,
@@ -467,6 +501,11 @@ func (a *app) listen(sec secrets) error {
 		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
 		Backup: a.backup,
 		OIDC:   o.oidc,
+		RefundsWake: func() {
+			if w := a.refunds.Load(); w != nil {
+				w.Wake()
+			}
+		},
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -579,6 +618,15 @@ func (a *app) stop(pending <-chan recovery, serveErr error) error {
 		}
 	}
 	a.logger.Info("http server stopped", "ms", time.Since(start).Milliseconds())
+	if a.refundsStop != nil {
+		start = time.Now()
+		a.refundsStop()
+		select {
+		case <-a.refundsDone:
+			a.logger.Info("refund worker stopped", "ms", time.Since(start).Milliseconds())
+		case <-ctx.Done():
+		}
+	}
 
 	closed := make(chan error, 1)
 	go func() { closed <- a.closeEngineAndLog(pending) }()
@@ -594,6 +642,29 @@ func (a *app) stop(pending <-chan recovery, serveErr error) error {
 		return fmt.Errorf("the engine and the log did not stop within -shutdown-timeout (%s), "+
 			"the disk may be full or hung; exiting without closing the log (every acknowledged write was synced)", timeout)
 	}
+}
+
+// startRefunds starts the refund worker beside the shards: it sends the
+// payouts the engine records through the providers' refund clients.
+func (a *app) startRefunds() {
+	var refunders map[string]payments.Refunder
+	if a.providers != nil {
+		refunders = a.providers.Refunds
+	}
+	w := payouts.New(payouts.Config{Engine: a.eng, Refunders: refunders, Auto: a.o.autoRefunds, Logger: a.logger, Metrics: a.set})
+	ctx, cancel := context.WithCancel(context.Background())
+	a.refundsStop, a.refundsDone = cancel, make(chan struct{})
+	a.refunds.Store(w)
+	go func() {
+		defer close(a.refundsDone)
+		w.Run(ctx)
+	}()
+	names := make([]string, 0, len(refunders))
+	for n := range refunders {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	a.logger.Info("refund worker started", "providers", strings.Join(names, ","), "auto", a.o.autoRefunds)
 }
 
 func (a *app) closeEngineAndLog(pending <-chan recovery) error {

@@ -109,6 +109,9 @@ func (st *state) apply(ev *event) error {
 		o.status = StatusPaid
 		o.needsRefund = ev.needsRefund
 		o.paymentID = ev.paymentID
+		if ev.needsRefund { // payouts.go: late money goes back
+			st.addPayout(o, PayoutLatePayment, ev.paymentID, o.amount, sl.cfg.Currency, false, ev.at)
+		}
 		o.kid = sl.currentKid() // its tickets are signed with the key current now
 	case evOrderCancelled, evOrderExpired:
 		if o.status != StatusPending {
@@ -127,11 +130,21 @@ func (st *state) apply(ev *event) error {
 		}
 	case evOrderRefunded, evOrderRefundedAfterEntry:
 		st.revokeOnRefund(o, sl, ev.at) // revocations.go
+		if o.status == StatusPaid {
+			st.payoutsOnRefund(o, sl, ev.at) // payouts.go
+		}
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
 	case evDuplicateCharge:
 		st.applyDuplicateCharge(o, ev)
+		st.addPayout(o, PayoutDuplicateCharge, ev.paymentID, ev.amount, sl.cfg.Currency, false, ev.at) // payouts.go
+	case evPaymentMismatch:
+		st.addPayout(o, PayoutPaymentMismatch, ev.paymentID, ev.amount, ev.currency, false, ev.at) // payouts.go
+	case evPayoutUpdated:
+		if err := st.applyPayoutUpdated(o, ev); err != nil { // payouts.go
+			return err
+		}
 	case evTicketCheckedIn, evTicketAdmitted:
 		if err := st.applyCheckIn(o, ev); err != nil { // checkin.go
 			return err
@@ -167,7 +180,11 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)
-	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets:
+	case cmdPayouts:
+		st.answerPayouts(cmd, res) // payouts.go
+	case cmdOrderByNumber:
+		st.answerOrderByNumber(cmd, res) // ordernumber.go
+	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdPayoutUpdate:
 		o, _ := st.orderByKey(cmd.order)
 		res.orderKey = o.key
 		res.order = st.orderView(o)
@@ -237,7 +254,7 @@ func (st *state) orderView(o *order) Order {
 		Status: o.status, NeedsRefund: o.needsRefund, PaymentID: o.paymentID,
 		CreatedAtMs: o.createdAt, ExpiresAtMs: o.expiresAt, UpdatedAtMs: o.updatedAt, CheckedIn: o.checkedIn,
 		DuplicateCharges: slices.Clone(st.charges[o.key]), BoxOffice: st.boxOffice[o.key],
-		Attendees: st.realName.attendees[o.key],
+		Attendees: st.realName.attendees[o.key], Payouts: st.payoutViews(o), // payouts.go
 	}
 	st.fillPrice(o, &v) // pricing.go
 

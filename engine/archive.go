@@ -213,6 +213,12 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 				}
 				dst.charges[o.key] = c
 			}
+			if p, ok := st.payouts[o.key]; ok { // payouts.go
+				if dst.payouts == nil {
+					dst.payouts = make(map[orderKey][]payout)
+				}
+				dst.payouts[o.key] = p
+			}
 		}
 	}
 	moveBoxOffice(old, states, route)

@@ -44,6 +44,9 @@ const (
 	cmdSettleRefund      // refundrules.go
 	cmdArchive           // archive.go
 	cmdUnarchive         // archive.go
+	cmdPayouts           // payouts.go
+	cmdPayoutUpdate      // payouts.go
+	cmdOrderByNumber     // ordernumber.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -73,6 +76,7 @@ type command struct {
 	auditQ   *auditPage   // cmdAuditList
 	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
 	coupons  *couponCommand
+	payouts  *payoutCommand // payouts.go
 
 	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
 	refs      []OrderRef // cmdOrderRefs (outbox.go)
@@ -110,7 +114,8 @@ type result struct {
 	coupons  []Coupon      // coupons.go
 	hooks    []Webhook     // webhooks.go
 
-	queue []RefundQueueItem // cmdRefundQueue (refundrules.go)
+	queue   []RefundQueueItem // cmdRefundQueue (refundrules.go)
+	payouts []Payout          // cmdPayouts (payouts.go)
 }
 
 type request struct {

@@ -95,6 +95,12 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, nil
 	case cmdArchive, cmdUnarchive:
 		return st.decideArchive(cmd, now, res, evs) // archive.go
+	case cmdPayouts:
+		return evs, nil // payouts.go: a read
+	case cmdPayoutUpdate:
+		return st.decidePayoutUpdate(cmd, now, evs) // payouts.go
+	case cmdOrderByNumber:
+		return evs, st.decideOrderByNumber(cmd) // ordernumber.go: a read
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
@@ -246,8 +252,7 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 	}
 	sl := st.sales[o.sale]
 	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
-		return evs, reject(CodePaymentMismatch, "order is %s; payment says %s",
-			formatAmount(o.amount, sl.cfg.Currency), formatAmount(p.AmountCents, p.Currency))
+		return st.decideMismatch(o, p, now, res, evs) // payouts.go: recorded to go back
 	}
 	if !p.Succeeded {
 		if o.status != StatusPending {

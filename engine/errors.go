@@ -32,6 +32,7 @@ const (
 	CodeUnknownCredential    Code = "unknown_credential"
 	CodeSaleArchived         Code = "sale_archived"  // archive.go
 	CodePendingOrders        Code = "orders_pending" // archive.go
+	CodeUnknownRefund        Code = "unknown_refund" // payouts.go
 )
 
 // Rejection is a business outcome: the command was understood and refused,

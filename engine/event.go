@@ -39,6 +39,9 @@ type event struct {
 
 	refund *refundEvent // refundrules.go
 	gen    uint32       // evSaleArchived, evSaleUnarchived (archive.go)
+
+	currency string        // evPaymentMismatch (payouts.go)
+	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 }
 
 type eventKind uint8
@@ -77,6 +80,8 @@ const (
 	evChargeRefunded
 	evSaleArchived // archive.go
 	evSaleUnarchived
+	evPaymentMismatch // payouts.go
+	evPayoutUpdated
 	evKindEnd
 )
 
@@ -117,6 +122,7 @@ const (
 //	OrderExchanged, ChargeRefunded: refundrules.go
 //	SaleArchived    at saleID gen           (archive.go)
 //	SaleUnarchived  at saleID gen
+//	PaymentMismatch, PayoutUpdated: payouts.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -210,6 +216,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendRefundEvent(b, ev)
 	case evSaleArchived, evSaleUnarchived:
 		b = appendArchiveEvent(b, ev) // archive.go
+	case evPaymentMismatch, evPayoutUpdated:
+		b = appendPayoutEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -377,6 +385,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeRefundEvent(&d, ev)
 	case evSaleArchived, evSaleUnarchived:
 		decodeArchiveEvent(&d, ev) // archive.go
+	case evPaymentMismatch, evPayoutUpdated:
+		decodePayoutEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -404,6 +414,7 @@ var kindNames = [...]string{
 	evRefundRules: "RefundRules", evRefundRequested: "RefundRequested", evRefundRequestRejected: "RefundRequestRejected",
 	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
 	evSaleArchived: "SaleArchived", evSaleUnarchived: "SaleUnarchived",
+	evPaymentMismatch: "PaymentMismatch", evPayoutUpdated: "PayoutUpdated",
 }
 
 func (k eventKind) String() string {

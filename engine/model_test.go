@@ -140,7 +140,18 @@ func (m *model) pay(now int64, o *modelOrder, p Payment) Code {
 		return ""
 	}
 	if p.AmountCents != o.AmountCents || p.Currency != o.Currency {
-		return CodePaymentMismatch
+		// A success takes money that must go back, recorded once per event.
+		if !p.Succeeded || p.AmountCents <= 0 || len(p.Currency) != 3 {
+			return CodePaymentMismatch
+		}
+		for _, r := range o.Payouts {
+			if r.Reason == PayoutPaymentMismatch && r.PaymentID == p.EventID {
+				return ""
+			}
+		}
+		o.addPayout(PayoutPaymentMismatch, p.EventID, p.AmountCents, p.Currency, false, now)
+		o.UpdatedAtMs = now
+		return ""
 	}
 	switch {
 	case !p.Succeeded && o.Status == StatusPending:
@@ -155,6 +166,9 @@ func (m *model) pay(now int64, o *modelOrder, p Payment) Code {
 			m.userTickets(o.SaleID, o.UserID)+o.Quantity <= m.sales[o.SaleID].cfg.PerUserLimit
 		o.Status, o.NeedsRefund, o.PaymentID, o.UpdatedAtMs = StatusPaid, !ok, p.EventID, now
 		m.events[p.EventID] = true
+		if !ok {
+			o.addPayout(PayoutLatePayment, p.EventID, o.AmountCents, o.Currency, false, now)
+		}
 	case p.Succeeded && (o.Status == StatusPaid || o.Status == StatusRefunded):
 		for _, c := range o.DuplicateCharges {
 			if c.EventID == p.EventID {
@@ -162,6 +176,7 @@ func (m *model) pay(now int64, o *modelOrder, p Payment) Code {
 			}
 		}
 		o.DuplicateCharges = append(o.DuplicateCharges, DuplicateCharge{EventID: p.EventID, AmountCents: p.AmountCents, AtMs: now})
+		o.addPayout(PayoutDuplicateCharge, p.EventID, p.AmountCents, o.Currency, false, now)
 		o.UpdatedAtMs = now
 	}
 	return ""
@@ -190,8 +205,29 @@ func (m *model) refund(now int64, o *modelOrder, force bool) Code {
 	case o.CheckedIn != 0 && !force:
 		return CodeTicketUsed
 	}
+	late := -1
+	for i, r := range o.Payouts {
+		if o.NeedsRefund && r.Reason == PayoutLatePayment && r.PaymentID == o.PaymentID {
+			late = i
+		}
+	}
+	if late >= 0 {
+		o.Payouts[late].Approved, o.Payouts[late].UpdatedAtMs = true, now
+	} else {
+		o.addPayout(PayoutAdminRefund, o.PaymentID, o.AmountCents, o.Currency, true, now)
+	}
 	o.Status, o.NeedsRefund, o.UpdatedAtMs, o.usedKept = StatusRefunded, false, now, o.CheckedIn != 0
 	return ""
+}
+
+// addPayout records money to give back. The model's payments come from no
+// provider adapter, so every payout is manual.
+func (o *modelOrder) addPayout(reason PayoutReason, paymentID string, amount int64, currency string, approved bool, now int64) {
+	o.Payouts = append(o.Payouts, Payout{
+		ID: fmt.Sprintf("%s.%d", o.ID, len(o.Payouts)), OrderID: o.ID, Reason: reason, AmountCents: amount, TotalCents: amount,
+		Currency: currency, PaymentID: paymentID, Status: PayoutManual, Approved: approved,
+		NextAttemptAtMs: now, CreatedAtMs: now, UpdatedAtMs: now,
+	})
 }
 
 // expire expires every pending order whose hold has ended. The engine does

@@ -213,6 +213,10 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 			b.WriteString("payment not applied: duplicate charge recorded\n")
 		case PaymentDuplicateChargeSeen:
 			b.WriteString("payment not applied: duplicate charge seen before\n")
+		case PaymentMismatch:
+			b.WriteString("payment not applied: mismatch recorded for a refund\n")
+		case PaymentMismatchSeen:
+			b.WriteString("payment not applied: mismatch seen before\n")
 		}
 	}
 	for i := range evs {
@@ -238,8 +242,11 @@ func (sc *script) report(evs []event, res *result, saleID string) string {
 			if ev.needsRefund {
 				b.WriteString(" needs_refund")
 			}
-			if ev.kind == evDuplicateCharge {
+			if ev.kind == evDuplicateCharge || ev.kind == evPaymentMismatch {
 				fmt.Fprintf(&b, " amount=%d", ev.amount)
+			}
+			if ev.kind == evPaymentMismatch {
+				fmt.Fprintf(&b, " currency=%s", ev.currency)
 			}
 			if ev.kind == evTicketCheckedIn || ev.kind == evTicketAdmitted {
 				fmt.Fprintf(&b, " ticket=%d", ev.ticket)

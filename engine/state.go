@@ -25,6 +25,9 @@ type state struct {
 	// (charges.go): a map, so the other orders pay nothing for it. Slices
 	// are only appended to, so a snapshot can share them.
 	charges map[orderKey][]DuplicateCharge
+	// payouts holds the refund obligations of the few orders that have
+	// any (payouts.go).
+	payouts map[orderKey][]payout
 
 	// boxOffice holds the box-office records of the few orders that have
 	// one (boxoffice.go); records are replaced, never modified.

@@ -163,6 +163,10 @@ type Order struct {
 	// (refundrules.go); nil when it has none. One pointer, so that the
 	// orders without any (nearly all) carry 8 bytes for them.
 	Refunds *OrderRefunds
+	// Payouts are the order's refund obligations (payouts.go): an admin
+	// refund, duplicate charges, mismatched and late payments. Oldest
+	// first; nil without any.
+	Payouts []Payout
 }
 
 // DuplicateCharge is a successful payment event recorded on an order it
@@ -227,7 +231,16 @@ const (
 	PaymentDuplicateCharge
 	// PaymentDuplicateChargeSeen: the same duplicate charge again.
 	PaymentDuplicateChargeSeen
+	// PaymentMismatch: a success whose amount or currency is not the
+	// order's; recorded now as a payment_mismatch payout, to go back
+	// (payouts.go). The order is unchanged.
+	PaymentMismatch
+	// PaymentMismatchSeen: the same mismatched payment again.
+	PaymentMismatchSeen
 )
+
+// Mismatch reports whether the event is a recorded mismatched payment.
+func (p PaymentOutcome) Mismatch() bool { return p == PaymentMismatch || p == PaymentMismatchSeen }
 
 // Applied reports whether the event changed the order's status.
 func (p PaymentOutcome) Applied() bool { return p == PaymentApplied }

@@ -377,11 +377,24 @@ func TestPaymentWebhook(t *testing.T) {
 		t.Fatalf("a rejected webhook changed the order: %s", s)
 	}
 
-	// Wrong amount or currency: 422, nothing changes.
-	wrong := strings.Replace(body, "10000", "9999", 1)
+	// A failure of the wrong amount took no money: 422, nothing changes.
+	wrong := strings.Replace(strings.Replace(body, "10000", "9999", 1), "succeeded", "failed", 1)
 	e.want(post(SignWebhook(e.paySecret, []byte(wrong), now), wrong), 422, "payment_mismatch")
-	wrong = strings.Replace(body, "EUR", "USD", 1)
-	e.want(post(SignWebhook(e.paySecret, []byte(wrong), now), wrong), 422, "payment_mismatch")
+	// A success of the wrong amount or currency took money that is not the
+	// order's: recorded as a refund to send back; the order stays pending.
+	for i, wrong := range []string{strings.Replace(body, "10000", "9999", 1), strings.Replace(body, "EUR", "USD", 1)} {
+		wrong = strings.Replace(wrong, "evt_1", fmt.Sprintf("evt_wrong%d", i), 1)
+		r := e.want(post(SignWebhook(e.paySecret, []byte(wrong), now), wrong), 200, "")
+		if r.str("status") != "pending" || r.json()["mismatch"] != true {
+			t.Fatalf("mismatched success: %s", r.body)
+		}
+	}
+	if refunds, _ := e.want(e.do("GET", "/v1/orders/"+id, e.admin(), ""), 200, "").json()["refunds"].([]any); len(refunds) != 2 {
+		t.Fatalf("refunds: %v", refunds)
+	}
+	// An id that names a provider is that provider's route's own.
+	named := strings.Replace(body, "evt_1", "stripe:pi_1", 1)
+	e.want(post(SignWebhook(e.paySecret, []byte(named), now), named), 422, "invalid_request")
 
 	// Several v1 entries (provider rotating its secret), within tolerance.
 	rotating := fmt.Sprintf("t=%d, v1=%s, %s", now.Add(-299*time.Second).Unix(),

@@ -11,7 +11,8 @@ import (
 
 // Body limits are decided from the request head, before fasthttp reads the
 // body: every request gets MaxBodyBytes, and only POST /v1/admin/sales:load
-// carrying the admin token gets MaxLoadBodyBytes. A body announced over its
+// and POST /v1/admin/reconciliation (a settlement file, reconcile.go)
+// carrying the admin token get MaxLoadBodyBytes. A body announced over its
 // limit (Content-Length, or a chunk crossing it) is refused without reading
 // it, so nobody without the admin token can make the server read more than
 // MaxBodyBytes.
@@ -41,7 +42,7 @@ func isLoadPath(uri []byte) bool {
 	if i := bytes.IndexByte(uri, '?'); i >= 0 {
 		uri = uri[:i]
 	}
-	return bytes.Equal(uri, loadPath)
+	return bytes.Equal(uri, loadPath) || bytes.Equal(uri, reconciliationPath)
 }
 
 // isAdminBearer says whether an Authorization header is "Bearer <admin

@@ -229,6 +229,9 @@ const (
 func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 	b = append(b, `{"order_id":`...)
 	b = appendString(b, o.ID)
+	b = append(b, `,"provider_order_no":"`...)
+	b = engine.AppendProviderOrderNumber(b, o.ID) // ordernumber.go
+	b = append(b, '"')
 	b = append(b, `,"status":"`...)
 	b = append(b, o.Status.String()...)
 	b = append(b, `","sale_id":`...)
@@ -280,6 +283,7 @@ func appendOrder(b []byte, o *engine.Order, view orderView) []byte {
 	}
 	b = append(b, ']')
 	b = appendOrderRefunds(b, o) // refundrules.go
+	b = appendRefunds(b, o)      // refunds.go
 	if view == viewWithTickets && o.Status == engine.StatusPaid && !o.NeedsRefund {
 		b = append(b, `,"tickets":[`...)
 		for i := 0; i < o.Quantity; i++ {

@@ -58,6 +58,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
 	string(engine.CodeUnknownWebhook):    {404, "No such webhook endpoint"},
 	codeUnknownDelivery:                  {404, "No such delivery"},
+	string(engine.CodeUnknownRefund):     {404, "No such refund"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
 	string(engine.CodeUnknownEvent):      {404, "No sale of this event"},
 	codeNotFound:                         {404, "No such resource"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
@@ -26,8 +27,9 @@ import (
 //	engine: applied, unchanged,  handled (2xx, or Alipay's "success")
 //	  duplicate charge
 //	unknown order                handled; logged and counted in onsale_payments_unmatched_total{provider}
-//	amount or currency mismatch  handled; a success is logged as an error and counted in
-//	                             onsale_payments_mismatch_total{provider}: money to refund at the provider
+//	amount or currency mismatch  handled; a success is recorded on the order as a payment_mismatch
+//	                             refund (engine payouts.go), which the refund worker sends back,
+//	                             and counted in onsale_payments_mismatch_total{provider}
 //	refund made at the provider  handled; logged and counted, not applied (the engine has no event for it)
 //	ignored (waiting, unknown)   handled
 //	engine overloaded, stopping  429/503 (WeChat Pay: {"code":"FAIL"}): retried by the provider
@@ -152,7 +154,11 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		s.log.Warn("refund made at the payment provider; the order is not changed (onsale does not apply provider refunds yet): refund it in onsale too if its tickets must go back on sale", attrs...)
 		return notifyRefund, nil
 	}
-	p := engine.Payment{EventID: ev.EventID(), OrderID: ev.OrderID, Succeeded: ev.Kind == payments.Succeeded,
+	orderID, err := s.providerOrderID(ev.OrderID)
+	if err != nil {
+		return "", err
+	}
+	p := engine.Payment{EventID: ev.EventID(), OrderID: orderID, Succeeded: ev.Kind == payments.Succeeded,
 		AmountCents: ev.AmountMinor, Currency: ev.Currency}
 	o, outcome, err := s.eng.ApplyPayment(s.reqCtx(), p)
 	var rej *engine.Rejection
@@ -164,18 +170,21 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 			append(attrs, "kind", ev.Kind.String())...)
 		return notifyUnmatched, nil
 	case errors.As(err, &rej) && rej.Code == engine.CodePaymentMismatch:
-		if ev.Kind != payments.Succeeded {
-			s.log.Info("failed payment does not match its order; nothing to do", append(attrs, "detail", rej.Message)...)
-			return notifyMismatch, nil
-		}
-		s.providers.mismatched[ev.Provider].Inc()
-		s.log.Error("money received does not match the order, which stays unpaid: refund it at the provider",
-			append(attrs, "detail", rej.Message)...)
+		// The engine records a mismatched success; what it refuses took
+		// no money (a failure, or no amount at all).
+		s.log.Info("payment that took no money does not match its order; nothing to do", append(attrs, "detail", rej.Message)...)
 		return notifyMismatch, nil
 	default:
 		return "", err
 	}
 	switch {
+	case outcome == engine.PaymentMismatch:
+		s.providers.mismatched[ev.Provider].Inc()
+		s.log.Warn("money received does not match the order, which stays as it was: recorded as a refund to send back",
+			append(attrs, "order_amount_cents", o.AmountCents, "order_currency", o.Currency)...)
+		return notifyMismatch, nil
+	case outcome == engine.PaymentMismatchSeen:
+		return notifyMismatch, nil
 	case outcome == engine.PaymentDuplicateCharge:
 		s.m.duplicateCharges.Inc()
 		s.log.Warn("duplicate charge recorded: the buyer paid twice; refund it",
@@ -187,6 +196,23 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		return notifyApplied, nil
 	}
 	return notifyUnchanged, nil
+}
+
+// providerOrderID maps the order number a provider sends back to an
+// order id: an order's provider order number (engine ordernumber.go: 32
+// letters and digits, what WeChat Pay's out_trade_no and UnionPay's orderId
+// can hold), or the order id itself. A number that names no order is
+// passed on as it is, and the engine finds no order of that id.
+func (s *Server) providerOrderID(number string) (string, error) {
+	if len(number) != engine.ProviderOrderNumberLen || strings.IndexByte(number, '.') >= 0 {
+		return number, nil
+	}
+	id, err := s.eng.OrderIDForNumber(s.reqCtx(), number)
+	var rej *engine.Rejection
+	if errors.As(err, &rej) {
+		return number, nil
+	}
+	return id, err
 }
 
 func (s *Server) providerNotConfigured(ctx *fasthttp.RequestCtx, a notifyAnswer, provider string) {
@@ -268,6 +294,11 @@ func newProviderMetrics(set *metrics.Set) providerMetrics {
 		m.unmatched[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_unmatched_total{provider=%q}`, p))
 		m.mismatched[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_mismatch_total{provider=%q}`, p))
 		m.refundsUnapplied[p] = set.NewCounter(fmt.Sprintf(`onsale_payments_refunds_unapplied_total{provider=%q}`, p))
+		// The refund worker (httpapi/payouts) counts into these when it
+		// shares the set; created here so that /metrics shows them at 0.
+		for _, outcome := range []string{"refunded", "refund_failed", "refund_pending"} {
+			set.GetOrCreateCounter(fmt.Sprintf(`onsale_refund_attempts_total{provider=%q,outcome=%q}`, p, outcome))
+		}
 	}
 	return m
 }

@@ -143,6 +143,10 @@ func TestProviderStripe(t *testing.T) {
 	if got := e.orderState(pending); got != "pending/0" {
 		t.Errorf("after a mismatched payment: %s", got)
 	}
+	refunds, _ := e.want(e.do("GET", "/v1/orders/"+pending, e.admin(), ""), 200, "").json()["refunds"].([]any)
+	if len(refunds) != 1 || refunds[0].(map[string]any)["reason"] != "payment_mismatch" || refunds[0].(map[string]any)["transaction_id"] != "pi_4" {
+		t.Errorf("the mismatched payment is not recorded to go back: %v", refunds)
+	}
 	if got := e.metric(`onsale_payments_unmatched_total{provider="stripe"}`); got != "1" {
 		t.Errorf("unmatched metric %s", got)
 	}
@@ -248,6 +252,26 @@ func TestProviderWeChatPay(t *testing.T) {
 	}
 	if got := e.orderState(o); got != "paid/0" {
 		t.Errorf("order: %s", got)
+	}
+
+	// An order paid under its provider order number (out_trade_no holds
+	// 32 characters, not an order id); a number of no order is unmatched.
+	o2 := e.newOrder("w1", "seat")
+	number := e.want(e.do("GET", "/v1/orders/"+o2, e.admin(), ""), 200, "").str("provider_order_no")
+	if len(number) != 32 {
+		t.Fatalf("provider_order_no %q", number)
+	}
+	for _, c := range []struct{ number, tx string }{{number, "4200000848202101120290526544"}, {strings.Repeat("a", 32), "4200000848202101120290526545"}} {
+		res := paymentstest.WeChatPayTransaction(testWxApp, testWxMch, c.number, c.tx, "SUCCESS", 1999999, "CNY")
+		if r := e.wechat(k.WeChatPay, serial, e.clock.Now(), res); r.status != 204 {
+			t.Fatalf("by number %s: %d %s", c.number, r.status, r.body)
+		}
+	}
+	if got := e.orderState(o2); got != "paid/0" {
+		t.Errorf("order paid by its provider order number: %s", got)
+	}
+	if got := e.metric(`onsale_payments_unmatched_total{provider="wechatpay"}`); got != "1" {
+		t.Errorf("unmatched: %s", got)
 	}
 }
 

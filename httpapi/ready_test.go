@@ -74,6 +74,10 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminSettleRefund:      {"POST", "/v1/admin/refund-queue/needs_refund.s1.aaaaaaaaaaaaaaaaaaaaaaaaaa:settle", `{"action":"refunded"}`},
 		routeAdminArchiveSale:       {"POST", "/v1/admin/sales/s9:archive", ""},
 		routeAdminUnarchiveSale:     {"POST", "/v1/admin/sales/s9:unarchive", ""},
+		routeAdminRefunds:           {"GET", "/v1/admin/refunds", ""},
+		routeAdminReconciliation:    {"POST", "/v1/admin/reconciliation", "reporting_category,gross\n"},
+		routeAdminRetryRefund:       {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:retry", ""},
+		routeAdminMarkRefunded:      {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:mark-refunded", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -151,6 +155,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true,
 		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
 		routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
+		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -75,6 +75,10 @@ const (
 	routeAdminSettleRefund      // POST /v1/admin/refund-queue/{item_id}:settle
 	routeAdminArchiveSale       // POST /v1/admin/sales/{sale_id}:archive (archive.go)
 	routeAdminUnarchiveSale     // POST /v1/admin/sales/{sale_id}:unarchive
+	routeAdminRefunds           // GET  /v1/admin/refunds (refunds.go)
+	routeAdminRetryRefund       // POST /v1/admin/refunds/{refund_id}:retry
+	routeAdminMarkRefunded      // POST /v1/admin/refunds/{refund_id}:mark-refunded
+	routeAdminReconciliation    // POST /v1/admin/reconciliation (reconcile.go)
 	routeCount
 )
 
@@ -168,6 +172,10 @@ func init() {
 		routeAdminSettleRefund:      {"admin_settle_refund", "POST", accessAdmin, (*Server).settleRefund},
 		routeAdminArchiveSale:       {"admin_archive_sale", "POST", accessAdmin, (*Server).archiveSale},
 		routeAdminUnarchiveSale:     {"admin_unarchive_sale", "POST", accessAdmin, (*Server).unarchiveSale},
+		routeAdminRefunds:           {"admin_refunds", "GET", accessAdmin, (*Server).listRefunds},
+		routeAdminRetryRefund:       {"admin_retry_refund", "POST", accessAdmin, (*Server).retryRefund},
+		routeAdminMarkRefunded:      {"admin_mark_refunded", "POST", accessAdmin, (*Server).markRefunded},
+		routeAdminReconciliation:    {"admin_reconciliation", "POST", accessAdmin, (*Server).reconcile},
 	}
 }
 
@@ -321,6 +329,9 @@ func matchRoute(path []byte) (route, []byte) {
 	}
 	if id, ok := bytes.CutPrefix(path, prefixAdminCredentials); ok && len(id) > 0 && bytes.IndexByte(id, '/') < 0 {
 		return routeAdminRevokeCredential, id
+	}
+	if r, param, ok := matchPayoutRoute(path); ok { // refunds.go
+		return r, param
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixAdminOrders); ok {
 		id, tail := cutSegment(rest)

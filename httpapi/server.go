@@ -89,6 +89,9 @@ type Config struct {
 	// Notify delivers notifications (webhook endpoints, email); nil: the
 	// webhook routes answer 404 (webhooks.go, httpapi/notify).
 	Notify *notify.Notifier
+	// RefundsWake, if set, is called after an admin retried a refund, so
+	// the refund worker (httpapi/payouts) sends it at once.
+	RefundsWake func()
 
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]

@@ -160,6 +160,11 @@ func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	case ev.OrderID == "":
 		writeProblem(ctx, codeInvalidRequest, "order_id is required", -1)
 		return
+	case providerPaymentID(ev.ID):
+		// Those ids name the provider that took the money, and the refund
+		// worker sends refunds there (engine payouts.go).
+		writeProblem(ctx, codeInvalidRequest, "an id of the form <provider>:<transaction> (stripe:, alipay:, wechatpay:, unionpay:) is kept for that provider's own route", -1)
+		return
 	case ev.AmountCents == nil || ev.Currency == "":
 		writeProblem(ctx, codeInvalidRequest, "amount_cents and currency are required", -1)
 		return
@@ -169,6 +174,10 @@ func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	if err != nil {
 		s.writeError(ctx, err)
 		return
+	}
+	if outcome == engine.PaymentMismatch {
+		s.log.Warn("money received does not match the order: recorded as a refund to send back",
+			"order_id", o.ID, "event_id", p.EventID, "amount_cents", p.AmountCents, "currency", p.Currency)
 	}
 	if outcome == engine.PaymentDuplicateCharge {
 		s.m.duplicateCharges.Inc()
@@ -191,7 +200,14 @@ func writePaymentAnswer(ctx *fasthttp.RequestCtx, o *engine.Order, outcome engin
 	b = strconv.AppendBool(b, outcome.Applied())
 	b = append(b, `,"duplicate_charge":`...)
 	b = strconv.AppendBool(b, outcome.DuplicateCharge())
+	b = append(b, `,"mismatch":`...)
+	b = strconv.AppendBool(b, outcome.Mismatch())
 	b = append(b, "}\n"...)
 	ctx.SetBody(b)
 	putBuffer(buf, b)
+}
+
+func providerPaymentID(id string) bool {
+	p, _ := engine.PaymentProvider(id)
+	return p != ""
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Options are the providers' settings as main reads them from flags and
@@ -31,6 +33,17 @@ type Options struct {
 	UnionPayRootCert       string // path
 	UnionPayMiddleCert     string // path
 	UnionPayCertOwner      string // [UnionPayOwner]; 00040000:SIGN in UnionPay's test environment
+
+	// Refunds (refund.go): a provider's refund client is configured when
+	// its key is set; base URLs default to the provider's production API.
+	StripeSecretKey         string        // sk_test_... / sk_live_..., or a path to a file holding it
+	StripeAPIBase           string        // [StripeAPIDefault]
+	AlipayPrivateKey        string        // path: the app's private key (PEM)
+	AlipayGateway           string        // [AlipayGatewayDefault]
+	WeChatPayMerchantKey    string        // path: apiclient_key.pem
+	WeChatPayMerchantSerial string        // serial number of the merchant API certificate
+	WeChatPayAPIBase        string        // [WeChatPayAPIDefault]
+	RefundTimeout           time.Duration // one refund call at most [15s]
 }
 
 // Providers are the configured verifiers; nil for a provider that is not.
@@ -39,6 +52,11 @@ type Providers struct {
 	Alipay    *Alipay
 	WeChatPay *WeChatPay
 	UnionPay  *UnionPay
+
+	// Refunds are the configured refund clients by provider name
+	// (ProviderStripe, ...); a provider without one has its payouts
+	// settled by hand.
+	Refunds map[string]Refunder
 }
 
 // Load builds the verifiers of the configured providers, reading their
@@ -64,10 +82,80 @@ func Load(o Options) (*Providers, error) {
 		errs = append(errs, err)
 		p.UnionPay = u
 	}
+	errs = append(errs, loadRefunds(o, &p))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// loadRefunds builds the refund clients of the providers whose refund
+// settings are given. Alipay's and WeChat Pay's need their notification
+// verifier too (the answers are verified with the same keys).
+func loadRefunds(o Options, p *Providers) error {
+	p.Refunds = map[string]Refunder{}
+	timeout := o.RefundTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	client := &http.Client{Timeout: timeout}
+	var errs []error
+	if o.StripeSecretKey != "" {
+		key := o.StripeSecretKey
+		if !strings.HasPrefix(key, "sk_") && !strings.HasPrefix(key, "rk_") {
+			data, err := o.read(key)
+			if err != nil {
+				return fmt.Errorf("stripe: -stripe-secret-key is neither sk_.../rk_... nor a readable file: %w", err)
+			}
+			key = strings.TrimSpace(string(data))
+		}
+		p.Refunds[ProviderStripe] = &StripeRefunds{BaseURL: orDefault(o.StripeAPIBase, StripeAPIDefault), SecretKey: key, Client: client}
+	}
+	if o.AlipayPrivateKey != "" {
+		key, err := o.privateKey(o.AlipayPrivateKey)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("alipay: -alipay-private-key: %w", err))
+		case p.Alipay == nil:
+			errs = append(errs, errors.New("alipay: -alipay-private-key needs -alipay-app-id and -alipay-public-key (its answers are verified with it)"))
+		default:
+			p.Refunds[ProviderAlipay] = &AlipayRefunds{GatewayURL: orDefault(o.AlipayGateway, AlipayGatewayDefault),
+				AppID: o.AlipayAppID, PrivateKey: key, AlipayKey: p.Alipay.key, Client: client}
+		}
+	}
+	if o.WeChatPayMerchantKey != "" || o.WeChatPayMerchantSerial != "" {
+		key, err := o.privateKey(o.WeChatPayMerchantKey)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("wechatpay: -wechatpay-merchant-key: %w", err))
+		case o.WeChatPayMerchantSerial == "":
+			errs = append(errs, errors.New("wechatpay: -wechatpay-merchant-key and -wechatpay-merchant-serial go together"))
+		case p.WeChatPay == nil:
+			errs = append(errs, errors.New("wechatpay: refunds need the notification settings too (their answers are verified with the platform keys)"))
+		default:
+			p.Refunds[ProviderWeChatPay] = &WeChatPayRefunds{BaseURL: orDefault(o.WeChatPayAPIBase, WeChatPayAPIDefault),
+				MchID: o.WeChatPayMchID, MerchantKey: key, MerchantCert: o.WeChatPayMerchantSerial, Verifier: p.WeChatPay, Client: client}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) privateKey(path string) (*rsa.PrivateKey, error) {
+	if path == "" {
+		return nil, errors.New("no path given")
+	}
+	data, err := o.read(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRSAPrivateKey(data)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func loadAlipay(o Options) (*Alipay, error) {

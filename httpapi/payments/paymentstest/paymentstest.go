@@ -37,6 +37,7 @@ type Keys struct {
 	UnionCert      *x509.Certificate // the signing certificate sent in signPubKeyCert
 	Other          *rsa.PrivateKey   // a key nobody trusts
 	OtherCert      *x509.Certificate // self-signed, UnionPay's owner name in its CN, trusted by nobody
+	Merchant       *rsa.PrivateKey   // the merchant's own key: Alipay's app private key, WeChat Pay's apiclient_key
 
 	unionMiddleKey *rsa.PrivateKey
 }
@@ -65,7 +66,7 @@ func generate() *Keys {
 		}
 		return key
 	}
-	k.Alipay, k.WeChatPay, k.WeChatPayKey2, k.Other = gen(), gen(), gen(), gen()
+	k.Alipay, k.WeChatPay, k.WeChatPayKey2, k.Other, k.Merchant = gen(), gen(), gen(), gen(), gen()
 	rootKey, middleKey := gen(), gen()
 	k.unionMiddleKey = middleKey
 	k.UnionSigner = gen()

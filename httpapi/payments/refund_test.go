@@ -1,0 +1,222 @@
+package payments
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onsale/onsale/httpapi/payments/paymentstest"
+)
+
+const (
+	testStripeKey = "sk_test_refunds"
+	testAlipayApp = "2021000000000001"
+	testMch       = "1900000109"
+	testMerchSN   = "5157F09EFDC096DE15EBE81A47057A72"
+)
+
+// refundFixture is a fake provider and a client of each kind pointed at it.
+type refundFixture struct {
+	fake    *paymentstest.RefundProvider
+	clients map[string]Refunder
+}
+
+func newRefundFixture(t *testing.T) *refundFixture {
+	t.Helper()
+	k := paymentstest.SharedKeys()
+	fake := &paymentstest.RefundProvider{Keys: k, StripeKey: testStripeKey, AlipayAppID: testAlipayApp,
+		WeChatMchID: testMch, MerchantPub: &k.Merchant.PublicKey, MerchantCert: testMerchSN}
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	verifier, err := NewWeChatPay(testMch, "wxapp", []byte("0123456789abcdef0123456789ABCDEF"), []*x509.Certificate{k.WeChatPayCert}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &refundFixture{fake: fake, clients: map[string]Refunder{
+		ProviderStripe: &StripeRefunds{BaseURL: srv.URL, SecretKey: testStripeKey, Client: client},
+		ProviderAlipay: &AlipayRefunds{GatewayURL: srv.URL + "/gateway.do", AppID: testAlipayApp, PrivateKey: k.Merchant,
+			AlipayKey: &k.Alipay.PublicKey, Client: client},
+		ProviderWeChatPay: &WeChatPayRefunds{BaseURL: srv.URL, MchID: testMch, MerchantKey: k.Merchant, MerchantCert: testMerchSN,
+			Verifier: verifier, Client: client},
+	}}
+}
+
+// TestRefundClients: each client against a fake provider that checks its
+// signature as the provider does: success, duplicate (already refunded:
+// done), failure (the provider's reason), timeout then success with the
+// same key, a forged answer (not believed), and a request signed with the
+// wrong key (refused by the provider, so never done).
+func TestRefundClients(t *testing.T) {
+	f := newRefundFixture(t)
+	ctx := context.Background()
+	for _, provider := range []string{ProviderStripe, ProviderAlipay, ProviderWeChatPay} {
+		t.Run(provider, func(t *testing.T) {
+			c := f.clients[provider]
+			req := RefundRequest{Key: "rf" + provider + "1", TransactionID: "tx-" + provider, AmountMinor: 1999999, TotalMinor: 1999999, Currency: "CNY"}
+			cases := []struct {
+				name    string
+				answers []paymentstest.RefundAnswer
+				want    RefundOutcome
+				detail  string
+			}{
+				{"success", nil, RefundDone, ""},
+				{"duplicate", []paymentstest.RefundAnswer{paymentstest.AnswerDuplicate}, RefundDone, ""},
+				{"failure", []paymentstest.RefundAnswer{paymentstest.AnswerFailure}, RefundFailed, map[string]string{
+					ProviderStripe: "amount_too_large", ProviderAlipay: "ACQ.SELLER_BALANCE_NOT_ENOUGH", ProviderWeChatPay: "NOT_ENOUGH"}[provider]},
+				{"timeout", []paymentstest.RefundAnswer{paymentstest.AnswerTimeout}, RefundRetry, "no answer"},
+			}
+			if provider != ProviderStripe { // Stripe's answers are not signed
+				cases = append(cases, struct {
+					name    string
+					answers []paymentstest.RefundAnswer
+					want    RefundOutcome
+					detail  string
+				}{"forged answer", []paymentstest.RefundAnswer{paymentstest.AnswerBadSign}, RefundRetry, "not believed"})
+			}
+			for _, c2 := range cases {
+				f.fake.SetNext(c2.answers...)
+				res := c.Refund(ctx, req)
+				if res.Outcome != c2.want || !strings.Contains(res.Detail, c2.detail) {
+					t.Errorf("%s: %+v, want %s with %q", c2.name, res, c2.want, c2.detail)
+				}
+			}
+			// After the timeout, the same request again is the same refund.
+			calls := f.fake.Calls()
+			var mine []paymentstest.RefundCall
+			for _, call := range calls {
+				if call.Provider == provider {
+					mine = append(mine, call)
+				}
+			}
+			if len(mine) < 4 {
+				t.Fatalf("%d verified calls", len(mine))
+			}
+			for _, call := range mine {
+				if call.Key != req.Key || call.Transaction != req.TransactionID || call.Amount != 1999999 {
+					t.Errorf("call %+v: key, transaction or amount changed between attempts", call)
+				}
+			}
+			if provider == ProviderWeChatPay && (mine[0].Total != 1999999 || mine[0].Currency != "CNY") {
+				t.Errorf("wechat amount: %+v", mine[0])
+			}
+		})
+	}
+}
+
+// TestRefundWrongMerchantKey: a request signed with a key the provider
+// does not know is refused by it, and never taken for done.
+func TestRefundWrongMerchantKey(t *testing.T) {
+	f := newRefundFixture(t)
+	k := paymentstest.SharedKeys()
+	f.clients[ProviderAlipay].(*AlipayRefunds).PrivateKey = k.Other
+	f.clients[ProviderWeChatPay].(*WeChatPayRefunds).MerchantKey = k.Other
+	f.clients[ProviderStripe].(*StripeRefunds).SecretKey = "sk_test_wrong"
+	for p, c := range f.clients {
+		res := c.Refund(context.Background(), RefundRequest{Key: "rfx", TransactionID: "tx", AmountMinor: 10, TotalMinor: 10, Currency: "CNY"})
+		if res.Outcome == RefundDone {
+			t.Errorf("%s: a request with the wrong key: %+v", p, res)
+		}
+	}
+	if n := len(f.fake.Calls()); n != 0 {
+		t.Errorf("the fake provider accepted %d requests with a wrong key", n)
+	}
+}
+
+// TestRefundAnswerForgeries: variants of a signed success that must not be
+// believed (Alipay and WeChat Pay sign their answers).
+func TestRefundAnswerForgeries(t *testing.T) {
+	k := paymentstest.SharedKeys()
+	good := `{"code":"10000","msg":"Success","trade_no":"2026","fund_change":"Y"}`
+	sign := func(key *rsa.PrivateKey, s string) string { return paymentstest.AlipaySignResponse(key, s) }
+	alipay := []struct{ name, body string }{
+		{"wrong key", `{"alipay_trade_refund_response":` + good + `,"sign":"` + sign(k.Other, good) + `"}`},
+		{"flipped byte", `{"alipay_trade_refund_response":` + strings.Replace(good, "2026", "2027", 1) + `,"sign":"` + sign(k.Alipay, good) + `"}`},
+		{"re-encoded", `{"alipay_trade_refund_response":` + strings.ReplaceAll(good, ",", ", ") + `,"sign":"` + sign(k.Alipay, good) + `"}`},
+		{"unsigned", `{"alipay_trade_refund_response":` + good + `}`},
+		{"not json", `<html>`},
+	}
+	if r := parseAlipayRefund(&k.Alipay.PublicKey, []byte(`{"alipay_trade_refund_response":`+good+`,"sign":"`+sign(k.Alipay, good)+`"}`)); r.Outcome != RefundDone {
+		t.Fatalf("the genuine answer: %+v", r)
+	}
+	for _, c := range alipay {
+		if r := parseAlipayRefund(&k.Alipay.PublicKey, []byte(c.body)); r.Outcome != RefundRetry {
+			t.Errorf("alipay %s: %+v", c.name, r)
+		}
+	}
+	v, _ := NewWeChatPay(testMch, "wxapp", []byte("0123456789abcdef0123456789ABCDEF"), []*x509.Certificate{k.WeChatPayCert}, nil, 0)
+	now := time.Now()
+	body := `{"refund_id":"1","out_refund_no":"rf","status":"SUCCESS"}`
+	headers := func(key *rsa.PrivateKey, signed string, at time.Time, serial string) WeChatPayHeaders {
+		ts, sig := paymentstest.WeChatPaySign(key, at, "n1", []byte(signed))
+		return WeChatPayHeaders{Timestamp: []byte(ts), Nonce: []byte("n1"), Signature: []byte(sig), Serial: []byte(serial)}
+	}
+	sn := paymentstest.SerialOf(k.WeChatPayCert)
+	if r := parseWeChatRefund(v, 200, headers(k.WeChatPay, body, now, sn), []byte(body), now); r.Outcome != RefundDone {
+		t.Fatalf("the genuine answer: %+v", r)
+	}
+	for _, c := range []struct {
+		name string
+		h    WeChatPayHeaders
+		body string
+	}{
+		{"wrong key", headers(k.Other, body, now, sn), body},
+		{"flipped byte", headers(k.WeChatPay, body, now, sn), strings.Replace(body, "SUCCESS", "SUCCESs", 1)},
+		{"stale", headers(k.WeChatPay, body, now.Add(-time.Hour), sn), body},
+		{"unknown serial", headers(k.WeChatPay, body, now, "ABCDEF"), body},
+		{"unsigned", WeChatPayHeaders{}, body},
+	} {
+		if r := parseWeChatRefund(v, 200, c.h, []byte(c.body), now); r.Outcome != RefundRetry {
+			t.Errorf("wechatpay %s: %+v", c.name, r)
+		}
+	}
+}
+
+func TestFormatDecimalMinor(t *testing.T) {
+	for n, want := range map[int64]string{0: "0.00", 10: "0.10", 1999999: "19999.99", 5: "0.05", 500: "5.00", 123456789: "1234567.89"} {
+		if got := FormatDecimalMinor(n); got != want {
+			t.Errorf("%d: %q, want %q", n, got, want)
+		}
+		if back, err := ParseDecimalMinor(want); err != nil || back != n {
+			t.Errorf("%q parses back to %d %v", want, back, err)
+		}
+	}
+}
+
+func FuzzParseStripeRefund(f *testing.F) {
+	f.Add(200, []byte(`{"id":"re_1","object":"refund","status":"succeeded"}`))
+	f.Add(400, []byte(`{"error":{"code":"charge_already_refunded"}}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		r := parseStripeRefund(status, body)
+		if r.Outcome == RefundDone && status != 200 && !strings.Contains(r.Detail, "charge_already_refunded") {
+			t.Fatalf("done from HTTP %d: %+v", status, r)
+		}
+	})
+}
+
+func FuzzParseAlipayRefund(f *testing.F) {
+	k := paymentstest.SharedKeys()
+	good := `{"code":"10000","msg":"Success","trade_no":"2026","fund_change":"Y"}`
+	f.Add([]byte(`{"alipay_trade_refund_response":` + good + `,"sign":"` + paymentstest.AlipaySignResponse(k.Alipay, good) + `"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		parseAlipayRefund(&k.Alipay.PublicKey, body) // no panic; a forgery cannot verify
+	})
+}
+
+func FuzzParseWeChatRefund(f *testing.F) {
+	k := paymentstest.SharedKeys()
+	v, _ := NewWeChatPay(testMch, "wxapp", []byte("0123456789abcdef0123456789ABCDEF"), []*x509.Certificate{k.WeChatPayCert}, nil, 0)
+	now := time.Now()
+	f.Add(200, []byte(`{"refund_id":"1","status":"SUCCESS"}`), "sig")
+	f.Fuzz(func(t *testing.T, status int, body []byte, sig string) {
+		h := WeChatPayHeaders{Timestamp: []byte("1"), Nonce: []byte("n"), Signature: []byte(sig), Serial: []byte(paymentstest.SerialOf(k.WeChatPayCert))}
+		if r := parseWeChatRefund(v, status, h, body, now); r.Outcome != RefundRetry {
+			t.Fatalf("an answer with a forged signature was believed: %+v", r)
+		}
+	})
+}
