@@ -49,6 +49,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyAudit(ev)
 	case evRealNameRule, evAttendeesNamed:
 		return st.applyRealName(ev) // realname.go
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		return st.applyQueue(ev) // queue.go
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -177,6 +179,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerReport(cmd, res) // reports.go
 	case cmdPutCoupon, cmdPatchCoupon, cmdCoupons:
 		st.answerCoupons(cmd, res) // coupons.go
+	case cmdQueueJoin, cmdQueueStatus:
+		st.answerQueue(cmd, res, changed) // queue.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

@@ -34,6 +34,9 @@ const (
 	cmdPutCoupon         // coupons.go
 	cmdPatchCoupon       // coupons.go
 	cmdCoupons           // coupons.go
+	cmdQueueJoin         // queue.go
+	cmdQueueStatus       // queue.go
+	cmdQueueDraw         // queue.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -64,7 +67,9 @@ type command struct {
 	coupon   string       // cmdPurchase: a coupon code, upper case (coupons.go)
 	coupons  *couponCommand
 
-	attendees []Attendee // cmdPurchase on a real-name sale (realname.go)
+	attendees []Attendee      // cmdPurchase on a real-name sale (realname.go)
+	queue     *queueCommand   // queue.go
+	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -93,6 +98,9 @@ type result struct {
 	reports  *reportResult // reports.go
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
+
+	queue     QueueStatus // queue.go
+	queueDraw QueueDraw
 }
 
 type request struct {

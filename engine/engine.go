@@ -45,6 +45,11 @@ type Config struct {
 	// all when nobody is expected. Negative turns gathering off [1ms].
 	SyncGatherMax time.Duration
 
+	// QueueSeedKey derives the seeds of queued sales' draws (queue.go);
+	// main sets one derived from the data key. Empty: seeds anyone can
+	// compute, for tests only.
+	QueueSeedKey []byte
+
 	Now     func() time.Time // the clock [time.Now]; read once per batch
 	Logger  *slog.Logger     // [slog.Default()]
 	OnFatal func(error)      // called once when a log write fails [log and os.Exit(1)]
@@ -217,6 +222,10 @@ func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool
 		kind: cmdPurchase, saleID: req.SaleID, tierID: req.TierID, qty: req.Quantity,
 		userID: req.UserID, key: req.IdempotencyKey, newOrder: newOrderKey(), coupon: coupon,
 		attendees: cloneAttendees(req.Attendees), // realname.go
+	}
+	if req.Admission != nil { // queue.go
+		a := *req.Admission
+		r.cmd.admission = &a
 	}
 	if err := e.call(ctx, req.SaleID, r); err != nil {
 		return Order{}, false, err

@@ -35,6 +35,7 @@ type event struct {
 
 	realName  RealNameRule // evRealNameRule (realname.go)
 	attendees []Attendee   // evAttendeesNamed
+	q         *queueEvent  // the queue's events (queue.go)
 }
 
 type eventKind uint8
@@ -63,6 +64,11 @@ const (
 	evCouponApplied
 	evRealNameRule // realname.go
 	evAttendeesNamed
+	evQueueRule // queue.go
+	evQueueJoined
+	evQueueDrawn
+	evQueueAdmitted
+	evAdmissionUsed
 	evKindEnd
 )
 
@@ -98,6 +104,9 @@ const (
 //	CouponApplied   at key code discount        (after its OrderPlaced)
 //	RealNameRule, AttendeesNamed: realname.go (AttendeesNamed precedes the
 //	                OrderPlaced of its order, in the same entry)
+//	QueueRule, QueueJoined, QueueDrawn, QueueAdmitted, AdmissionUsed:
+//	                queue.go (AdmissionUsed precedes the OrderPlaced of its
+//	                purchase, in the same entry)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -171,6 +180,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendBoxOfficeEvent(b, ev)
 	case evRealNameRule, evAttendeesNamed:
 		b = appendRealNameEvent(b, ev)
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		b = appendQueueEvent(b, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		b = binary.AppendVarint(b, ev.at)
 		b = appendString(b, ev.saleID)
@@ -329,6 +340,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeBoxOfficeEvent(&d, ev)
 	case evRealNameRule, evAttendeesNamed:
 		decodeRealNameEvent(&d, ev)
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		decodeQueueEvent(&d, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		ev.at = d.varint()
 		ev.saleID = d.str(IDLenMax)
@@ -369,6 +382,8 @@ var kindNames = [...]string{
 	evAuditRecorded: "AuditRecorded",
 	evTierRules:     "TierRules", evCouponPut: "CouponPut", evCouponApplied: "CouponApplied",
 	evRealNameRule: "RealNameRule", evAttendeesNamed: "AttendeesNamed",
+	evQueueRule: "QueueRule", evQueueJoined: "QueueJoined", evQueueDrawn: "QueueDrawn",
+	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 }
 
 func (k eventKind) String() string {

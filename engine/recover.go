@@ -324,6 +324,7 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	moveAudit(old, states)
 	moveBoxOffice(old, states)
 	moveRealName(old, states)
+	moveQueues(old, states)      // queue.go
 	repartitionDoor(old, states) // checkin.go
 	return states, nil
 }

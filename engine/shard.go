@@ -87,6 +87,7 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 		s.free <- &batch{}
 	}
 	s.pendingOrders.Store(st.pending)
+	st.queueSeedKey = e.cfg.QueueSeedKey // queue.go
 	st.audit.max = e.cfg.AuditMax
 	st.audit.trim()
 	return s
@@ -109,7 +110,8 @@ func (s *shard) run() {
 		select {
 		case first = <-s.inbox:
 		case <-ticker.C:
-			if at, ok := s.st.nextExpiry(); !ok || at > s.e.cfg.Now().UnixMilli() {
+			now := s.e.cfg.Now().UnixMilli()
+			if at, ok := s.st.nextExpiry(); (!ok || at > now) && !s.st.queueDue(now) { // queue.go
 				continue
 			}
 		case <-s.quit:

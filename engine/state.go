@@ -38,6 +38,10 @@ type state struct {
 	door admissions
 	// realName holds the attendees of real-name sales' orders (realname.go).
 	realName realNameState
+	// queued lists the sales with a queue (queue.go), which the tick
+	// visits; queueSeedKey derives their draws' seeds (the shard sets it).
+	queued       []int32
+	queueSeedKey []byte
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
@@ -60,6 +64,7 @@ type sale struct {
 	tickets *saleTickets  // ticket keys and revocations (ticketkeys.go); nil: none logged yet
 	coupons *saleCoupons  // coupons.go; nil: none
 	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
+	queue   *saleQueue    // queue.go; nil: nobody joined and no rule logged
 
 	// derived
 	users map[string]userState

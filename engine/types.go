@@ -40,6 +40,7 @@ type SaleConfig struct {
 	Tiers        []TierConfig
 	Catalogue                 // what the sale is for; every field optional
 	RealName     RealNameRule // realname.go; zero: anyone may buy for anyone
+	Queue        QueueConfig  // queue.go; zero: no waiting room
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -80,6 +81,7 @@ type Sale struct {
 	// the first, and one more for each next. It only grows within a
 	// process and starts again at 1 after a restart; 0 outside views.
 	Version uint64
+	Queue   QueueCounts // queue.go; zero without a queue
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.
@@ -186,8 +188,9 @@ type PurchaseRequest struct {
 	Quantity       int
 	UserID         string
 	IdempotencyKey string
-	Coupon         string     // optional (coupons.go): case-insensitive
-	Attendees      []Attendee // one per ticket on a real-name sale (realname.go); none elsewhere
+	Coupon         string          // optional (coupons.go): case-insensitive
+	Attendees      []Attendee      // one per ticket on a real-name sale (realname.go); none elsewhere
+	Admission      *QueueAdmission // required on a queued sale (queue.go)
 }
 
 // Payment is a payment provider's event about an order.

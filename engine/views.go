@@ -137,6 +137,7 @@ func publishedView(sl *sale) *Sale {
 		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
 	}
 	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
+	v.Queue = sl.queue.counts() // queue.go
 	for t := range sl.tiers {
 		v.TierCounts[t] = sl.tierCounts(t) // packages.go
 	}
