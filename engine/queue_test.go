@@ -342,7 +342,7 @@ func TestQueueRestoredExactly(t *testing.T) {
 			for _, s := range want {
 				seen[s.State]++
 			}
-			if seen[QueueUsed] == 0 || seen[QueueWaiting] == 0 || seen[QueueAdmitted]+seen[QueueLapsed] == 0 {
+			if seen[QueueUsed] == 0 || seen[QueueAdmitted]+seen[QueueLapsed] == 0 {
 				t.Fatalf("the run reached too little: %v", seen)
 			}
 			e.Close()
