@@ -115,6 +115,8 @@ type QueueCounts struct {
 	Joined   int  // buyers in the queue
 	Admitted int  // buyers admitted so far (places [0, Admitted))
 	Drawn    bool // shuffle_at_open: the draw has happened
+
+	Commitment [32]byte // SHA-256 of the draw's seed (views only)
 }
 
 // QueueDraw is what anyone needs to check a draw: the seed's commitment,
@@ -166,6 +168,7 @@ type saleQueue struct {
 	waves       []admitWave      // live waves, by first place; expired ones dropped at the next admission
 	wavesN      uint32           // waves ever admitted: the next wave's number is wavesN+1
 	used        map[int32]uint32 // place -> wave, admissions that bought
+	commitment  *[32]byte        // derived: SHA-256 of the seed, once asked (queueCommitment)
 }
 
 // admitWave is the places [first, end) admitted at once.
@@ -655,6 +658,28 @@ func (e *Engine) QueueDrawOf(ctx context.Context, saleID string) (QueueDraw, err
 	err := e.one(ctx, saleID, command{kind: cmdQueueDraw, saleID: saleID, queue: &queueCommand{draw: true}}, func(r *result) { out = r.queueDraw })
 	out.Commitment = e.QueueSeedCommitment(saleID)
 	return out, err
+}
+
+// queueCommitment is the commitment of sl's draw, derived once (the loop
+// calls it, with the shard's key); zero for a sale without a queue.
+func (st *state) queueCommitment(sl *sale) [32]byte {
+	if sl.queue == nil || sl.cfg.Queue.Mode == 0 {
+		return [32]byte{}
+	}
+	if sl.queue.commitment == nil {
+		seed := queueSeed(st.queueSeedKey, sl.cfg.ID)
+		c := sha256.Sum256(seed[:])
+		sl.queue.commitment = &c
+	}
+	return *sl.queue.commitment
+}
+
+// DeriveQueueSeedKey derives Config.QueueSeedKey from the data key:
+// HMAC-SHA256(dataKey, "onsale/queue-seed/v1").
+func DeriveQueueSeedKey(dataKey []byte) []byte {
+	m := hmac.New(sha256.New, dataKey)
+	m.Write([]byte("onsale/queue-seed/v1"))
+	return m.Sum(nil)
 }
 
 // QueueSeedCommitment is SHA-256 of the seed that the sale's draw will

@@ -80,8 +80,8 @@ type Sale struct {
 	// Version numbers the published views of the sale (SaleView): 1 for
 	// the first, and one more for each next. It only grows within a
 	// process and starts again at 1 after a restart; 0 outside views.
-	Version uint64
-	Queue   QueueCounts // queue.go; zero without a queue
+	Version     uint64
+	QueueCounts QueueCounts // queue.go; zero without a queue
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.

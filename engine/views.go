@@ -116,7 +116,9 @@ func (s *shard) takeViews(out []pendingView) []pendingView {
 			newSlots = append(newSlots, slot)
 			s.slots = append(s.slots, slot)
 		}
-		out = append(out, pendingView{s.slots[si], publishedView(sl)})
+		v := publishedView(sl)
+		v.QueueCounts.Commitment = s.st.queueCommitment(sl) // queue.go
+		out = append(out, pendingView{s.slots[si], v})
 	}
 	s.st.touched = s.st.touched[:0]
 	if len(newIDs) > 0 {
@@ -137,7 +139,7 @@ func publishedView(sl *sale) *Sale {
 		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
 	}
 	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
-	v.Queue = sl.queue.counts() // queue.go
+	v.QueueCounts = sl.queue.counts() // queue.go
 	for t := range sl.tiers {
 		v.TierCounts[t] = sl.tierCounts(t) // packages.go
 	}

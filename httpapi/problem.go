@@ -103,6 +103,14 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeDuplicateDocument):     {422, "A document named twice in one order"},
 	string(engine.CodeDocumentLimitExceeded): {409, "Per-document limit exceeded"},
 
+	// Queued sales (queue.go).
+	string(engine.CodeNotQueued):         {404, "Not queued"},
+	string(engine.CodeAdmissionRequired): {403, "Admission from the queue required"},
+	string(engine.CodeAdmissionInvalid):  {403, "Not an admission of this buyer"},
+	string(engine.CodeAdmissionUsed):     {409, "Admission used already"},
+	string(engine.CodeAdmissionExpired):  {409, "Admission expired"},
+	string(engine.CodeQueueFull):         {409, "Queue full"},
+
 	// Who is asking.
 	codeUnauthorized:       {401, "Unauthorized"},
 	codeInvalidCredentials: {401, "Invalid username or password"},

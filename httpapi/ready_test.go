@@ -62,6 +62,9 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeMe:                    {"GET", "/v1/me", ""},
 		routeUpdateMe:              {"PATCH", "/v1/me", `{"display_name":"Ann"}`},
 		routeMePassword:            {"POST", "/v1/me/password", `{"old_password":"correct horse","new_password":"battery staple"}`},
+		routeQueueJoin:             {"POST", "/v1/sales/s1/queue", ""},
+		routeQueueMe:               {"GET", "/v1/sales/s1/queue/me", ""},
+		routeQueueDraw:             {"GET", "/v1/sales/s1/queue/draw", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -136,6 +139,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminBackup:       true,
 		routeAdminCreateCoupon: true, routeAdminPatchCoupon: true,
 		routeUpdateMe: true, routeMePassword: true,
+		routeQueueJoin: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -63,6 +63,9 @@ const (
 	routeMe                    // GET   /v1/me (profile.go)
 	routeUpdateMe              // PATCH /v1/me (meRoute)
 	routeMePassword            // POST  /v1/me/password
+	routeQueueJoin             // POST /v1/sales/{sale_id}/queue (queue.go)
+	routeQueueMe               // GET  /v1/sales/{sale_id}/queue/me
+	routeQueueDraw             // GET  /v1/sales/{sale_id}/queue/draw
 	routeCount
 )
 
@@ -144,6 +147,9 @@ func init() {
 		routeMe:                    {"me", "GET", accessBuyer, (*Server).me},
 		routeUpdateMe:              {"update_me", "PATCH", accessBuyer, (*Server).updateMe},
 		routeMePassword:            {"me_password", "POST", accessBuyer, (*Server).changePassword},
+		routeQueueJoin:             {"queue_join", "POST", accessBuyer, (*Server).queueJoin},
+		routeQueueMe:               {"queue_me", "GET", accessBuyer, (*Server).queueMe},
+		routeQueueDraw:             {"queue_draw", "GET", accessPublic, (*Server).queueDraw},
 	}
 }
 
@@ -211,6 +217,12 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeCheckInKey, id
 		case string(tail) == "/revocations":
 			return routeRevocations, id
+		case string(tail) == "/queue":
+			return routeQueueJoin, id
+		case string(tail) == "/queue/me":
+			return routeQueueMe, id
+		case string(tail) == "/queue/draw":
+			return routeQueueDraw, id
 		}
 		return routeNone, nil
 	}

@@ -33,6 +33,7 @@ type saleBody struct {
 	Description string     `json:"description"`
 
 	RealName *realNameBody `json:"real_name"` // realname.go; absent: no rule
+	Queue    *queueBody    `json:"queue"`     // queue.go; absent: no waiting room
 }
 
 type tierBody struct {
@@ -77,6 +78,13 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if b.RealName != nil {
 		cfg.RealName = engine.RealNameRule{Required: b.RealName.Required, PerDocumentLimit: b.RealName.PerDocumentLimit}
 	}
+	if b.Queue != nil { // queue.go
+		q, msg := b.Queue.config()
+		if msg != "" {
+			return engine.SaleConfig{}, msg
+		}
+		cfg.Queue = q
+	}
 	for i, t := range b.Tiers {
 		if t.Stock == nil && len(t.Components) > 0 {
 			t.Stock = new(int) // a package has no stock of its own
@@ -112,6 +120,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = strconv.AppendInt(b, int64(sl.PerUserLimit), 10)
 	b = appendCatalogue(b, &sl.Catalogue)
 	b = appendRealNameRule(b, sl.RealName) // realname.go
+	b = appendQueue(b, sl)                 // queue.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)
