@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -262,6 +263,30 @@ func DrawOrder(seed [32]byte, ids []JoinID) []JoinID {
 		out[i] = ks[i].id
 	}
 	return out
+}
+
+// VerifyDraw checks a published draw: SHA-256(seed) is the commitment,
+// the join ids are sorted and unique, and the order is DrawOrder(seed,
+// join ids). It is what "onsale verify-draw" runs.
+func VerifyDraw(commitment, seed [32]byte, ids, order []JoinID) error {
+	if sha256.Sum256(seed[:]) != commitment {
+		return errors.New("SHA-256 of the seed is not the commitment published before the draw")
+	}
+	for i := 1; i < len(ids); i++ {
+		if bytes.Compare(ids[i-1][:], ids[i][:]) >= 0 {
+			return fmt.Errorf("join ids are not sorted and unique at %d", i)
+		}
+	}
+	want := DrawOrder(seed, ids)
+	if len(want) != len(order) {
+		return fmt.Errorf("the order has %d buyers, the draw %d", len(order), len(want))
+	}
+	for i := range want {
+		if want[i] != order[i] {
+			return fmt.Errorf("place %d: the published order has %x, the draw gives %x", i, order[i], want[i])
+		}
+	}
+	return nil
 }
 
 // drawDue appends the draw of sl's queue if its mode draws and the
