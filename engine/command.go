@@ -99,8 +99,8 @@ type result struct {
 	audit    []AuditEntry  // cmdAuditList
 	coupons  []Coupon      // coupons.go
 
-	queue     QueueStatus // queue.go
-	queueDraw QueueDraw
+	queue     *QueueStatus // queue.go
+	queueDraw *QueueDraw
 }
 
 type request struct {

@@ -323,7 +323,8 @@ func (st *state) decideQueue(cmd *command, now int64, res *result, evs []event) 
 		return evs, reject(CodeNotQueued, "sale %q has no queue", cmd.saleID)
 	}
 	if cmd.kind == cmdQueueDraw {
-		res.queueDraw = sl.queue.draw()
+		d := sl.queue.draw()
+		res.queueDraw = &d
 		return evs, nil
 	}
 	place := sl.queue.find(cmd.queue.id)
@@ -331,7 +332,8 @@ func (st *state) decideQueue(cmd *command, now int64, res *result, evs []event) 
 		return evs, reject(CodeNotQueued, "you are not in the queue of sale %q; join it first", cmd.saleID)
 	}
 	if place >= 0 { // a read, or a join again: the same place
-		res.queue = sl.queue.status(place, now, sl.drawPending())
+		st := sl.queue.status(place, now, sl.drawPending())
+		res.queue = &st
 		return evs, nil
 	}
 	switch {
@@ -353,8 +355,9 @@ func (st *state) answerQueue(cmd *command, res *result, changed bool) {
 		return
 	}
 	sl, _ := st.saleByID(cmd.saleID)
-	res.queue = sl.queue.status(sl.queue.find(cmd.queue.id), 0, sl.drawPending())
-	res.queue.Created = true
+	st2 := sl.queue.status(sl.queue.find(cmd.queue.id), 0, sl.drawPending())
+	st2.Created = true
+	res.queue = &st2
 }
 
 // soldOut says whether the sale has nothing left to sell now or later:
@@ -681,7 +684,7 @@ func (e *Engine) QueuePosition(ctx context.Context, saleID string, id JoinID) (Q
 
 func (e *Engine) queueCall(ctx context.Context, saleID string, cmd command) (QueueStatus, error) {
 	var out QueueStatus
-	err := e.one(ctx, saleID, cmd, func(r *result) { out = r.queue })
+	err := e.one(ctx, saleID, cmd, func(r *result) { out = *r.queue })
 	return out, err
 }
 
@@ -689,7 +692,11 @@ func (e *Engine) queueCall(ctx context.Context, saleID string, cmd command) (Que
 // the rest once drawn.
 func (e *Engine) QueueDrawOf(ctx context.Context, saleID string) (QueueDraw, error) {
 	var out QueueDraw
-	err := e.one(ctx, saleID, command{kind: cmdQueueDraw, saleID: saleID, queue: &queueCommand{draw: true}}, func(r *result) { out = r.queueDraw })
+	err := e.one(ctx, saleID, command{kind: cmdQueueDraw, saleID: saleID, queue: &queueCommand{draw: true}}, func(r *result) {
+		if r.queueDraw != nil {
+			out = *r.queueDraw
+		}
+	})
 	out.Commitment = e.QueueSeedCommitment(saleID)
 	return out, err
 }
