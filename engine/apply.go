@@ -157,7 +157,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		res.order = st.orderView(o)
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.saleID)
-		res.sale = saleView(sl) // res.created was set by decide
+		res.sale = saleView(sl)     // res.created was set by decide
+		st.viewQueue(sl, &res.sale) // queue.go
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)

@@ -496,6 +496,18 @@ func (q *saleQueue) find(id JoinID) int {
 	return q.index.find(q.entries, id)
 }
 
+// viewQueue puts a queued sale's counts and commitment in its view; a
+// sale without a queue keeps nil, so that the views of the other sales
+// stay as small as before.
+func (st *state) viewQueue(sl *sale, v *Sale) {
+	if sl.queue == nil || sl.cfg.Queue.Mode == 0 {
+		return
+	}
+	c := sl.queue.counts()
+	c.Commitment = st.queueCommitment(sl)
+	v.QueueCounts = &c
+}
+
 func (q *saleQueue) counts() QueueCounts {
 	if q == nil {
 		return QueueCounts{}

@@ -138,7 +138,7 @@ func BenchmarkQueueExpiryToAdmission(b *testing.B) {
 		// expires: watch the published view (one atomic load), as a
 		// waiting page's stream does.
 		for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
-			if v, _ := e.SaleView("hot"); v.QueueCounts.Admitted > i+1 {
+			if v, _ := e.SaleView("hot"); v.QueueCounts != nil && v.QueueCounts.Admitted > i+1 {
 				lat = append(lat, time.Since(time.UnixMilli(o.ExpiresAtMs)))
 				break
 			}

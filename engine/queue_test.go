@@ -88,7 +88,7 @@ func TestQueueJoinTwice(t *testing.T) {
 	wantCode(t, err, CodeNotQueued)
 	_, err = e.QueuePosition(ctx, "q", joinID("carol"))
 	wantCode(t, err, CodeNotQueued)
-	if v, err := e.SaleView("q"); err != nil || v.QueueCounts.Joined != 2 {
+	if v, err := e.SaleView("q"); err != nil || v.QueueCounts == nil || v.QueueCounts.Joined != 2 {
 		t.Fatalf("view: %+v", v)
 	}
 }

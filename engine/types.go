@@ -81,7 +81,7 @@ type Sale struct {
 	// the first, and one more for each next. It only grows within a
 	// process and starts again at 1 after a restart; 0 outside views.
 	Version     uint64
-	QueueCounts QueueCounts // queue.go; zero without a queue
+	QueueCounts *QueueCounts // queue.go; nil without a queue
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.

@@ -117,7 +117,7 @@ func (s *shard) takeViews(out []pendingView) []pendingView {
 			s.slots = append(s.slots, slot)
 		}
 		v := publishedView(sl)
-		v.QueueCounts.Commitment = s.st.queueCommitment(sl) // queue.go
+		s.st.viewQueue(sl, v) // queue.go
 		out = append(out, pendingView{s.slots[si], v})
 	}
 	s.st.touched = s.st.touched[:0]
@@ -139,7 +139,6 @@ func publishedView(sl *sale) *Sale {
 		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
 	}
 	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
-	v.QueueCounts = sl.queue.counts() // queue.go
 	for t := range sl.tiers {
 		v.TierCounts[t] = sl.tierCounts(t) // packages.go
 	}
@@ -181,5 +180,9 @@ func (s *Sale) clone() Sale {
 	c := *s
 	c.Tiers = slices.Clone(s.Tiers)
 	c.TierCounts = slices.Clone(s.TierCounts)
+	if s.QueueCounts != nil {
+		q := *s.QueueCounts
+		c.QueueCounts = &q
+	}
 	return c
 }

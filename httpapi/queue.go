@@ -291,7 +291,7 @@ func appendJoinIDs(b []byte, ids []engine.JoinID) []byte {
 // its rule, the commitment of its draw's seed and its counts.
 func appendQueue(b []byte, sl *engine.Sale) []byte {
 	q, n := sl.SaleConfig.Queue, sl.QueueCounts
-	if q.Mode == 0 {
+	if q.Mode == 0 || n == nil {
 		return b
 	}
 	b = append(b, `,"queue":{"mode":"`...)
@@ -344,7 +344,7 @@ func (q *queueBody) config() (engine.QueueConfig, string) {
 // appendLiveQueue adds a queued sale's head to its live event: a waiting
 // page's position is its place minus admitted.
 func appendLiveQueue(b []byte, v *engine.Sale) []byte {
-	if v.SaleConfig.Queue.Mode == 0 {
+	if v.SaleConfig.Queue.Mode == 0 || v.QueueCounts == nil {
 		return b
 	}
 	b = append(b, `,"queue":{"joined":`...)

@@ -49,7 +49,7 @@ func TestQueueJourney(t *testing.T) {
 	r := e.do("PUT", "/v1/admin/sales/q", e.admin(), e.queuedSaleJSON(1, "fifo", -time.Hour))
 	e.want(r, 201, "")
 	q, _ := r.json()["queue"].(map[string]any)
-	if q["mode"] != "fifo" || len(q["seed_sha256"].(string)) != 64 {
+	if q["mode"] != "fifo" || len(q["seed_sha256"].(string)) != 64 || q["seed_sha256"] == strings.Repeat("0", 64) {
 		t.Fatalf("sale's queue: %s", r.body)
 	}
 	e.want(e.do("POST", "/v1/sales/q/purchase", e.buyer("ann").with("Idempotency-Key", "k1"), `{"tier":"floor","quantity":1}`), 403, "admission_required")
@@ -84,7 +84,7 @@ func TestQueueJourney(t *testing.T) {
 		t.Fatalf("ann after buying: %s", me.body)
 	}
 	d := e.want(e.do("GET", "/v1/sales/q/queue/draw", nil, ""), 200, "")
-	if d.json()["drawn"] != false {
+	if d.json()["drawn"] != false || d.str("seed_sha256") != q["seed_sha256"] {
 		t.Fatalf("a fifo sale's draw: %s", d.body)
 	}
 	e.want(e.do("POST", "/v1/sales/nope/queue", e.buyer("ann"), ""), 404, "unknown_sale")
