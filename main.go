@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -92,6 +93,7 @@ type options struct {
 	requestTimeout, shutdownTimeout                  time.Duration
 	userRate                                         float64
 	userBurst                                        int
+	queueJoinAddrRate                                float64
 	minFreeDisk                                      byteSize
 	logLevel                                         string
 	level                                            slog.Level // parsed from logLevel
@@ -140,6 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.duration(&o.shutdownTimeout, "shutdown-timeout", "ONSALE_SHUTDOWN_TIMEOUT", 10*time.Second, "longest wait for requests under way at stop")
 	env.float(&o.userRate, "user-rate", "ONSALE_USER_RATE", 5, "purchases and cancels per second per buyer (JWT sub), together; beyond it 429; 0 = no limit")
 	env.int(&o.userBurst, "user-burst", "ONSALE_USER_BURST", 20, "purchases and cancels a buyer may send at once before -user-rate applies")
+	env.float(&o.queueJoinAddrRate, "queue-join-addr-rate", "ONSALE_QUEUE_JOIN_ADDR_RATE", 100,
+		"queue joins per second per client address, in bursts of twice as many; beyond it 429; 0 = no limit")
 	env.size(&o.minFreeDisk, "min-free-disk", "ONSALE_MIN_FREE_DISK", 256<<20,
 		"below this free space on the data directory's disk, writes are refused (503) and /readyz is red; 0 = no check")
 	env.str(&o.logLevel, "log-level", "ONSALE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -241,6 +245,7 @@ func checkOptions(o *options) error {
 		check(d.v > 0, d.name, "must be a duration above 0 such as %s, not %s", d.example, d.v)
 	}
 	check(o.userRate >= 0 && !math.IsInf(o.userRate, 0), "user-rate", "must be a number >= 0 (0 = no limit), not %v", o.userRate)
+	check(o.queueJoinAddrRate >= 0 && !math.IsInf(o.queueJoinAddrRate, 0), "queue-join-addr-rate", "must be a number >= 0 (0 = no limit), not %v", o.queueJoinAddrRate)
 	check(o.userRate == 0 || o.userBurst >= 1, "user-burst", "must be at least 1 when -user-rate is on, not %d", o.userBurst)
 	check(o.level.UnmarshalText([]byte(o.logLevel)) == nil, "log-level", "must be debug, info, warn or error, not %q", o.logLevel)
 	var corsErr error
@@ -350,6 +355,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 			return runBackup(ctx, args[1:], stderr)
 		case "verify":
 			return runVerify(args[1:], stderr)
+		case "verify-draw":
+			return runVerifyDraw(args[1:], stderr)
 		}
 	}
 	return runWith(ctx, args, stderr, ready, seams{})
@@ -381,6 +388,9 @@ type app struct {
 	running atomic.Pointer[engine.Engine]
 	// backupLog is log for POST /v1/admin/backup; nil until recovery ends.
 	backupLog atomic.Pointer[wal.Log]
+	// queueSeedKey derives the queues' draw seeds (engine/queue.go): from
+	// the data key, set by listen before recovery starts.
+	queueSeedKey []byte
 
 	// The refund worker (httpapi/payouts), started once the engine is
 	// attached; refundsStop ends it and refundsDone says it has.
@@ -496,7 +506,7 @@ func (a *app) listen(sec secrets) error {
 		MaxBodyBytes: o.maxBody, MaxLoadBodyBytes: o.maxLoadBody,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout, IdleTimeout: o.idleTimeout,
 		RequestTimeout: o.requestTimeout, Logger: a.logger, Metrics: a.set,
-		UserRatePerSec: o.userRate, UserBurst: o.userBurst,
+		UserRatePerSec: o.userRate, UserBurst: o.userBurst, QueueJoinAddrRatePerSec: o.queueJoinAddrRate,
 		CORSOrigins:    o.corsOrigins,
 		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
 		Backup: a.backup,
@@ -507,6 +517,7 @@ func (a *app) listen(sec secrets) error {
 			}
 		},
 	})
+	a.queueSeedKey = engine.DeriveQueueSeedKey([]byte(sec.DataKey))
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen: %w", err)
@@ -537,6 +548,7 @@ func (a *app) recover() recovery {
 		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
 		Outbox:       a.notifier,
 		ArchiveAfter: a.o.archiveAfter,
+		QueueSeedKey: a.queueSeedKey,
 	})
 	if err != nil {
 		log.Close()
@@ -1140,4 +1152,91 @@ func checkOIDC(c *httpapi.OIDCConfig, check func(ok bool, flagName, format strin
 		check(err == nil && (u.Scheme == "https" || u.Scheme == "http" && loopback) && u.Host != "",
 			"jwks-url", "must be an https URL such as https://id.example/.well-known/jwks.json, not %q", c.JWKSURL)
 	}
+}
+
+// runVerifyDraw is "onsale verify-draw [-join-id HEX] FILE": it checks a
+// draw as GET /v1/sales/{sale_id}/queue/draw published it (FILE, or - for
+// standard input): the seed against its commitment, the join ids sorted
+// and unique, and the order against engine.DrawOrder of the seed and the
+// join ids. With -join-id it also says where that buyer was drawn.
+func runVerifyDraw(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("onsale verify-draw", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var mine string
+	fs.StringVar(&mine, "join-id", "", "a join id (GET .../queue/me) to find in the order")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("verify-draw: usage: onsale verify-draw [-join-id HEX] FILE (- for standard input)")
+	}
+	var raw []byte
+	var err error
+	if fs.Arg(0) == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(fs.Arg(0))
+	}
+	if err != nil {
+		return fmt.Errorf("verify-draw: %w", err)
+	}
+	var d struct {
+		SaleID     string   `json:"sale_id"`
+		SeedSHA256 string   `json:"seed_sha256"`
+		Drawn      bool     `json:"drawn"`
+		Seed       string   `json:"seed"`
+		JoinIDs    []string `json:"join_ids"`
+		Order      []string `json:"order"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("verify-draw: not a published draw: %w", err)
+	}
+	if !d.Drawn {
+		return fmt.Errorf("verify-draw: sale %q has not drawn yet (its seed's SHA-256 is %s)", d.SaleID, d.SeedSHA256)
+	}
+	var commitment, seed [32]byte
+	if err := decodeHex(commitment[:], d.SeedSHA256); err != nil {
+		return fmt.Errorf("verify-draw: seed_sha256: %w", err)
+	}
+	if err := decodeHex(seed[:], d.Seed); err != nil {
+		return fmt.Errorf("verify-draw: seed: %w", err)
+	}
+	ids, err := decodeJoinIDs(d.JoinIDs)
+	if err != nil {
+		return fmt.Errorf("verify-draw: join_ids: %w", err)
+	}
+	order, err := decodeJoinIDs(d.Order)
+	if err != nil {
+		return fmt.Errorf("verify-draw: order: %w", err)
+	}
+	if err := engine.VerifyDraw(commitment, seed, ids, order); err != nil {
+		return fmt.Errorf("verify-draw: sale %q: %w", d.SaleID, err)
+	}
+	fmt.Fprintf(out, "draw of sale %q verified: SHA-256(seed) is the commitment, and the order of its %d buyers is reproduced\n", d.SaleID, len(ids))
+	if mine != "" {
+		place := slices.Index(d.Order, strings.ToLower(mine))
+		if place < 0 {
+			return fmt.Errorf("verify-draw: join id %s is not in the draw", mine)
+		}
+		fmt.Fprintf(out, "join id %s was drawn at place %d (0 is first)\n", mine, place)
+	}
+	return nil
+}
+
+func decodeHex(dst []byte, s string) error {
+	if hex.DecodedLen(len(s)) != len(dst) {
+		return fmt.Errorf("want %d hex digits, got %d", 2*len(dst), len(s))
+	}
+	_, err := hex.Decode(dst, []byte(s))
+	return err
+}
+
+func decodeJoinIDs(in []string) ([]engine.JoinID, error) {
+	out := make([]engine.JoinID, len(in))
+	for i, s := range in {
+		if err := decodeHex(out[i][:], s); err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	return out, nil
 }

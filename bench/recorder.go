@@ -19,12 +19,13 @@ const (
 	OpPurchase OpKind = iota
 	OpPay             // signed payment webhook
 	OpCancel
-	OpRead    // public availability read
-	OpCheckIn // a ticket scanned at the door
+	OpRead      // public availability read
+	OpCheckIn   // a ticket scanned at the door
+	OpQueueJoin // a buyer joining a sale's waiting room
 	opKinds
 )
 
-var opNames = [opKinds]string{"purchase", "pay", "cancel", "read", "checkin"}
+var opNames = [opKinds]string{"purchase", "pay", "cancel", "read", "checkin", "queue_join"}
 
 func (k OpKind) String() string { return opNames[k] }
 

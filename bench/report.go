@@ -155,6 +155,8 @@ func newReport(cfg *Config, started time.Time) *Report {
 		r.Workload = cfg.Door
 	case ScenarioBrowse:
 		r.Workload = cfg.Browse
+	case ScenarioQueue:
+		r.Workload = cfg.Queue
 	default:
 		r.Workload = cfg.Steady
 	}

@@ -27,10 +27,11 @@ const (
 	ScenarioSoak      = "soak"
 	ScenarioDoor      = "door"
 	ScenarioBrowse    = "browse"
+	ScenarioQueue     = "queue"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioDoor, ScenarioBrowse}
+var Scenarios = []string{ScenarioFlash, ScenarioSustained, ScenarioSteady, ScenarioSoak, ScenarioDoor, ScenarioBrowse, ScenarioQueue}
 
 // Config is one harness run: a scenario, a load model, the systems.
 type Config struct {
@@ -42,6 +43,7 @@ type Config struct {
 	Steady         SteadyConfig // steady and soak
 	Door           DoorConfig
 	Browse         BrowseConfig
+	Queue          QueueConfig
 	Timeout        time.Duration
 	SampleInterval time.Duration
 	AuditWorkers   int
@@ -90,6 +92,15 @@ func (c *Config) Validate() error {
 		if err := c.Browse.Validate(); err != nil {
 			return err
 		}
+	case ScenarioQueue:
+		if err := c.Queue.Validate(); err != nil {
+			return err
+		}
+		for _, s := range c.Systems {
+			if s != SysOnsale && s != SysExternal {
+				return fmt.Errorf("bench: the queue scenario runs on onsale only, not %s: only onsale has a waiting room", s)
+			}
+		}
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (%s)", c.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -117,6 +128,8 @@ func (c *Config) users() int {
 		return c.Door.Buyers
 	case ScenarioBrowse:
 		return 1 // browsing needs no account
+	case ScenarioQueue:
+		return c.Queue.Buyers
 	}
 	return c.Steady.Users
 }
@@ -131,6 +144,8 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 		return NewDoor(c.Door, users, now, c.Log)
 	case ScenarioBrowse:
 		return NewBrowse(c.Browse, now)
+	case ScenarioQueue:
+		return NewQueue(c.Queue, users, now)
 	default:
 		return NewSteady(c.Scenario, c.Steady, users, now)
 	}
@@ -167,6 +182,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		OnsaleFlags: cfg.OnsaleFlags, OnsalePprof: cfg.CPUProfile && cfg.OnsaleBinary == "",
 		ShimExe: cfg.ShimExe, RedisConns: cfg.RedisConns, PostgresConns: cfg.PostgresConns,
 		CeilingPurchase: ceilingPurchaseAnswer(cfg.Scenario),
+	}
+	if cfg.Scenario == ScenarioQueue { // every join comes from 127.0.0.1: no per-address limit
+		env.OnsaleFlags = append(slices.Clone(env.OnsaleFlags), "-queue-join-addr-rate", "0")
 	}
 	if slices.Contains(cfg.Systems, SysExternal) {
 		if len(cfg.Systems) != 1 {

@@ -53,6 +53,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyAudit(ev)
 	case evRealNameRule, evAttendeesNamed:
 		return st.applyRealName(ev) // realname.go
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		return st.applyQueue(ev) // queue.go
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -176,7 +178,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		res.order = st.orderView(o)
 	case cmdPutSale:
 		sl, _ := st.saleByID(cmd.saleID)
-		res.sale = saleView(sl) // res.created was set by decide
+		res.sale = saleView(sl)     // res.created was set by decide
+		st.viewQueue(sl, &res.sale) // queue.go
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
 		res.sale = saleView(sl)
@@ -210,6 +213,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.queue(cmd, res) // refundrules.go
 	case cmdArchive, cmdUnarchive:
 		st.answerArchive(cmd, res) // archive.go
+	case cmdQueueJoin, cmdQueueStatus:
+		st.answerQueue(cmd, res, changed) // queue.go
 	case cmdUserOrders:
 		for i, sl := range st.sales {
 			if cmd.saleID != "" && sl.cfg.ID != cmd.saleID {

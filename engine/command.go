@@ -47,6 +47,9 @@ const (
 	cmdPayouts           // payouts.go
 	cmdPayoutUpdate      // payouts.go
 	cmdOrderByNumber     // ordernumber.go
+	cmdQueueJoin         // queue.go
+	cmdQueueStatus       // queue.go
+	cmdQueueDraw         // queue.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -82,8 +85,10 @@ type command struct {
 	refs      []OrderRef // cmdOrderRefs (outbox.go)
 	hook      *Webhook   // cmdPutWebhook (webhooks.go)
 
-	refund  *refundCommand  // refundrules.go
-	archive *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
+	refund    *refundCommand  // refundrules.go
+	archive   *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
+	queue     *queueCommand   // queue.go
+	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -114,8 +119,11 @@ type result struct {
 	coupons  []Coupon      // coupons.go
 	hooks    []Webhook     // webhooks.go
 
-	queue   []RefundQueueItem // cmdRefundQueue (refundrules.go)
-	payouts []Payout          // cmdPayouts (payouts.go)
+	refundQueue []RefundQueueItem // cmdRefundQueue (refundrules.go)
+	payouts     []Payout          // cmdPayouts (payouts.go)
+
+	queue     *QueueStatus // queue.go
+	queueDraw *QueueDraw
 }
 
 type request struct {

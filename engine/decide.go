@@ -55,6 +55,9 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 			evs = realNameRuleEvent(evs, cmd.sale) // realname.go
 			evs = refundRulesEvent(evs, cmd.sale)  // refundrules.go
 		}
+		if rej == nil {
+			evs, rej = st.decideQueueRule(evs, cmd.sale) // queue.go
+		}
 		return evs, rej
 	case cmdSetClosed:
 		sl, _ := st.saleByID(cmd.saleID)
@@ -101,6 +104,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return st.decidePayoutUpdate(cmd, now, evs) // payouts.go
 	case cmdOrderByNumber:
 		return evs, st.decideOrderByNumber(cmd) // ordernumber.go: a read
+	case cmdQueueJoin, cmdQueueStatus, cmdQueueDraw:
+		return st.decideQueue(cmd, now, res, evs) // queue.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
@@ -170,6 +175,9 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
 	}
 	var rej *Rejection
+	if evs, rej = st.decideAdmission(sl, cmd, now, evs); rej != nil { // queue.go
+		return evs, rej
+	}
 	if evs, rej = st.decideAttendees(sl, cmd, now, evs); rej != nil { // realname.go
 		return evs, rej
 	}
@@ -304,5 +312,5 @@ func (st *state) expireDue(now int64, limit int, evs []event) []event {
 			break
 		}
 	}
-	return evs
+	return st.queueTick(now, evs) // queue.go: admit into what the expiries freed
 }

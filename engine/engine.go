@@ -48,6 +48,10 @@ type Config struct {
 	// ArchiveAfter: a sale is archived automatically this long after its
 	// performance starts (archive.go); 0 turns the automatic rule off.
 	ArchiveAfter time.Duration
+	// QueueSeedKey derives the seeds of queued sales' draws (queue.go);
+	// main sets one derived from the data key. Empty: seeds anyone can
+	// compute, for tests only.
+	QueueSeedKey []byte
 
 	Now     func() time.Time // the clock [time.Now]; read once per batch
 	Logger  *slog.Logger     // [slog.Default()]
@@ -233,6 +237,10 @@ func (e *Engine) Purchase(ctx context.Context, req PurchaseRequest) (Order, bool
 		kind: cmdPurchase, saleID: req.SaleID, tierID: req.TierID, qty: req.Quantity,
 		userID: req.UserID, key: req.IdempotencyKey, newOrder: newOrderKey(), coupon: coupon,
 		attendees: cloneAttendees(req.Attendees), // realname.go
+	}
+	if req.Admission != nil { // queue.go
+		a := *req.Admission
+		r.cmd.admission = &a
 	}
 	if err := e.call(ctx, req.SaleID, r); err != nil {
 		return Order{}, false, err

@@ -42,6 +42,7 @@ type event struct {
 
 	currency string        // evPaymentMismatch (payouts.go)
 	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
+	q        *queueEvent   // the queue's events (queue.go)
 }
 
 type eventKind uint8
@@ -82,6 +83,11 @@ const (
 	evSaleUnarchived
 	evPaymentMismatch // payouts.go
 	evPayoutUpdated
+	evQueueRule // queue.go
+	evQueueJoined
+	evQueueDrawn
+	evQueueAdmitted
+	evAdmissionUsed
 	evKindEnd
 )
 
@@ -123,6 +129,9 @@ const (
 //	SaleArchived    at saleID gen           (archive.go)
 //	SaleUnarchived  at saleID gen
 //	PaymentMismatch, PayoutUpdated: payouts.go
+//	QueueRule, QueueJoined, QueueDrawn, QueueAdmitted, AdmissionUsed:
+//	                queue.go (AdmissionUsed precedes the OrderPlaced of its
+//	                purchase, in the same entry)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -196,6 +205,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendBoxOfficeEvent(b, ev)
 	case evRealNameRule, evAttendeesNamed:
 		b = appendRealNameEvent(b, ev)
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		b = appendQueueEvent(b, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		b = binary.AppendVarint(b, ev.at)
 		b = appendString(b, ev.saleID)
@@ -362,6 +373,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeBoxOfficeEvent(&d, ev)
 	case evRealNameRule, evAttendeesNamed:
 		decodeRealNameEvent(&d, ev)
+	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
+		decodeQueueEvent(&d, ev)
 	case evTicketKeyAdded, evTicketKeyRetired:
 		ev.at = d.varint()
 		ev.saleID = d.str(IDLenMax)
@@ -415,6 +428,8 @@ var kindNames = [...]string{
 	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
 	evSaleArchived: "SaleArchived", evSaleUnarchived: "SaleUnarchived",
 	evPaymentMismatch: "PaymentMismatch", evPayoutUpdated: "PayoutUpdated",
+	evQueueRule: "QueueRule", evQueueJoined: "QueueJoined", evQueueDrawn: "QueueDrawn",
+	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 }
 
 func (k eventKind) String() string {

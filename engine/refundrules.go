@@ -729,7 +729,7 @@ func (st *state) queue(cmd *command, res *result) {
 	slices.SortFunc(items, func(a, b RefundQueueItem) int {
 		return cmp.Or(cmp.Compare(a.SinceMs, b.SinceMs), strings.Compare(a.ID, b.ID))
 	})
-	res.queue = items[:min(len(items), cmd.refund.limit)]
+	res.refundQueue = items[:min(len(items), cmd.refund.limit)]
 }
 
 // parseQueueItemID splits an item id into its kind, charge index and order.
@@ -785,7 +785,7 @@ func (e *Engine) RefundQueue(ctx context.Context, saleID string, kind RefundQueu
 	limit = min(max(limit, 1), RefundQueueLimitMax)
 	cmd := command{kind: cmdRefundQueue, saleID: saleID, refund: &refundCommand{kind: kind, limit: limit}}
 	var out []RefundQueueItem
-	collect := func(r *result) { out = append(out, r.queue...) }
+	collect := func(r *result) { out = append(out, r.refundQueue...) }
 	var err error
 	if saleID != "" {
 		err = e.one(ctx, saleID, cmd, collect)

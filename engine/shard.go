@@ -95,6 +95,7 @@ func newShard(e *Engine, id int, st *state, seq uint64, m *engineMetrics) *shard
 	}
 	s.pendingOrders.Store(st.pending)
 	s.durableSeq.Store(seq)
+	st.queueSeedKey = e.cfg.QueueSeedKey // queue.go
 	st.audit.max = e.cfg.AuditMax
 	st.audit.trim()
 	return s
@@ -118,7 +119,7 @@ func (s *shard) run() {
 		case first = <-s.inbox:
 		case <-ticker.C:
 			nowMs := s.e.cfg.Now().UnixMilli()
-			if at, ok := s.st.nextExpiry(); (!ok || at > nowMs) && !s.archiveCheck(nowMs) {
+			if at, ok := s.st.nextExpiry(); (!ok || at > nowMs) && !s.archiveCheck(nowMs) && !s.st.queueDue(nowMs) { // archive.go, queue.go
 				continue
 			}
 		case <-s.quit:

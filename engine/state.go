@@ -45,6 +45,10 @@ type state struct {
 	// refunds holds refund requests, refunds and exchanges under the
 	// sales' rules (refundrules.go).
 	refunds refundState
+	// queued lists the sales with a queue (queue.go), which the tick
+	// visits; queueSeedKey derives their draws' seeds (the shard sets it).
+	queued       []int32
+	queueSeedKey []byte
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
@@ -78,6 +82,7 @@ type sale struct {
 	tickets *saleTickets  // ticket keys and revocations (ticketkeys.go); nil: none logged yet
 	coupons *saleCoupons  // coupons.go; nil: none
 	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
+	queue   *saleQueue    // queue.go; nil: nobody joined and no rule logged
 
 	archiveGen   uint32 // archive.go: generations archived so far
 	unarchivedAt int64  // when it was last brought back from the archive

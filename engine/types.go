@@ -44,6 +44,7 @@ type SaleConfig struct {
 	// exchange. A pointer: sales without one (and every view published
 	// of them) carry 8 bytes for it. Shared: never modify it.
 	RefundPolicy *RefundPolicy
+	Queue        QueueConfig // queue.go; zero: no waiting room
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -84,7 +85,8 @@ type Sale struct {
 	// Version numbers the published views of the sale (SaleView): 1 for
 	// the first, and one more for each next. It only grows within a
 	// process and starts again at 1 after a restart; 0 outside views.
-	Version uint64
+	Version     uint64
+	QueueCounts *QueueCounts // queue.go; nil without a queue
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.
@@ -203,8 +205,9 @@ type PurchaseRequest struct {
 	Quantity       int
 	UserID         string
 	IdempotencyKey string
-	Coupon         string     // optional (coupons.go): case-insensitive
-	Attendees      []Attendee // one per ticket on a real-name sale (realname.go); none elsewhere
+	Coupon         string          // optional (coupons.go): case-insensitive
+	Attendees      []Attendee      // one per ticket on a real-name sale (realname.go); none elsewhere
+	Admission      *QueueAdmission // required on a queued sale (queue.go)
 }
 
 // Payment is a payment provider's event about an order.

@@ -47,6 +47,9 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 	if rej := validateTierRules(c); rej != nil { // pricing.go
 		return rej
 	}
+	if rej := validateQueueConfig(c.Queue); rej != nil { // queue.go
+		return rej
+	}
 	if rej := validateRealNameRule(c.RealName); rej != nil { // realname.go
 		return rej
 	}

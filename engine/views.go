@@ -116,7 +116,9 @@ func (s *shard) takeViews(out []pendingView) []pendingView {
 			newSlots = append(newSlots, slot)
 			s.slots = append(s.slots, slot)
 		}
-		out = append(out, pendingView{s.slots[si], publishedView(sl)})
+		v := publishedView(sl)
+		s.st.viewQueue(sl, v) // queue.go
+		out = append(out, pendingView{s.slots[si], v})
 	}
 	s.st.touched = s.st.touched[:0]
 	if len(newIDs) > 0 {
@@ -178,5 +180,9 @@ func (s *Sale) clone() Sale {
 	c := *s
 	c.Tiers = slices.Clone(s.Tiers)
 	c.TierCounts = slices.Clone(s.TierCounts)
+	if s.QueueCounts != nil {
+		q := *s.QueueCounts
+		c.QueueCounts = &q
+	}
 	return c
 }

@@ -320,6 +320,7 @@ func appendLiveEvent(b []byte, id uint64, v *engine.Sale, status string) []byte 
 	}
 	b = append(b, `],"sold_out":`...)
 	b = strconv.AppendBool(b, soldOut)
+	b = appendLiveQueue(b, v) // queue.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	return append(b, "\"}\n\n"...)

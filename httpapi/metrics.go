@@ -78,7 +78,7 @@ func newHTTPMetrics(set *metrics.Set) *httpMetrics {
 	}
 	m.panics = set.NewCounter("onsale_http_panics_total")
 	m.duplicateCharges = set.NewCounter("onsale_duplicate_charges_total")
-	for _, r := range []route{routePurchase, routeCancelOrder} {
+	for _, r := range []route{routePurchase, routeCancelOrder, routeQueueJoin} {
 		m.rateLimited[r] = set.NewCounter(fmt.Sprintf(`onsale_http_rate_limited_total{route=%q}`, routes[r].name))
 	}
 	return m

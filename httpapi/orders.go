@@ -61,6 +61,12 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		s.m.purchase(codeInvalidRequest)
 		return
 	}
+	admission, ok := s.purchaseAdmission(ctx, saleID, who.userID) // queue.go
+	if !ok {
+		writeProblem(ctx, string(engine.CodeAdmissionInvalid), "the Onsale-Admission token is not one this sale gave you", -1)
+		s.m.purchase(string(engine.CodeAdmissionInvalid))
+		return
+	}
 	o, created, err := s.eng.Purchase(s.reqCtx(), engine.PurchaseRequest{
 		SaleID:         string(saleID), // copies: the engine keeps it past this request
 		TierID:         body.Tier,
@@ -69,6 +75,7 @@ func (s *Server) purchase(ctx *fasthttp.RequestCtx, saleID []byte, who principal
 		IdempotencyKey: string(key),
 		Coupon:         body.Coupon,
 		Attendees:      attendees,
+		Admission:      admission,
 	})
 	if err != nil {
 		s.m.purchase(s.writeError(ctx, err))

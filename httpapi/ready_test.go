@@ -78,6 +78,9 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminReconciliation:    {"POST", "/v1/admin/reconciliation", "reporting_category,gross\n"},
 		routeAdminRetryRefund:       {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:retry", ""},
 		routeAdminMarkRefunded:      {"POST", "/v1/admin/refunds/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa.0:mark-refunded", ""},
+		routeQueueJoin:              {"POST", "/v1/sales/s1/queue", ""},
+		routeQueueMe:                {"GET", "/v1/sales/s1/queue/me", ""},
+		routeQueueDraw:              {"GET", "/v1/sales/s1/queue/draw", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -156,6 +159,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
 		routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
 		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
+		routeQueueJoin: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -79,6 +79,9 @@ const (
 	routeAdminRetryRefund       // POST /v1/admin/refunds/{refund_id}:retry
 	routeAdminMarkRefunded      // POST /v1/admin/refunds/{refund_id}:mark-refunded
 	routeAdminReconciliation    // POST /v1/admin/reconciliation (reconcile.go)
+	routeQueueJoin              // POST /v1/sales/{sale_id}/queue (queue.go)
+	routeQueueMe                // GET  /v1/sales/{sale_id}/queue/me
+	routeQueueDraw              // GET  /v1/sales/{sale_id}/queue/draw
 	routeCount
 )
 
@@ -176,6 +179,9 @@ func init() {
 		routeAdminRetryRefund:       {"admin_retry_refund", "POST", accessAdmin, (*Server).retryRefund},
 		routeAdminMarkRefunded:      {"admin_mark_refunded", "POST", accessAdmin, (*Server).markRefunded},
 		routeAdminReconciliation:    {"admin_reconciliation", "POST", accessAdmin, (*Server).reconcile},
+		routeQueueJoin:              {"queue_join", "POST", accessBuyer, (*Server).queueJoin},
+		routeQueueMe:                {"queue_me", "GET", accessBuyer, (*Server).queueMe},
+		routeQueueDraw:              {"queue_draw", "GET", accessPublic, (*Server).queueDraw},
 	}
 }
 
@@ -253,6 +259,12 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeCheckInKey, id
 		case string(tail) == "/revocations":
 			return routeRevocations, id
+		case string(tail) == "/queue":
+			return routeQueueJoin, id
+		case string(tail) == "/queue/me":
+			return routeQueueMe, id
+		case string(tail) == "/queue/draw":
+			return routeQueueDraw, id
 		}
 		return routeNone, nil
 	}

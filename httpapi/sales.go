@@ -36,6 +36,7 @@ type saleBody struct {
 
 	Refunds  *refundsBody  `json:"refunds"`  // refundrules.go; absent: no self-service refund
 	Exchange *exchangeBody `json:"exchange"` // absent: no exchange
+	Queue    *queueBody    `json:"queue"`    // queue.go; absent: no waiting room
 }
 
 type tierBody struct {
@@ -83,6 +84,13 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if msg := refundRules(b.Refunds, b.Exchange, &cfg); msg != "" { // refundrules.go
 		return engine.SaleConfig{}, msg
 	}
+	if b.Queue != nil { // queue.go
+		q, msg := b.Queue.config()
+		if msg != "" {
+			return engine.SaleConfig{}, msg
+		}
+		cfg.Queue = q
+	}
 	for i, t := range b.Tiers {
 		if t.Stock == nil && len(t.Components) > 0 {
 			t.Stock = new(int) // a package has no stock of its own
@@ -119,6 +127,7 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = appendCatalogue(b, &sl.Catalogue)
 	b = appendRealNameRule(b, sl.RealName) // realname.go
 	b = appendRefundRules(b, sl.RefundPolicy)
+	b = appendQueue(b, sl) // queue.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)

@@ -75,6 +75,12 @@ type Config struct {
 	UserBurst        int // [ceil(UserRatePerSec)]
 	UserRateUsersMax int // buyers whose buckets are kept; the least recently seen give way [65536]
 
+	// QueueJoinAddrRatePerSec limits queue joins per client address
+	// (queue.go), in bursts of twice as many; beyond it 429 rate_limited.
+	// A join also takes from its buyer's bucket (UserRatePerSec). Zero
+	// turns it off [off].
+	QueueJoinAddrRatePerSec float64
+
 	// Live availability streams (live.go).
 	LiveMaxStreams   int           // open streams at most; beyond it 503 too_many_streams [20000]
 	LiveMaxDuration  time.Duration // a stream ends after this; EventSource reconnects [1h]
@@ -175,6 +181,8 @@ type Server struct {
 	credKeys    credentialKeys
 	ticketKeys  *ticketKeys  // the sales' ticket signing keys (tickets.go)
 	personal    personalKeys // attendees' and profiles' keys (realname.go)
+	queue       queueKeys    // join ids and admission tokens (queue.go)
+	addrLimiter *userLimiter // queue joins per client address; nil when QueueJoinAddrRatePerSec is 0
 	live        *liveHub
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
@@ -208,6 +216,7 @@ func New(cfg Config) *Server {
 		credKeys:    newCredentialKeys(cfg.DataKey),
 		ticketKeys:  newTicketKeys(cfg.DataKey),
 		personal:    newPersonalKeys(cfg.DataKey),
+		queue:       newQueueKeys(cfg.DataKey),
 	}
 	if cfg.OIDC.enabled() {
 		s.tokens.oidc = newOIDCVerifier(cfg.OIDC, cfg.Logger, cfg.Now()) // oidc.go
@@ -228,6 +237,10 @@ func New(cfg Config) *Server {
 		s.limiter = newUserLimiter(cfg.UserRatePerSec, cfg.UserBurst, cfg.UserRateUsersMax, cfg.Metrics)
 		s.rateLimitedDetail = fmt.Sprintf("too many purchases and cancels from this account: at most %g per second,"+
 			" in bursts of up to %d; nothing was done, retry after Retry-After seconds", cfg.UserRatePerSec, cfg.UserBurst)
+	}
+	if cfg.QueueJoinAddrRatePerSec > 0 { // queue.go
+		s.addrLimiter = newUserLimiter(cfg.QueueJoinAddrRatePerSec, max(1, int(2*cfg.QueueJoinAddrRatePerSec)), cfg.UserRateUsersMax,
+			metrics.NewSet()) // its own set: the buyers' limiter registers the same names
 	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,

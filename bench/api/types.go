@@ -27,6 +27,8 @@ type SaleSpec struct {
 	Category string     `json:"category,omitempty"`
 	Event    string     `json:"event,omitempty"`
 	StartsAt *time.Time `json:"starts_at,omitempty"`
+	// A waiting room (queue.go), optional.
+	Queue *QueueSpec `json:"queue,omitempty"`
 }
 
 // TierSpec is one tier of a SaleSpec.

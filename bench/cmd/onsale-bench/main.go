@@ -258,6 +258,14 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			setInt(&sustained.HoldSeconds, *hold)
 			sustained.BuyerPurchasesMin, sustained.BuyerPurchasesMax, sustained.Seed = buyerMin, buyerMax, *seed
 			followUp(&sustained.FollowUp)
+		case bench.ScenarioQueue:
+			cfg.Queue = bench.DefaultQueue()
+			setInt(&cfg.Queue.Buyers, *users)
+			setInt(&cfg.Queue.Stock, *stock)
+			cfg.Queue.Seed = *seed
+			if !setExplicit["systems"] && *target == "" {
+				cfg.Systems = []string{bench.SysOnsale} // only onsale has a waiting room
+			}
 		case bench.ScenarioBrowse:
 			cfg.Browse = bench.DefaultBrowse()
 			setInt(&cfg.Browse.Sales, *sales)
