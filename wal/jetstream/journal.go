@@ -107,6 +107,17 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: cannot open the snapshot store: %w", err)
 	}
+	// A new store's stream may not have elected its leader yet.
+	for {
+		_, err := snaps.GetInfo(ctx, layoutKey)
+		if err == nil || errors.Is(err, natsjs.ErrObjectNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("jetstream: the snapshot store does not answer: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	return &Journal{o: o, js: js, snaps: snaps, session: hex.EncodeToString(nonce[:]), shards: map[int]*shardLog{}}, nil
