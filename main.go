@@ -45,9 +45,14 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/onsale/onsale/engine"
+	"github.com/nats-io/nats.go"
+	"github.com/valyala/fasthttp"
+
 	"github.com/onsale/onsale/httpapi"
+	"github.com/onsale/onsale/httpapi/fleet"
 	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/wal"
+	"github.com/onsale/onsale/wal/jetstream"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -98,6 +103,7 @@ type options struct {
 	liveMaxStreams                                   int
 	liveMaxDuration                                  time.Duration
 	oidc                                             httpapi.OIDCConfig // buyer tokens from an identity provider
+	fleet                                            fleetOptions       // fleet.go; off unless -nats is set
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -144,6 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.oidc.Issuer, "oidc-issuer", "ONSALE_OIDC_ISSUER", "", "the iss the identity provider's tokens must carry")
 	env.str(&o.oidc.Audience, "oidc-audience", "ONSALE_OIDC_AUDIENCE", "", "an aud the identity provider's tokens must carry (the site's client id)")
 	env.duration(&o.oidc.Refresh, "jwks-refresh", "ONSALE_JWKS_REFRESH", 10*time.Minute, "how often the JWKS is fetched again; a token with an unknown kid fetches it at once, at most every 30s")
+	fleetFlags(&env, &o.fleet)
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if env.err != nil {
 		return o, env.err
@@ -219,6 +226,7 @@ func checkOptions(o *options) error {
 	o.corsOrigins, corsErr = httpapi.ParseCORSOrigins(o.corsOriginsList)
 	check(corsErr == nil, "cors-origins", "%v", corsErr)
 	checkOIDC(&o.oidc, check)
+	checkFleet(o, check)
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
@@ -320,6 +328,7 @@ type app struct {
 	running atomic.Pointer[engine.Engine]
 	// backupLog is log for POST /v1/admin/backup; nil until recovery ends.
 	backupLog atomic.Pointer[wal.Log]
+	fleet     *fleetNode // fleet.go; nil on a single node
 
 	// The disk watcher's; checkDisk runs on one goroutine at a time.
 	diskLow   bool          // the last check found less than -min-free-disk
@@ -360,14 +369,26 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 	// Listen first: while the log is replayed, /healthz is 200, /readyz
 	// 503 and every API route 503 unavailable with Retry-After.
 	a := &app{o: o, seams: sm, logger: logger, set: metrics.NewSet()}
+	if o.fleet.natsURL != "" {
+		if a.fleet, err = joinFleet(ctx, o, logger); err != nil {
+			return err
+		}
+	}
 	if err := a.listen(sec); err != nil {
+		a.fleet.close()
 		return err
 	}
 	if sm.listening != nil {
 		sm.listening(a.addr)
 	}
 	recovered := make(chan recovery, 1)
-	go func() { recovered <- a.recover() }()
+	go func() {
+		if a.fleet != nil {
+			recovered <- a.fleet.recover(a)
+			return
+		}
+		recovered <- a.recover()
+	}()
 	select {
 	case r := <-recovered:
 		if r.err != nil {
@@ -383,8 +404,15 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 		return a.stop(recovered, err)
 	}
 
-	a.srv.Attach(a.eng, a.log)
-	diskLow := a.watchDisk()
+	var users httpapi.UserStore = a.log
+	if a.fleet != nil {
+		users = a.fleet.users
+	}
+	a.srv.Attach(a.eng, users)
+	diskLow := false
+	if a.fleet == nil {
+		diskLow = a.watchDisk()
+	}
 	a.srv.SetReady(true)
 	printReady(stderr, a.addr, o.data, fromFlags, diskLow)
 	if firstStart {
@@ -425,6 +453,7 @@ func (a *app) listen(sec secrets) error {
 		LiveMaxStreams: o.liveMaxStreams, LiveMaxDuration: o.liveMaxDuration,
 		Backup: a.backup,
 		OIDC:   o.oidc,
+		Route:  a.fleet.route(),
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -469,6 +498,9 @@ func (a *app) recover() recovery {
 // beside it in the data directory (wal.Backup).
 func (a *app) backup(dest string) (httpapi.BackupResult, error) {
 	log := a.backupLog.Load()
+	if a.fleet != nil {
+		return httpapi.BackupResult{}, errors.New("a fleet node's log is in JetStream: back up the JetStream streams (nats stream backup) instead")
+	}
 	if log == nil {
 		return httpapi.BackupResult{}, errors.New("the log is not open yet")
 	}
@@ -521,6 +553,7 @@ func (a *app) stop(pending <-chan recovery, serveErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
+	a.fleet.stopAcquiring()
 	if a.diskQuit != nil {
 		close(a.diskQuit)
 		<-a.diskEnded
@@ -570,6 +603,7 @@ func (a *app) closeEngineAndLog(pending <-chan recovery) error {
 		}
 		a.logger.Info("log closed", "ms", time.Since(start).Milliseconds())
 	}
+	a.fleet.close()
 	return nil
 }
 
@@ -1020,4 +1054,131 @@ func checkOIDC(c *httpapi.OIDCConfig, check func(ok bool, flagName, format strin
 		check(err == nil && (u.Scheme == "https" || u.Scheme == "http" && loopback) && u.Host != "",
 			"jwks-url", "must be an https URL such as https://id.example/.well-known/jwks.json, not %q", c.JWKSURL)
 	}
+}
+
+// fleetOptions are the flags of a fleet node (README, "Running a fleet").
+type fleetOptions struct {
+	natsURL    string
+	partitions int
+	prefer     int
+	lease      time.Duration
+	advertise  string
+	replicas   int
+}
+
+func fleetFlags(env *envDefaults, f *fleetOptions) {
+	env.str(&f.natsURL, "nats", "ONSALE_NATS", "", "NATS URLs of a JetStream cluster, comma-separated: run as a fleet node, the log in JetStream instead of -data's Pebble [single node]")
+	env.int(&f.partitions, "fleet-partitions", "ONSALE_FLEET_PARTITIONS", 4, "sale partitions of the fleet, each served by one node; the same on every node, never changed")
+	env.int(&f.prefer, "fleet-partition", "ONSALE_FLEET_PARTITION", 0, "the partition this node tries to own first")
+	env.duration(&f.lease, "fleet-lease", "ONSALE_FLEET_LEASE", 3*time.Second, "a partition's lease: a node that stops renewing it loses its sales this long after its last renewal, and another node takes them over")
+	env.str(&f.advertise, "fleet-advertise", "ONSALE_FLEET_ADVERTISE", "", "host:port at which the other nodes reach this one [-addr]")
+	env.int(&f.replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "copies JetStream keeps of the log, snapshots and leases (1 for a single test server)")
+}
+
+func checkFleet(o *options, check func(ok bool, flagName, format string, args ...any)) {
+	f := &o.fleet
+	if f.natsURL == "" {
+		return
+	}
+	check(f.partitions >= 1 && f.partitions <= 1024, "fleet-partitions", "must be 1 to 1024, not %d", f.partitions)
+	check(f.prefer >= 0 && f.prefer < max(f.partitions, 1), "fleet-partition", "must be 0 to -fleet-partitions - 1, not %d", f.prefer)
+	check(f.lease >= 500*time.Millisecond, "fleet-lease", "must be at least 500ms, not %s", f.lease)
+	check(f.replicas == 1 || f.replicas == 3 || f.replicas == 5, "nats-replicas", "must be 1, 3 or 5, not %d", f.replicas)
+	if f.advertise == "" {
+		f.advertise = o.addr
+	}
+	_, port, err := net.SplitHostPort(f.advertise)
+	check(err == nil && port != "0", "fleet-advertise", "must be the host:port the other nodes reach (not port 0), not %q", f.advertise)
+}
+
+// fleetNode is what a fleet node adds to an app: the NATS connection, the
+// lease and router (httpapi/fleet), the shared user store.
+type fleetNode struct {
+	o      fleetOptions
+	nc     *nats.Conn
+	fleet  *fleet.Fleet
+	users  *fleet.Users
+	logger *slog.Logger
+	// acquiring ends Acquire when the app stops before it owns a partition.
+	acquiring       context.Context
+	cancelAcquiring context.CancelFunc
+}
+
+func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode, error) {
+	nc, err := nats.Connect(o.fleet.natsURL, nats.Name("onsale "+o.fleet.advertise), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.fleet.natsURL, err)
+	}
+	n := &fleetNode{o: o.fleet, nc: nc, logger: logger}
+	n.fleet, err = fleet.Join(ctx, fleet.Options{
+		Conn: nc, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
+		Prefer: o.fleet.prefer, Replicas: o.fleet.replicas, Logger: logger,
+		OnLost: func(p int) {
+			// Requests for the partition are refused already (Route); the
+			// engine's memory may hold what the new owner never saw, so
+			// the process ends and starts again as a standby.
+			logger.Error("lease lost: exiting", "partition", p)
+			os.Exit(3)
+		},
+	})
+	if err == nil {
+		n.users, err = fleet.OpenUsers(ctx, nc, o.fleet.replicas)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.acquiring, n.cancelAcquiring = context.WithCancel(context.Background())
+	return n, nil
+}
+
+// route is httpapi.Config.Route: nil on a single node.
+func (n *fleetNode) route() func(*fasthttp.RequestCtx) bool {
+	if n == nil {
+		return nil
+	}
+	return n.fleet.Route
+}
+
+// recover waits for a partition's lease, then opens its journal (which
+// fences the previous owner) and replays it.
+func (n *fleetNode) recover(a *app) recovery {
+	start := time.Now()
+	p, err := n.fleet.Acquire(n.acquiring)
+	if err != nil {
+		return recovery{err: err}
+	}
+	a.logger.Info("fleet: partition acquired", "partition", p, "waited_ms", time.Since(start).Milliseconds())
+	start = time.Now()
+	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: n.nc, Name: fmt.Sprintf("onsale_p%d", p),
+		Replicas: n.o.replicas})
+	if err != nil {
+		return recovery{err: err}
+	}
+	eng, err := engine.Open(engine.Config{
+		Journal: j, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
+		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
+	})
+	if err != nil {
+		return recovery{err: err}
+	}
+	logRecovery(a.logger, eng, time.Since(start))
+	a.running.Store(eng)
+	return recovery{eng: eng}
+}
+
+func (n *fleetNode) stopAcquiring() {
+	if n != nil {
+		n.cancelAcquiring()
+	}
+}
+
+func (n *fleetNode) close() {
+	if n == nil {
+		return
+	}
+	n.cancelAcquiring()
+	n.fleet.Close()
+	n.nc.Close()
 }

@@ -41,6 +41,10 @@ const (
 	// asyncPendingMax bounds the publishes in flight: past it Append blocks,
 	// which is the back-pressure the committer expects from a slow log.
 	asyncPendingMax = 16384
+	// attemptTimeout bounds one wait for a publish's ack before it is sent
+	// again: a message sent to a leader that has just died is never
+	// answered, and a new leader is elected within a few seconds.
+	attemptTimeout = 2 * time.Second
 )
 
 // Journal is an engine.Journal on JetStream. Open it with Open; it needs no
@@ -226,8 +230,8 @@ func (j *Journal) wait(s *shardLog, batch []pending) error {
 			select {
 			case ack = <-p.fut.Ok():
 			case err = <-p.fut.Err():
-			case <-time.After(time.Until(deadline)):
-				err = context.DeadlineExceeded
+			case <-time.After(min(attemptTimeout, time.Until(deadline))):
+				err = context.DeadlineExceeded // lost with a leader, maybe: resend finds out
 			}
 		} else {
 			err = errors.New("not sent")
@@ -281,7 +285,7 @@ func (j *Journal) resend(s *shardLog, p *pending, first error, deadline time.Tim
 		}
 		// A fresh message: the sent one carries the async reply subject.
 		p.msg = &nats.Msg{Subject: p.msg.Subject, Header: h, Data: p.msg.Data}
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		ctx, cancel := context.WithTimeout(context.Background(), min(attemptTimeout, time.Until(deadline)))
 		var ack *natsjs.PubAck
 		ack, err = j.js.PublishMsg(ctx, &nats.Msg{Subject: p.msg.Subject, Header: h, Data: p.msg.Data})
 		cancel()
