@@ -44,8 +44,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/onsale/onsale/engine"
 	"github.com/nats-io/nats.go"
+	"github.com/onsale/onsale/engine"
 	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/httpapi"
