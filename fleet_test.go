@@ -53,7 +53,7 @@ func TestFleetFailover(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const lease = time.Second
+	const lease = 2 * time.Second
 	secrets := fmt.Sprintf(`{"admin_token":%q,"user_secret":"fleet-user-secret","payment_secret":"fleet-pay","door_token":"fleet-door","data_key":"fleet-data-key-0123456789abcdef0123456789abcdef"}`, fleetTestAdmin)
 	var nodes []*fleetNodeProc
 	for i, prefer := range []int{0, 1, 0} {
@@ -70,7 +70,7 @@ func TestFleetFailover(t *testing.T) {
 		n.cmd = exec.Command(bin, "-addr", n.addr, "-data", n.dir, "-nats", js.URL(), "-fleet-partitions", "2",
 			"-fleet-partition", fmt.Sprint(n.prefer), "-fleet-lease", lease.String(), "-shards", "2",
 			"-user-rate", "0", "-min-free-disk", "0", "-log-level", "warn")
-		n.cmd.Stderr = os.Stderr
+		n.cmd.Stderr = &prefixWriter{prefix: fmt.Sprintf("node%d: ", n.prefer)}
 		if err := n.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -94,6 +94,12 @@ func TestFleetFailover(t *testing.T) {
 	start(nodes[2]) // the standby
 	waitPath(t, nodes[2].addr, "/healthz", 30*time.Second)
 
+	// HAProxy in front (deploy/haproxy/haproxy.cfg), when installed: the
+	// load goes to it as well as to every node.
+	targets := []string{nodes[0].addr, nodes[1].addr, nodes[2].addr}
+	if proxy := startHAProxy(t, nodes); proxy != "" {
+		targets = append(targets, proxy)
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	const sales, stock = 8, 5000
 	saleIDs := make([]string, sales)
@@ -130,10 +136,10 @@ func TestFleetFailover(t *testing.T) {
 		wrng := rand.New(rand.NewPCG(uint64(seed), uint64(w+1)))
 		wg.Go(func() {
 			for i := 0; i < 100_000 && !stop.Load(); i++ {
-				ni := wrng.IntN(len(nodes))
+				ni := wrng.IntN(len(targets))
 				sale := saleIDs[wrng.IntN(sales)]
 				key := fmt.Sprintf("k%d", seq.Add(1))
-				status, raw := call(client, "POST", "http://"+nodes[ni].addr+"/v1/sales/"+sale+"/purchase", token, key,
+				status, raw := call(client, "POST", "http://"+targets[ni]+"/v1/sales/"+sale+"/purchase", token, key,
 					`{"tier":"ga","quantity":1}`)
 				if status == 200 || status == 201 {
 					var o struct {
@@ -151,6 +157,11 @@ func TestFleetFailover(t *testing.T) {
 				}
 			}
 		})
+	}
+	ackCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acks)
 	}
 	waitAcks := func(n int) {
 		deadline := time.Now().Add(20 * time.Second)
@@ -201,6 +212,11 @@ func TestFleetFailover(t *testing.T) {
 	for !ackedSince(stopped.Add(lease), 1) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	if !ackedSince(stopped.Add(lease), 1) {
+		t.Error("partition 1 served by no other node within 30s of its owner's SIGSTOP")
+	} else {
+		t.Logf("takeover after SIGSTOP: first acknowledged purchase of partition 1 %s after the pause, %s after its lease", first[1].Sub(stopped), first[1].Sub(stopped.Add(lease)))
+	}
 	resumed := time.Now()
 	nodes[1].cmd.Process.Signal(syscall.SIGCONT)
 	select {
@@ -211,19 +227,13 @@ func TestFleetFailover(t *testing.T) {
 	start(nodes[1])
 
 	// 3. Stop a JetStream server under load, then start it again.
-	waitAcks(len(acks) + 20)
+	waitAcks(ackCount() + 20)
 	js.StopServer(rng.IntN(3))
-	mu.Lock()
-	n := len(acks)
-	mu.Unlock()
-	waitAcks(n + 40)
+	waitAcks(ackCount() + 40)
 	for i := range 3 {
 		js.StartServer(i)
 	}
-	mu.Lock()
-	n = len(acks)
-	mu.Unlock()
-	waitAcks(n + 20)
+	waitAcks(ackCount() + 20)
 	stop.Store(true)
 	wg.Wait()
 
@@ -258,6 +268,47 @@ func TestFleetFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d purchases acknowledged across %d sales; paused %s past a %s lease", len(acks), sales, resumed.Sub(stopped), lease)
+	if len(targets) > len(nodes) {
+		viaProxy := 0
+		for _, a := range acks {
+			if a.node == len(nodes) {
+				viaProxy++
+			}
+		}
+		if viaProxy == 0 {
+			t.Error("no purchase acknowledged through HAProxy")
+		}
+		t.Logf("%d of them through HAProxy", viaProxy)
+	}
+}
+
+// startHAProxy runs haproxy with deploy/haproxy/haproxy.cfg in front of the
+// nodes and returns its address; "" when haproxy is not installed (a
+// failure when CI=true).
+func startHAProxy(t *testing.T, nodes []*fleetNodeProc) string {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("haproxy is not installed (.ci/run installs it)")
+		}
+		t.Log("haproxy not installed: the load goes to the nodes only")
+		return ""
+	}
+	addr := freeAddr(t)
+	cfg, err := filepath.Abs("deploy/haproxy/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", cfg)
+	cmd.Env = append(os.Environ(), "ONSALE_PROXY_ADDR="+addr,
+		"ONSALE_NODE1="+nodes[0].addr, "ONSALE_NODE2="+nodes[1].addr, "ONSALE_NODE3="+nodes[2].addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitPath(t, addr, "/healthz", 10*time.Second)
+	return addr
 }
 
 func freeAddr(t *testing.T) string {
@@ -326,4 +377,13 @@ func buyerToken(t *testing.T, c *http.Client, addr string) string {
 		t.Fatalf("login: %d %s", status, raw)
 	}
 	return s.Token
+}
+
+type prefixWriter struct{ prefix string }
+
+func (w *prefixWriter) Write(b []byte) (int, error) {
+	if os.Getenv("FLEET_LOG") != "" {
+		os.Stderr.Write(append([]byte(w.prefix), b...))
+	}
+	return len(b), nil
 }

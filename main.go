@@ -1111,19 +1111,31 @@ func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode,
 		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.fleet.natsURL, err)
 	}
 	n := &fleetNode{o: o.fleet, nc: nc, logger: logger}
-	n.fleet, err = fleet.Join(ctx, fleet.Options{
-		Conn: nc, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
-		Prefer: o.fleet.prefer, Replicas: o.fleet.replicas, Logger: logger,
-		OnLost: func(p int) {
-			// Requests for the partition are refused already (Route); the
-			// engine's memory may hold what the new owner never saw, so
-			// the process ends and starts again as a standby.
-			logger.Error("lease lost: exiting", "partition", p)
-			os.Exit(3)
-		},
-	})
-	if err == nil {
-		n.users, err = fleet.OpenUsers(ctx, nc, o.fleet.replicas)
+	// JetStream answers "temporarily unavailable" while a server rejoins
+	// or its meta leader is elected: try for a while before giving up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n.fleet, err = fleet.Join(ctx, fleet.Options{
+			Conn: nc, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
+			Prefer: o.fleet.prefer, Replicas: o.fleet.replicas, Logger: logger,
+			OnLost: func(p int) {
+				// Requests for the partition are refused already (Route); the
+				// engine's memory may hold what the new owner never saw, so
+				// the process ends and starts again as a standby.
+				logger.Error("lease lost: exiting", "partition", p)
+				os.Exit(3)
+			},
+		})
+		if err == nil {
+			if n.users, err = fleet.OpenUsers(ctx, nc, o.fleet.replicas); err != nil {
+				n.fleet.Close()
+			}
+		}
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		logger.Warn("fleet: JetStream not ready; trying again", "err", err)
+		time.Sleep(250 * time.Millisecond)
 	}
 	if err != nil {
 		nc.Close()
