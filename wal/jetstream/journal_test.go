@@ -12,7 +12,7 @@ import (
 	"github.com/onsale/onsale/wal/jetstream/jstest"
 )
 
-func connect(t *testing.T, c *jstest.Cluster) *nats.Conn {
+func connect(t testing.TB, c *jstest.Cluster) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1))
 	if err != nil {
