@@ -148,6 +148,12 @@ var problemTable = map[string]problemInfo{
 	codeTooManyStreams: {503, "Too many live streams"},
 }
 
+// WriteUnavailable answers 503 unavailable with Retry-After, for what runs
+// in front of the routes (httpapi/fleet).
+func WriteUnavailable(ctx *fasthttp.RequestCtx, detail string) {
+	writeProblem(ctx, codeUnavailable, detail, -1)
+}
+
 // writeProblem answers with an application/problem+json body. available is
 // written for sold_out only (pass -1 otherwise).
 func writeProblem(ctx *fasthttp.RequestCtx, code, detail string, available int) {

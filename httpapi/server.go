@@ -98,6 +98,10 @@ type Config struct {
 	// RefundsWake, if set, is called after an admin retried a refund, so
 	// the refund worker (httpapi/payouts) sends it at once.
 	RefundsWake func()
+	// Route, when set, sees every request first; when it returns true it
+	// has answered it (httpapi/fleet: a node forwards a sale it does not
+	// own to the node that does, or refuses it once it lost the sale).
+	Route func(ctx *fasthttp.RequestCtx) bool
 
 	TokenTTL   time.Duration // lifetime of tokens from POST /v1/sessions [1h]
 	BcryptCost int           // password hash cost [10]
@@ -311,6 +315,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // handle is the fasthttp handler: route, authorise, call the route's
 // handler, recover a panic, count.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if s.cfg.Route != nil && s.cfg.Route(ctx) {
+		return
+	}
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
 	r = webhookRoute(meRoute(couponRoute(credentialRoute(r, ctx.Method()), ctx.Method()), ctx.Method()), ctx.Method()) // coupons.go, profile.go, webhooks.go

@@ -1,0 +1,52 @@
+// Package fleet runs onsale on several nodes: sales are split into a fixed
+// number of partitions, each with its own replicated log (wal/jetstream,
+// named onsale_p<N>), and each partition is served by the one node holding
+// its lease.
+//
+// # Ownership
+//
+// A sale's partition is a hash of its id modulo Options.Partitions; it
+// never changes, so the partition count is fixed for the life of a fleet.
+// Leases live in the JetStream key-value bucket onsale_leases, one key per
+// partition (p<N>), whose value is the owner's address. The bucket's TTL is
+// the lease: a key not renewed within it expires, and only then can another
+// node create it (kv.Create fails while it exists). The owner renews every
+// third of the lease with a compare-and-set on the key's revision.
+//
+// A node holds at most one partition. Acquire tries its preferred
+// partition, then every other, until one is free; a node that finds all
+// held is a standby and keeps trying, so that it takes over the partition
+// of an owner that dies. Taking over means opening the partition's journal
+// (which fences the old owner's appends) and replaying it: only that
+// partition's log, behind its newest snapshot.
+//
+// # Stopping before the lease ends
+//
+// Valid reports whether the lease is certainly still held: until three
+// quarters of the lease after the start of the last renewal that
+// succeeded (the server's expiry counts from when it stored the renewal,
+// which is later). The router refuses the partition's requests (503) as
+// soon as Valid is false, before any renewal has failed, so a node paused
+// past its lease (SIGSTOP, a long GC, a partition from the cluster) does not
+// answer when it resumes. If a renewal fails, OnLost runs (main exits the
+// process). Appends the old owner had in flight are refused by the
+// journal's fence, so it never acknowledges a purchase the new owner does
+// not have.
+//
+// # Routing
+//
+// Route runs before the API's routes: a request for a sale (/v1/sales/{id},
+// /v1/admin/sales/{id}, /v1/orders/{order id} and /v1/admin/orders/{order
+// id}: order ids carry their sale) of a partition this node does not own
+// is forwarded to the owner (a reverse proxy with fasthttp's HostClient),
+// marked with the Onsale-Forwarded header; a forwarded request that finds
+// no owner is answered 503 rather than forwarded again. Routes that span
+// sales or name none (the catalogue, users and sessions, me/orders, admin
+// lists, webhooks, check-in) go to partition 0's owner, the home node.
+//
+// # Threading
+//
+// Route and Valid are called from fasthttp's workers; the owner table is an
+// immutable slice swapped atomically by the key-value watcher goroutine,
+// the lease deadline an atomic. The renewer is one goroutine per Fleet.
+package fleet
