@@ -81,11 +81,14 @@ const (
 	PayoutDuplicateCharge
 	PayoutPaymentMismatch
 	PayoutLatePayment
+	PayoutRefundRequest      // refundpayouts.go: a refund under the sale's rules, less its fee
+	PayoutExchangeDifference // refundpayouts.go: an exchange to a cheaper ticket
 )
 
 var payoutReasonNames = [...]string{
 	PayoutAdminRefund: "admin_refund", PayoutDuplicateCharge: "duplicate_charge",
 	PayoutPaymentMismatch: "payment_mismatch", PayoutLatePayment: "late_payment",
+	PayoutRefundRequest: "refund_request", PayoutExchangeDifference: "exchange_difference",
 }
 
 func (r PayoutReason) String() string {
@@ -158,6 +161,11 @@ type payout struct {
 
 // addPayout records a refund obligation of order o; apply calls it.
 func (st *state) addPayout(o *order, reason PayoutReason, paymentID string, amount int64, currency string, approved bool, at int64) {
+	st.addPayoutOf(o, reason, paymentID, amount, amount, currency, approved, at)
+}
+
+// addPayoutOf records a refund of amount out of a payment of total.
+func (st *state) addPayoutOf(o *order, reason PayoutReason, paymentID string, amount, total int64, currency string, approved bool, at int64) {
 	if st.payouts == nil {
 		st.payouts = make(map[orderKey][]payout)
 	}
@@ -166,7 +174,7 @@ func (st *state) addPayout(o *order, reason PayoutReason, paymentID string, amou
 		status = PayoutManual
 	}
 	st.payouts[o.key] = append(st.payouts[o.key], payout{
-		reason: reason, status: status, approved: approved, amount: amount, total: amount, currency: currency,
+		reason: reason, status: status, approved: approved, amount: amount, total: total, currency: currency,
 		paymentID: paymentID, nextAt: at, createdAt: at, updatedAt: at,
 	})
 }

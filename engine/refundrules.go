@@ -581,6 +581,9 @@ func (st *state) applyRefundRules(ev *event) error {
 			return fmt.Errorf("%w: RefundSettled twice", errCorrupt)
 		}
 		st.revokeOnRefund(o, sl, ev.at) // revocations.go
+		if o.status == StatusPaid {
+			st.payoutsOnRefundSettled(o, sl, re, ev.at) // refundpayouts.go
+		}
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
@@ -593,6 +596,7 @@ func (st *state) applyRefundRules(ev *event) error {
 			return fmt.Errorf("%w: OrderExchanged to an order not paid in its sale", errCorrupt)
 		}
 		st.revokeOnRefund(o, sl, ev.at)
+		st.payoutsOnExchange(o, sl, re, ev.at) // refundpayouts.go
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
@@ -605,6 +609,7 @@ func (st *state) applyRefundRules(ev *event) error {
 			rs.charges = make(map[orderKey][]chargeReturn)
 		}
 		rs.charges[o.key] = append(slices.Clip(rs.charges[o.key]), chargeReturn{index: int32(re.charge), at: ev.at, note: re.text})
+		st.payoutsOnChargeRefunded(o, re.charge, re.text, ev.at) // refundpayouts.go
 	default:
 		return fmt.Errorf("%w: cannot apply %s", errCorrupt, ev.kind)
 	}
@@ -708,7 +713,7 @@ func (st *state) queue(cmd *command, res *result) {
 				continue
 			}
 			for i, c := range cs {
-				if !st.chargeReturned(k, i) {
+				if !st.chargeReturned(k, i) && !st.payoutRefunded(k, PayoutDuplicateCharge, c.EventID) { // refundpayouts.go
 					it := item(o, QueueDuplicateCharge, c.AtMs)
 					it.ID = QueueDuplicateCharge.String() + "." + strconv.Itoa(i) + "." + it.OrderID
 					it.AmountCents, it.EventID = c.AmountCents, c.EventID
@@ -721,7 +726,8 @@ func (st *state) queue(cmd *command, res *result) {
 		// A scan: late payments are rare and the queue is an admin's page,
 		// so no index on the purchase path pays for it.
 		for i := int32(0); i < st.orders.n; i++ {
-			if o := st.orders.at(i); o.needsRefund && o.status == StatusPaid && (si < 0 || o.sale == si) {
+			if o := st.orders.at(i); o.needsRefund && o.status == StatusPaid && (si < 0 || o.sale == si) &&
+				!st.payoutRefunded(o.key, PayoutLatePayment, o.paymentID) { // refundpayouts.go
 				items = append(items, item(o, QueueNeedsRefund, o.updatedAt))
 			}
 		}
