@@ -701,7 +701,8 @@ func (a *app) startRefunds() {
 	if a.providers != nil {
 		refunders = a.providers.Refunds
 	}
-	w := payouts.New(payouts.Config{Engine: a.eng, Refunders: refunders, Auto: a.o.autoRefunds, Logger: a.logger, Metrics: a.set})
+	w := payouts.New(payouts.Config{Engine: a.eng, Refunders: refunders, Auto: a.o.autoRefunds, Since: a.payoutsSince(),
+		Logger: a.logger, Metrics: a.set})
 	ctx, cancel := context.WithCancel(context.Background())
 	a.refundsStop, a.refundsDone = cancel, make(chan struct{})
 	a.refunds.Store(w)
@@ -715,6 +716,28 @@ func (a *app) startRefunds() {
 	}
 	slices.Sort(names)
 	a.logger.Info("refund worker started", "providers", strings.Join(names, ","), "auto", a.o.autoRefunds)
+}
+
+// payoutsSince is when this data directory first ran with the refund
+// worker, recorded in the log's metadata on that first run: refunds the
+// engine derives from older log entries are not sent (payouts.Config.Since).
+// A fleet node has no Pebble log: it sends every payout.
+func (a *app) payoutsSince() time.Time {
+	if a.log == nil {
+		return time.Time{}
+	}
+	const key = "payouts_since"
+	if v, ok, err := a.log.Get(key); err == nil && ok {
+		if ms, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return time.UnixMilli(ms)
+		}
+	}
+	now := time.Now()
+	if err := a.log.Put(key, []byte(strconv.FormatInt(now.UnixMilli(), 10))); err != nil {
+		a.logger.Error("cannot record when refunds began; every replayed refund may be sent", "err", err)
+		return time.Time{}
+	}
+	return now
 }
 
 func (a *app) closeEngineAndLog(pending <-chan recovery) error {

@@ -259,7 +259,12 @@ type PayoutQuery struct {
 	// ApprovedOnly keeps payouts that go out without automatic refunds:
 	// admin refunds and those an admin retried.
 	ApprovedOnly bool
-	Limit        int
+	// UpdatedSinceMs keeps payouts created or changed at or after it: the
+	// refund worker's guard against refunds a log replayed from before
+	// payouts existed (main sets it to when this data directory first ran
+	// with them).
+	UpdatedSinceMs int64
+	Limit          int
 }
 
 // decidePayoutUpdate decides cmdPayoutUpdate.
@@ -388,7 +393,7 @@ func (st *state) answerPayouts(cmd *command, res *result) {
 		for i := range ps {
 			p := &ps[i]
 			if q.Status != 0 && p.status != q.Status || q.DueAtMs > 0 && (p.status != PayoutPending || p.nextAt > q.DueAtMs) ||
-				q.ApprovedOnly && !p.approved {
+				q.ApprovedOnly && !p.approved || p.updatedAt < q.UpdatedSinceMs {
 				continue
 			}
 			v := p.view(i)

@@ -116,4 +116,14 @@ func TestRefundRulesOweMoneyThroughTheProvider(t *testing.T) {
 	if q, _ := e.RefundQueue(ctx, "s2", 0, 100); len(q) != 0 {
 		t.Fatalf("a charge the provider refunded is still queued: %+v", q)
 	}
+
+	// The worker's guard against refunds replayed from before payouts
+	// existed: only those created or changed since a time.
+	clock.Advance(time.Second)
+	if ps, err := e.Payouts(ctx, PayoutQuery{UpdatedSinceMs: clock.Ms(), Limit: 100}); err != nil || len(ps) != 0 {
+		t.Fatalf("payouts changed since now: %+v %v", ps, err)
+	}
+	if ps, err := e.Payouts(ctx, PayoutQuery{UpdatedSinceMs: clock.Ms() - 2000, Limit: 100}); err != nil || len(ps) == 0 {
+		t.Fatalf("payouts changed in the last two seconds: %+v %v", ps, err)
+	}
 }

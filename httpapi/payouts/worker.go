@@ -27,7 +27,13 @@ type Config struct {
 	Refunders map[string]payments.Refunder // by provider name; a provider without one is settled by hand
 	// Auto sends duplicate charges, mismatched and late payments without
 	// an admin; off, they wait for POST /v1/admin/refunds/{id}:retry.
-	Auto        bool
+	Auto bool
+	// Since: payouts neither created nor changed since then are not sent.
+	// A log written before payouts existed replays into payouts for
+	// refunds made long ago (by hand, or by the provider's dashboard);
+	// sending them would refund twice. An admin's :retry changes a payout,
+	// so an old one still goes out when asked. Zero: all.
+	Since       time.Time
 	Interval    time.Duration // between looks for due payouts [1s]
 	BackoffBase time.Duration // the first retry's wait [5s]
 	BackoffMax  time.Duration // the longest wait [1h]
@@ -99,7 +105,8 @@ func (w *Worker) Wake() {
 // Pass sends the payouts due now, up to BatchMax, and returns how many it
 // sent.
 func (w *Worker) Pass(ctx context.Context) (int, error) {
-	due, err := w.cfg.Engine.Payouts(ctx, engine.PayoutQuery{DueAtMs: w.cfg.Now().UnixMilli(), ApprovedOnly: !w.cfg.Auto, Limit: w.cfg.BatchMax})
+	due, err := w.cfg.Engine.Payouts(ctx, engine.PayoutQuery{DueAtMs: w.cfg.Now().UnixMilli(), ApprovedOnly: !w.cfg.Auto,
+		UpdatedSinceMs: sinceMs(w.cfg.Since), Limit: w.cfg.BatchMax})
 	if err != nil {
 		return 0, err
 	}
@@ -185,4 +192,11 @@ func (w *Worker) count(provider string, outcome engine.PayoutStatus) {
 func RefundKey(payoutID string) string {
 	h := sha256.Sum256([]byte("onsale refund\x00" + payoutID))
 	return "rf" + hex.EncodeToString(h[:16])
+}
+
+func sinceMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
