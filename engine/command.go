@@ -42,6 +42,10 @@ const (
 	cmdExchange          // refundrules.go
 	cmdRefundQueue       // refundrules.go
 	cmdSettleRefund      // refundrules.go
+	cmdFollow            // follows.go
+	cmdUnfollow          // follows.go
+	cmdFollows           // follows.go
+	cmdFollowers         // follows.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -77,6 +81,8 @@ type command struct {
 	hook      *Webhook   // cmdPutWebhook (webhooks.go)
 
 	refund *refundCommand // refundrules.go
+
+	follows *followCommand // follows.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -108,6 +114,9 @@ type result struct {
 	hooks    []Webhook     // webhooks.go
 
 	queue []RefundQueueItem // cmdRefundQueue (refundrules.go)
+
+	follows   []Follow // follows.go
+	followers []string // cmdFollowers (follows.go)
 }
 
 type request struct {

@@ -38,6 +38,8 @@ type event struct {
 	hook      *Webhook     // evWebhookPut, evWebhookDeleted (ID only; webhooks.go)
 
 	refund *refundEvent // refundrules.go
+
+	follow *Follow // evFollowed, evUnfollowed (ID and user only; follows.go)
 }
 
 type eventKind uint8
@@ -74,6 +76,8 @@ const (
 	evRefundSettled
 	evOrderExchanged
 	evChargeRefunded
+	evFollowed // follows.go
+	evUnfollowed
 	evKindEnd
 )
 
@@ -112,6 +116,7 @@ const (
 //	WebhookPut, WebhookDeleted: webhooks.go
 //	RefundRules, RefundRequested, RefundRequestRejected, RefundSettled,
 //	OrderExchanged, ChargeRefunded: refundrules.go
+//	Followed, Unfollowed: follows.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -203,6 +208,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendWebhookEvent(b, ev)
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
 		b = appendRefundEvent(b, ev)
+	case evFollowed, evUnfollowed:
+		b = appendFollowEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -368,6 +375,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeWebhookEvent(&d, ev)
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
 		decodeRefundEvent(&d, ev)
+	case evFollowed, evUnfollowed:
+		decodeFollowEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -394,6 +403,7 @@ var kindNames = [...]string{
 	evWebhookPut: "WebhookPut", evWebhookDeleted: "WebhookDeleted",
 	evRefundRules: "RefundRules", evRefundRequested: "RefundRequested", evRefundRequestRejected: "RefundRequestRejected",
 	evRefundSettled: "RefundSettled", evOrderExchanged: "OrderExchanged", evChargeRefunded: "ChargeRefunded",
+	evFollowed: "Followed", evUnfollowed: "Unfollowed",
 }
 
 func (k eventKind) String() string {
