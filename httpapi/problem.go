@@ -57,6 +57,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
 	string(engine.CodeUnknownWebhook):    {404, "No such webhook endpoint"},
+	string(engine.CodeUnknownFollow):     {404, "No such follow"},
 	codeUnknownDelivery:                  {404, "No such delivery"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
 	string(engine.CodeUnknownEvent):      {404, "No sale of this event"},
@@ -96,6 +97,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeCouponExists):         {409, "Coupon exists"},
 	string(engine.CodeCouponCapBelowUses):   {409, "Coupon cap below its uses"},
 	codeUsernameTaken:                       {409, "Username taken"},
+	string(engine.CodeFollowsLimit):         {409, "Too many follows"},
 
 	// Buyers without an onsale account (profile.go).
 	codeNoAccount: {404, "No onsale account"},

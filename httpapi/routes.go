@@ -73,6 +73,9 @@ const (
 	routeExchange               // POST /v1/orders/{order_id}/exchange
 	routeAdminRefundQueue       // GET  /v1/admin/refund-queue
 	routeAdminSettleRefund      // POST /v1/admin/refund-queue/{item_id}:settle
+	routeFollow                 // POST   /v1/me/follows (follows.go)
+	routeListFollows            // GET    /v1/me/follows (followRoute)
+	routeDeleteFollow           // DELETE /v1/me/follows/{follow_id}
 	routeCount
 )
 
@@ -164,6 +167,9 @@ func init() {
 		routeExchange:               {"exchange", "POST", accessBuyer, (*Server).exchange},
 		routeAdminRefundQueue:       {"admin_refund_queue", "GET", accessAdmin, (*Server).refundQueue},
 		routeAdminSettleRefund:      {"admin_settle_refund", "POST", accessAdmin, (*Server).settleRefund},
+		routeFollow:                 {"follow", "POST", accessBuyer, (*Server).createFollow},
+		routeListFollows:            {"list_follows", "GET", accessBuyer, (*Server).listFollows},
+		routeDeleteFollow:           {"delete_follow", "DELETE", accessBuyer, (*Server).deleteFollow},
 	}
 }
 
@@ -220,11 +226,16 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeConsole, nil
 	case "/v1/admin/webhooks":
 		return routeAdminCreateWebhook, nil
+	case "/v1/me/follows":
+		return routeFollow, nil // follows.go
 	}
 	if name, ok := bytes.CutPrefix(path, prefixConsole); ok {
 		return routeConsole, name
 	}
 	if r, param, ok := matchWebhookRoute(path); ok { // webhooks.go
+		return r, param
+	}
+	if r, param, ok := matchFollowRoute(path); ok { // follows.go
 		return r, param
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {
