@@ -151,6 +151,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeUpdateMe: true, routeMePassword: true,
 		routeAdminCreateWebhook: true, routeAdminDeleteWebhook: true, routeAdminRedeliver: true,
 		routeRefundRequest: true, routeExchange: true, routeAdminSettleRefund: true,
+		routeFollow: true, routeDeleteFollow: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {
