@@ -47,6 +47,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyCredential(ev)
 	case evWebhookPut, evWebhookDeleted:
 		return st.applyWebhook(ev) // webhooks.go
+	case evFollowed, evUnfollowed:
+		return st.applyFollow(ev) // follows.go
 	case evBoxOfficeSold, evCounterPaid:
 		return st.applyBoxOffice(ev)
 	case evAuditRecorded:
@@ -207,6 +209,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		st.answerCoupons(cmd, res) // coupons.go
 	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
 		st.answerWebhook(cmd, res) // webhooks.go
+	case cmdFollow, cmdUnfollow, cmdFollows, cmdFollowers:
+		st.answerFollow(cmd, res, changed) // follows.go
 	case cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		st.answerRefundRules(cmd, res) // refundrules.go
 	case cmdRefundQueue:

@@ -50,6 +50,10 @@ const (
 	cmdQueueJoin         // queue.go
 	cmdQueueStatus       // queue.go
 	cmdQueueDraw         // queue.go
+	cmdFollow            // follows.go
+	cmdUnfollow          // follows.go
+	cmdFollows           // follows.go
+	cmdFollowers         // follows.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -89,6 +93,7 @@ type command struct {
 	archive   *archiveCommand // cmdArchive, cmdUnarchive (archive.go)
 	queue     *queueCommand   // queue.go
 	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
+	follows   *followCommand  // follows.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -124,6 +129,8 @@ type result struct {
 
 	queue     *QueueStatus // queue.go
 	queueDraw *QueueDraw
+	follows   []Follow // follows.go
+	followers []string // cmdFollowers (follows.go)
 }
 
 type request struct {

@@ -91,6 +91,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return st.decideCouponCommand(cmd, now, evs) // coupons.go
 	case cmdPutWebhook, cmdDeleteWebhook, cmdWebhooks:
 		return st.decideWebhook(cmd, now, res, evs) // webhooks.go
+	case cmdFollow, cmdUnfollow, cmdFollows, cmdFollowers:
+		return st.decideFollow(cmd, now, res, evs) // follows.go
 	case cmdRefundQueue:
 		if sl, _ := st.saleByID(cmd.saleID); sl == nil && cmd.saleID != "" {
 			return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)

@@ -43,6 +43,8 @@ type event struct {
 	currency string        // evPaymentMismatch (payouts.go)
 	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 	q        *queueEvent   // the queue's events (queue.go)
+
+	follow *Follow // evFollowed, evUnfollowed (ID and user only; follows.go)
 }
 
 type eventKind uint8
@@ -88,6 +90,8 @@ const (
 	evQueueDrawn
 	evQueueAdmitted
 	evAdmissionUsed
+	evFollowed // follows.go
+	evUnfollowed
 	evKindEnd
 )
 
@@ -132,6 +136,7 @@ const (
 //	QueueRule, QueueJoined, QueueDrawn, QueueAdmitted, AdmissionUsed:
 //	                queue.go (AdmissionUsed precedes the OrderPlaced of its
 //	                purchase, in the same entry)
+//	Followed, Unfollowed: follows.go
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -229,6 +234,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendArchiveEvent(b, ev) // archive.go
 	case evPaymentMismatch, evPayoutUpdated:
 		b = appendPayoutEvent(b, ev)
+	case evFollowed, evUnfollowed:
+		b = appendFollowEvent(b, ev)
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -400,6 +407,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeArchiveEvent(&d, ev) // archive.go
 	case evPaymentMismatch, evPayoutUpdated:
 		decodePayoutEvent(&d, ev)
+	case evFollowed, evUnfollowed:
+		decodeFollowEvent(&d, ev)
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -430,6 +439,7 @@ var kindNames = [...]string{
 	evPaymentMismatch: "PaymentMismatch", evPayoutUpdated: "PayoutUpdated",
 	evQueueRule: "QueueRule", evQueueJoined: "QueueJoined", evQueueDrawn: "QueueDrawn",
 	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
+	evFollowed: "Followed", evUnfollowed: "Unfollowed",
 }
 
 func (k eventKind) String() string {

@@ -56,6 +56,8 @@ func seedEvents() []event {
 		{kind: evRefundRequestRejected, at: 21, order: k, refund: &refundEvent{text: "no"}},
 		{kind: evOrderExchanged, at: 22, order: k, refund: &refundEvent{to: orderKey{5}, amount: -700, fee: 300}},
 		{kind: evChargeRefunded, at: 23, order: k, refund: &refundEvent{charge: 0, text: "cash"}},
+		{kind: evFollowed, at: 24, follow: &Follow{ID: "fol_1", UserID: "u1", Kind: "venue", Value: "arena", CreatedAtMs: 24}}, // follows.go
+		{kind: evUnfollowed, at: 25, follow: &Follow{ID: "fol_1", UserID: "u1", CreatedAtMs: 25}},
 	}
 }
 

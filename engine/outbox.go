@@ -58,6 +58,10 @@ const (
 	NotifyOrderNeedsRefund = "order.needs_refund"
 	NotifyTicketCheckedIn  = "ticket.checked_in"
 	NotifySaleAnnounced    = "sale.put"
+	// NotifyEventOnSale: a sale with a catalogue was created (phase
+	// "announced", from its creation entry) or opened (phase "open",
+	// noticed by the deliverer once opens_at has passed; follows.go).
+	NotifyEventOnSale = "event.on_sale"
 	// notifyWebhooksChanged is not delivered: it tells the reader to read
 	// the endpoints again.
 	NotifyWebhooksChanged = "~webhooks.changed"
@@ -67,6 +71,7 @@ const (
 var NotificationKinds = []string{
 	NotifyOrderCreated, NotifyOrderPaid, NotifyOrderExpired, NotifyOrderCancelled,
 	NotifyOrderRefunded, NotifyOrderNeedsRefund, NotifyTicketCheckedIn, NotifySaleAnnounced,
+	NotifyEventOnSale,
 }
 
 // Notification is one deliverable fact of a log entry. Order is set for
@@ -78,11 +83,25 @@ type Notification struct {
 	SaleID      string
 	Order       OrderRef
 	HasOrder    bool
-	AmountCents int64  // order.needs_refund of a duplicate charge
-	PaymentID   string // order.paid, order.cancelled, duplicate charges
-	Ticket      int    // ticket.checked_in
-	Gate        string // ticket.checked_in at a gate
+	AmountCents int64    // order.needs_refund of a duplicate charge
+	PaymentID   string   // order.paid, order.cancelled, duplicate charges
+	Ticket      int      // ticket.checked_in
+	Gate        string   // ticket.checked_in at a gate
+	Sale        SaleInfo // sale.put and event.on_sale: the sale as put
 }
+
+// SaleInfo is what a sale notification says of the sale.
+type SaleInfo struct {
+	Name      string
+	OpensAtMs int64
+	Catalogue
+}
+
+// The phases of an event.on_sale notification.
+const (
+	OnSaleAnnounced = "announced"
+	OnSaleOpen      = "open"
+)
 
 // ID is the notification's stable id: the same after a restart or a
 // redelivery, so receivers can drop duplicates by it.
@@ -100,16 +119,26 @@ func (n *Notification) ID(shard int, seq uint64) string {
 // log order. n is reused between calls.
 func DecodeNotifications(entry []byte, fn func(n *Notification)) error {
 	var n Notification
+	var put *SaleConfig // the entry's last SalePut (the decoder reuses it)
 	i := -1
 	return decodeEntry(entry, func(ev *event) error {
 		i++
+		if ev.kind == evSalePut {
+			put = ev.sale
+		}
 		kind := notificationKind(ev)
+		if ev.kind == evTicketKeyAdded && ev.kid == 1 && put != nil && put.ID == ev.saleID && put.Catalogue != (Catalogue{}) {
+			// kid 1 is added in the entry that creates the sale, after its
+			// SalePut (decide.go): the sale is new, so it is announced.
+			kind = NotifyEventOnSale
+		}
 		if kind == "" {
 			return nil
 		}
 		n = Notification{Kind: kind, Index: i, AtMs: ev.at, SaleID: ev.saleID, PaymentID: ev.paymentID}
 		switch ev.kind {
-		case evSalePut:
+		case evTicketKeyAdded, evSalePut:
+			n.Sale = SaleInfo{Name: put.Name, OpensAtMs: put.OpensAtMs, Catalogue: put.Catalogue}
 		case evWebhookPut, evWebhookDeleted:
 		case evDuplicateCharge:
 			n.AmountCents = ev.amount

@@ -313,6 +313,7 @@ func repartition(old []*state, shards int) (states []*state, err error) {
 	}
 	moveCredentials(old, states)
 	moveWebhooks(old, states) // webhooks.go
+	moveFollows(old, states)  // follows.go
 	moveAudit(old, states)
 	moveArchived(old, states) // archive.go
 	return states, nil

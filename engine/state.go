@@ -37,6 +37,9 @@ type state struct {
 	creds credentialState
 	audit auditState   // the newest audit entries (audit.go)
 	hooks webhookState // webhook endpoints, on the shard that owns webhooksKey (webhooks.go)
+	// follows are the buyers' follows, on the shard that owns followsKey
+	// (follows.go); empty elsewhere.
+	follows followState
 	// door holds the gate and time of every admission (checkin.go), apart
 	// from the orders, which only carry a bit per ticket.
 	door admissions

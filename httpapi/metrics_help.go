@@ -48,6 +48,8 @@ var metricHelp = map[string]string{
 	"onsale_webhook_delivery_seconds": "Time of one webhook delivery attempt, from request to the receiver's answer.",
 	"onsale_email_sent_total":         "Emails to buyers by outcome: ok, error (retried unless refused for good), no_address (the buyer has no email in the profile).",
 	"onsale_outbox_records":           "Notifications kept in the outbox until every consumer (webhook endpoints, email) has passed them.",
+	"onsale_follows":                  "Follows of events, venues and categories held by buyers (POST /v1/me/follows), in all.",
+	"onsale_follow_emails_total":      "event.on_sale emails to followers by outcome: ok, error (retried unless refused for good), no_address (the buyer has no email in the profile).",
 
 	// main
 	"onsale_disk_free_bytes":     "Bytes free for the write-ahead log's filesystem; below onsale_disk_free_min_bytes writes are refused.",

@@ -24,6 +24,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		routeAdminListCoupons:  "/v1/admin/sales/{sale_id}/coupons",
 		routeUpdateMe:          "/v1/me",
 		routeAdminListWebhooks: "/v1/admin/webhooks",
+		routeListFollows:       "/v1/me/follows",
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		tmpl, ok := examples[r]
@@ -39,7 +40,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("route %s (%s %s) not in openapi.json", routes[r].name, routes[r].method, tmpl)
 		}
 		r2, _ := matchRoute([]byte(strings.NewReplacer("{sale_id}", "s1", "{order_id}", "s1.x", "{credential_id}", "cred_x", "{code}", "EARLY-10").Replace(tmpl)))
-		if r2 = webhookRoute(meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
+		if r2 = followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
 			t.Errorf("documented path %s routes to %s, want %s", tmpl, routes[r2].name, routes[r].name)
 		}
 	}

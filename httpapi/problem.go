@@ -57,6 +57,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeUnknownTicket):     {404, "No such ticket"},
 	string(engine.CodeUnknownCredential): {404, "No such credential"},
 	string(engine.CodeUnknownWebhook):    {404, "No such webhook endpoint"},
+	string(engine.CodeUnknownFollow):     {404, "No such follow"},
 	codeUnknownDelivery:                  {404, "No such delivery"},
 	string(engine.CodeUnknownRefund):     {404, "No such refund"},
 	string(engine.CodeUnknownTicketKey):  {404, "No such ticket key"},
@@ -99,6 +100,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeSaleArchived):         {409, "Sale archived"},
 	string(engine.CodePendingOrders):        {409, "Sale has unpaid orders holding tickets"},
 	codeUsernameTaken:                       {409, "Username taken"},
+	string(engine.CodeFollowsLimit):         {409, "Too many follows"},
 
 	// Buyers without an onsale account (profile.go).
 	codeNoAccount: {404, "No onsale account"},

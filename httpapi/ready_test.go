@@ -68,6 +68,9 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeAdminDeleteWebhook:     {"DELETE", "/v1/admin/webhooks/wh_x", ""},
 		routeAdminWebhookDeliveries: {"GET", "/v1/admin/webhooks/wh_x/deliveries", ""},
 		routeAdminRedeliver:         {"POST", "/v1/admin/webhooks/wh_x/deliveries/dlv_1:redeliver", ""},
+		routeFollow:                 {"POST", "/v1/me/follows", `{"kind":"venue","value":"Arena"}`},
+		routeListFollows:            {"GET", "/v1/me/follows", ""},
+		routeDeleteFollow:           {"DELETE", "/v1/me/follows/fol_x", ""},
 		routeRefundRequest:          {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/refund-request", `{"reason":"ill"}`},
 		routeExchange:               {"POST", "/v1/orders/s1.aaaaaaaaaaaaaaaaaaaaaaaaaa/exchange", `{"tier":"floor"}`},
 		routeAdminRefundQueue:       {"GET", "/v1/admin/refund-queue", ""},
@@ -88,7 +91,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
 		m := []byte(smp.method)
-		if got, _ := matchRoute([]byte(smp.path)); webhookRoute(meRoute(couponRoute(credentialRoute(got, m), m), m), m) != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(got, m), m), m), m), m) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -160,6 +163,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminArchiveSale: true, routeAdminUnarchiveSale: true,
 		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
 		routeQueueJoin: true,
+		routeFollow:    true, routeDeleteFollow: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

@@ -82,6 +82,9 @@ const (
 	routeQueueJoin              // POST /v1/sales/{sale_id}/queue (queue.go)
 	routeQueueMe                // GET  /v1/sales/{sale_id}/queue/me
 	routeQueueDraw              // GET  /v1/sales/{sale_id}/queue/draw
+	routeFollow                 // POST   /v1/me/follows (follows.go)
+	routeListFollows            // GET    /v1/me/follows (followRoute)
+	routeDeleteFollow           // DELETE /v1/me/follows/{follow_id}
 	routeCount
 )
 
@@ -182,6 +185,9 @@ func init() {
 		routeQueueJoin:              {"queue_join", "POST", accessBuyer, (*Server).queueJoin},
 		routeQueueMe:                {"queue_me", "GET", accessBuyer, (*Server).queueMe},
 		routeQueueDraw:              {"queue_draw", "GET", accessPublic, (*Server).queueDraw},
+		routeFollow:                 {"follow", "POST", accessBuyer, (*Server).createFollow},
+		routeListFollows:            {"list_follows", "GET", accessBuyer, (*Server).listFollows},
+		routeDeleteFollow:           {"delete_follow", "DELETE", accessBuyer, (*Server).deleteFollow},
 	}
 }
 
@@ -238,11 +244,16 @@ func matchRoute(path []byte) (route, []byte) {
 		return routeConsole, nil
 	case "/v1/admin/webhooks":
 		return routeAdminCreateWebhook, nil
+	case "/v1/me/follows":
+		return routeFollow, nil // follows.go
 	}
 	if name, ok := bytes.CutPrefix(path, prefixConsole); ok {
 		return routeConsole, name
 	}
 	if r, param, ok := matchWebhookRoute(path); ok { // webhooks.go
+		return r, param
+	}
+	if r, param, ok := matchFollowRoute(path); ok { // follows.go
 		return r, param
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixSales); ok {

@@ -104,6 +104,9 @@ func (w *emailWorker) run() {
 // backoff; false when the notifier stopped first. A permanent refusal
 // (an SMTP 5xx reply) is logged and skipped: retrying it cannot help.
 func (w *emailWorker) send(r *record) bool {
+	if r.Kind == engine.NotifyEventOnSale {
+		return w.mailFollowers(r) // onsale.go
+	}
 	if r.Kind != engine.NotifyOrderCreated && r.Kind != engine.NotifyOrderPaid || r.UserID == "" {
 		return true
 	}

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -14,6 +15,8 @@ type notifyMetrics struct {
 	deliveries map[string]*metrics.Counter
 	latency    *metrics.PrometheusHistogram
 	emails     map[string]*metrics.Counter
+	// onSaleEmails: event.on_sale emails to followers (onsale.go)
+	onSaleEmails map[string]*metrics.Counter
 }
 
 var deliveryOutcomes = []string{"ok", "http_error", "network_error"}
@@ -30,6 +33,19 @@ func newNotifyMetrics(set *metrics.Set, n *Notifier) *notifyMetrics {
 	for _, o := range emailOutcomes {
 		m.emails[o] = set.NewCounter(`onsale_email_sent_total{outcome="` + o + `"}`)
 	}
+	m.onSaleEmails = make(map[string]*metrics.Counter)
+	for _, o := range emailOutcomes {
+		m.onSaleEmails[o] = set.NewCounter(`onsale_follow_emails_total{outcome="` + o + `"}`)
+	}
+	set.NewGauge("onsale_follows", func() float64 {
+		if !n.started.Load() {
+			return 0
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, _ := n.eng.FollowsCount(ctx)
+		return float64(c)
+	})
 	m.latency = set.NewPrometheusHistogram("onsale_webhook_delivery_seconds")
 	set.NewGauge("onsale_webhook_backlog", func() float64 {
 		n.mu.Lock()

@@ -69,6 +69,7 @@ type Notifier struct {
 	head     uint64        // next outbox position
 	tail     uint64        // first position still stored
 	workers  map[string]*endpointWorker
+	opens    map[string]int64 // the reader's own: announced sales not open yet (onsale.go)
 	email    *emailWorker
 	stopped  bool
 }
@@ -163,6 +164,9 @@ func (n *Notifier) BeforeTruncate(shard int, seq uint64) bool {
 func (n *Notifier) Start(store Store, eng *engine.Engine) error {
 	n.store, n.eng = store, eng
 	if err := n.load(); err != nil {
+		return err
+	}
+	if err := n.loadOpens(); err != nil { // onsale.go
 		return err
 	}
 	if err := n.refreshEndpoints(); err != nil {
@@ -315,6 +319,9 @@ func (n *Notifier) round() error {
 					refresh = true
 					return
 				}
+				if wanted[engine.NotifyEventOnSale] {
+					ops = n.trackOpen(x, ops) // onsale.go
+				}
 				if wanted[x.Kind] {
 					notes = append(notes, *x)
 					ids = append(ids, x.ID(s, seq))
@@ -335,11 +342,16 @@ func (n *Notifier) round() error {
 		consumed[s] = to
 		ops = append(ops, wal.AuxOp{Key: consumedKey(s), Value: u64(to)})
 	}
+	opened, forget, head := n.dueOpens(head) // onsale.go
+	ops = append(ops, opened...)
 	if len(ops) == 0 {
 		return nil
 	}
 	if err := n.store.AuxWrite(ops, false); err != nil {
 		return err
+	}
+	for _, sale := range forget {
+		delete(n.opens, sale)
 	}
 	n.mu.Lock()
 	n.consumed, n.head = consumed, head
@@ -415,6 +427,14 @@ type Data struct {
 	PaymentID   string `json:"payment_id,omitempty"`
 	Ticket      *int   `json:"ticket,omitempty"` // ticket.checked_in: which ticket of the order
 	Gate        string `json:"gate,omitempty"`
+
+	// event.on_sale (onsale.go): the phase, and the sale's catalogue
+	Phase    string     `json:"phase,omitempty"` // "announced" or "open"
+	Name     string     `json:"name,omitempty"`
+	Event    string     `json:"event,omitempty"`
+	Venue    string     `json:"venue,omitempty"`
+	Category string     `json:"category,omitempty"`
+	OpensAt  *time.Time `json:"opens_at,omitempty"`
 }
 
 func (n *Notifier) record(x *engine.Notification, id string, o *engine.Order) record {
@@ -423,6 +443,9 @@ func (n *Notifier) record(x *engine.Notification, id string, o *engine.Order) re
 	if x.Kind == engine.NotifyTicketCheckedIn {
 		t := x.Ticket
 		p.Data.Ticket = &t
+	}
+	if x.Kind == engine.NotifyEventOnSale {
+		onSaleData(&p.Data, x, id)
 	}
 	r := record{Kind: x.Kind, EventID: id}
 	if o != nil && o.ID != "" {
@@ -454,7 +477,7 @@ func (n *Notifier) wantedKinds() map[string]bool {
 		}
 	}
 	if n.email != nil {
-		w[engine.NotifyOrderCreated], w[engine.NotifyOrderPaid] = true, true
+		w[engine.NotifyOrderCreated], w[engine.NotifyOrderPaid], w[engine.NotifyEventOnSale] = true, true, true
 	}
 	return w
 }
