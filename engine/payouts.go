@@ -83,6 +83,8 @@ const (
 	PayoutLatePayment
 	PayoutRefundRequest      // refundpayouts.go: a refund under the sale's rules, less its fee
 	PayoutExchangeDifference // refundpayouts.go: an exchange to a cheaper ticket
+
+	payoutReasonMax = PayoutExchangeDifference
 )
 
 var payoutReasonNames = [...]string{
@@ -584,7 +586,7 @@ func restorePayouts(st *state, body []byte) error {
 		ps := make([]payout, 0, np)
 		for range np {
 			var p payout
-			p.reason = PayoutReason(d.uvarint(uint64(PayoutLatePayment)))
+			p.reason = PayoutReason(d.uvarint(uint64(payoutReasonMax)))
 			p.status = d.payoutStatus()
 			p.approved = d.bool()
 			p.attempts = uint32(d.uvarint(1 << 31))
