@@ -69,6 +69,14 @@
 // failure is retried with the same backoff; a permanent refusal (5xx) and
 // a buyer without an address are counted and skipped.
 //
+// # Follows
+//
+// event.on_sale (onsale.go): the creation entry of a sale with a
+// catalogue is its announcement; the reader notices its opening itself
+// (opens_at passed) and writes that record; the email worker mails each
+// record to the buyers who follow the sale's event, venue or category
+// (engine.Followers), once per buyer, resuming after the last one mailed.
+//
 // # Threading
 //
 // One reader goroutine owns the outbox's head and the shard cursors; one

@@ -25,6 +25,8 @@ type Store interface {
 //	"ne" endpoint            → pos(8)       the endpoint's next position to deliver
 //	"nm"                     → pos(8)       the email sender's next position
 //	"nd" endpoint 0 pos(8)   → delivery     the endpoint's delivery log
+//	"nw" sale                → opensAt(8)   an announced sale not open yet (onsale.go)
+//	"nf" event id            → user | 0xff  the last follower mailed an event.on_sale, or all done
 var (
 	keyConsumed  = []byte("nc")
 	keyOutbox    = []byte("no")
