@@ -178,6 +178,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#look-owed`)))
 	b.waitJS(`!document.querySelector("#refund-queue").textContent.includes("loading") &&
 		!document.querySelector("#provider-refunds").textContent.includes("loading") && document.querySelector("#owed table") !== null`)
+	// The admin refund above owes bob's money back: the provider refunds
+	// table lists it, from GET /v1/admin/refunds.
+	b.waitJS(fmt.Sprintf(`document.querySelector("#provider-refunds").textContent.includes(%q)`, orderB))
 	b.checkScreen("refunds")
 	b.screenshot(shots, "refunds.png", desktopWidth, desktopHeight)
 

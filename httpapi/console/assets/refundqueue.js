@@ -19,10 +19,12 @@ export const queueFields = {
   kind: (it) => it.kind || "",
   order: (it) => it.order_id || "",
   amount: (it) => money(it.amount_cents ?? 0, it.currency),
-  reason: (it) => it.reason || "",
-  status: (it) => it.status || "",
-  created: (it) => when(it.created_at),
-  settleActions: ["approve", "reject", "refunded"],
+  fee: (it) => money(it.fee_cents ?? 0, it.currency),
+  reason: (it) => it.reason || it.event_id || "",
+  created: (it) => when(it.since),
+  // A buyer's request is approved or rejected; late money and a
+  // duplicate charge are marked refunded once the money went back.
+  settleActions: (it) => (it.kind === "refund_request" ? ["approve", "reject"] : ["refunded"]),
 };
 
 export const refundFields = {
@@ -54,9 +56,9 @@ export async function renderQueue(box) {
     if (res.ok) renderQueue(box);
   };
   box.replaceChildren(h("h3", { text: "Refund requests" }), table("Refund requests", [
-    ["Item", f.id], ["Kind", f.kind], ["Order", f.order], ["Amount", f.amount], ["Reason", f.reason],
-    ["Status", f.status], ["Created", f.created],
-    ["Settle", (it) => h("div", { class: "row" }, f.settleActions.map((a) =>
+    ["Item", f.id], ["Kind", f.kind], ["Order", f.order], ["Amount", f.amount], ["Fee", f.fee], ["Reason", f.reason],
+    ["Since", f.created],
+    ["Settle", (it) => h("div", { class: "row" }, f.settleActions(it).map((a) =>
       button(a, () => settle(it, a), { class: a === "reject" ? "secondary" : "", "aria-label": `${a} ${f.id(it)}` })))],
   ], f.list(r.data)), msg);
 }
