@@ -253,6 +253,14 @@ func (st *state) archiveDue(now, afterMs int64) (string, bool) {
 	return "", false
 }
 
+// publishable is a copy of the archived sale's view to publish: publish
+// stamps a version on what it is given from the acker's goroutine, while
+// the state's own view stays the shard's.
+func (a *archivedSale) publishable() *Sale {
+	v := a.view.clone()
+	return &v
+}
+
 func (st *state) answerArchive(cmd *command, res *result) {
 	if a := st.archived[cmd.saleID]; a != nil {
 		res.sale = a.view.clone()
@@ -561,7 +569,7 @@ func (s *shard) publishArchived() {
 	for id, a := range s.st.archived {
 		slot := &viewSlot{}
 		ids, slots = append(ids, id), append(slots, slot)
-		views = append(views, pendingView{slot, a.view})
+		views = append(views, pendingView{slot, a.publishable()})
 	}
 	s.e.views.add(ids, slots)
 	s.e.views.publish(views)
@@ -610,7 +618,7 @@ func (s *shard) stepArchive(b *batch, cmd *command, res *result, now int64) {
 		s.st.archivedOut = nil
 		a := s.st.archived[cmd.saleID]
 		b.archive = append(b.archive, archiveJob{one: one, gen: a.gen})
-		b.views = append(b.views, pendingView{slotsByID[cmd.saleID], a.view})
+		b.views = append(b.views, pendingView{slotsByID[cmd.saleID], a.publishable()})
 	}
 	s.countArchived()
 }
