@@ -1,6 +1,7 @@
 // live.js: the night of a sale in one screen. Counts per tier come from the
 // sale's live stream (Server-Sent Events, public); rates, latencies and
-// queue depths from two readings of /metrics a few seconds apart.
+// queue depths from two readings of /metrics a few seconds apart; the
+// waiting room's length and admissions from the live stream's queue counts.
 
 import { api } from "./api.js";
 import { h, field, select, table, status, say } from "./dom.js";
@@ -34,6 +35,26 @@ export async function render(main, app) {
   let holds = { text: app.role === "admin" ? "…" : "admin only" };
   let lastSale = null;
   const openedAt = performance.now();
+  // The watched sale's waiting room, from its live stream: people waiting
+  // (joined less admitted) and admissions per second between two events
+  // at least a second apart.
+  let queueLast = null, queueRate = 0;
+  const queueSeen = (q) => {
+    if (!q) {
+      queueLast = null;
+      return;
+    }
+    const now = performance.now();
+    if (queueLast && now - queueLast.at >= 1000) {
+      queueRate = (1000 * (q.admitted - queueLast.admitted)) / (now - queueLast.at);
+      queueLast = { ...q, at: now };
+    } else if (!queueLast) {
+      queueLast = { ...q, at: now };
+    }
+    queueLast.joined = q.joined;
+    queueLast.waiting = Math.max(0, q.joined - q.admitted);
+  };
+  const queueNow = () => (queueLast ? { length: queueLast.waiting, admittedPerSec: queueRate } : null);
   const watch = () => {
     if (es) es.close();
     const id = saleSelect.value;
@@ -46,6 +67,7 @@ export async function render(main, app) {
     es.addEventListener("availability", (e) => {
       const s = JSON.parse(e.data);
       lastSale = s;
+      queueSeen(s.queue);
       drawTiers(tiersBox, s, app.saleConfig(id));
       liveState.textContent = `${s.sale_id}: ${s.status}${s.sold_out ? ", sold out" : ""} · event ${e.lastEventId} · ${new Date().toLocaleTimeString()}`;
       liveState.dataset.event = e.lastEventId;
@@ -73,7 +95,11 @@ export async function render(main, app) {
       return;
     }
     const cur = new Scrape(r.data, performance.now());
-    if (prev) drawCards(cards, night(prev, cur), holds);
+    if (prev) {
+      const n = night(prev, cur);
+      n.queue = n.queue || queueNow();
+      drawCards(cards, n, holds);
+    }
     prev = cur;
   };
   scrape();
