@@ -9,15 +9,16 @@ import (
 
 // TestFlashPayVia runs the flash sale paying through a provider's
 // notification route instead of the generic webhook: Stripe (HMAC),
-// Alipay (RSA2 form, the sale in CNY) and WeChat Pay (RSA signature over
-// headers and body, AES-256-GCM resource). The audit must pass, orders
+// Alipay (RSA2 form, the sale in CNY), WeChat Pay (RSA signature over
+// headers and body, AES-256-GCM resource) and UnionPay (a certificate
+// chained to the configured root). The audit must pass, orders
 // must end up paid, and no notification may be refused: a refused
 // payment changes nothing, which the audit alone would not notice.
 func TestFlashPayVia(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the onsale server")
 	}
-	for _, via := range []string{api.PayViaStripe, api.PayViaAlipay, api.PayViaWeChatPay} {
+	for _, via := range []string{api.PayViaStripe, api.PayViaAlipay, api.PayViaWeChatPay, api.PayViaUnionPay} {
 		t.Run(via, func(t *testing.T) {
 			cfg := smallFlash(t, SysOnsale)
 			cfg.PayVia = via
