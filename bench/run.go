@@ -56,9 +56,13 @@ type Config struct {
 	PostgresConns  int            // PostgreSQL shim's connections to PostgreSQL
 	External       ExternalTarget // used by the system "onsale-external"
 	OnsaleFlags    []string       // more flags for onsale
-	CPUProfile     bool           // build onsale with pprof and profile the measured phase
-	HarnessProfile string         // CPU profile of the harness itself (the CLI writes it)
-	Log            io.Writer      // one line per step and per interval of a phase; nil discards
+	// PayVia is how orders are paid (api.PayVias): the generic webhook
+	// ("" or "generic"), or a provider's notification route, signed with
+	// keys the harness makes and configures onsale with (onsale only).
+	PayVia         string
+	CPUProfile     bool      // build onsale with pprof and profile the measured phase
+	HarnessProfile string    // CPU profile of the harness itself (the CLI writes it)
+	Log            io.Writer // one line per step and per interval of a phase; nil discards
 }
 
 // Validate checks the run is bounded and well-formed.
@@ -107,6 +111,9 @@ func (c *Config) Validate() error {
 	if len(c.Systems) == 0 {
 		return errors.New("bench: no systems to run")
 	}
+	if err := c.validatePayVia(); err != nil {
+		return err
+	}
 	for _, s := range c.Systems {
 		if _, err := NewSystem(s); err != nil {
 			return err
@@ -114,6 +121,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.SampleInterval <= 0 {
 		return errors.New("bench: timeout and sample interval must be > 0")
+	}
+	return nil
+}
+
+// validatePayVia refuses a provider the run cannot pay through: only the
+// onsale the harness starts is configured with the harness's keys, and
+// Alipay pays in CNY, which only the flash scenario's sale is made in.
+func (c *Config) validatePayVia() error {
+	switch c.PayVia {
+	case "", api.PayViaGeneric:
+		return nil
+	case api.PayViaStripe, api.PayViaWeChatPay, api.PayViaUnionPay, api.PayViaAlipay:
+	default:
+		return fmt.Errorf("bench: -pay-via must be one of %s, not %q", strings.Join(api.PayVias, ", "), c.PayVia)
+	}
+	for _, s := range c.Systems {
+		if s != SysOnsale {
+			return fmt.Errorf("bench: -pay-via %s runs on onsale only, not %s: only the onsale the harness starts trusts its provider keys", c.PayVia, s)
+		}
+	}
+	if c.PayVia == api.PayViaAlipay && c.Scenario != ScenarioFlash {
+		return fmt.Errorf("bench: -pay-via alipay runs the flash scenario only (its sale is made in CNY, Alipay's currency)")
 	}
 	return nil
 }
@@ -192,6 +221,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		env.AdminToken, env.UserSecret, env.PaymentSecret = cfg.External.AdminToken, cfg.External.UserSecret, cfg.External.PaymentSecret
 	}
+	payer, err := api.NewPayer(cfg.PayVia)
+	if err != nil {
+		return nil, err
+	}
+	if payer != nil {
+		logf("paying through %s: keys made, onsale configured with their public halves", payer.Via())
+		flags, err := payer.Flags(workDir)
+		if err != nil {
+			return nil, err
+		}
+		env.OnsaleFlags = append(slices.Clone(env.OnsaleFlags), flags...)
+		env.Payer = payer
+		cfg.Flash.Currency = payer.Currency()
+	}
 	if env.ShimExe == "" {
 		if env.ShimExe, err = os.Executable(); err != nil {
 			return nil, err
@@ -248,7 +291,7 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 		return res
 	}
 	c, err := api.NewClient(api.ClientConfig{
-		Addr: addr, AdminToken: env.AdminToken, PaymentSecret: []byte(env.PaymentSecret),
+		Addr: addr, AdminToken: env.AdminToken, PaymentSecret: []byte(env.PaymentSecret), Payer: env.Payer,
 		MaxConns: cfg.Load.Workers() + 8, Timeout: cfg.Timeout,
 	})
 	if err != nil {

@@ -198,13 +198,13 @@ func (b *buyer) buy(u int, saleID, tier string, qty int, follow bool) api.Result
 func (b *buyer) follow(f followUp) (OpKind, api.Result) {
 	o := f.o
 	if f.fate == fatePay {
-		res := b.c.Webhook(&api.PaymentEvent{
+		res := b.c.Pay(&api.PaymentEvent{
 			ID:          "evt_" + o.OrderID,
 			Type:        api.PaymentSucceeded,
 			OrderID:     o.OrderID,
 			AmountCents: o.AmountCents,
 			Currency:    o.Currency,
-		})
+		}, o.providerNo)
 		b.tracker.AfterPay(o, &res)
 		return OpPay, res
 	}

@@ -16,6 +16,7 @@ type FlashConfig struct {
 	PerUserLimit int
 	HoldSeconds  int
 	PriceCents   int64
+	Currency     string // of both sales; "" is EUR
 	FollowUp     FollowUpConfig
 	Seed         uint64
 }
@@ -66,9 +67,13 @@ type flash struct {
 // crowd untouched.
 func NewFlash(cfg FlashConfig, users *Users, now time.Time) Scenario {
 	opens, closes := saleWindow(now)
+	currency := cfg.Currency
+	if currency == "" {
+		currency = "EUR"
+	}
 	sale := func(id string, stock, limit int) api.SaleSpec {
 		return api.SaleSpec{
-			ID: id, Name: "Flash " + id, Currency: "EUR", OpensAt: opens, ClosesAt: closes,
+			ID: id, Name: "Flash " + id, Currency: currency, OpensAt: opens, ClosesAt: closes,
 			HoldSeconds: cfg.HoldSeconds, PerUserLimit: limit,
 			Tiers: []api.TierSpec{{ID: "ga", Name: "General admission", PriceCents: cfg.PriceCents, Stock: stock}},
 		}

@@ -49,6 +49,7 @@ type Env struct {
 	// CeilingPurchase is the ceiling's answer to a purchase
 	// (shim.CeilingSoldOut or shim.CeilingCreated).
 	CeilingPurchase string
+	Payer           *api.Payer // pays through a provider (Config.PayVia); nil: the generic webhook
 }
 
 // System is one server under test. Start brings it up on a loopback port

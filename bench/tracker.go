@@ -21,7 +21,8 @@ type TrackedOrder struct {
 	Currency    string   `json:"currency"`
 	Allowed     []string `json:"allowed"`
 
-	userIdx int
+	userIdx    int
+	providerNo string // what a provider's notification names the order by
 }
 
 var (
@@ -53,7 +54,7 @@ func (t *Tracker) Add(o *api.Order, user string, userIdx int, key, saleID, tier 
 	to := &TrackedOrder{
 		OrderID: o.OrderID, SaleID: saleID, Tier: tier, User: user, Key: key,
 		Quantity: qty, AmountCents: o.AmountCents, Currency: o.Currency,
-		Allowed: allowedUntouched, userIdx: userIdx,
+		Allowed: allowedUntouched, userIdx: userIdx, providerNo: o.ProviderNo,
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

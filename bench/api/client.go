@@ -19,6 +19,7 @@ type Client struct {
 	addr          string
 	adminAuth     string
 	paymentSecret []byte
+	payer         *Payer // nil: the generic webhook
 	timeout       time.Duration
 	now           func() time.Time
 }
@@ -28,6 +29,7 @@ type ClientConfig struct {
 	Addr          string // host:port, loopback only
 	AdminToken    string
 	PaymentSecret []byte
+	Payer         *Payer // pays through a provider's route (pay.go); nil: the generic webhook
 	MaxConns      int
 	Timeout       time.Duration // per request
 }
@@ -84,6 +86,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		addr:          cfg.Addr,
 		adminAuth:     "Bearer " + cfg.AdminToken,
 		paymentSecret: cfg.PaymentSecret,
+		payer:         cfg.Payer,
 		timeout:       cfg.Timeout,
 		now:           time.Now,
 	}, nil
@@ -177,6 +180,16 @@ func (c *Client) GetOrder(auth, orderID string) Result {
 	c.setURI(req, "/v1/orders/"+url.PathEscape(orderID))
 	req.Header.Set(fasthttp.HeaderAuthorization, auth)
 	return c.do(req, resp, true)
+}
+
+// Pay pays an order: through the client's provider (pay.go) when it has
+// one, else through the generic webhook. providerNo is the order's
+// provider_order_no.
+func (c *Client) Pay(ev *PaymentEvent, providerNo string) Result {
+	if c.payer != nil {
+		return c.payer.Pay(c, ev, providerNo)
+	}
+	return c.Webhook(ev)
 }
 
 // Webhook signs ev with the payment secret at the current time and sends

@@ -73,6 +73,7 @@ const (
 // harness's own record of who bought what.
 type Order struct {
 	OrderID     string    `json:"order_id"`
+	ProviderNo  string    `json:"provider_order_no,omitempty"`
 	Status      string    `json:"status"`
 	SaleID      string    `json:"sale_id"`
 	Tier        string    `json:"tier"`

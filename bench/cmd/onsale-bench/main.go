@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/onsale/onsale/bench"
+	"github.com/onsale/onsale/bench/api"
 )
 
 func main() {
@@ -121,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		pgConns     = fs.Int("pg-conns", 16, "connections of the PostgreSQL shim to PostgreSQL (a hot row serialises them anyway)")
 		auditN      = fs.Int("audit-workers", 16, "concurrent order fetches during the audit")
 		noAudit     = fs.Bool("no-audit", false, "skip the audit (not recommended)")
+		payVia      = fs.String("pay-via", api.PayViaGeneric, "how orders are paid: "+strings.Join(api.PayVias, "|")+" (a provider's notification route, signed with keys the harness makes; onsale only)")
 		cpuprofile  = fs.Bool("cpuprofile", false, "build onsale with pprof on a side port (go build -overlay; the tree is untouched) and write onsale.cpu.pprof of the measured phase")
 		onsaleFlags = fs.String("onsale-flags", "", "more flags for onsale, space-separated (e.g. \"-shards 2 -batch-max 2048\")")
 		target      = fs.String("target", "", "drive an onsale already running at this loopback host:port instead (needs -admin-token, -user-secret, -payment-secret)")
@@ -231,11 +233,14 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			Scenario: scenario, Systems: sysList, External: external, RepoRoot: repoRoot,
 			Timeout: *timeout, SampleInterval: *interval, AuditWorkers: *auditN, NoAudit: *noAudit,
 			OnsaleBinary: *onsaleBin, RedisConns: *redisConns, PostgresConns: *pgConns, CPUProfile: *cpuprofile,
-			OnsaleFlags: strings.Fields(*onsaleFlags),
+			OnsaleFlags: strings.Fields(*onsaleFlags), PayVia: *payVia,
 		}
 		cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
 			Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
 		flash, sustained, steady, door := bench.DefaultFlash(), bench.DefaultSustained(), bench.DefaultSteady(), bench.DefaultDoor()
+		if *payVia != api.PayViaGeneric && !setExplicit["systems"] && *target == "" {
+			cfg.Systems = []string{bench.SysOnsale} // only onsale trusts the harness's provider keys
+		}
 		switch scenario {
 		case bench.ScenarioDoor:
 			setInt(&door.Buyers, *users)
