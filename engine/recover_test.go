@@ -62,20 +62,7 @@ func TestReplayRebuildsEveryIndex(t *testing.T) {
 	want := dumpFull(live)
 	for _, snapAt := range []int{0, len(log) / 3, len(log)} {
 		t.Run(fmt.Sprintf("snapshot=%d", snapAt), func(t *testing.T) {
-			j := newMemJournal()
-			j.layout = 1
-			if snapAt > 0 {
-				st := newState()
-				for _, e := range log[:snapAt] {
-					if err := decodeEntry(e, st.apply); err != nil {
-						t.Fatal(err)
-					}
-				}
-				j.snaps[0] = memSnap{uint64(snapAt), st.snapshotEncoding()}
-			}
-			for i, e := range log[snapAt:] {
-				j.entries[0] = append(j.entries[0], memEntry{uint64(snapAt + i + 1), e})
-			}
+			j := journalSnapshotAt(t, log, snapAt)
 			states, seqs, err := recoverStates(j, 1, quietLogger)
 			if err != nil {
 				t.Fatal(err)
@@ -127,4 +114,25 @@ func TestFailedReplayStopsReading(t *testing.T) {
 	if err := log.Close(); err != nil {
 		t.Fatalf("close after a failed recovery: %v", err)
 	}
+}
+
+// journalSnapshotAt is a one-shard journal holding log as a snapshot of its
+// first snapAt entries (none when 0) and the rest as entries after it.
+func journalSnapshotAt(t *testing.T, log [][]byte, snapAt int) *memJournal {
+	t.Helper()
+	j := newMemJournal()
+	j.layout = 1
+	if snapAt > 0 {
+		st := newState()
+		for _, e := range log[:snapAt] {
+			if err := decodeEntry(e, st.apply); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j.snaps[0] = memSnap{uint64(snapAt), st.snapshotEncoding()}
+	}
+	for i, e := range log[snapAt:] {
+		j.entries[0] = append(j.entries[0], memEntry{uint64(snapAt + i + 1), e})
+	}
+	return j
 }

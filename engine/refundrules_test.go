@@ -523,20 +523,7 @@ func TestRefundRulesRandomizedAndRecovered(t *testing.T) {
 	want := dumpFull(live) + "\n" + dumpRefunds(live)
 	for _, snapAt := range []int{0, len(log) / 2, len(log)} {
 		t.Run(fmt.Sprintf("snapshot=%d", snapAt), func(t *testing.T) {
-			j := newMemJournal()
-			j.layout = 1
-			if snapAt > 0 {
-				st := newState()
-				for _, e := range log[:snapAt] {
-					if err := decodeEntry(e, st.apply); err != nil {
-						t.Fatal(err)
-					}
-				}
-				j.snaps[0] = memSnap{uint64(snapAt), st.snapshotEncoding()}
-			}
-			for i, e := range log[snapAt:] {
-				j.entries[0] = append(j.entries[0], memEntry{uint64(snapAt + i + 1), e})
-			}
+			j := journalSnapshotAt(t, log, snapAt)
 			states, _, err := recoverStates(j, 1, quietLogger)
 			if err != nil {
 				t.Fatal(err)
