@@ -36,6 +36,13 @@ const payoutsSectionTag = 90
 // still pending with the time of the next attempt. The worker reads no
 // state but what Payouts answers, so a restart resumes from the log.
 //
+// A provider may accept a refund and finish it later (Stripe pending,
+// WeChat Pay PROCESSING, Alipay without fund_change, UnionPay's respCode
+// 00): the payout stays refund_pending, now with the provider's refund id,
+// and the worker queries the provider until it says how it ended; the
+// provider's notification (ConfirmPayout) may say it first. Either way
+// the end is one more PayoutUpdated.
+//
 //	refund_pending ──► refunded
 //	      │   ▲
 //	      ▼   │ retry (admin)
@@ -226,6 +233,9 @@ func (st *state) decideMismatch(o *order, p *Payment, now int64, res *result, ev
 // PayoutUpdate is what the refund worker or an admin logs about a payout.
 type PayoutUpdate struct {
 	PayoutID string
+	// For PayoutConfirmed: the order, and the provider whose
+	// ProviderRefundID names the payout.
+	OrderID, Provider string
 	Action   PayoutAction
 	// For PayoutAttempted: the attempt count the worker read (a stale
 	// worker's answer changes nothing), the outcome, the provider's
@@ -244,6 +254,10 @@ const (
 	PayoutAttempted    PayoutAction = iota + 1 // the worker called the provider
 	PayoutRetry                                // an admin: send it (again) now, automatic refunds or not
 	PayoutMarkRefunded                         // an admin settled it by hand
+	// PayoutConfirmed: the provider notified the end of a refund it had
+	// accepted; the payout is the order's one of Provider with
+	// ProviderRefundID (ConfirmPayout).
+	PayoutConfirmed
 )
 
 type payoutCommand struct {
@@ -274,10 +288,16 @@ func (st *state) decidePayoutUpdate(cmd *command, now int64, evs []event) ([]eve
 	o, _ := st.orderByKey(cmd.order)
 	ps := st.payouts[cmd.order]
 	n := cmd.payouts.n
-	if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || n >= len(ps) {
+	if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || n >= len(ps) || n < 0 && cmd.payouts.update.Action != PayoutConfirmed {
 		return evs, reject(CodeUnknownRefund, "no refund %q", cmd.payouts.update.PayoutID)
 	}
-	p, u := ps[n], &cmd.payouts.update
+	u := &cmd.payouts.update
+	if u.Action == PayoutConfirmed {
+		if n = st.payoutByRefundID(ps, u.Provider, u.ProviderRefundID); n < 0 {
+			return evs, reject(CodeUnknownRefund, "order %s has no %s refund %q", cmd.payouts.update.OrderID, u.Provider, u.ProviderRefundID)
+		}
+	}
+	p := ps[n]
 	ev := event{kind: evPayoutUpdated, at: now, order: o.key, ticket: uint8(n), payout: &payoutChange{
 		status: p.status, approved: p.approved, attempts: p.attempts, detail: p.detail, refundID: p.refundID, nextAt: p.nextAt,
 	}}
@@ -294,9 +314,27 @@ func (st *state) decidePayoutUpdate(cmd *command, now int64, evs []event) ([]eve
 		}
 		c.attempts++
 		c.status, c.detail, c.nextAt = u.Outcome, truncateUTF8(u.Detail, PayoutDetailLenMax), u.NextAttemptAtMs
-		if u.Outcome == PayoutRefunded {
+		switch {
+		case u.Outcome == PayoutPending:
+			// Accepted by the provider (the refund's id: the worker
+			// confirms it), or to be sent (again): no id.
+			c.refundID = truncateUTF8(u.ProviderRefundID, ProviderRefundIDLenMax)
+		case u.Outcome == PayoutRefunded && u.ProviderRefundID != "":
 			c.refundID = truncateUTF8(u.ProviderRefundID, ProviderRefundIDLenMax)
 		}
+	case PayoutConfirmed:
+		// The provider's notification of a refund it accepted: pending
+		// ends refunded or refund_failed; a refund that went through may
+		// still fail later (Stripe: refund.failed after succeeded);
+		// anything else is a replay and changes nothing.
+		switch {
+		case u.Outcome != PayoutRefunded && u.Outcome != PayoutFailed:
+			return evs, reject(CodeInvalidRequest, "a confirmation ends refunded or refund_failed, not %s", u.Outcome)
+		case p.status == PayoutPending, p.status == PayoutRefunded && u.Outcome == PayoutFailed:
+		default:
+			return evs, nil
+		}
+		c.status, c.detail, c.nextAt = u.Outcome, truncateUTF8(u.Detail, PayoutDetailLenMax), 0
 	case PayoutRetry:
 		switch p.status {
 		case PayoutPending, PayoutFailed:
@@ -304,6 +342,9 @@ func (st *state) decidePayoutUpdate(cmd *command, now int64, evs []event) ([]eve
 			return evs, reject(CodeInvalidOrderState, "refund is %s; only a pending or failed refund can be retried", p.status)
 		}
 		c.status, c.approved, c.nextAt = PayoutPending, true, now
+		if p.status == PayoutFailed {
+			c.refundID = "" // sent again, not confirmed again
+		}
 	case PayoutMarkRefunded:
 		if p.status == PayoutRefunded {
 			return evs, nil
@@ -451,6 +492,41 @@ func (e *Engine) UpdatePayout(ctx context.Context, u PayoutUpdate) (Payout, erro
 		return Payout{}, err
 	}
 	return o.Payouts[n], nil
+}
+
+// ConfirmPayout logs a provider's notification that a refund it accepted
+// (the payout of orderID through provider whose refund id is
+// providerRefundID) ended: outcome is PayoutRefunded or PayoutFailed. A
+// notification seen before changes nothing; a refund id the order does
+// not carry is CodeUnknownRefund (a refund made at the provider, or one
+// whose acceptance is not logged yet).
+func (e *Engine) ConfirmPayout(ctx context.Context, orderID, provider, providerRefundID string, outcome PayoutStatus, detail string) (Payout, error) {
+	if provider == "" || providerRefundID == "" {
+		return Payout{}, reject(CodeUnknownRefund, "a confirmation names the provider and its refund id")
+	}
+	u := PayoutUpdate{Action: PayoutConfirmed, OrderID: orderID, Provider: provider, ProviderRefundID: providerRefundID,
+		Outcome: outcome, Detail: detail}
+	o, err := e.orderCommand(ctx, orderID, command{kind: cmdPayoutUpdate, payouts: &payoutCommand{n: -1, update: u}})
+	if err != nil {
+		return Payout{}, err
+	}
+	for _, p := range o.Payouts {
+		if p.Provider == provider && p.ProviderRefundID == providerRefundID {
+			return p, nil
+		}
+	}
+	return Payout{}, reject(CodeUnknownRefund, "order %s has no %s refund %q", orderID, provider, providerRefundID)
+}
+
+// payoutByRefundID is the index of the payout of provider whose refund
+// id is id, or -1.
+func (st *state) payoutByRefundID(ps []payout, provider, id string) int {
+	for i := range ps {
+		if p, _ := PaymentProvider(ps[i].paymentID); p == provider && id != "" && ps[i].refundID == id {
+			return i
+		}
+	}
+	return -1
 }
 
 // ParsePayoutID splits "<order id>.<n>".
