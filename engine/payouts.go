@@ -236,7 +236,7 @@ type PayoutUpdate struct {
 	// For PayoutConfirmed: the order, and the provider whose
 	// ProviderRefundID names the payout.
 	OrderID, Provider string
-	Action   PayoutAction
+	Action            PayoutAction
 	// For PayoutAttempted: the attempt count the worker read (a stale
 	// worker's answer changes nothing), the outcome, the provider's
 	// reason or refund id, and when to try again while still pending.
