@@ -37,6 +37,17 @@ type RefundRequest struct {
 	TotalMinor    int64  // what the payment took
 	Currency      string
 	Reason        string // shown to the buyer where the provider does (WeChat Pay); ASCII
+	// PayoutID is onsale's id of the refund, sent where the provider keeps
+	// it (Stripe's metadata[onsale_payout]) so that its notifications name
+	// the payout.
+	PayoutID string
+	// CreatedAt is when the payout was created: UnionPay's txnTime of the
+	// refund, the same on every attempt (UnionPay knows a transaction by
+	// orderId and txnTime).
+	CreatedAt time.Time
+	// ProviderRefundID is, for QueryRefund, the id the provider gave the
+	// refund it accepted.
+	ProviderRefundID string
 }
 
 // RefundOutcome is what the provider said.
@@ -52,6 +63,15 @@ const (
 	RefundDone
 	// RefundFailed: the provider refused it for good; Detail says why.
 	RefundFailed
+	// RefundAccepted: the provider took the refund and finishes it later
+	// (Stripe pending or requires_action, WeChat Pay PROCESSING, Alipay
+	// without fund_change Y, UnionPay's respCode 00);
+	// ProviderRefundID names it for QueryRefund and the notification.
+	RefundAccepted
+	// RefundNotFound: a query found no refund of this key at the
+	// provider (Alipay: the request never landed): send it again, with
+	// the same key.
+	RefundNotFound
 )
 
 func (o RefundOutcome) String() string {
@@ -60,6 +80,10 @@ func (o RefundOutcome) String() string {
 		return "done"
 	case RefundFailed:
 		return "failed"
+	case RefundAccepted:
+		return "accepted"
+	case RefundNotFound:
+		return "not_found"
 	}
 	return "retry"
 }
@@ -90,6 +114,10 @@ func truncateDetail(s string) string {
 // Refunder is a refund client.
 type Refunder interface {
 	Refund(ctx context.Context, r RefundRequest) RefundResult
+	// QueryRefund asks how a refund the provider accepted ended:
+	// RefundDone, RefundFailed, RefundAccepted (not yet), RefundNotFound
+	// (send it again), or RefundRetry (no answer worth believing).
+	QueryRefund(ctx context.Context, r RefundRequest) RefundResult
 }
 
 // refundResponseMax bounds what is read of a provider's answer.

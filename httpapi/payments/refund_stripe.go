@@ -16,14 +16,23 @@ import (
 //	Idempotency-Key: <the refund's key>
 //	payment_intent=pi_...&amount=<minor units>
 //
-// Stripe answers 200 with the refund object, whose status is succeeded or
-// pending (accepted: Stripe finishes it and notifies charge.refunded),
-// failed or canceled (failure_reason says why), or requires_action. An
+// Stripe answers 200 with the refund object (https://docs.stripe.com/api/refunds/object),
+// whose status is succeeded, pending or requires_action (accepted: Stripe
+// finishes it and sends refund.updated, or refund.failed), failed or
+// canceled (failure_reason says why). An
 // error is a 4xx/5xx with {"error":{"type","code","message"}}: the code
 // charge_already_refunded means the money went back already (a success
 // here); 409 (an idempotency key still in flight), 429 and 5xx are
 // temporary. Stripe does not sign its API answers; TLS to api.stripe.com
 // is what authenticates them.
+//
+// A refund Stripe accepted is queried with GET {BaseURL}/v1/refunds/{id}
+// (the same refund object); metadata[onsale_payout] names the payout in
+// Stripe's refund.* events.
+//
+//	succeeded                     RefundDone
+//	pending, requires_action      RefundAccepted
+//	failed, canceled              RefundFailed: failure_reason
 type StripeRefunds struct {
 	BaseURL   string // https://api.stripe.com
 	SecretKey string // sk_test_... in test mode, sk_live_... or a restricted key with refunds write
@@ -38,6 +47,9 @@ func (s *StripeRefunds) Refund(ctx context.Context, r RefundRequest) RefundResul
 	form.Set("payment_intent", r.TransactionID)
 	form.Set("amount", strconv.FormatInt(r.AmountMinor, 10))
 	form.Set("metadata[onsale_refund]", r.Key)
+	if r.PayoutID != "" {
+		form.Set("metadata[onsale_payout]", r.PayoutID)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.BaseURL, "/")+"/v1/refunds", strings.NewReader(form.Encode()))
 	if err != nil {
 		return failed("stripe: cannot build the request: %v", err)
@@ -64,6 +76,44 @@ type stripeRefundAnswer struct {
 	} `json:"error"`
 }
 
+// QueryRefund reads the refund Stripe accepted.
+func (s *StripeRefunds) QueryRefund(ctx context.Context, r RefundRequest) RefundResult {
+	if !stripeRefundID(r.ProviderRefundID) {
+		return RefundResult{Outcome: RefundNotFound, Detail: "stripe: no refund id to query"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.BaseURL, "/")+"/v1/refunds/"+r.ProviderRefundID, nil)
+	if err != nil {
+		return retry("stripe: cannot build the request: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.SecretKey)
+	status, _, body, err := send(s.Client, req)
+	if err != nil {
+		return retry("stripe: no answer: %v", err)
+	}
+	if status == http.StatusNotFound {
+		return RefundResult{Outcome: RefundNotFound, Detail: "stripe: no refund " + r.ProviderRefundID}
+	}
+	res := parseStripeRefund(status, body)
+	if res.Outcome == RefundDone && res.ProviderRefundID != r.ProviderRefundID {
+		return retry("stripe: the answer is about another refund")
+	}
+	return res
+}
+
+// stripeRefundID reports whether id can go into a URL path as it is.
+func stripeRefundID(id string) bool {
+	if len(id) < 4 || len(id) > 255 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // parseStripeRefund maps Stripe's answer to a refund request.
 func parseStripeRefund(status int, body []byte) RefundResult {
 	var a stripeRefundAnswer
@@ -75,12 +125,12 @@ func parseStripeRefund(status int, body []byte) RefundResult {
 			return retry("stripe: HTTP 200 without a refund object")
 		}
 		switch a.Status {
-		case "succeeded", "pending":
+		case "succeeded":
 			return RefundResult{Outcome: RefundDone, ProviderRefundID: a.ID, Detail: "stripe: " + a.Status}
+		case "pending", "requires_action":
+			return RefundResult{Outcome: RefundAccepted, ProviderRefundID: a.ID, Detail: "stripe: " + a.Status}
 		case "failed", "canceled":
 			return failed("stripe: refund %s %s: %s", a.ID, a.Status, a.FailureReason)
-		case "requires_action":
-			return failed("stripe: refund %s requires action in the Stripe dashboard", a.ID)
 		}
 		return retry("stripe: refund %s in status %q", a.ID, a.Status)
 	}

@@ -30,13 +30,17 @@ import (
 // checked with the notification verifier's platform keys before the answer
 // is believed:
 //
-//	200, status SUCCESS or PROCESSING    RefundDone (PROCESSING: accepted; WeChat Pay finishes it)
+//	200, status SUCCESS                  RefundDone
+//	200, status PROCESSING               RefundAccepted: WeChat Pay finishes it and notifies REFUND.*
 //	200, status CLOSED or ABNORMAL       RefundFailed
 //	429, 5xx, SYSTEM_ERROR, FREQUENCY_LIMITED   RefundRetry
 //	other 4xx                            RefundFailed: code and message
 //
 // out_refund_no is the refund's key: the same refund sent again answers
-// the existing refund.
+// the existing refund. A refund WeChat Pay accepted is queried with
+// GET {BaseURL}/v3/refund/domestic/refunds/{out_refund_no}, signed the
+// same way over an empty body, whose signed answer is the same refund
+// object; 404 RESOURCE_NOT_EXISTS is RefundNotFound.
 type WeChatPayRefunds struct {
 	BaseURL      string // https://api.mch.weixin.qq.com
 	MchID        string
@@ -90,6 +94,38 @@ func (w *WeChatPayRefunds) Refund(ctx context.Context, r RefundRequest) RefundRe
 	}, answer, nowOr(w.Now))
 }
 
+// QueryRefund reads the refund WeChat Pay accepted, by out_refund_no.
+func (w *WeChatPayRefunds) QueryRefund(ctx context.Context, r RefundRequest) RefundResult {
+	if !printableID(r.Key, 64) || strings.ContainsAny(r.Key, "/?#%") {
+		return failed("wechatpay: the refund key cannot be queried")
+	}
+	path := wechatRefundPath + "/" + r.Key
+	now := nowOr(w.Now)
+	auth, err := w.authorization(http.MethodGet, path, now, nil)
+	if err != nil {
+		return retry("wechatpay: cannot sign: %v", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(w.BaseURL, "/")+path, nil)
+	if err != nil {
+		return retry("wechatpay: cannot build the request: %v", err)
+	}
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("Accept", "application/json")
+	status, h, answer, err := send(w.Client, req)
+	if err != nil {
+		return retry("wechatpay: no answer: %v", err)
+	}
+	res := parseWeChatRefund(w.Verifier, status, WeChatPayHeaders{
+		Timestamp: []byte(h.Get("Wechatpay-Timestamp")), Nonce: []byte(h.Get("Wechatpay-Nonce")),
+		Signature: []byte(h.Get("Wechatpay-Signature")), Serial: []byte(h.Get("Wechatpay-Serial")),
+	}, answer, nowOr(w.Now))
+	if status == http.StatusNotFound && res.Outcome == RefundFailed {
+		// Verified, and WeChat Pay knows no refund of this out_refund_no.
+		return RefundResult{Outcome: RefundNotFound, Detail: res.Detail}
+	}
+	return res
+}
+
 // authorization is the request's Authorization header.
 func (w *WeChatPayRefunds) authorization(method, path string, now time.Time, body []byte) (string, error) {
 	var n [16]byte
@@ -126,8 +162,13 @@ func parseWeChatRefund(v *WeChatPay, status int, h WeChatPayHeaders, body []byte
 	}
 	if status == http.StatusOK {
 		switch a.Status {
-		case "SUCCESS", "PROCESSING":
+		case "SUCCESS":
 			return RefundResult{Outcome: RefundDone, ProviderRefundID: a.RefundID, Detail: "wechatpay: " + a.Status}
+		case "PROCESSING":
+			if a.RefundID == "" {
+				return retry("wechatpay: PROCESSING without a refund_id")
+			}
+			return RefundResult{Outcome: RefundAccepted, ProviderRefundID: a.RefundID, Detail: "wechatpay: " + a.Status}
 		case "CLOSED", "ABNORMAL":
 			return failed("wechatpay: refund %s %s", a.RefundID, a.Status)
 		}

@@ -75,29 +75,43 @@ func (u *UnionPay) Verify(body []byte, now time.Time) (Event, error) {
 	if err != nil {
 		return Event{}, refuse(ProviderUnionPay, CodeMalformedBody, "%v", err)
 	}
+	if verr := u.verifyForm(f, now); verr != nil {
+		return Event{}, verr
+	}
+	return u.mapNotification(f)
+}
+
+// verifyForm checks a decoded notification's or answer's signature.
+func (u *UnionPay) verifyForm(f form, now time.Time) *Error {
 	if f.get("version") != "5.1.0" || f.get("signMethod") != "01" {
-		return Event{}, refuse(ProviderUnionPay, CodeUnsupported, "only version 5.1.0 with signMethod 01 is accepted")
+		return refuse(ProviderUnionPay, CodeUnsupported, "only version 5.1.0 with signMethod 01 is accepted")
 	}
 	sign := f.get("signature")
 	if sign == "" {
-		return Event{}, refuse(ProviderUnionPay, CodeSignatureMissing, "no signature field")
+		return refuse(ProviderUnionPay, CodeSignatureMissing, "no signature field")
 	}
 	pub, verr := u.signingKey(f.get("signPubKeyCert"), now)
 	if verr != nil {
-		return Event{}, verr
+		return verr
 	}
 	sig, err := base64.StdEncoding.DecodeString(sign)
 	if err != nil || len(sig) != pub.Size() {
-		return Event{}, refuse(ProviderUnionPay, CodeSignatureMalformed, "signature is not a base64 RSA signature of the key's size")
+		return refuse(ProviderUnionPay, CodeSignatureMalformed, "signature is not a base64 RSA signature of the key's size")
 	}
-	inner := sha256.Sum256(f.signedContent(false, "signature"))
+	if rsa.VerifyPKCS1v15(pub, crypto.SHA256, unionPayDigest(f.signedContent(false, "signature")), sig) != nil {
+		return refuse(ProviderUnionPay, CodeSignatureMismatch, "signature does not verify under signPubKeyCert")
+	}
+	return nil
+}
+
+// unionPayDigest is what signMethod 01 signs with SHA256withRSA: the
+// SHA-256 of the lower-case hex of the content's SHA-256.
+func unionPayDigest(content []byte) []byte {
+	inner := sha256.Sum256(content)
 	var hexed [2 * sha256.Size]byte
 	hex.Encode(hexed[:], inner[:])
 	digest := sha256.Sum256(hexed[:])
-	if rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) != nil {
-		return Event{}, refuse(ProviderUnionPay, CodeSignatureMismatch, "signature does not verify under signPubKeyCert")
-	}
-	return u.mapNotification(f)
+	return digest[:]
 }
 
 // signingKey checks signPubKeyCert and returns its key.

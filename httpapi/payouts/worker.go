@@ -119,15 +119,33 @@ func (w *Worker) Pass(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// send makes one attempt at a payout and logs its answer.
+// send makes one attempt at a payout (sends its refund, or asks how a
+// refund the provider accepted ended) and logs its answer.
 func (w *Worker) send(ctx context.Context, p *engine.Payout) {
 	u := engine.PayoutUpdate{PayoutID: p.ID, Action: engine.PayoutAttempted, AttemptsSeen: p.Attempts}
-	r := w.call(ctx, p)
-	switch r.Outcome {
-	case payments.RefundDone:
+	accepted := p.ProviderRefundID != "" // pending with the provider's id: accepted there, to confirm
+	r := w.call(ctx, p, accepted)
+	switch {
+	case r.Outcome == payments.RefundDone:
 		u.Outcome, u.ProviderRefundID, u.Detail = engine.PayoutRefunded, r.ProviderRefundID, r.Detail
-	case payments.RefundFailed:
+		if u.ProviderRefundID == "" {
+			u.ProviderRefundID = p.ProviderRefundID
+		}
+	case r.Outcome == payments.RefundFailed:
 		u.Outcome, u.Detail = engine.PayoutFailed, r.Detail
+	case r.Outcome == payments.RefundAccepted, r.Outcome == payments.RefundRetry && accepted:
+		// At the provider: asked again later, however long it takes
+		// (the money is on its way or stuck there, not here); never
+		// given up on, as a refund sent again could be a second one.
+		u.Outcome, u.Detail, u.ProviderRefundID = engine.PayoutPending, r.Detail, r.ProviderRefundID
+		if u.ProviderRefundID == "" {
+			u.ProviderRefundID = p.ProviderRefundID
+		}
+		u.NextAttemptAtMs = w.cfg.Now().Add(w.backoff(p.Attempts)).UnixMilli()
+	case r.Outcome == payments.RefundNotFound:
+		// The provider has no such refund: sent again, same key.
+		u.Outcome, u.Detail = engine.PayoutPending, r.Detail
+		u.NextAttemptAtMs = w.cfg.Now().UnixMilli()
 	default:
 		if p.Attempts+1 >= w.cfg.AttemptsMax {
 			u.Outcome, u.Detail = engine.PayoutFailed, fmt.Sprintf("gave up after %d attempts: %s", p.Attempts+1, r.Detail)
@@ -138,7 +156,8 @@ func (w *Worker) send(ctx context.Context, p *engine.Payout) {
 	}
 	w.count(p.Provider, u.Outcome)
 	attrs := []any{"refund_id", p.ID, "provider", p.Provider, "reason", p.Reason.String(), "amount_cents", p.AmountCents,
-		"currency", p.Currency, "attempt", p.Attempts + 1, "outcome", u.Outcome.String(), "detail", u.Detail}
+		"currency", p.Currency, "attempt", p.Attempts + 1, "query", accepted, "outcome", u.Outcome.String(),
+		"provider_refund_id", u.ProviderRefundID, "detail", u.Detail}
 	if _, err := w.cfg.Engine.UpdatePayout(ctx, u); err != nil {
 		// Not logged: the next pass sends it again with the same key,
 		// which the provider answers as the same refund.
@@ -152,18 +171,27 @@ func (w *Worker) send(ctx context.Context, p *engine.Payout) {
 	w.cfg.Logger.Log(ctx, level, "refund attempted", attrs...)
 }
 
-func (w *Worker) call(ctx context.Context, p *engine.Payout) payments.RefundResult {
+func (w *Worker) call(ctx context.Context, p *engine.Payout, query bool) payments.RefundResult {
 	r, ok := w.cfg.Refunders[p.Provider]
 	if !ok {
+		if query {
+			return payments.RefundResult{Outcome: payments.RefundRetry,
+				Detail: fmt.Sprintf("this server has no %q client to ask how refund %s ended", p.Provider, p.ProviderRefundID)}
+		}
 		return payments.RefundResult{Outcome: payments.RefundFailed,
 			Detail: fmt.Sprintf("this server sends no refunds through %q: refund it at the provider, then mark it refunded", p.Provider)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	defer cancel()
-	return r.Refund(ctx, payments.RefundRequest{
+	req := payments.RefundRequest{
 		Key: RefundKey(p.ID), TransactionID: p.TransactionID, AmountMinor: p.AmountCents, TotalMinor: p.TotalCents,
-		Currency: p.Currency, Reason: "onsale " + p.Reason.String(),
-	})
+		Currency: p.Currency, Reason: "onsale " + p.Reason.String(), PayoutID: p.ID,
+		CreatedAt: time.UnixMilli(p.CreatedAtMs), ProviderRefundID: p.ProviderRefundID,
+	}
+	if query {
+		return r.QueryRefund(ctx, req)
+	}
+	return r.Refund(ctx, req)
 }
 
 // backoff is the wait after attempt n+1 failed for now: BackoffBase·2^n,
