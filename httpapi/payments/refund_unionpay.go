@@ -23,7 +23,7 @@ import (
 //	version=5.1.0 encoding=UTF-8 signMethod=01 txnType=04 txnSubType=00
 //	bizType=000201 channelType=07 accessType=0 merId certId
 //	orderId=<the refund's own order number> txnTime=<yyyyMMddHHmmss, Beijing>
-//	txnAmt=<fen> currencyCode=156 origQryId=<the consume's queryId> backUrl
+//	txnAmt=<fen> currencyCode=<the payment's, 156 for CNY> origQryId=<the consume's queryId> backUrl
 //	signature=base64 SHA256withRSA(SHA-256 hex of the sorted "k=v&k=v" of every other field)
 //
 // under the merchant's signing key; certId is its certificate's serial
@@ -89,14 +89,20 @@ func UnionPayOrderID(key string) string {
 }
 
 func (u *UnionPayRefunds) Refund(ctx context.Context, r RefundRequest) RefundResult {
-	if r.Currency != "CNY" {
-		return failed("unionpay: refunds in %s are not sent: onsale sends UnionPay refunds in CNY (currencyCode 156) only", r.Currency)
+	code := ""
+	for n, c := range unionPayCurrencies {
+		if c == r.Currency {
+			code = n
+		}
+	}
+	if code == "" {
+		return failed("unionpay: no currencyCode onsale knows for %s", truncate(r.Currency))
 	}
 	txnTime := nowOr(u.Now).In(beijing).Format(unionPayTimeFmt)
 	fields := map[string]string{
 		"txnType": "04", "txnSubType": "00", "bizType": "000201", "channelType": "07",
 		"orderId": UnionPayOrderID(r.Key), "txnTime": txnTime, "txnAmt": strconv.FormatInt(r.AmountMinor, 10),
-		"currencyCode": "156", "origQryId": r.TransactionID, "backUrl": u.BackURL,
+		"currencyCode": code, "origQryId": r.TransactionID, "backUrl": u.BackURL,
 	}
 	f, res, unanswered := u.call(ctx, unionPayBackPath, fields)
 	accepted := RefundResult{Outcome: RefundAccepted, ProviderRefundID: txnTime}

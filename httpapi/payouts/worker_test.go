@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,11 +45,13 @@ type fixture struct {
 	refs  map[string]payments.Refunder
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, false) }
+
+func newFixtureWith(t *testing.T, withUnionPay bool) *fixture {
 	k := paymentstest.SharedKeys()
 	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
 	f.fake = &paymentstest.RefundProvider{Keys: k, StripeKey: "sk_test_1", AlipayAppID: "2021001", WeChatMchID: "1900000109",
-		MerchantPub: &k.Merchant.PublicKey, MerchantCert: "MERCHANTSN"}
+		MerchantPub: &k.Merchant.PublicKey, MerchantCert: "MERCHANTSN", UnionMerID: "777290058110097", UnionCertID: "69629715588"}
 	srv := httptest.NewServer(f.fake)
 	t.Cleanup(srv.Close)
 	client := &http.Client{Timeout: 300 * time.Millisecond}
@@ -62,6 +65,14 @@ func newFixture(t *testing.T) *fixture {
 			AlipayKey: &k.Alipay.PublicKey, Client: client},
 		payments.ProviderWeChatPay: &payments.WeChatPayRefunds{BaseURL: srv.URL, MchID: "1900000109", MerchantKey: k.Merchant,
 			MerchantCert: "MERCHANTSN", Verifier: verifier, Client: client},
+	}
+	if withUnionPay {
+		union, err := payments.NewUnionPay("777290058110097", []*x509.Certificate{k.UnionRoot}, []*x509.Certificate{k.UnionMiddle}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.refs[payments.ProviderUnionPay] = &payments.UnionPayRefunds{GatewayURL: srv.URL, MerID: "777290058110097", SignKey: k.Merchant,
+			CertID: "69629715588", BackURL: "https://tickets.example/v1/payments/unionpay", Verifier: union, Client: client, Now: f.clock.Now}
 	}
 	f.open()
 	t.Cleanup(f.close)
@@ -159,7 +170,7 @@ func TestWorkerRefundsThroughEachProvider(t *testing.T) {
 		detail   string
 	}{
 		a.ID + ".0": {engine.PayoutPending, 1, "no answer"},
-		b.ID + ".0": {engine.PayoutRefunded, 1, "refunded before"},
+		b.ID + ".0": {engine.PayoutPending, 1, "fund_change N"}, // the refund query says
 		c.ID + ".0": {engine.PayoutFailed, 1, "NOT_ENOUGH"},
 		d.ID + ".0": {engine.PayoutRefunded, 1, "succeeded"},
 	}
@@ -174,11 +185,22 @@ func TestWorkerRefundsThroughEachProvider(t *testing.T) {
 		t.Fatalf("%d sent before the backoff ended", n)
 	}
 	f.clock.Advance(2 * time.Second)
-	if n, _ := w.Pass(ctx); n != 1 {
-		t.Fatalf("after the backoff: %d sent, want 1", n)
+	if n, _ := w.Pass(ctx); n != 2 {
+		t.Fatalf("after the backoff: %d sent, want 2 (a again, b's query)", n)
 	}
 	if p := f.payout(a.ID + ".0"); p.Status != engine.PayoutRefunded || p.Attempts != 2 || p.ProviderRefundID == "" {
 		t.Fatalf("after the retry: %+v", p)
+	}
+	// Alipay's query found no REFUND_SUCCESS of b: sent again at once,
+	// with the same out_request_no, and this time money moved.
+	if p := f.payout(b.ID + ".0"); p.Status != engine.PayoutPending || p.ProviderRefundID != "" || !strings.Contains(p.Detail, "no refund_status") {
+		t.Fatalf("b after its query: %+v", p)
+	}
+	if n, _ := w.Pass(ctx); n != 1 {
+		t.Fatalf("b sent again: %d", n)
+	}
+	if p := f.payout(b.ID + ".0"); p.Status != engine.PayoutRefunded || p.Attempts != 3 || !strings.Contains(p.Detail, "alipay: refunded") {
+		t.Fatalf("b: %+v", p)
 	}
 	keys := map[string]string{}
 	for _, call := range f.fake.Calls() {
@@ -190,8 +212,8 @@ func TestWorkerRefundsThroughEachProvider(t *testing.T) {
 	if keys["pi_a"] != RefundKey(a.ID+".0") {
 		t.Errorf("key %q, want %q", keys["pi_a"], RefundKey(a.ID+".0"))
 	}
-	if n := len(f.fake.Calls()); n != 5 {
-		t.Errorf("%d calls to the provider, want 5", n)
+	if n := len(f.fake.Calls()); n != 6 {
+		t.Errorf("%d refund calls to the provider, want 6", n)
 	}
 }
 
@@ -284,5 +306,102 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := w.backoff(40); d < 30*time.Second || d > time.Minute {
 		t.Fatalf("backoff(40) = %s: not capped", d)
+	}
+}
+
+// TestWorkerConfirmsAcceptedRefunds: a refund each provider accepts
+// without finishing (Stripe pending, WeChat Pay PROCESSING, Alipay
+// fund_change N, UnionPay's respCode 00) stays refund_pending with the
+// provider's refund id, across a restart; the worker then asks the
+// provider (never sends it again) until it says: refunded, or
+// refund_failed with its reason. UnionPay's refund goes out as txnType 04
+// with origQryId the payment's queryId, its orderId 32 characters from
+// the payout's key.
+func TestWorkerConfirmsAcceptedRefunds(t *testing.T) {
+	f := newFixtureWith(t, true)
+	ctx := context.Background()
+	type tc struct {
+		payment, end string
+		o            engine.Order
+	}
+	cases := []*tc{
+		{payment: "stripe:pi_p"}, {payment: "wechatpay:4200000009"}, {payment: "unionpay:202603011200000001"},
+		{payment: "stripe:pi_f", end: paymentstest.StateFailed}, {payment: "unionpay:202603011200000002", end: paymentstest.StateFailed},
+		{payment: "alipay:2026030122009"},
+	}
+	for i, c := range cases {
+		c.o = f.order("u"+strconv.Itoa(i), c.payment)
+		if _, err := f.eng.Refund(ctx, c.o.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(time.Millisecond)
+		f.fake.SetNext(paymentstest.AnswerPending)
+	}
+	f.fake.Next = nil
+	f.fake.SetNext(paymentstest.AnswerPending, paymentstest.AnswerPending, paymentstest.AnswerPending,
+		paymentstest.AnswerPending, paymentstest.AnswerPending, paymentstest.AnswerPending)
+	w := f.worker(true)
+	if n, err := w.Pass(ctx); err != nil || n != len(cases) {
+		t.Fatalf("first pass: %d %v", n, err)
+	}
+	for _, c := range cases {
+		if p := f.payout(c.o.ID + ".0"); p.Status != engine.PayoutPending || p.ProviderRefundID == "" || p.Attempts != 1 {
+			t.Fatalf("%s accepted: %+v", c.payment, p)
+		}
+	}
+	calls := len(f.fake.Calls())
+	for _, call := range f.fake.Calls() {
+		if call.Provider == "unionpay" && (len(strings.TrimPrefix(call.Key, "rf")) != 32 || !strings.HasPrefix(call.Transaction, "2026030112")) {
+			t.Errorf("unionpay refund: %+v", call)
+		}
+	}
+	f.close()
+	f.open()
+	w = f.worker(true)
+	// Still pending at the provider: asked, not sent again.
+	f.clock.Advance(2 * time.Second)
+	if n, _ := w.Pass(ctx); n != len(cases) {
+		t.Fatalf("queries: %d", n)
+	}
+	for _, c := range cases {
+		p := f.payout(c.o.ID + ".0")
+		if c.payment == "alipay:2026030122009" {
+			// No REFUND_SUCCESS yet: Alipay's answer is "not refunded",
+			// so it is sent again, same out_request_no.
+			if p.Status != engine.PayoutPending || p.ProviderRefundID != "" {
+				t.Fatalf("alipay after its query: %+v", p)
+			}
+			continue
+		}
+		if p.Status != engine.PayoutPending || p.ProviderRefundID == "" || p.Attempts != 2 {
+			t.Fatalf("%s still pending: %+v", c.payment, p)
+		}
+		end := c.end
+		if end == "" {
+			end = paymentstest.StateSucceeded
+		}
+		if !f.fake.SetRefundState(RefundKey(c.o.ID+".0"), end) {
+			t.Fatalf("%s: the fake has no refund of its key", c.payment)
+		}
+	}
+	if n := len(f.fake.Calls()); n != calls {
+		t.Fatalf("%d refunds sent again while their providers had them", n-calls)
+	}
+	for range 3 {
+		f.clock.Advance(10 * time.Second)
+		if _, err := w.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cases {
+		p := f.payout(c.o.ID + ".0")
+		switch {
+		case c.end == paymentstest.StateFailed:
+			if p.Status != engine.PayoutFailed || p.Detail == "" {
+				t.Errorf("%s: %+v, want refund_failed with a reason", c.payment, p)
+			}
+		case p.Status != engine.PayoutRefunded || p.ProviderRefundID == "":
+			t.Errorf("%s: %+v, want refunded", c.payment, p)
+		}
 	}
 }

@@ -449,11 +449,11 @@ func (p *RefundProvider) unionpay(w http.ResponseWriter, r *http.Request, body [
 			map[string]string{StatePending: "交易处理中", StateSucceeded: "成功[0000000]", StateFailed: "交易失败"}[rf.state]
 	case r.URL.Path == "/gateway/api/backTransReq.do" && fields["txnType"] == "04":
 		amount, _ := strconv.ParseInt(fields["txnAmt"], 10, 64)
-		if fields["origQryId"] == "" || fields["currencyCode"] != "156" || fields["backUrl"] == "" || len(fields["orderId"]) < 8 || len(fields["orderId"]) > 32 {
+		if fields["origQryId"] == "" || len(fields["currencyCode"]) != 3 || fields["backUrl"] == "" || len(fields["orderId"]) < 8 || len(fields["orderId"]) > 32 {
 			answer["respCode"], answer["respMsg"] = "30", "报文格式错误"
 			break
 		}
-		a, rf := p.recordAt(RefundCall{Provider: "unionpay", Key: "rf" + fields["orderId"], Transaction: fields["origQryId"], Amount: amount, Currency: "CNY"}, fields["txnTime"])
+		a, rf := p.recordAt(RefundCall{Provider: "unionpay", Key: "rf" + fields["orderId"], Transaction: fields["origQryId"], Amount: amount, Currency: fields["currencyCode"]}, fields["txnTime"])
 		switch a {
 		case AnswerTimeout:
 			<-r.Context().Done()
