@@ -30,7 +30,14 @@ import (
 //	amount or currency mismatch  handled; a success is recorded on the order as a payment_mismatch
 //	                             refund (engine payouts.go), which the refund worker sends back,
 //	                             and counted in onsale_payments_mismatch_total{provider}
-//	refund made at the provider  handled; logged and counted, not applied (the engine has no event for it)
+//	refund onsale sent, ended    handled; the payout is confirmed refunded or refund_failed (engine
+//	                             ConfirmPayout), once: Stripe's refund.* events, WeChat Pay's refund
+//	                             notification, matched by the provider's refund id
+//	refund onsale sent, pending  handled; the worker keeps asking the provider
+//	refund onsale sent whose     handled as a refund not applied (below); the worker's query
+//	  acceptance is not logged     confirms it
+//	  yet
+//	other refund at the provider handled; logged and counted, not applied (the engine has no event for it)
 //	ignored (waiting, unknown)   handled
 //	engine overloaded, stopping  429/503 (WeChat Pay: {"code":"FAIL"}): retried by the provider
 //
@@ -46,6 +53,8 @@ const (
 	notifyUnmatched       = "unmatched"
 	notifyMismatch        = "mismatch"
 	notifyRefund          = "refund_not_applied"
+	notifyRefundConfirmed = "refund_confirmed"
+	notifyRefundPending   = "refund_pending"
 	notifyIgnored         = "ignored"
 )
 
@@ -150,6 +159,9 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		s.log.Info("payment notification ignored", attrs...)
 		return notifyIgnored, nil
 	case payments.Refunded:
+		if outcome, ok, err := s.confirmRefund(ev, attrs); ok {
+			return outcome, err
+		}
 		s.providers.refundsUnapplied[ev.Provider].Inc()
 		s.log.Warn("refund made at the payment provider; the order is not changed (onsale does not apply provider refunds yet): refund it in onsale too if its tickets must go back on sale", attrs...)
 		return notifyRefund, nil
@@ -196,6 +208,55 @@ func (s *Server) applyNotification(ev *payments.Event) (string, error) {
 		return notifyApplied, nil
 	}
 	return notifyUnchanged, nil
+}
+
+// confirmRefund applies a provider's word on a refund it names to the
+// payout onsale sent it as: ok is false when the notification names no
+// payout of onsale's (a refund made in the provider's dashboard, or one
+// that carries no refund id), and the caller logs it as before.
+func (s *Server) confirmRefund(ev *payments.Event, attrs []any) (outcome string, ok bool, err error) {
+	if ev.RefundID == "" {
+		return "", false, nil
+	}
+	attrs = append(attrs, "refund_id", ev.RefundID, "refund_state", ev.RefundState.String())
+	orderID := ""
+	if ev.PayoutID != "" {
+		id, _, valid := engine.ParsePayoutID(ev.PayoutID)
+		if !valid {
+			return "", false, nil
+		}
+		orderID = id
+	} else if ev.OrderID != "" {
+		if orderID, err = s.providerOrderID(ev.OrderID); err != nil {
+			return "", true, err
+		}
+	} else {
+		return "", false, nil
+	}
+	var status engine.PayoutStatus
+	switch ev.RefundState {
+	case payments.RefundStateSucceeded:
+		status = engine.PayoutRefunded
+	case payments.RefundStateFailed:
+		status = engine.PayoutFailed
+	default:
+		s.log.Info("refund still under way at the provider", attrs...)
+		return notifyRefundPending, true, nil
+	}
+	detail := ev.RefundDetail
+	if detail == "" {
+		detail = ev.Provider + ": " + ev.Type
+	}
+	p, err := s.eng.ConfirmPayout(s.reqCtx(), orderID, ev.Provider, ev.RefundID, status, detail)
+	var rej *engine.Rejection
+	switch {
+	case err == nil:
+		s.log.Info("refund confirmed by the provider", append(attrs, "payout_id", p.ID, "status", p.Status.String())...)
+		return notifyRefundConfirmed, true, nil
+	case errors.As(err, &rej) && (rej.Code == engine.CodeUnknownRefund || rej.Code == engine.CodeUnknownOrder):
+		return "", false, nil
+	}
+	return "", true, err
 }
 
 // providerOrderID maps the order number a provider sends back to an

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsale/onsale/engine"
 	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/httpapi/payments/paymentstest"
 )
@@ -218,7 +220,12 @@ func TestProviderAlipay(t *testing.T) {
 
 func (e *testEnv) wechat(key *rsa.PrivateKey, serial string, at time.Time, resource []byte) *resp {
 	e.t.Helper()
-	body := paymentstest.WeChatPayBody(testAPIv3Key, "fdasflkja484", "transaction", "transaction", resource)
+	return e.wechatOf("transaction", key, serial, at, resource)
+}
+
+func (e *testEnv) wechatOf(originalType string, key *rsa.PrivateKey, serial string, at time.Time, resource []byte) *resp {
+	e.t.Helper()
+	body := paymentstest.WeChatPayBody(testAPIv3Key, "fdasflkja484", originalType, originalType, resource)
 	ts, sig := paymentstest.WeChatPaySign(key, at, "5K8264ILTKCH16CQ2502SI8ZNMTM67VS", body)
 	return e.do("POST", "/v1/payments/wechatpay", hdr{"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
 		"Wechatpay-Signature": sig, "Wechatpay-Serial": serial, "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}, string(body))
@@ -307,5 +314,104 @@ func TestProviderNotConfigured(t *testing.T) {
 	r := e.do("POST", "/v1/payments/wechatpay", hdr{"Wechatpay-Signature": "x"}, "{}")
 	if r.status != 404 || !strings.Contains(string(r.body), `"FAIL"`) {
 		t.Errorf("wechatpay: %d %s", r.status, r.body)
+	}
+}
+
+// TestProviderRefundConfirmations: a refund onsale sent and the provider
+// accepted (refund_pending with the provider's refund id) is confirmed by
+// the provider's notification that names it: Stripe's refund.updated
+// (succeeded), refund.failed (failed, with its reason), WeChat Pay's
+// REFUND.SUCCESS; once (a replay changes nothing). A refund notification
+// that names no refund onsale sent (made in the provider's dashboard) is
+// handled as before: logged and counted, not applied; one still pending
+// at the provider changes nothing; a forged one is refused.
+func TestProviderRefundConfirmations(t *testing.T) {
+	e := startProviderEnv(t)
+	e.putSale("s1", 10, 10)
+	e.putCNYSale("w1")
+	k := paymentstest.SharedKeys()
+	ctx := context.Background()
+	outcome := func(r *resp) string { e.want(r, 200, ""); return r.str("outcome") }
+	accepted := func(sale, tier, payment, refundID string) string {
+		t.Helper()
+		o := e.newOrder(sale, tier)
+		ord, err := e.eng.Order(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.eng.ApplyPayment(ctx, engine.Payment{EventID: payment, OrderID: o, Succeeded: true, AmountCents: ord.AmountCents, Currency: ord.Currency}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.Refund(ctx, o, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.UpdatePayout(ctx, engine.PayoutUpdate{PayoutID: o + ".0", Action: engine.PayoutAttempted,
+			Outcome: engine.PayoutPending, ProviderRefundID: refundID, Detail: "accepted", NextAttemptAtMs: e.clock.Now().Add(time.Hour).UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	payout := func(o string) engine.Payout {
+		t.Helper()
+		ord, err := e.eng.Order(ctx, o)
+		if err != nil || len(ord.Payouts) != 1 {
+			t.Fatalf("order %s: %+v %v", o, ord.Payouts, err)
+		}
+		return ord.Payouts[0]
+	}
+	a := accepted("s1", "floor", "stripe:pi_ra", "re_a")
+	b := accepted("s1", "floor", "stripe:pi_rb", "re_b")
+	c := accepted("w1", "seat", "wechatpay:4200000001", "50300000001")
+
+	ev := func(id, typ, refund, pi, payoutID, status, reason string) []byte {
+		return paymentstest.StripeRefundEvent(id, typ, refund, pi, payoutID, status, reason, 5000, "eur")
+	}
+	e.want(e.stripe(ev("evt_x", "refund.updated", "re_a", "pi_ra", a+".0", "succeeded", ""), "whsec_other"), 401, "unauthorized")
+	if got := outcome(e.stripe(ev("evt_p", "refund.updated", "re_a", "pi_ra", a+".0", "pending", ""), testStripeSecret)); got != "refund_pending" {
+		t.Errorf("still pending: %s", got)
+	}
+	if p := payout(a); p.Status != engine.PayoutPending {
+		t.Fatalf("after a forgery and a pending refund: %+v", p)
+	}
+	for i := range 2 {
+		if got := outcome(e.stripe(ev("evt_a", "refund.updated", "re_a", "pi_ra", a+".0", "succeeded", ""), testStripeSecret)); got != "refund_confirmed" {
+			t.Errorf("refund.updated succeeded (%d): %s", i, got)
+		}
+	}
+	if p := payout(a); p.Status != engine.PayoutRefunded || p.ProviderRefundID != "re_a" || p.Attempts != 1 {
+		t.Errorf("confirmed: %+v", p)
+	}
+	if got := outcome(e.stripe(ev("evt_b", "refund.failed", "re_b", "pi_rb", b+".0", "failed", "expired_or_canceled_card"), testStripeSecret)); got != "refund_confirmed" {
+		t.Errorf("refund.failed: %s", got)
+	}
+	if p := payout(b); p.Status != engine.PayoutFailed || !strings.Contains(p.Detail, "expired_or_canceled_card") {
+		t.Errorf("failed: %+v", p)
+	}
+	// A refund made in Stripe's dashboard names no payout of ours.
+	before := e.metric(`onsale_payments_refunds_unapplied_total{provider="stripe"}`)
+	if got := outcome(e.stripe(ev("evt_d", "refund.updated", "re_dash", "pi_ra", "", "succeeded", ""), testStripeSecret)); got != "refund_not_applied" {
+		t.Errorf("a dashboard refund: %s", got)
+	}
+	if got := outcome(e.stripe(ev("evt_e", "refund.updated", "re_other", "pi_ra", a+".0", "succeeded", ""), testStripeSecret)); got != "refund_not_applied" {
+		t.Errorf("a refund id the payout does not carry: %s", got)
+	}
+	if after := e.metric(`onsale_payments_refunds_unapplied_total{provider="stripe"}`); after == before {
+		t.Errorf("unapplied refunds not counted: %s", after)
+	}
+
+	serial := paymentstest.SerialOf(k.WeChatPayCert)
+	number := e.want(e.do("GET", "/v1/orders/"+c, e.admin(), ""), 200, "").str("provider_order_no")
+	res := paymentstest.WeChatPayRefundResource(testWxMch, number, "4200000001", "50300000001", "rfx", "SUCCESS", 1999999, 1999999)
+	if r := e.wechatOf("refund", k.Other, serial, e.clock.Now(), res); r.status != 401 {
+		t.Fatalf("forged refund notification: %d %s", r.status, r.body)
+	}
+	if p := payout(c); p.Status != engine.PayoutPending {
+		t.Fatalf("after a forged notification: %+v", p)
+	}
+	if r := e.wechatOf("refund", k.WeChatPay, serial, e.clock.Now(), res); r.status != 204 {
+		t.Fatalf("refund notification: %d %s", r.status, r.body)
+	}
+	if p := payout(c); p.Status != engine.PayoutRefunded || p.ProviderRefundID != "50300000001" {
+		t.Errorf("wechat confirmed: %+v", p)
 	}
 }

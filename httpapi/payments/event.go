@@ -62,6 +62,37 @@ type Event struct {
 	AmountMinor   int64  // in the currency's minor unit (cents, fen; yen for JPY)
 	Currency      string // ISO 4217, upper case
 	TransactionID string // the provider's id of the payment: pi_..., trade_no, transaction_id, queryId
+
+	// For Refunded, when the provider names the refund (Stripe's refund.*
+	// events, WeChat Pay's refund notification): its id, how it stands,
+	// the payout it carries back (Stripe's metadata[onsale_payout]) and
+	// the provider's reason of a failure.
+	RefundID     string
+	RefundState  RefundState
+	PayoutID     string
+	RefundDetail string
+}
+
+// RefundState is how a refund a notification names stands.
+type RefundState uint8
+
+const (
+	RefundStateUnknown RefundState = iota
+	RefundStatePending
+	RefundStateSucceeded
+	RefundStateFailed
+)
+
+func (s RefundState) String() string {
+	switch s {
+	case RefundStatePending:
+		return "pending"
+	case RefundStateSucceeded:
+		return "succeeded"
+	case RefundStateFailed:
+		return "failed"
+	}
+	return "unknown"
 }
 
 // EventID is the payment event id given to the engine: the provider and
@@ -132,6 +163,12 @@ func checkIDs(e *Event) *Error {
 	if !(optional && e.TransactionID == "") && !printableID(e.TransactionID, transactionIDLenMax) {
 		return refuse(e.Provider, CodeMalformedBody, "the transaction id must be 1 to %d printable ASCII characters", transactionIDLenMax)
 	}
+	for _, id := range []string{e.RefundID, e.PayoutID} {
+		if id != "" && !printableID(id, orderIDLenMax) {
+			return refuse(e.Provider, CodeMalformedBody, "a refund or payout id must be 1 to %d printable ASCII characters", orderIDLenMax)
+		}
+	}
+	e.RefundDetail = truncateDetail(e.RefundDetail)
 	return nil
 }
 

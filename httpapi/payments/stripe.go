@@ -25,7 +25,11 @@ import (
 //
 //	payment_intent.succeeded       Succeeded, amount_received
 //	payment_intent.canceled        Failed, amount
-//	charge.refunded                Refunded (logged; not applied yet)
+//	charge.refunded                Refunded (logged; not applied)
+//	refund.created, refund.updated, refund.failed, charge.refund.updated
+//	                               Refunded, naming the refund (a refund object): its id,
+//	                               status (succeeded, failed or canceled end it) and
+//	                               metadata.onsale_payout, which confirms onsale's payout
 //	anything else                  Ignored
 //
 // payment_intent.payment_failed is ignored on purpose: it reports one
@@ -161,6 +165,9 @@ type stripeObject struct {
 	AmountRefunded *int64            `json:"amount_refunded"`
 	Currency       string            `json:"currency"`
 	PaymentIntent  string            `json:"payment_intent"`
+	Charge         string            `json:"charge"`
+	Status         string            `json:"status"`
+	FailureReason  string            `json:"failure_reason"`
 	Metadata       map[string]string `json:"metadata"`
 }
 
@@ -176,7 +183,7 @@ func mapStripeEvent(body []byte) (Event, error) {
 		e.Kind = Succeeded
 	case "payment_intent.canceled":
 		e.Kind = Failed
-	case "charge.refunded":
+	case "charge.refunded", "refund.created", "refund.updated", "refund.failed", "charge.refund.updated":
 		e.Kind = Refunded
 	default:
 		e.TransactionID = ev.ID
@@ -200,12 +207,29 @@ func mapStripeEvent(body []byte) (Event, error) {
 			return Event{}, refuse(ProviderStripe, CodeMalformedBody, "data.object of %s is not a payment_intent", ev.Type)
 		}
 	case Refunded:
-		// A charge: the payment's id is its intent's, so that the log line
-		// names the transaction the success was recorded under.
+		// The payment's id is its intent's, so that the log line names
+		// the transaction the success was recorded under.
 		if obj.PaymentIntent != "" {
 			e.TransactionID = obj.PaymentIntent
+		} else if obj.Charge != "" {
+			e.TransactionID = obj.Charge
 		}
-		amount = obj.AmountRefunded
+		switch obj.Object {
+		case "charge":
+			amount = obj.AmountRefunded
+		case "refund":
+			e.RefundID, e.PayoutID = obj.ID, obj.Metadata["onsale_payout"]
+			switch obj.Status {
+			case "succeeded":
+				e.RefundState = RefundStateSucceeded
+			case "failed", "canceled":
+				e.RefundState, e.RefundDetail = RefundStateFailed, "stripe: "+ev.Type+" "+obj.Status+": "+obj.FailureReason
+			case "pending", "requires_action":
+				e.RefundState = RefundStatePending
+			}
+		default:
+			return Event{}, refuse(ProviderStripe, CodeMalformedBody, "data.object of %s is neither a charge nor a refund", ev.Type)
+		}
 	}
 	if amount == nil || *amount < 0 || *amount > amountMinorMax {
 		return Event{}, refuse(ProviderStripe, CodeInvalidAmount, "%s carries no amount in range", ev.Type)

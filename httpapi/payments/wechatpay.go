@@ -32,7 +32,8 @@ import (
 //	trade_state SUCCESS                    Succeeded
 //	trade_state CLOSED, PAYERROR, REVOKED  Failed
 //	any other trade_state                  Ignored (NOTPAY, USERPAYING, REFUND)
-//	original_type "refund"                 Refunded (logged; not applied yet)
+//	original_type "refund"                 Refunded, naming the refund: refund_id, and
+//	                                       refund_status (SUCCESS; CLOSED, ABNORMAL: failed)
 //
 // amount.total is in fen and amount.currency the ISO code. WeChat Pay wants
 // HTTP 200 or 204 once handled, and on failure a 4xx/5xx with
@@ -217,6 +218,15 @@ func (w *WeChatPay) mapResource(p wechatPlain) (Event, error) {
 	switch {
 	case p.original == "refund":
 		e.Kind, e.Type, amount = Refunded, "REFUND."+r.RefundStatus, r.Amount.Refund
+		e.RefundID = r.RefundID
+		switch r.RefundStatus {
+		case "SUCCESS":
+			e.RefundState = RefundStateSucceeded
+		case "CLOSED", "ABNORMAL":
+			e.RefundState, e.RefundDetail = RefundStateFailed, "wechatpay: refund notification "+r.RefundStatus
+		case "PROCESSING":
+			e.RefundState = RefundStatePending
+		}
 		if e.Currency == "" {
 			e.Currency = "CNY" // refund notifications carry no currency; WeChat Pay's are in CNY
 		}

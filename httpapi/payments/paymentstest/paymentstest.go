@@ -158,6 +158,37 @@ func StripePaymentIntentEvent(eventID, typ, intentID, orderID string, amount int
 	return b
 }
 
+// StripeRefundEvent is a Stripe refund.* event: its object a Refund
+// (https://docs.stripe.com/api/refunds/object) whose metadata carries
+// onsale's payout id, as onsale's refund client sets it.
+func StripeRefundEvent(eventID, typ, refundID, intentID, payoutID, status, failureReason string, amount int64, currency string) []byte {
+	obj := map[string]any{
+		"id": refundID, "object": "refund", "amount": amount, "currency": currency, "payment_intent": intentID,
+		"charge": "ch_" + intentID, "status": status, "reason": "requested_by_customer",
+		"metadata": map[string]string{"onsale_payout": payoutID, "onsale_refund": "rf"},
+	}
+	if failureReason != "" {
+		obj["failure_reason"] = failureReason
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": eventID, "object": "event", "api_version": "2024-06-20", "created": 1767225600, "livemode": false,
+		"type": typ, "data": map[string]any{"object": obj},
+	})
+	return b
+}
+
+// WeChatPayRefundResource is the decrypted resource of a WeChat Pay refund
+// notification (event_type REFUND.SUCCESS, REFUND.ABNORMAL, REFUND.CLOSED).
+func WeChatPayRefundResource(mchID, outTradeNo, transactionID, refundID, outRefundNo, status string, refund, total int64) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"mchid": mchID, "out_trade_no": outTradeNo, "transaction_id": transactionID, "out_refund_no": outRefundNo,
+		"refund_id": refundID, "refund_status": status, "success_time": "2026-03-01T20:00:00+08:00",
+		"user_received_account": "支付用户零钱",
+		"amount": map[string]any{"total": total, "refund": refund, "payer_total": total, "payer_refund": refund},
+	})
+	return b
+}
+
 // AlipayForm signs fields as Alipay does (sign_type RSA2): drop sign and
 // sign_type and the empty values, sort by key, join "k=v" with "&",
 // SHA256withRSA, base64; and encodes the form as Alipay posts it.
