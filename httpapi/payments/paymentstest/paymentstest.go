@@ -184,7 +184,7 @@ func WeChatPayRefundResource(mchID, outTradeNo, transactionID, refundID, outRefu
 		"mchid": mchID, "out_trade_no": outTradeNo, "transaction_id": transactionID, "out_refund_no": outRefundNo,
 		"refund_id": refundID, "refund_status": status, "success_time": "2026-03-01T20:00:00+08:00",
 		"user_received_account": "支付用户零钱",
-		"amount": map[string]any{"total": total, "refund": refund, "payer_total": total, "payer_refund": refund},
+		"amount":                map[string]any{"total": total, "refund": refund, "payer_total": total, "payer_refund": refund},
 	})
 	return b
 }
