@@ -211,6 +211,10 @@ func paymentFlags(env *envDefaults, p *payments.Options) {
 	env.str(&p.WeChatPayMerchantKey, "wechatpay-merchant-key", "ONSALE_WECHATPAY_MERCHANT_KEY", "", "path of the merchant API private key (apiclient_key.pem): refunds go out through WeChat Pay")
 	env.str(&p.WeChatPayMerchantSerial, "wechatpay-merchant-serial", "ONSALE_WECHATPAY_MERCHANT_SERIAL", "", "serial number of the merchant API certificate")
 	env.str(&p.WeChatPayAPIBase, "wechatpay-api-base", "ONSALE_WECHATPAY_API_BASE", "", "WeChat Pay API base URL [https://api.mch.weixin.qq.com]")
+	env.str(&p.UnionPaySignKey, "unionpay-sign-key", "ONSALE_UNIONPAY_SIGN_KEY", "", "path of the merchant signing key (PEM, exported from acp_prod_sign.pfx): refunds go out through UnionPay")
+	env.str(&p.UnionPaySignCert, "unionpay-sign-cert", "ONSALE_UNIONPAY_SIGN_CERT", "", "path of the merchant signing certificate (PEM, from the same .pfx): its serial is certId")
+	env.str(&p.UnionPayBackURL, "unionpay-back-url", "ONSALE_UNIONPAY_BACK_URL", "", "backUrl of refunds: this server's https://<host>/v1/payments/unionpay")
+	env.str(&p.UnionPayGateway, "unionpay-gateway", "ONSALE_UNIONPAY_GATEWAY", "", "UnionPay gateway [https://gateway.95516.com; test environment: https://gateway.test.95516.com]")
 }
 
 // shardsMax bounds -shards: more shard goroutines than cores gains

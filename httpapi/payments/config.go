@@ -43,6 +43,10 @@ type Options struct {
 	WeChatPayMerchantKey    string        // path: apiclient_key.pem
 	WeChatPayMerchantSerial string        // serial number of the merchant API certificate
 	WeChatPayAPIBase        string        // [WeChatPayAPIDefault]
+	UnionPaySignKey         string        // path: the merchant signing key (PEM)
+	UnionPaySignCert        string        // path: its certificate (PEM); the serial is certId
+	UnionPayBackURL         string        // backUrl of refunds
+	UnionPayGateway         string        // [UnionPayGatewayDefault]
 	RefundTimeout           time.Duration // one refund call at most [15s]
 }
 
@@ -137,7 +141,44 @@ func loadRefunds(o Options, p *Providers) error {
 				MchID: o.WeChatPayMchID, MerchantKey: key, MerchantCert: o.WeChatPayMerchantSerial, Verifier: p.WeChatPay, Client: client}
 		}
 	}
+	if o.UnionPaySignKey != "" || o.UnionPaySignCert != "" || o.UnionPayBackURL != "" {
+		u, err := o.unionPayRefunds(p.UnionPay, client)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("unionpay: %w", err))
+		} else {
+			p.Refunds[ProviderUnionPay] = u
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func (o Options) unionPayRefunds(v *UnionPay, client *http.Client) (*UnionPayRefunds, error) {
+	if o.UnionPaySignKey == "" || o.UnionPaySignCert == "" || o.UnionPayBackURL == "" {
+		return nil, errors.New("-unionpay-sign-key, -unionpay-sign-cert and -unionpay-back-url go together")
+	}
+	if v == nil {
+		return nil, errors.New("refunds need the notification settings too (-unionpay-mer-id, -unionpay-root-cert, -unionpay-middle-cert: its answers are verified with them)")
+	}
+	key, err := o.privateKey(o.UnionPaySignKey)
+	if err != nil {
+		return nil, fmt.Errorf("-unionpay-sign-key: %w", err)
+	}
+	data, err := o.read(o.UnionPaySignCert)
+	if err != nil {
+		return nil, fmt.Errorf("-unionpay-sign-cert: %w", err)
+	}
+	certs, err := parseCertificates(data)
+	if err != nil || len(certs) != 1 {
+		return nil, fmt.Errorf("-unionpay-sign-cert %s: not one PEM certificate", o.UnionPaySignCert)
+	}
+	if pub, ok := certs[0].PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, errors.New("-unionpay-sign-cert is not the certificate of -unionpay-sign-key")
+	}
+	if !strings.HasPrefix(o.UnionPayBackURL, "https://") && !strings.HasPrefix(o.UnionPayBackURL, "http://") {
+		return nil, errors.New("-unionpay-back-url is not an http(s) URL")
+	}
+	return &UnionPayRefunds{GatewayURL: orDefault(o.UnionPayGateway, UnionPayGatewayDefault), MerID: v.merID, SignKey: key,
+		CertID: certs[0].SerialNumber.String(), BackURL: o.UnionPayBackURL, Verifier: v, Client: client}, nil
 }
 
 func (o Options) privateKey(path string) (*rsa.PrivateKey, error) {

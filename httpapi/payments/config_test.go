@@ -1,10 +1,13 @@
 package payments_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/httpapi/payments/paymentstest"
@@ -67,6 +70,50 @@ func TestLoad(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		} else if !strings.Contains(err.Error(), "-") {
 			t.Errorf("%s: the error names no flag: %v", name, err)
+		}
+	}
+}
+
+// TestLoadUnionPayRefunds: UnionPay's refund client needs its signing key,
+// that key's certificate (whose serial is certId) and the backUrl, and the
+// notification settings whose certificates verify its answers.
+func TestLoadUnionPayRefunds(t *testing.T) {
+	k := paymentstest.SharedKeys()
+	dir := t.TempDir()
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k.Merchant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("sign.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	write("sign.pem", paymentstest.CertPEM(paymentstest.Certificate(69629715588, "merchant", &k.Merchant.PublicKey, nil, k.Merchant, false, paymentstest.Epoch, time.Hour)))
+	write("other.pem", paymentstest.CertPEM(k.OtherCert))
+	write("root.pem", paymentstest.CertPEM(k.UnionRoot))
+	write("middle.pem", paymentstest.CertPEM(k.UnionMiddle))
+	o := payments.Options{Dir: dir, UnionPayMerID: unionMer, UnionPayRootCert: "root.pem", UnionPayMiddleCert: "middle.pem",
+		UnionPaySignKey: "sign.key", UnionPaySignCert: "sign.pem", UnionPayBackURL: "https://tickets.example/v1/payments/unionpay"}
+	p, err := payments.Load(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := p.Refunds[payments.ProviderUnionPay].(*payments.UnionPayRefunds)
+	if !ok || u.CertID != "69629715588" || u.MerID != unionMer || u.GatewayURL != payments.UnionPayGatewayDefault {
+		t.Fatalf("unionpay refunds: %+v", p.Refunds)
+	}
+	for name, change := range map[string]func(*payments.Options){
+		"no back url":            func(o *payments.Options) { o.UnionPayBackURL = "" },
+		"certificate of another": func(o *payments.Options) { o.UnionPaySignCert = "other.pem" },
+		"no notification flags":  func(o *payments.Options) { o.UnionPayMerID, o.UnionPayRootCert, o.UnionPayMiddleCert = "", "", "" },
+		"key missing":            func(o *payments.Options) { o.UnionPaySignKey = "nope.key" },
+	} {
+		bad := o
+		change(&bad)
+		if _, err := payments.Load(bad); err == nil || !strings.Contains(err.Error(), "-unionpay") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
