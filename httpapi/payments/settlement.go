@@ -8,6 +8,10 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/transform"
 )
 
 // Settlement files (对账单), read row by row for reconciliation: each
@@ -19,13 +23,15 @@ import (
 //	           balance_change_from_activity.itemized, CSV): reporting_category
 //	           charge / refund, gross in major units, currency (lower case),
 //	           payment_intent_id (the column must be selected), created_utc
-//	alipay     the daily trade detail bill (业务明细, CSV, saved as UTF-8): lines
+//	alipay     the daily trade detail bill (业务明细, CSV, GBK as downloaded, read
+//	           as GB18030, or UTF-8 when its first 64 KiB are): lines
 //	           starting with '#' are headers and footers; 支付宝交易号, 业务类型
 //	           (交易 / 退款), 订单金额（元） (the refund amount on refund rows, negative),
 //	           完成时间, 退款批次号/请求号
 //	wechatpay  the trade bill (交易账单, bill_type=ALL): every field prefixed
 //	           with '`'; 微信订单号, 交易状态 (SUCCESS / REFUND / REVOKED),
-//	           应结订单金额, 退款金额, 货币种类, 交易时间, 商户退款单号; the
+//	           应结订单金额 (总金额 in older bills), 退款金额, 货币种类, 交易时间,
+//	           商户退款单号; columns by name, as WeChat Pay says their order may change; the
 //	           summary after the line 总交易单数 is skipped
 
 // SettlementKind is what a settlement row records.
@@ -54,7 +60,7 @@ const SettlementRowsMax = 1_000_000
 // payment and refund row. Rows of other kinds (payouts, fees, transfers)
 // are skipped. An error names the line.
 func ParseSettlement(provider string, r io.Reader, fn func(*SettlementRow) error) error {
-	br := bufio.NewReader(r)
+	br := bufio.NewReaderSize(r, 64<<10)
 	if b, _ := br.Peek(3); string(b) == "\xef\xbb\xbf" { // a BOM, as Excel writes it
 		br.Discard(3)
 	}
@@ -62,11 +68,27 @@ func ParseSettlement(provider string, r io.Reader, fn func(*SettlementRow) error
 	case ProviderStripe:
 		return parseCSVSettlement(br, ',', false, stripeRow, fn)
 	case ProviderAlipay:
+		if !peekUTF8(br) {
+			// Alipay's bill download is GBK; a file saved as UTF-8 is
+			// read as it is.
+			br = bufio.NewReader(transform.NewReader(br, simplifiedchinese.GB18030.NewDecoder()))
+		}
 		return parseCSVSettlement(&skipHash{r: br}, ',', false, alipayRow, fn)
 	case ProviderWeChatPay:
 		return parseCSVSettlement(br, ',', true, wechatRow, fn)
 	}
 	return fmt.Errorf("no settlement format for %q (stripe, alipay or wechatpay)", provider)
+}
+
+// peekUTF8 reports whether the start of r (as much as its buffer holds)
+// is UTF-8, a rune cut at the end of what is seen aside. It reads
+// nothing.
+func peekUTF8(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Size())
+	for i := 0; i < utf8.UTFMax && len(b) > 0 && !utf8.Valid(b); i++ {
+		b = b[:len(b)-1]
+	}
+	return utf8.Valid(b)
 }
 
 type rowMapper func(col map[string]int, rec []string, row *SettlementRow) (bool, error)
@@ -226,7 +248,11 @@ func wechatRow(col map[string]int, rec []string, row *SettlementRow) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	// 应结订单金额 since 2017; the bill before it has 总金额 in its place.
 	name := "应结订单金额"
+	if _, ok := col[name]; !ok {
+		name = "总金额"
+	}
 	switch state {
 	case "SUCCESS":
 		row.Kind = SettlementPayment

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestParseSettlementFixtures: each format's fixture gives its payment and
@@ -14,8 +15,9 @@ import (
 // the summaries.
 func TestParseSettlementFixtures(t *testing.T) {
 	want := "payment tx_a 1999999\npayment tx_c 10\npayment tx_d 1999998\npayment tx_e 10\npayment tx_f 10\nrefund tx_f 10\n"
-	for _, p := range []string{ProviderStripe, ProviderAlipay, ProviderWeChatPay} {
-		data, err := os.ReadFile("../testdata/settlement/" + p + ".csv")
+	for _, file := range []string{"stripe", "alipay", "alipay_gbk", "wechatpay", "wechatpay_2016"} {
+		p, _, _ := strings.Cut(file, "_")
+		data, err := os.ReadFile("../testdata/settlement/" + file + ".csv")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +34,7 @@ func TestParseSettlementFixtures(t *testing.T) {
 			return nil
 		})
 		if err != nil || b.String() != want {
-			t.Errorf("%s: %v\n got %s\nwant %s", p, err, b.String(), want)
+			t.Errorf("%s: %v\n got %s\nwant %s", file, err, b.String(), want)
 		}
 	}
 }
@@ -53,8 +55,9 @@ func TestParseSettlementRefusals(t *testing.T) {
 }
 
 func FuzzParseSettlement(f *testing.F) {
-	for _, p := range []string{ProviderStripe, ProviderAlipay, ProviderWeChatPay} {
-		if data, err := os.ReadFile("../testdata/settlement/" + p + ".csv"); err == nil {
+	for _, file := range []string{"stripe", "alipay", "alipay_gbk", "wechatpay", "wechatpay_2016"} {
+		if data, err := os.ReadFile("../testdata/settlement/" + file + ".csv"); err == nil {
+			p, _, _ := strings.Cut(file, "_")
 			f.Add(p, data)
 		}
 	}
@@ -66,4 +69,39 @@ func FuzzParseSettlement(f *testing.F) {
 			return nil
 		})
 	})
+}
+
+// TestAlipayBillEncoding: Alipay's bill comes as GBK (GB18030 read); the
+// same bill saved as UTF-8, with or without a BOM, reads the same; a
+// UTF-8 file whose first 64 KiB end in the middle of a character is still
+// UTF-8.
+func TestAlipayBillEncoding(t *testing.T) {
+	utf, err := os.ReadFile("../testdata/settlement/alipay.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gbk, err := os.ReadFile("../testdata/settlement/alipay_gbk.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(utf, gbk) || utf8.Valid(gbk) {
+		t.Fatal("the GBK fixture is not GBK")
+	}
+	read := func(data []byte) string {
+		var b strings.Builder
+		if err := ParseSettlement(ProviderAlipay, bytes.NewReader(data), func(r *SettlementRow) error {
+			fmt.Fprintf(&b, "%d %s %d %d %s;", r.Kind, r.TransactionID, r.AmountMinor, r.AtMs, r.RefundKey)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	want := read(utf)
+	long := append([]byte("#"+strings.Repeat("说明", 64<<10/6)+"\n"), utf...) // a header line longer than the peek
+	for name, data := range map[string][]byte{"gbk": gbk, "bom": append([]byte("\xef\xbb\xbf"), utf...), "long utf-8": long} {
+		if got := read(data); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
 }
