@@ -14,9 +14,11 @@ import (
 )
 
 // Refund clients: each sends one refund to the provider that took the
-// money and maps the provider's answer to a RefundResult. They own the
-// wire formats of the refund APIs (Stripe POST /v1/refunds, Alipay
-// alipay.trade.refund, WeChat Pay v3 POST /v3/refund/domestic/refunds) and
+// money and maps the provider's answer to a RefundResult, and asks about a
+// refund the provider accepted without finishing it. They own the wire
+// formats of the refund APIs (Stripe POST /v1/refunds, Alipay
+// alipay.trade.refund, WeChat Pay v3 POST /v3/refund/domestic/refunds,
+// UnionPay's back transaction txnType 04) and of their queries, and
 // nothing else: the refund worker (httpapi/payouts) decides what to send
 // and when, and logs what came back.
 //

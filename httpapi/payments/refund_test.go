@@ -374,3 +374,16 @@ func FuzzParseUnionPayAnswer(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseAlipayRefundQuery(f *testing.F) {
+	k := paymentstest.SharedKeys()
+	good := `{"code":"10000","msg":"Success","trade_no":"2026","out_request_no":"rf1","refund_amount":"0.10","refund_status":"REFUND_SUCCESS"}`
+	f.Add([]byte(`{"alipay_trade_fastpay_refund_query_response":` + good + `,"sign":"` + paymentstest.AlipaySignResponse(k.Alipay, good) + `"}`))
+	f.Add([]byte(`{"alipay_trade_fastpay_refund_query_response":` + good + `,"sign":"` + paymentstest.AlipaySignResponse(k.Other, good) + `"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := parseAlipayRefundQuery(&k.Alipay.PublicKey, body)
+		if r.Outcome == RefundDone && !bytes.Contains(body, []byte("REFUND_SUCCESS")) {
+			t.Fatalf("done without REFUND_SUCCESS: %+v", r)
+		}
+	})
+}
