@@ -43,10 +43,6 @@ type RefundRequest struct {
 	// it (Stripe's metadata[onsale_payout]) so that its notifications name
 	// the payout.
 	PayoutID string
-	// CreatedAt is when the payout was created: UnionPay's txnTime of the
-	// refund, the same on every attempt (UnionPay knows a transaction by
-	// orderId and txnTime).
-	CreatedAt time.Time
 	// ProviderRefundID is, for QueryRefund, the id the provider gave the
 	// refund it accepted.
 	ProviderRefundID string

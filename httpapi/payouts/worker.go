@@ -185,8 +185,7 @@ func (w *Worker) call(ctx context.Context, p *engine.Payout, query bool) payment
 	defer cancel()
 	req := payments.RefundRequest{
 		Key: RefundKey(p.ID), TransactionID: p.TransactionID, AmountMinor: p.AmountCents, TotalMinor: p.TotalCents,
-		Currency: p.Currency, Reason: "onsale " + p.Reason.String(), PayoutID: p.ID,
-		CreatedAt: time.UnixMilli(p.CreatedAtMs), ProviderRefundID: p.ProviderRefundID,
+		Currency: p.Currency, Reason: "onsale " + p.Reason.String(), PayoutID: p.ID, ProviderRefundID: p.ProviderRefundID,
 	}
 	if query {
 		return r.QueryRefund(ctx, req)
