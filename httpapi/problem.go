@@ -115,7 +115,6 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeRefundWindowClosed):      {409, "Refund window closed"},
 	string(engine.CodeExchangeNotAllowed):      {409, "Exchange not allowed by the sale"},
 	string(engine.CodeExchangeWindowClosed):    {409, "Exchange window closed"},
-	string(engine.CodeExchangePaymentRequired): {409, "Exchange needs a payment"},
 	string(engine.CodeUnknownQueueItem):        {404, "No such refund queue item"},
 	// Queued sales (queue.go).
 	string(engine.CodeNotQueued):         {404, "Not queued"},
