@@ -59,9 +59,9 @@ const (
 	// NotifyOrderExchanged: the order was released for the new order an
 	// exchange gave its buyer (refundrules.go, exchanges.go); the new one
 	// has its own order.created and order.paid.
-	NotifyOrderExchanged = "order.exchanged"
-	NotifyTicketCheckedIn  = "ticket.checked_in"
-	NotifySaleAnnounced    = "sale.put"
+	NotifyOrderExchanged  = "order.exchanged"
+	NotifyTicketCheckedIn = "ticket.checked_in"
+	NotifySaleAnnounced   = "sale.put"
 	// NotifyEventOnSale: a sale with a catalogue was created (phase
 	// "announced", from its creation entry) or opened (phase "open",
 	// noticed by the deliverer once opens_at has passed; follows.go).
