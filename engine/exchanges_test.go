@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -223,5 +224,55 @@ func TestExchangeUpOldOrderChanged(t *testing.T) {
 	}
 	if got, _ := e.Order(ctx, floor2.ID); got.Refunds != nil {
 		t.Fatalf("sold-out exchange left a record: %+v", got.Refunds)
+	}
+}
+
+// TestExchangeUpSurvivesRestart: an exchange awaiting payment survives a
+// restart from the log, from a snapshot and into more shards: the same
+// views after, asking again answers the same order, and paying the
+// difference then completes it.
+func TestExchangeUpSurvivesRestart(t *testing.T) {
+	clock := newFakeClock()
+	j := newMemJournal()
+	e := openTest(t, j, clock, 2)
+	ctx := context.Background()
+	exchangeSale(t, e, clock)
+	floor := paidOrder(t, e, "s1", "floor", 1, "bob")
+	up, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	views := func() [2]Order {
+		a, _ := e.Order(ctx, floor.ID)
+		b, _ := e.Order(ctx, up.ID)
+		return [2]Order{a, b}
+	}
+	before := views()
+	for _, reopen := range []struct {
+		name   string
+		shards int
+		snap   bool
+	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+		e.Close()
+		if reopen.snap {
+			for i, s := range e.shards {
+				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		e = openTest(t, j, clock, reopen.shards)
+		if after := views(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("after %s:\n got %+v\nwant %+v", reopen.name, after, before)
+		}
+	}
+	if again, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"}); err != nil || again.ID != up.ID {
+		t.Fatalf("asked again after the restarts: %+v %v", again, err)
+	}
+	if paid := pay(t, e, up.ID, "diff", 3300); paid.Status != StatusPaid || paid.Refunds.ExchangedFrom.Status != ExchangeCompleted {
+		t.Fatalf("paid after the restarts: %+v", paid)
+	}
+	if old, _ := e.Order(ctx, floor.ID); old.Status != StatusRefunded {
+		t.Fatalf("old order: %+v", old)
 	}
 }
