@@ -96,6 +96,22 @@ func (st *state) openExchange(o *order, sl *sale, t int, amount, diff, fee int64
 	)
 }
 
+// cancelOpenExchange appends the cancellation of the exchange awaiting
+// payment from o, if any: an admin refunding o (refunds.go, or approving
+// its request) ends the exchange in the same decision, so its hold goes
+// back at once rather than when it expires.
+func (st *state) cancelOpenExchange(o *order, now int64, evs []event) []event {
+	if len(st.refunds.latest) == 0 {
+		return evs
+	}
+	if l := st.refunds.latest[o.key]; l != nil {
+		if to, _ := st.orderByKey(l.to); to.status == StatusPending {
+			evs = append(evs, event{kind: evOrderCancelled, at: now, order: to.key})
+		}
+	}
+	return evs
+}
+
 // amountDue is what a payment of o must be: the difference for an order
 // an exchange opened, else its amount.
 func (st *state) amountDue(o *order) int64 {

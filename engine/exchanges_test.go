@@ -213,6 +213,23 @@ func TestExchangeUpOldOrderChanged(t *testing.T) {
 		t.Fatalf("counts %+v", got)
 	}
 
+	// An admin's refund of the old order cancels the exchange awaiting
+	// payment in the same decision: its seat goes back at once.
+	third := paidOrder(t, e, "s1", "floor", 1, "eve")
+	opened, err := e.Exchange(ctx, third.ID, "eve", ExchangeRequest{TierID: "seat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.Refund(ctx, third.ID, false); err != nil || r.Status != StatusRefunded {
+		t.Fatalf("admin refund: %+v %v", r, err)
+	}
+	if got, _ := e.Order(ctx, opened.ID); got.Status != StatusCancelled || got.Refunds.ExchangedFrom.Status != ExchangeLapsed {
+		t.Fatalf("exchange after the old order's refund: %+v", got)
+	}
+	if got := tierCounts(t, e, "s1"); !slices.Equal(got, []TierCounts{{Sold: 1, Available: 3}, {Available: 4}}) {
+		t.Fatalf("counts after the admin refund %+v", got)
+	}
+
 	// Seat sold out: nothing is opened.
 	paidOrder(t, e, "s1", "seat", 4, "cat")
 	floor2 := paidOrder(t, e, "s1", "floor", 1, "dan")

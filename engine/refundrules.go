@@ -506,6 +506,7 @@ func (st *state) decideSettle(o *order, cmd *command, now int64, evs []event) ([
 		case o.checkedIn != 0:
 			return evs, reject(CodeTicketUsed, "tickets of the order were checked in since the request; reject it, or refund with force")
 		}
+		evs = st.cancelOpenExchange(o, now, evs) // exchanges.go
 		return append(evs, event{kind: evRefundSettled, at: now, order: o.key,
 			refund: &refundEvent{source: RefundApproved, amount: req.AmountCents, fee: req.FeeCents, text: rc.text}}), nil
 	case QueueNeedsRefund:
