@@ -69,7 +69,7 @@ func TestExchangeUpPaid(t *testing.T) {
 	floor := paidOrder(t, e, "s1", "floor", 1, "bob") // 5000
 
 	up, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"})
-	if err != nil || up.Status != StatusPending || up.TierID != "seat" || up.AmountCents != 8000 || up.AmountDueCents != 3300 {
+	if err != nil || up.Status != StatusPending || up.TierID != "seat" || up.AmountCents != 8000 || up.Refunds.AmountDueCents != 3300 {
 		t.Fatalf("exchange up: %+v %v", up, err)
 	}
 	if x := up.Refunds.ExchangedFrom; x == nil || x.Status != ExchangeAwaitingPayment || x.FromOrderID != floor.ID || x.DifferenceCents != 3300 || x.FeeCents != 300 {

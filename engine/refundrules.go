@@ -203,6 +203,11 @@ type OrderRefunds struct {
 	// ExchangeAttempt is the newest exchange to a dearer ticket opened
 	// from this order that did not complete: awaiting payment or lapsed.
 	ExchangeAttempt *Exchange
+	// AmountDueCents is what a payment of an order opened by an exchange
+	// to a dearer ticket must be: the difference (exchanges.go); 0 for
+	// every other order, whose payment is its AmountCents. Here rather
+	// than in Order, so that no other order's view carries it.
+	AmountDueCents int64
 }
 
 // ExchangeRequest asks to move an order to another tier.
@@ -680,7 +685,7 @@ func (st *state) fillRefunds(o *order, v *Order) {
 		v.Refunds = &OrderRefunds{Request: req, Refund: rec, ExchangedTo: to.view(id), ExchangedFrom: from.view(id)}
 		if opened != nil {
 			v.Refunds.ExchangedFrom = st.attemptView(opened, id)
-			v.AmountDueCents = opened.difference
+			v.Refunds.AmountDueCents = opened.difference
 		}
 		if attempt != nil {
 			v.Refunds.ExchangeAttempt = st.attemptView(attempt, id)

@@ -316,7 +316,7 @@ func TestExchange(t *testing.T) {
 	floor := paidOrder(t, e, "s1", "floor", 1, "bob") // 5000
 
 	up, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"}) // 8000 + 300 - 5000 owed: awaits payment (exchanges_test.go)
-	if err != nil || up.Status != StatusPending || up.AmountDueCents != 3300 {
+	if err != nil || up.Status != StatusPending || up.Refunds.AmountDueCents != 3300 {
 		t.Fatalf("exchange up: %+v %v", up, err)
 	}
 	if _, err := e.Cancel(ctx, up.ID, "bob"); err != nil {

@@ -139,10 +139,6 @@ type Order struct {
 	IdempotencyKey string
 	Quantity       int
 	AmountCents    int64 // UnitPriceCents * Quantity - DiscountCents
-	// AmountDueCents is what a payment of an order opened by an exchange
-	// to a dearer ticket must be: the difference (exchanges.go); 0 for
-	// every other order, whose payment is AmountCents.
-	AmountDueCents int64
 	UnitPriceCents int64 // the tier's price in force when the order was decided (pricing.go)
 	Coupon         string
 	DiscountCents  int64 // what Coupon took off; 0 without one (coupons.go)

@@ -172,9 +172,9 @@ func appendOrderRefunds(b []byte, o *engine.Order) []byte {
 	b = appendExchange(b, `,"exchanged_to":`, rs.ExchangedTo)
 	b = appendExchange(b, `,"exchanged_from":`, rs.ExchangedFrom)
 	b = appendExchange(b, `,"exchange_attempt":`, rs.ExchangeAttempt)
-	if o.AmountDueCents != 0 {
+	if rs.AmountDueCents != 0 {
 		b = append(b, `,"amount_due_cents":`...)
-		b = strconv.AppendInt(b, o.AmountDueCents, 10)
+		b = strconv.AppendInt(b, rs.AmountDueCents, 10)
 	}
 	return b
 }
