@@ -293,3 +293,27 @@ func TestExchangeUpSurvivesRestart(t *testing.T) {
 		t.Fatalf("old order: %+v", old)
 	}
 }
+
+// TestExchangeBackDownPaysThroughTheDifference: an order that came from a
+// dearer exchange, exchanged down again, pays the difference back through
+// the newest payment first (the one that paid the difference).
+func TestExchangeBackDownPaysThroughTheDifference(t *testing.T) {
+	clock := newFakeClock()
+	e := openTest(t, newMemJournal(), clock, 1)
+	ctx := context.Background()
+	exchangeSale(t, e, clock)
+	floor := paidOrder(t, e, "s1", "floor", 1, "bob") // 5000
+	up, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay(t, e, up.ID, "stripe:pi_diff", 3300)
+	down, err := e.Exchange(ctx, up.ID, "bob", ExchangeRequest{TierID: "floor"}) // 5000 + 300 - 8000
+	if err != nil || down.Status != StatusPaid {
+		t.Fatalf("down: %+v %v", down, err)
+	}
+	seat, _ := e.Order(ctx, up.ID)
+	if len(seat.Payouts) != 1 || seat.Payouts[0].PaymentID != "stripe:pi_diff" || seat.Payouts[0].AmountCents != 2700 || seat.Payouts[0].Reason != PayoutExchangeDifference {
+		t.Fatalf("payouts of the exchange down: %+v", seat.Payouts)
+	}
+}

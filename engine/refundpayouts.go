@@ -25,8 +25,8 @@ func (st *state) payoutsOnRefundSettled(o *order, sl *sale, re *refundEvent, at 
 // took the old order's payment; a positive one was paid on the new order
 // (exchanges.go), and nothing goes out.
 func (st *state) payoutsOnExchange(o *order, sl *sale, re *refundEvent, at int64) {
-	if re.amount < 0 {
-		st.addPayoutOf(o, PayoutExchangeDifference, o.paymentID, -re.amount, o.amount, sl.cfg.Currency, true, at)
+	if re.amount < 0 { // out of the payments that took o's money (exchanges.go): o may come from a dearer exchange
+		st.refundPayouts(o, PayoutExchangeDifference, -re.amount, sl.cfg.Currency, at)
 	}
 }
 
