@@ -33,8 +33,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyTierRules(ev) // pricing.go
 	case evCouponPut:
 		return st.applyCouponPut(ev) // coupons.go
-	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
-		return st.applyRefundRules(ev) // refundrules.go
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded, evExchangeOpened:
+		return st.applyRefundRules(ev) // refundrules.go, exchanges.go
 	case evSaleClosed:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil {
@@ -114,7 +114,7 @@ func (st *state) apply(ev *event) error {
 		o.needsRefund = ev.needsRefund
 		o.paymentID = ev.paymentID
 		if ev.needsRefund { // payouts.go: late money goes back
-			st.addPayout(o, PayoutLatePayment, ev.paymentID, o.amount, sl.cfg.Currency, false, ev.at)
+			st.addPayout(o, PayoutLatePayment, ev.paymentID, st.amountDue(o), sl.cfg.Currency, false, ev.at) // exchanges.go: the difference
 		}
 		o.kid = sl.currentKid() // its tickets are signed with the key current now
 	case evOrderCancelled, evOrderExpired:

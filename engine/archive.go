@@ -224,6 +224,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 	moveBoxOffice(old, states, route)
 	moveRealName(old, states, route)
 	moveRefunds(old, states, route)     // refundrules.go
+	moveExchanges(old, states, route)   // exchanges.go
 	moveQueues(old, states, route)      // queue.go
 	repartitionDoor(old, states, route) // checkin.go
 }

@@ -261,7 +261,11 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		return evs, nil // the event that moved it last, again
 	}
 	sl := st.sales[o.sale]
-	if p.AmountCents != o.amount || p.Currency != sl.cfg.Currency {
+	due, x := o.amount, st.attemptOf(o) // exchanges.go: an exchange's new order is paid the difference
+	if x != nil {
+		due = x.difference
+	}
+	if p.AmountCents != due || p.Currency != sl.cfg.Currency {
 		return st.decideMismatch(o, p, now, res, evs) // payouts.go: recorded to go back
 	}
 	if !p.Succeeded {
@@ -270,6 +274,9 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		}
 		res.payment = PaymentApplied
 		return append(evs, event{kind: evOrderCancelled, at: now, order: o.key, paymentID: p.EventID}), nil
+	}
+	if x != nil && o.status != StatusPaid && o.status != StatusRefunded {
+		return st.payExchange(o, x, p, now, res, evs), nil // exchanges.go
 	}
 	switch o.status {
 	case StatusPending:

@@ -65,7 +65,9 @@
 //     at its batch's time against the sale's RefundPolicy (refundrules.go):
 //     an exchange takes the new tier's stock and returns the old order's in
 //     one log entry, so it never oversells and a crash keeps both or
-//     neither; each refund under the rules logs its amount and fee.
+//     neither; one to a dearer ticket holds the new stock on a pending
+//     order and releases the old in the entry that pays the difference
+//     (exchanges.go); each refund under the rules logs its amount and fee.
 //   - An archived sale (archive.go) is in the log's archive keyspace and
 //     not in memory: its records are written in the same Pebble batch as
 //     the SaleArchived entry (ArchiveStore), so a crash keeps both or

@@ -92,6 +92,7 @@ const (
 	evAdmissionUsed
 	evFollowed // follows.go
 	evUnfollowed
+	evExchangeOpened // exchanges.go
 	evKindEnd
 )
 
@@ -137,6 +138,7 @@ const (
 //	                queue.go (AdmissionUsed precedes the OrderPlaced of its
 //	                purchase, in the same entry)
 //	Followed, Unfollowed: follows.go
+//	ExchangeOpened: exchanges.go (after the OrderPlaced of its new order)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -228,7 +230,7 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendCommerceEvent(b, ev)
 	case evWebhookPut, evWebhookDeleted:
 		b = appendWebhookEvent(b, ev)
-	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded, evExchangeOpened:
 		b = appendRefundEvent(b, ev)
 	case evSaleArchived, evSaleUnarchived:
 		b = appendArchiveEvent(b, ev) // archive.go
@@ -401,7 +403,7 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeCommerceEvent(&d, ev)
 	case evWebhookPut, evWebhookDeleted:
 		decodeWebhookEvent(&d, ev)
-	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded:
+	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded, evExchangeOpened:
 		decodeRefundEvent(&d, ev)
 	case evSaleArchived, evSaleUnarchived:
 		decodeArchiveEvent(&d, ev) // archive.go
@@ -440,6 +442,7 @@ var kindNames = [...]string{
 	evQueueRule: "QueueRule", evQueueJoined: "QueueJoined", evQueueDrawn: "QueueDrawn",
 	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 	evFollowed: "Followed", evUnfollowed: "Unfollowed",
+	evExchangeOpened: "ExchangeOpened",
 }
 
 func (k eventKind) String() string {

@@ -56,8 +56,12 @@ const (
 	NotifyOrderCancelled   = "order.cancelled"
 	NotifyOrderRefunded    = "order.refunded"
 	NotifyOrderNeedsRefund = "order.needs_refund"
-	NotifyTicketCheckedIn  = "ticket.checked_in"
-	NotifySaleAnnounced    = "sale.put"
+	// NotifyOrderExchanged: the order was released for the new order an
+	// exchange gave its buyer (refundrules.go, exchanges.go); the new one
+	// has its own order.created and order.paid.
+	NotifyOrderExchanged  = "order.exchanged"
+	NotifyTicketCheckedIn = "ticket.checked_in"
+	NotifySaleAnnounced   = "sale.put"
 	// NotifyEventOnSale: a sale with a catalogue was created (phase
 	// "announced", from its creation entry) or opened (phase "open",
 	// noticed by the deliverer once opens_at has passed; follows.go).
@@ -71,7 +75,7 @@ const (
 var NotificationKinds = []string{
 	NotifyOrderCreated, NotifyOrderPaid, NotifyOrderExpired, NotifyOrderCancelled,
 	NotifyOrderRefunded, NotifyOrderNeedsRefund, NotifyTicketCheckedIn, NotifySaleAnnounced,
-	NotifyEventOnSale,
+	NotifyEventOnSale, NotifyOrderExchanged,
 }
 
 // Notification is one deliverable fact of a log entry. Order is set for
@@ -171,6 +175,8 @@ func notificationKind(ev *event) string {
 		return NotifyOrderCancelled
 	case evOrderRefunded, evOrderRefundedAfterEntry:
 		return NotifyOrderRefunded
+	case evOrderExchanged:
+		return NotifyOrderExchanged
 	case evTicketCheckedIn, evTicketAdmitted:
 		return NotifyTicketCheckedIn
 	case evSalePut:

@@ -202,7 +202,7 @@ func (st *state) payoutsOnRefund(o *order, sl *sale, at int64) {
 			}
 		}
 	}
-	st.addPayout(o, PayoutAdminRefund, o.paymentID, o.amount, sl.cfg.Currency, true, at)
+	st.refundPayouts(o, PayoutAdminRefund, o.amount, sl.cfg.Currency, at) // exchanges.go: out of the payments that took it
 }
 
 // decideMismatch decides a successful payment whose amount or currency is
@@ -212,7 +212,7 @@ func (st *state) payoutsOnRefund(o *order, sl *sale, at int64) {
 func (st *state) decideMismatch(o *order, p *Payment, now int64, res *result, evs []event) ([]event, *Rejection) {
 	sl := st.sales[o.sale]
 	rej := reject(CodePaymentMismatch, "order is %s; payment says %s",
-		formatAmount(o.amount, sl.cfg.Currency), formatAmount(p.AmountCents, p.Currency))
+		formatAmount(st.amountDue(o), sl.cfg.Currency), formatAmount(p.AmountCents, p.Currency))
 	if !p.Succeeded || p.AmountCents <= 0 || p.AmountCents > PriceCentsMax*QuantityPerOrderMax || !validCurrency(p.Currency) {
 		return evs, rej
 	}

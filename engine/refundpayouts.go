@@ -16,16 +16,17 @@ func (st *state) payoutsOnRefundSettled(o *order, sl *sale, re *refundEvent, at 
 		return
 	}
 	if back := re.amount - re.fee; back > 0 {
-		st.addPayoutOf(o, PayoutRefundRequest, o.paymentID, back, o.amount, sl.cfg.Currency, true, at)
+		st.refundPayouts(o, PayoutRefundRequest, back, sl.cfg.Currency, at) // exchanges.go: out of the payments that took it
 	}
 }
 
 // payoutsOnExchange is apply's part of an OrderExchanged: a negative
 // difference is the buyer's money, sent back through the provider that
-// took the old order's payment.
+// took the old order's payment; a positive one was paid on the new order
+// (exchanges.go), and nothing goes out.
 func (st *state) payoutsOnExchange(o *order, sl *sale, re *refundEvent, at int64) {
-	if re.amount < 0 {
-		st.addPayoutOf(o, PayoutExchangeDifference, o.paymentID, -re.amount, o.amount, sl.cfg.Currency, true, at)
+	if re.amount < 0 { // out of the payments that took o's money (exchanges.go): o may come from a dearer exchange
+		st.refundPayouts(o, PayoutExchangeDifference, -re.amount, sl.cfg.Currency, at)
 	}
 }
 

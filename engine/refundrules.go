@@ -34,10 +34,10 @@ import (
 //     decision: a new paid order of the new tier (the old one's attendees
 //     on a real-name sale), and the old order released like a refund
 //     (OrderExchanged), in one log entry. The difference is new amount +
-//     fee - old amount: negative is money the buyer gets back, positive is
-//     money the buyer owes, which an online exchange does not take (it is
-//     refused with exchange_payment_required; the box office sells the
-//     dearer ticket). Exchanging again answers the exchange already made.
+//     fee - old amount: negative is money the buyer gets back; positive is
+//     money the buyer owes, and then the exchange waits for it (a pending
+//     new order whose payment due is the difference, exchanges.go).
+//     Exchanging again answers the exchange already made.
 //   - The admin's refund queue (RefundQueue) lists in one place the pending
 //     requests, the paid orders that need a refund (late payments:
 //     decidePay) and the duplicate charges not yet returned (charges.go).
@@ -64,9 +64,6 @@ const (
 	CodeExchangeNotAllowed Code = "exchange_not_allowed"
 	// CodeExchangeWindowClosed: the sale's exchange deadline has passed.
 	CodeExchangeWindowClosed Code = "exchange_window_closed"
-	// CodeExchangePaymentRequired: the new tier costs more than the old
-	// order paid (with the fee); online exchanges only refund.
-	CodeExchangePaymentRequired Code = "exchange_payment_required"
 	// CodeUnknownQueueItem: no such item in the admin's refund queue.
 	CodeUnknownQueueItem Code = "unknown_queue_item"
 )
@@ -193,6 +190,7 @@ type Exchange struct {
 	DifferenceCents int64
 	FeeCents        int64
 	AtMs            int64
+	Status          string // ExchangeCompleted, ExchangeAwaitingPayment or ExchangeLapsed (exchanges.go)
 }
 
 // OrderRefunds are an order's records under the refund and exchange
@@ -201,7 +199,15 @@ type OrderRefunds struct {
 	Request       *RefundRequest
 	Refund        *RefundRecord
 	ExchangedTo   *Exchange // this order was exchanged for ToOrderID
-	ExchangedFrom *Exchange // this order replaced FromOrderID
+	ExchangedFrom *Exchange // this order replaced FromOrderID, or was opened to (exchanges.go)
+	// ExchangeAttempt is the newest exchange to a dearer ticket opened
+	// from this order that did not complete: awaiting payment or lapsed.
+	ExchangeAttempt *Exchange
+	// AmountDueCents is what a payment of an order opened by an exchange
+	// to a dearer ticket must be: the difference (exchanges.go); 0 for
+	// every other order, whose payment is its AmountCents. Here rather
+	// than in Order, so that no other order's view carries it.
+	AmountDueCents int64
 }
 
 // ExchangeRequest asks to move an order to another tier.
@@ -285,6 +291,10 @@ type refundState struct {
 	exchangedTo   map[orderKey]*exchangeLink
 	exchangedFrom map[orderKey]*exchangeLink
 	charges       map[orderKey][]chargeReturn
+	// attempts are the exchanges to a dearer ticket, by the new order they
+	// opened (exchanges.go); latest (derived) the newest of each old order.
+	attempts map[orderKey]*exchangeLink
+	latest   map[orderKey]*exchangeLink
 }
 
 type exchangeLink struct {
@@ -292,6 +302,7 @@ type exchangeLink struct {
 	difference int64
 	fee        int64
 	at         int64
+	attempt    int // an exchange to a dearer ticket: its number among the old order's (exchanges.go)
 }
 
 // chargeReturn is a duplicate charge (by its index on the order) returned
@@ -401,6 +412,9 @@ func (st *state) decideRefundRequest(o *order, cmd *command, now int64, evs []ev
 	case o.checkedIn != 0:
 		return evs, reject(CodeTicketUsed, "%d of the order's tickets were checked in", bits.OnesCount64(o.checkedIn))
 	}
+	if open, _ := st.pendingExchange(o, sl, ""); open { // exchanges.go
+		return evs, reject(CodeInvalidOrderState, "an exchange of the order awaits payment; cancel its new order first")
+	}
 	if deadline := sl.cfg.StartsAtMs - rule.UntilBeforeStartMs; now >= deadline {
 		return evs, reject(CodeRefundWindowClosed, "refunds of sale %q closed at %s", sl.cfg.ID, formatMs(deadline))
 	}
@@ -421,6 +435,9 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 			return evs, reject(CodeInvalidOrderState, "order was exchanged already, for tier %q", sl.cfg.Tiers[to.tier].ID)
 		}
 		return evs, nil // the same exchange again
+	}
+	if open, rej := st.pendingExchange(o, sl, cmd.tierID); open { // exchanges.go: the same pending order again
+		return evs, rej
 	}
 	rule := sl.cfg.refundPolicy().Exchange
 	t := sl.tierIndex(cmd.tierID)
@@ -443,10 +460,6 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 	}
 	amount := sl.unitPrice(t, now) * int64(o.qty)
 	diff := amount + rule.FeeCents - o.amount
-	if diff > 0 {
-		return evs, reject(CodeExchangePaymentRequired, "tier %q costs %s more (with the exchange fee); buy it at the box office",
-			cmd.tierID, formatAmount(diff, sl.cfg.Currency))
-	}
 	if avail := sl.available(t); avail < int(o.qty) {
 		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
 		rej.Available = avail
@@ -457,6 +470,9 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 	}
 	if as := st.realName.attendees[o.key]; as != nil { // the same people, on the new tickets
 		evs = append(evs, event{kind: evAttendeesNamed, at: now, saleID: sl.cfg.ID, order: cmd.newOrder, attendees: as})
+	}
+	if diff > 0 {
+		return st.openExchange(o, sl, t, amount, diff, rule.FeeCents, cmd, now, evs), nil // exchanges.go: the buyer pays the difference
 	}
 	key := exchangeIdemKey(sl.cfg.ID, o.key)
 	return append(evs,
@@ -495,6 +511,7 @@ func (st *state) decideSettle(o *order, cmd *command, now int64, evs []event) ([
 		case o.checkedIn != 0:
 			return evs, reject(CodeTicketUsed, "tickets of the order were checked in since the request; reject it, or refund with force")
 		}
+		evs = st.cancelOpenExchange(o, now, evs) // exchanges.go
 		return append(evs, event{kind: evRefundSettled, at: now, order: o.key,
 			refund: &refundEvent{source: RefundApproved, amount: req.AmountCents, fee: req.FeeCents, text: rc.text}}), nil
 	case QueueNeedsRefund:
@@ -588,6 +605,8 @@ func (st *state) applyRefundRules(ev *event) error {
 			return err
 		}
 		rs.putRecord(o.key, &RefundRecord{AtMs: ev.at, AmountCents: re.amount, FeeCents: re.fee, Source: re.source, Note: re.text})
+	case evExchangeOpened:
+		return st.applyExchangeOpened(ev) // exchanges.go
 	case evOrderExchanged:
 		if rs.exchangedTo[o.key] != nil || rs.exchangedFrom[re.to] != nil {
 			return fmt.Errorf("%w: OrderExchanged twice", errCorrupt)
@@ -646,20 +665,31 @@ func (l *exchangeLink) view(saleID string) *Exchange {
 		return nil
 	}
 	return &Exchange{FromOrderID: formatOrderID(saleID, l.from), ToOrderID: formatOrderID(saleID, l.to),
-		DifferenceCents: l.difference, FeeCents: l.fee, AtMs: l.at}
+		DifferenceCents: l.difference, FeeCents: l.fee, AtMs: l.at, Status: ExchangeCompleted}
 }
 
 // fillRefunds completes an order's view with its refund records.
 func (st *state) fillRefunds(o *order, v *Order) {
 	rs := &st.refunds
-	if len(rs.requests) == 0 && len(rs.records) == 0 && len(rs.exchangedTo) == 0 && len(rs.charges) == 0 {
+	if len(rs.requests) == 0 && len(rs.records) == 0 && len(rs.exchangedTo) == 0 && len(rs.charges) == 0 && len(rs.attempts) == 0 {
 		return // a shard without any: no map lookups on its reads
 	}
 	req, rec := rs.requests[o.key], rs.records[o.key]
 	to, from := rs.exchangedTo[o.key], rs.exchangedFrom[o.key]
-	if req != nil || rec != nil || to != nil || from != nil {
+	opened, attempt := rs.attempts[o.key], rs.latest[o.key] // exchanges.go
+	if attempt != nil && to != nil {
+		attempt = nil // completed: exchanged_to says so
+	}
+	if req != nil || rec != nil || to != nil || from != nil || opened != nil || attempt != nil {
 		id := st.sales[o.sale].cfg.ID
 		v.Refunds = &OrderRefunds{Request: req, Refund: rec, ExchangedTo: to.view(id), ExchangedFrom: from.view(id)}
+		if opened != nil {
+			v.Refunds.ExchangedFrom = st.attemptView(opened, id)
+			v.Refunds.AmountDueCents = opened.difference
+		}
+		if attempt != nil {
+			v.Refunds.ExchangeAttempt = st.attemptView(attempt, id)
+		}
 	}
 	for _, c := range rs.charges[o.key] {
 		if int(c.index) < len(v.DuplicateCharges) {
@@ -675,6 +705,8 @@ func (st *state) answerRefundRules(cmd *command, res *result) {
 	o, _ := st.orderByKey(cmd.order)
 	if cmd.kind == cmdExchange {
 		if l := st.refunds.exchangedTo[o.key]; l != nil {
+			o, _ = st.orderByKey(l.to)
+		} else if l := st.refunds.latest[o.key]; l != nil { // exchanges.go: the one just opened, or awaiting payment
 			o, _ = st.orderByKey(l.to)
 		}
 	}
@@ -824,6 +856,7 @@ func (e *Engine) SettleRefundQueueItem(ctx context.Context, itemID string, actio
 //	RefundRequestRejected  at key note
 //	RefundSettled          at key source amount fee note
 //	OrderExchanged         at key newKey difference fee   (after the new order's OrderPlaced and OrderPaid)
+//	ExchangeOpened         at key newKey difference fee   (after the new order's OrderPlaced; exchanges.go)
 //	ChargeRefunded         at key chargeIndex note
 //
 // refund := selfService(0|1) untilBeforeStartMs feePercent feeCents approval
@@ -844,7 +877,7 @@ func appendRefundEvent(b []byte, ev *event) []byte {
 		b = binary.AppendUvarint(b, uint64(re.source))
 		b = binary.AppendVarint(b, re.amount)
 		b = binary.AppendVarint(b, re.fee)
-	case evOrderExchanged:
+	case evOrderExchanged, evExchangeOpened:
 		b = append(b, re.to[:]...)
 		b = binary.AppendVarint(b, re.amount)
 		return binary.AppendVarint(b, re.fee)
@@ -895,7 +928,7 @@ func decodeRefundEvent(d *decoder, ev *event) {
 		if d.err == nil && re.source == 0 {
 			d.fail("refund source 0")
 		}
-	case evOrderExchanged:
+	case evOrderExchanged, evExchangeOpened:
 		re.to = d.key()
 		re.amount, re.fee = d.varint(), d.varint()
 		return

@@ -315,8 +315,13 @@ func TestExchange(t *testing.T) {
 	seat := paidOrder(t, e, "s1", "seat", 2, "ann")   // 16000
 	floor := paidOrder(t, e, "s1", "floor", 1, "bob") // 5000
 
-	_, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"}) // 8000 + 300 - 5000 owed
-	wantCode(t, err, CodeExchangePaymentRequired)
+	up, err := e.Exchange(ctx, floor.ID, "bob", ExchangeRequest{TierID: "seat"}) // 8000 + 300 - 5000 owed: awaits payment (exchanges_test.go)
+	if err != nil || up.Status != StatusPending || up.Refunds.AmountDueCents != 3300 {
+		t.Fatalf("exchange up: %+v %v", up, err)
+	}
+	if _, err := e.Cancel(ctx, up.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
 	before := tierCounts(t, e, "s1")
 	if !slices.Equal(before, []TierCounts{{Sold: 1, Available: 3}, {Sold: 2, Available: 2}}) {
 		t.Fatalf("counts %+v", before)
@@ -395,6 +400,12 @@ func dumpRefunds(st *state) string {
 	for k, cs := range st.refunds.charges {
 		lines = append(lines, fmt.Sprintf("charges %x %+v", k, cs))
 	}
+	for k, l := range st.refunds.attempts {
+		lines = append(lines, fmt.Sprintf("attempt %x %+v", k, *l))
+	}
+	for k, l := range st.refunds.latest {
+		lines = append(lines, fmt.Sprintf("latest attempt %x %+v", k, *l))
+	}
 	for _, sl := range st.sales {
 		lines = append(lines, fmt.Sprintf("rules %s %+v", sl.cfg.ID, sl.cfg.refundPolicy()))
 	}
@@ -471,7 +482,11 @@ func randomRefundLog(t *testing.T, rng *rand.Rand, steps int) (*state, [][]byte)
 		case r < 60:
 			o, _ := st.orderByKey(cmd.order)
 			cmd.kind = cmdPay
-			cmd.payment = Payment{EventID: fmt.Sprint("e", rng.IntN(3*len(orders))), Succeeded: rng.IntN(10) > 0, AmountCents: o.amount, Currency: "EUR"}
+			amount := o.amount
+			if rng.IntN(4) > 0 {
+				amount = st.amountDue(o) // exchanges.go: the difference of a dearer exchange
+			}
+			cmd.payment = Payment{EventID: fmt.Sprint("e", rng.IntN(3*len(orders))), Succeeded: rng.IntN(10) > 0, AmountCents: amount, Currency: "EUR"}
 			run(&cmd)
 		case r < 70:
 			o, _ := st.orderByKey(cmd.order)
@@ -481,7 +496,8 @@ func randomRefundLog(t *testing.T, rng *rand.Rand, steps int) (*state, [][]byte)
 			o, _ := st.orderByKey(cmd.order)
 			cmd.kind, cmd.userID, cmd.tierID, cmd.newOrder = cmdExchange, o.userID, tiers[rng.IntN(3)], newKey()
 			if res := run(&cmd); res.rej == nil && res.orderKey != cmd.order {
-				if _, known := st.refunds.exchangedFrom[res.orderKey]; known && !slices.ContainsFunc(orders, func(p placed) bool { return p.key == res.orderKey }) {
+				_, known := st.refunds.exchangedFrom[res.orderKey]
+				if _, opened := st.refunds.attempts[res.orderKey]; (known || opened) && !slices.ContainsFunc(orders, func(p placed) bool { return p.key == res.orderKey }) {
 					orders = append(orders, placed{res.orderKey, cmd.saleID})
 				}
 			}
@@ -504,6 +520,7 @@ func randomRefundLog(t *testing.T, rng *rand.Rand, steps int) (*state, [][]byte)
 			}
 		}
 		st.checkState() // sold + held <= stock, counts = recount (panics otherwise)
+		checkExchanges(t, st)
 	}
 	return st, log
 }
@@ -519,6 +536,9 @@ func TestRefundRulesRandomizedAndRecovered(t *testing.T) {
 	if len(live.refunds.requests) == 0 || len(live.refunds.records) == 0 || len(live.refunds.exchangedTo) == 0 || len(live.refunds.charges) == 0 {
 		t.Fatalf("seed %d: a random log without requests, refunds, exchanges or returned charges: %d %d %d %d", seed,
 			len(live.refunds.requests), len(live.refunds.records), len(live.refunds.exchangedTo), len(live.refunds.charges))
+	}
+	if len(live.refunds.attempts) == 0 {
+		t.Fatalf("seed %d: a random log without an exchange to a dearer ticket", seed)
 	}
 	want := dumpFull(live) + "\n" + dumpRefunds(live)
 	for _, snapAt := range []int{0, len(log) / 2, len(log)} {
@@ -547,9 +567,10 @@ func TestRefundRulesRandomizedAndRecovered(t *testing.T) {
 		n := 0
 		for _, st := range states {
 			st.checkState()
-			n += len(st.refunds.records) + len(st.refunds.requests) + len(st.refunds.exchangedTo) + len(st.refunds.charges)
+			n += len(st.refunds.records) + len(st.refunds.requests) + len(st.refunds.exchangedTo) + len(st.refunds.charges) + len(st.refunds.attempts)
+			checkExchanges(t, st)
 		}
-		if want := len(live.refunds.records) + len(live.refunds.requests) + len(live.refunds.exchangedTo) + len(live.refunds.charges); n != want {
+		if want := len(live.refunds.records) + len(live.refunds.requests) + len(live.refunds.exchangedTo) + len(live.refunds.charges) + len(live.refunds.attempts); n != want {
 			t.Fatalf("repartition kept %d records of %d", n, want)
 		}
 	})
@@ -565,6 +586,7 @@ func TestRefundEventsRoundTrip(t *testing.T) {
 		{kind: evRefundRequestRejected, at: 6, order: k, refund: &refundEvent{text: "no"}},
 		{kind: evRefundSettled, at: 7, order: k, refund: &refundEvent{source: RefundApproved, amount: 100, fee: 7, text: "ok"}},
 		{kind: evOrderExchanged, at: 8, order: k, refund: &refundEvent{to: to, amount: -500, fee: 300}},
+		{kind: evExchangeOpened, at: 8, order: k, refund: &refundEvent{to: to, amount: 3300, fee: 300}},
 		{kind: evChargeRefunded, at: 9, order: k, refund: &refundEvent{charge: 3, text: "cash"}},
 	} {
 		b := appendEvent(nil, &ev)

@@ -20,8 +20,10 @@ func (st *state) decideRefund(o *order, force bool, now int64, evs []event) ([]e
 		if !force {
 			return evs, reject(CodeTicketUsed, "%d of the order's %d tickets were checked in; refund with force to return the money and keep those tickets sold", used, o.qty)
 		}
+		evs = st.cancelOpenExchange(o, now, evs) // exchanges.go
 		return append(evs, event{kind: evOrderRefundedAfterEntry, at: now, order: o.key}), nil
 	}
+	evs = st.cancelOpenExchange(o, now, evs) // exchanges.go
 	return append(evs, event{kind: evOrderRefunded, at: now, order: o.key}), nil
 }
 

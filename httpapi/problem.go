@@ -111,12 +111,11 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeDocumentLimitExceeded): {409, "Per-document limit exceeded"},
 
 	// Refund and exchange rules (refundrules.go).
-	string(engine.CodeRefundNotAllowed):        {409, "Refunds not allowed by the sale"},
-	string(engine.CodeRefundWindowClosed):      {409, "Refund window closed"},
-	string(engine.CodeExchangeNotAllowed):      {409, "Exchange not allowed by the sale"},
-	string(engine.CodeExchangeWindowClosed):    {409, "Exchange window closed"},
-	string(engine.CodeExchangePaymentRequired): {409, "Exchange needs a payment"},
-	string(engine.CodeUnknownQueueItem):        {404, "No such refund queue item"},
+	string(engine.CodeRefundNotAllowed):     {409, "Refunds not allowed by the sale"},
+	string(engine.CodeRefundWindowClosed):   {409, "Refund window closed"},
+	string(engine.CodeExchangeNotAllowed):   {409, "Exchange not allowed by the sale"},
+	string(engine.CodeExchangeWindowClosed): {409, "Exchange window closed"},
+	string(engine.CodeUnknownQueueItem):     {404, "No such refund queue item"},
 	// Queued sales (queue.go).
 	string(engine.CodeNotQueued):         {404, "Not queued"},
 	string(engine.CodeAdmissionRequired): {403, "Admission from the queue required"},

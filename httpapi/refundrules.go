@@ -128,7 +128,8 @@ func appendRefundRules(b []byte, p *engine.RefundPolicy) []byte {
 }
 
 // appendOrderRefunds appends an order's refund records: "refund_request",
-// "refund", "exchanged_to", "exchanged_from", each only when there is one.
+// "refund", "exchanged_to", "exchanged_from", "exchange_attempt" and
+// "amount_due_cents", each only when there is one.
 func appendOrderRefunds(b []byte, o *engine.Order) []byte {
 	rs := o.Refunds
 	if rs == nil {
@@ -169,7 +170,13 @@ func appendOrderRefunds(b []byte, o *engine.Order) []byte {
 		b = append(b, '}')
 	}
 	b = appendExchange(b, `,"exchanged_to":`, rs.ExchangedTo)
-	return appendExchange(b, `,"exchanged_from":`, rs.ExchangedFrom)
+	b = appendExchange(b, `,"exchanged_from":`, rs.ExchangedFrom)
+	b = appendExchange(b, `,"exchange_attempt":`, rs.ExchangeAttempt)
+	if rs.AmountDueCents != 0 {
+		b = append(b, `,"amount_due_cents":`...)
+		b = strconv.AppendInt(b, rs.AmountDueCents, 10)
+	}
+	return b
 }
 
 func appendExchange(b []byte, member string, x *engine.Exchange) []byte {
@@ -187,7 +194,9 @@ func appendExchange(b []byte, member string, x *engine.Exchange) []byte {
 	b = strconv.AppendInt(b, x.FeeCents, 10)
 	b = append(b, `,"at":`...)
 	b = appendTime(b, x.AtMs)
-	return append(b, '}')
+	b = append(b, `,"status":"`...)
+	b = append(b, x.Status...)
+	return append(b, `"}`...)
 }
 
 // appendChargeRefunded completes a duplicate charge returned by hand.
@@ -225,6 +234,7 @@ const (
 	outcomeRefunded  = "refunded"
 	outcomeRequested = "requested"
 	outcomeExchanged = "exchanged"
+	outcomeAwaiting  = engine.ExchangeAwaitingPayment // a dearer exchange opened (exchanges.go)
 )
 
 // registerRefundMetrics registers the successes' series at start, so that
@@ -234,7 +244,9 @@ func (s *Server) registerRefundMetrics() {
 	for _, o := range []string{outcomeRefunded, outcomeRequested} {
 		s.m.set.GetOrCreateCounter(fmt.Sprintf(`onsale_refund_requests_total{outcome=%q}`, o))
 	}
-	s.m.set.GetOrCreateCounter(fmt.Sprintf(`onsale_exchanges_total{outcome=%q}`, outcomeExchanged))
+	for _, o := range []string{outcomeExchanged, outcomeAwaiting} {
+		s.m.set.GetOrCreateCounter(fmt.Sprintf(`onsale_exchanges_total{outcome=%q}`, o))
+	}
 }
 
 func (s *Server) countRefundRequest(outcome string) {
@@ -273,7 +285,8 @@ func (s *Server) refundRequest(ctx *fasthttp.RequestCtx, id []byte, who principa
 }
 
 // exchange: POST /v1/orders/{order_id}/exchange. 200 with the new order;
-// its exchanged_from says what it replaced and the price difference.
+// its exchanged_from says what it replaced and the price difference, and
+// its status (awaiting_payment: pay amount_due_cents on the new order).
 func (s *Server) exchange(ctx *fasthttp.RequestCtx, id []byte, who principal) {
 	if s.overUserRate(ctx, routeCancelOrder, who) {
 		return
@@ -293,7 +306,11 @@ func (s *Server) exchange(ctx *fasthttp.RequestCtx, id []byte, who principal) {
 		s.countExchange(s.writeError(ctx, err))
 		return
 	}
-	s.countExchange(outcomeExchanged)
+	if x := o.Refunds; x != nil && x.ExchangedFrom != nil && x.ExchangedFrom.Status == engine.ExchangeAwaitingPayment {
+		s.countExchange(outcomeAwaiting)
+	} else {
+		s.countExchange(outcomeExchanged)
+	}
 	writeOrder(ctx, fasthttp.StatusOK, &o, viewWithTickets)
 }
 

@@ -107,7 +107,6 @@ func TestExchangeRoute(t *testing.T) {
 	e.want(e.do("POST", path, e.buyer("ann"), `not json`), 400, codeMalformedJSON)
 	e.want(e.do("POST", path, e.buyer("ann"), `{"tier":"vip"}`), 422, "unknown_tier")
 	e.want(e.do("POST", path, e.buyer("ann"), `{"tier":"floor","sale_id":"s2"}`), 409, "exchange_not_allowed")
-	e.want(e.do("POST", "/v1/orders/"+floor+"/exchange", e.buyer("bob"), `{"tier":"seat"}`), 409, "exchange_payment_required")
 
 	n := e.want(e.do("POST", path, e.buyer("ann"), `{"tier":"floor","sale_id":"s1"}`), 200, "").json()
 	x := n["exchanged_from"].(map[string]any)
@@ -125,6 +124,47 @@ func TestExchangeRoute(t *testing.T) {
 	}
 	e.clock.Advance(48*time.Hour + time.Second)
 	e.want(e.do("POST", "/v1/orders/"+floor+"/exchange", e.buyer("bob"), `{"tier":"seat"}`), 409, "exchange_window_closed")
+}
+
+// TestExchangeUpRoute: an exchange to a dearer tier answers a pending new
+// order with the difference due; the old order shows the exchange in
+// flight; the payment webhook paying the difference on the new order pays
+// it and releases the old one; the full price is not what is due.
+func TestExchangeUpRoute(t *testing.T) {
+	e := startEnv(t, envOptions{})
+	e.want(e.do("PUT", "/v1/admin/sales/s1", e.admin(), e.ruleSaleJSON(5, autoRules)), 201, "")
+	floor := e.paidRuleOrder("s1", "bob", "k2", "floor", 1) // 5000
+	path := "/v1/orders/" + floor + "/exchange"
+
+	n := e.want(e.do("POST", path, e.buyer("bob"), `{"tier":"seat"}`), 200, "").json()
+	x := n["exchanged_from"].(map[string]any)
+	if n["status"] != "pending" || n["tier"] != "seat" || num(t, n["amount_cents"]) != 8000 || num(t, n["amount_due_cents"]) != 3300 ||
+		x["status"] != "awaiting_payment" || x["from_order_id"] != floor || num(t, x["difference_cents"]) != 8000+300-5000 {
+		t.Fatalf("new order %v", n)
+	}
+	id := n["order_id"].(string)
+	if again := e.want(e.do("POST", path, e.buyer("bob"), `{"tier":"seat"}`), 200, "").json(); again["order_id"] != id {
+		t.Fatalf("repeat answered %v, want %v", again["order_id"], id)
+	}
+	e.want(e.do("POST", "/v1/orders/"+floor+"/refund-request", e.buyer("bob"), ""), 409, "invalid_order_state")
+	old := e.want(e.do("GET", "/v1/orders/"+floor, e.admin(), ""), 200, "").json()
+	if a, _ := old["exchange_attempt"].(map[string]any); old["status"] != "paid" || a == nil || a["status"] != "awaiting_payment" || a["to_order_id"] != id {
+		t.Fatalf("old order while awaiting %v", old)
+	}
+
+	e.want(e.pay("full", "payment.succeeded", id, 8000, "EUR"), 200, "")
+	if got := e.want(e.do("GET", "/v1/orders/"+id, e.buyer("bob"), ""), 200, "").json(); got["status"] != "pending" {
+		t.Fatalf("the full price moved the order: %v", got)
+	}
+	e.want(e.pay("diff", "payment.succeeded", id, 3300, "EUR"), 200, "")
+	paid := e.want(e.do("GET", "/v1/orders/"+id, e.buyer("bob"), ""), 200, "").json()
+	if paid["status"] != "paid" || paid["exchanged_from"].(map[string]any)["status"] != "completed" || len(paid["tickets"].([]any)) != 1 {
+		t.Fatalf("paid new order %v", paid)
+	}
+	old = e.want(e.do("GET", "/v1/orders/"+floor, e.buyer("bob"), ""), 200, "").json()
+	if old["status"] != "refunded" || old["exchanged_to"].(map[string]any)["to_order_id"] != id || old["exchange_attempt"] != nil {
+		t.Fatalf("old order after %v", old)
+	}
 }
 
 func TestRefundQueueRoutes(t *testing.T) {
