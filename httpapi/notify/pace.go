@@ -45,7 +45,7 @@ type pacer struct {
 	above   int64         // entries in the window that make the engine busy; <= 0: never
 	every   int64         // ns between paced deliveries
 	longest time.Duration // a busy spell longer than this is not paced
-	force   func() int    // tests: 1 busy, 0 not, -1 the count decides
+	force   atomic.Int32  // tests: 1 busy, 2 not busy, 0 the count decides
 
 	mu    sync.Mutex
 	slots [paceSlots]int64 // entries per slot, slot i covering the paceSlot whose number mod paceSlots is i
@@ -87,11 +87,9 @@ func (p *pacer) roll(s int64) {
 // isBusy says whether the last second held BusyAbove entries or more, in a
 // spell not longer than BusyMax.
 func (p *pacer) isBusy(now time.Time) bool {
-	if p.force != nil {
-		if f := p.force(); f >= 0 {
-			p.busy.Store(f == 1)
-			return f == 1
-		}
+	if f := p.force.Load(); f != 0 {
+		p.busy.Store(f == 1)
+		return f == 1
 	}
 	if p.above <= 0 {
 		return false
