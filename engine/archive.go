@@ -200,6 +200,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 			nsl := dst.insertSale(sl.cfg, sl.closed)
 			nsl.pk, nsl.coupons = sl.pk, sl.coupons
 			nsl.archiveGen, nsl.unarchivedAt = sl.archiveGen, sl.unarchivedAt
+			nsl.pays = slices.Clone(sl.pays) // paycurve.go
 			newIdx[i] = int32(len(dst.sales) - 1)
 		}
 		for i := int32(0); i < st.orders.n; i++ {
