@@ -18,6 +18,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -99,6 +100,8 @@ type options struct {
 	userRate                                         float64
 	userBurst                                        int
 	queueJoinAddrRate                                float64
+	notifyBusyAbove                                  int     // notifications decided a second from which deliveries are paced
+	notifyBusyRate                                   float64 // deliveries a second while paced
 	minFreeDisk                                      byteSize
 	logLevel                                         string
 	level                                            slog.Level // parsed from logLevel
@@ -170,6 +173,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.smtp.From, "smtp-from", "ONSALE_SMTP_FROM", "", "sender address of those emails (required with -smtp-addr)")
 	env.str(&o.smtp.User, "smtp-user", "ONSALE_SMTP_USER", "", "SMTP user (PLAIN auth); its password comes from $ONSALE_SMTP_PASSWORD or -smtp-password-file")
 	env.str(&o.smtpPasswordFile, "smtp-password-file", "ONSALE_SMTP_PASSWORD_FILE", "", "file holding the SMTP password")
+	env.int(&o.notifyBusyAbove, "notify-busy-above", "ONSALE_NOTIFY_BUSY_ABOVE", 200,
+		"log entries synced a second (all shards) from which webhook and email delivery yields to buyers (-notify-busy-rate); 0 = never")
+	env.float(&o.notifyBusyRate, "notify-busy-rate", "ONSALE_NOTIFY_BUSY_RATE", 50, "deliveries a second, over all endpoints and email, while the engine is busy")
 	env.str(&o.smtpStartTLS, "smtp-starttls", "ONSALE_SMTP_STARTTLS", "true", "require STARTTLS before authenticating and sending (true or false)")
 	env.str(&o.smtp.PublicURL, "public-url", "ONSALE_PUBLIC_URL", "", "the URL buyers reach onsale at, for the tickets link in emails (https://tickets.example)")
 	fleetFlags(&env, &o.fleet)
@@ -273,6 +279,8 @@ func checkOptions(o *options) error {
 
 // checkSMTP checks the email flags and reads the SMTP password.
 func checkSMTP(o *options, check func(bool, string, string, ...any)) {
+	check(o.notifyBusyAbove >= 0, "notify-busy-above", "must be >= 0 (0 = never pace), not %d", o.notifyBusyAbove)
+	check(o.notifyBusyRate > 0 && !math.IsInf(o.notifyBusyRate, 0), "notify-busy-rate", "must be a number > 0, not %v", o.notifyBusyRate)
 	check(o.smtpStartTLS == "true" || o.smtpStartTLS == "false", "smtp-starttls", "must be true or false, not %q", o.smtpStartTLS)
 	o.smtp.StartTLS = o.smtpStartTLS != "false"
 	if o.smtp.Addr == "" {
@@ -533,7 +541,8 @@ func (a *app) listen(sec secrets) error {
 	if err != nil {
 		return fmt.Errorf("payment providers: %w", err)
 	}
-	a.notifier = notify.New(notify.Config{DataKey: []byte(sec.DataKey), SMTP: o.smtp, Logger: a.logger, Metrics: a.set})
+	a.notifier = notify.New(notify.Config{DataKey: []byte(sec.DataKey), SMTP: o.smtp,
+		BusyAbove: cmp.Or(o.notifyBusyAbove, -1), BusyRate: o.notifyBusyRate, Logger: a.logger, Metrics: a.set})
 	a.providers = providers
 	a.srv = httpapi.New(httpapi.Config{
 		Notify:     a.notifier,

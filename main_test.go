@@ -303,6 +303,8 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-shards", "-1"}, "-shards ($ONSALE_SHARDS) must be 0 (= GOMAXPROCS) to 1024, not -1"},
 		{[]string{"-shards", "5000"}, "-shards ($ONSALE_SHARDS)"},
 		{[]string{"-batch-max", "0"}, "-batch-max ($ONSALE_BATCH_MAX) must be at least 1"},
+		{[]string{"-notify-busy-above", "-1"}, "-notify-busy-above ($ONSALE_NOTIFY_BUSY_ABOVE) must be >= 0"},
+		{[]string{"-notify-busy-rate", "0"}, "-notify-busy-rate ($ONSALE_NOTIFY_BUSY_RATE) must be a number > 0"},
 		{[]string{"-inbox-max", "-5"}, "-inbox-max ($ONSALE_INBOX_MAX)"},
 		{[]string{"-max-body", "0"}, "-max-body ($ONSALE_MAX_BODY)"},
 		{[]string{"-max-load-body", "0"}, "-max-load-body ($ONSALE_MAX_LOAD_BODY)"},

@@ -113,7 +113,8 @@ func (st *state) apply(ev *event) error {
 		o.status = StatusPaid
 		o.needsRefund = ev.needsRefund
 		o.paymentID = ev.paymentID
-		if ev.needsRefund { // payouts.go: late money goes back
+		sl.countPayment(ev.at, st.amountDue(o), false) // paycurve.go; an exchange's order is paid its difference
+		if ev.needsRefund {                            // payouts.go: late money goes back
 			st.addPayout(o, PayoutLatePayment, ev.paymentID, st.amountDue(o), sl.cfg.Currency, false, ev.at) // exchanges.go: the difference
 		}
 		o.kid = sl.currentKid() // its tickets are signed with the key current now
@@ -135,7 +136,8 @@ func (st *state) apply(ev *event) error {
 	case evOrderRefunded, evOrderRefundedAfterEntry:
 		st.revokeOnRefund(o, sl, ev.at) // revocations.go
 		if o.status == StatusPaid {
-			st.payoutsOnRefund(o, sl, ev.at) // payouts.go
+			st.payoutsOnRefund(o, sl, ev.at)       // payouts.go
+			sl.countPayment(ev.at, o.amount, true) // paycurve.go
 		}
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err

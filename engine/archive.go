@@ -41,7 +41,9 @@ import (
 // and snapshots after it hold only the sale's id and final view (snapshot
 // section archivedSectionTag). SaleUnarchived is applied with the sale read
 // back from the records of its generation, live by the caller of Unarchive
-// and in replay by recovery; a generation's records are never overwritten.
+// and in replay by recovery; a generation's records are never overwritten,
+// and those older than a sale's newest are deleted once a snapshot holds
+// the newest (archive_prune.go).
 //
 // Moving a sale in or out rebuilds the shard's state (partition): O(orders
 // of the shard) on the shard's loop, like a restart of that shard, so it is
@@ -200,6 +202,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 			nsl := dst.insertSale(sl.cfg, sl.closed)
 			nsl.pk, nsl.coupons = sl.pk, sl.coupons
 			nsl.archiveGen, nsl.unarchivedAt = sl.archiveGen, sl.unarchivedAt
+			nsl.pays = slices.Clone(sl.pays) // paycurve.go
 			newIdx[i] = int32(len(dst.sales) - 1)
 		}
 		for i := int32(0); i < st.orders.n; i++ {

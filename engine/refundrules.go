@@ -600,6 +600,7 @@ func (st *state) applyRefundRules(ev *event) error {
 		st.revokeOnRefund(o, sl, ev.at) // revocations.go
 		if o.status == StatusPaid {
 			st.payoutsOnRefundSettled(o, sl, re, ev.at) // refundpayouts.go
+			sl.countPayment(ev.at, re.amount, true)     // paycurve.go: the money given back
 		}
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err

@@ -26,9 +26,9 @@ import (
 //     needs_refund) and refunded orders are not revenue; refunds are counted
 //     apart. Refund fees do not exist yet: RefundFeesCents is always 0.
 //   - the rush curve counts orders by the minute they were placed: placed,
-//     and of those the orders that stand paid now. The log records when a
-//     payment arrived, the state does not (an order's updated time moves on
-//     with check-ins and charges), so payments per minute are not shown.
+//     and of those the orders that stand paid now. Payments per minute
+//     (when the money arrived) are kept per sale, not per order
+//     (paycurve.go).
 //   - check-ins are counted per gate in 5-minute buckets of the scan's time.
 //     Tickets checked in before gates were logged have no gate and no time:
 //     they count in the gate "" total, in no bucket.
@@ -62,6 +62,9 @@ type Report struct {
 	Money    []MoneyTotals // one per currency, by currency
 	Rush     RushCurve
 	CheckIns CheckInCurve
+	// PaymentsPerMinute: payments and refunds per UTC minute with any, in
+	// time order (paycurve.go).
+	PaymentsPerMinute []PaymentMinute
 }
 
 // ReportSale is one sale of a report.
@@ -159,6 +162,7 @@ type frozenSale struct {
 	admissions []admission // the shard's, capped: appends go elsewhere
 	charges    int
 	chargeSum  int64
+	pays       []payMinute // a copy (paycurve.go)
 
 	// mine is the set of the sale's checked-in orders, built on the
 	// caller's goroutine the first time saleAdmissions needs it.
@@ -194,6 +198,7 @@ func (st *state) answerReport(cmd *command, res *result) {
 		cfg: sl.cfg, closed: sl.closed, si: si, tiers: slices.Clone(sl.tiers),
 		orders: st.orders.freeze(), onlySale: sl.orders == int(st.orders.n),
 		admissions: st.door.list[:len(st.door.list):len(st.door.list)],
+		pays:       slices.Clone(sl.pays),
 	}
 	for k, list := range st.charges { // sums: the order of the map does not matter
 		if o, _ := st.orderByKey(k); o != nil && o.sale == si {
@@ -267,6 +272,7 @@ func buildReport(frozen []*frozenSale) Report {
 	}
 	r.Rush = rushCurve(frozen, rush)
 	r.CheckIns = checkInCurve(frozen, door)
+	r.PaymentsPerMinute = paymentMinutes(frozen) // paycurve.go
 	return r
 }
 

@@ -23,11 +23,12 @@ import (
 // ahead of the log, which only ever frees stock on a crash); answers wait for
 // their own batch.
 type shard struct {
-	e     *Engine
-	id    int
-	st    *state
-	inbox chan *request
-	quit  chan struct{}
+	pruned map[string]uint32 // archive_prune.go: the snapshot writer's own
+	e      *Engine
+	id     int
+	st     *state
+	inbox  chan *request
+	quit   chan struct{}
 
 	commitQ chan *batch // decided, waiting for the log; FIFO keeps log order
 	ackQ    chan *batch // appended, waiting for the sync
@@ -439,6 +440,7 @@ func (s *shard) snapshots() {
 		} else {
 			s.e.cfg.Logger.Info("snapshot saved", "shard", s.id, "seq", job.seq,
 				"orders", job.orders.n, "chunks", len(chunks), "duration", time.Since(start))
+			s.pruneArchive(job.prune) // archive_prune.go
 		}
 		s.snapBusy.Store(false)
 	}

@@ -51,6 +51,7 @@ type snapshotJob struct {
 	orders   frozenOrders
 	charges  []frozenCharges // sorted by order key
 	sections []frozenSection
+	prune    []oldGenerations // archive_prune.go: what the snapshot makes deletable
 }
 
 type frozenCharges struct {
@@ -77,6 +78,7 @@ func (st *state) freeze(seq uint64) *snapshotJob {
 	}
 	slices.SortFunc(job.charges, func(a, b frozenCharges) int { return bytes.Compare(a.order[:], b.order[:]) })
 	job.sections = st.freezeSections()
+	job.prune = st.oldGenerations() // archive_prune.go
 	return job
 }
 

@@ -87,8 +87,9 @@ type sale struct {
 	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
 	queue   *saleQueue    // queue.go; nil: nobody joined and no rule logged
 
-	archiveGen   uint32 // archive.go: generations archived so far
-	unarchivedAt int64  // when it was last brought back from the archive
+	archiveGen   uint32      // archive.go: generations archived so far
+	pays         []payMinute // paycurve.go: payments and refunds per minute
+	unarchivedAt int64       // when it was last brought back from the archive
 
 	// derived
 	users map[string]userState

@@ -47,6 +47,8 @@ var metricHelp = map[string]string{
 	"onsale_webhook_deliveries_total": "Webhook delivery attempts by outcome: ok (2xx), http_error (another status), network_error (no answer).",
 	"onsale_webhook_delivery_seconds": "Time of one webhook delivery attempt, from request to the receiver's answer.",
 	"onsale_email_sent_total":         "Emails to buyers by outcome: ok, error (retried unless refused for good), no_address (the buyer has no email in the profile).",
+	"onsale_webhook_paced":            "1 while the engine is busy (-notify-busy-above log entries synced in the last second) and webhook and email delivery yields to buyers (-notify-busy-rate deliveries a second); 0 otherwise.",
+	"onsale_outbox_lag":               "Synced log entries the notifier has not read into the outbox yet, over all shards (grows while delivery yields to a rush, read after it).",
 	"onsale_outbox_records":           "Notifications kept in the outbox until every consumer (webhook endpoints, email) has passed them.",
 	"onsale_follows":                  "Follows of events, venues and categories held by buyers (POST /v1/me/follows), in all.",
 	"onsale_follow_emails_total":      "event.on_sale emails to followers by outcome: ok, error (retried unless refused for good), no_address (the buyer has no email in the profile).",

@@ -18,7 +18,7 @@ import (
 // frozen view of the sale (engine/reports.go) on this request's goroutine:
 // the sale's shard is held only for the freeze. JSON by default;
 // ?format=csv answers one table of it, chosen by ?table=rush (the default),
-// tiers or checkins.
+// tiers, checkins or payments (per minute).
 //
 // Coupon use has no section yet: it joins the report once coupons exist.
 
@@ -58,7 +58,7 @@ func (s *Server) saleRushPNG(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 	sale := &r.Sales[0]
 	var png bytes.Buffer
 	title := fmt.Sprintf("Orders placed per %s: %s (%s)", bucketName(r.Rush.BucketMinutes), sale.Name, sale.ID)
-	if err := reportchart.Rush(&png, title, r.Rush); err != nil {
+	if err := reportchart.Rush(&png, title, r.Rush, r.PaymentsPerMinute); err != nil {
 		s.log.Error("cannot draw the rush curve", "sale", sale.ID, "err", err)
 		writeProblem(ctx, codeInternal, "cannot draw the chart", -1)
 		return
@@ -88,8 +88,8 @@ func reportFormat(ctx *fasthttp.RequestCtx) (format, table string, ok bool) {
 	case table != "" && format != "csv":
 		writeProblem(ctx, codeInvalidRequest, "table is for format=csv; the JSON report has every table", -1)
 		return "", "", false
-	case table != "" && table != "rush" && table != "tiers" && table != "checkins":
-		writeProblem(ctx, codeInvalidRequest, "table must be rush, tiers or checkins", -1)
+	case table != "" && table != "rush" && table != "tiers" && table != "checkins" && table != "payments":
+		writeProblem(ctx, codeInvalidRequest, "table must be rush, tiers, checkins or payments", -1)
 		return "", "", false
 	}
 	return format, table, true
@@ -121,6 +121,11 @@ func (s *Server) writeReport(ctx *fasthttp.RequestCtx, r *engine.Report, format,
 				w.Write([]string{csvSafe(g.Gate), formatTime(b.AtMs), strconv.Itoa(b.Admitted)})
 			}
 		}
+	case "payments":
+		w.Write([]string{"at", "payments", "paid_cents", "refunds", "refunded_cents"})
+		for _, m := range r.PaymentsPerMinute {
+			w.Write([]string{formatTime(m.AtMs), strconv.Itoa(m.Payments), i64(m.PaidCents), strconv.Itoa(m.Refunds), i64(m.RefundedCents)})
+		}
 	default:
 		w.Write([]string{"at", "placed", "placed_tickets", "paid"})
 		for _, b := range r.Rush.Buckets {
@@ -141,7 +146,17 @@ type reportBody struct {
 	Money       []moneyBody       `json:"money"`
 	Rush        rushBody          `json:"rush"`
 	CheckIns    checkInsBody      `json:"checkins"`
+	Payments    []paymentMinute   `json:"payments_per_minute"` // engine/paycurve.go
 	Notes       map[string]string `json:"notes"`
+}
+
+// paymentMinute is one UTC minute with payments or refunds.
+type paymentMinute struct {
+	At            string `json:"at"`
+	Payments      int    `json:"payments"`
+	PaidCents     int64  `json:"paid_cents"`
+	Refunds       int    `json:"refunds"`
+	RefundedCents int64  `json:"refunded_cents"`
 }
 
 type reportSaleBody struct {
@@ -226,7 +241,7 @@ type checkInBucket struct {
 
 // reportNotes say in the answer what the numbers cannot show yet.
 var reportNotes = map[string]string{
-	"rush":              "orders by the minute they were placed; paid counts those of them that stand paid now (payment times are not kept in memory)",
+	"rush":              "orders by the minute they were placed; paid counts those of them that stand paid now (when the money came in: payments_per_minute)",
 	"refund_fees_cents": "always 0: refund fees do not exist yet",
 	"coupons":           "coupon use is not reported yet",
 }
@@ -255,6 +270,11 @@ func reportJSON(r *engine.Report, now time.Time) reportBody {
 		b.Sales[i] = sb
 	}
 	b.Rush.Buckets = rushBuckets(r.Rush.Buckets)
+	b.Payments = make([]paymentMinute, len(r.PaymentsPerMinute))
+	for i, m := range r.PaymentsPerMinute {
+		b.Payments[i] = paymentMinute{At: formatTime(m.AtMs), Payments: m.Payments, PaidCents: m.PaidCents,
+			Refunds: m.Refunds, RefundedCents: m.RefundedCents}
+	}
 	b.Rush.Busiest = rushBuckets(r.Rush.Busiest)
 	b.CheckIns.Gates = make([]gateBody, len(r.CheckIns.Gates))
 	for i, g := range r.CheckIns.Gates {

@@ -61,6 +61,16 @@ func TestReportRoutes(t *testing.T) {
 	if len(curve) != 3 || strings.Join(curve[0], ",") != "at,placed,placed_tickets,paid" || strings.Join(curve[2][1:], ",") != "3,3,1" {
 		t.Errorf("rush CSV %q", curve)
 	}
+	// Payments per minute: o1 in the first minute; o3, its refund and the
+	// box office's in the second.
+	pays := e.csv(e.want(e.do("GET", "/v1/admin/sales/s1/report?format=csv&table=payments", e.admin(), ""), 200, ""))
+	if len(pays) != 3 || strings.Join(pays[0], ",") != "at,payments,paid_cents,refunds,refunded_cents" ||
+		strings.Join(pays[1][1:], ",") != "1,10000,0,0" || strings.Join(pays[2][1:], ",") != "2,10000,1,5000" {
+		t.Errorf("payments CSV %q", pays)
+	}
+	if ppm := r["payments_per_minute"].([]any); len(ppm) != 2 || fmt.Sprint(ppm[1].(map[string]any)["refunded_cents"]) != "5000" {
+		t.Errorf("payments_per_minute %v", ppm)
+	}
 	door := e.csv(e.want(e.do("GET", "/v1/admin/sales/s1/report?format=csv&table=checkins", e.admin(), ""), 200, ""))
 	if len(door) != 2 || door[1][0] != "north" || door[1][2] != "1" {
 		t.Errorf("check-ins CSV %q", door)

@@ -40,6 +40,23 @@ func putArchive(b *pebble.Batch, keys, values [][]byte) error {
 	return nil
 }
 
+// ArchiveDeleteRange deletes every archive record whose key is in
+// [start, end), in one atomic write: after a crash all of them are there or
+// none. It is not synced: it reaches the disk with the next synced write
+// (and a deletion lost by a crash is asked again). It satisfies
+// engine.ArchivePruner.
+func (l *Log) ArchiveDeleteRange(start, end []byte) error {
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(append([]byte{prefixArchive}, start...), append([]byte{prefixArchive}, end...), nil); err != nil {
+		return fmt.Errorf("wal: cannot delete archive records: %w", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("wal: cannot delete archive records: %w", err)
+	}
+	return nil
+}
+
 // ArchiveGet returns the archive record at key.
 func (l *Log) ArchiveGet(key []byte) ([]byte, bool, error) {
 	v, closer, err := l.db.Get(append([]byte{prefixArchive}, key...))

@@ -61,6 +61,16 @@
 // (AES-256-GCM, a key derived from the data key, the endpoint id as
 // associated data).
 //
+// # Yielding to buyers
+//
+// While the shards sync Config.BusyAbove log entries a second or more
+// (a rush), deliveries start at most Config.BusyRate a second over all
+// consumers, and the reader reads the log only as far as those need (or
+// all of it when a snapshot waits in BeforeTruncate); the rest waits in
+// the log and is read and delivered once the rush is over (pace.go).
+// Order and at-least-once are unchanged: only the time of the next read
+// and of the next delivery move.
+//
 // # Email
 //
 // With SMTPConfig.Addr set, one more consumer mails the buyer (the address

@@ -110,6 +110,9 @@ func (w *emailWorker) send(r *record) bool {
 	if r.Kind != engine.NotifyOrderCreated && r.Kind != engine.NotifyOrderPaid || r.UserID == "" {
 		return true
 	}
+	if !w.n.pace.wait(w.n.quit) { // pace.go
+		return false
+	}
 	for attempt := 0; ; attempt++ {
 		err := w.try(r)
 		if err == nil {

@@ -62,6 +62,13 @@ func newNotifyMetrics(set *metrics.Set, n *Notifier) *notifyMetrics {
 		}
 		return float64(sum)
 	})
+	set.NewGauge("onsale_webhook_paced", func() float64 { // pace.go
+		if n.pace.busy.Load() {
+			return 1
+		}
+		return 0
+	})
+	set.NewGauge("onsale_outbox_lag", func() float64 { return float64(n.Lag()) }) // pace.go
 	set.NewGauge("onsale_outbox_records", func() float64 {
 		n.mu.Lock()
 		defer n.mu.Unlock()

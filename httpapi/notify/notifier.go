@@ -30,6 +30,9 @@ type Config struct {
 	DeliveriesKept int           // delivery log entries kept per endpoint [200]
 	RoundInterval  time.Duration // how often the reader looks at the log when not woken [250ms]
 	RoundMin       time.Duration // the least time between two reads of the log, so one read takes many entries [20ms]
+	BusyAbove      int           // log entries synced in the last second (all shards) from which the engine counts as busy and delivery yields (pace.go); <0: never [200]
+	BusyRate       float64       // deliveries a second, over all endpoints and email, while the engine is busy [50]
+	BusyMax        time.Duration // a busy spell longer than this is the normal load: no more pacing [2m]
 
 	SMTP SMTPConfig // email; Addr empty: no email
 
@@ -57,6 +60,10 @@ type Notifier struct {
 	src   atomic.Pointer[Sources]
 	keys  secretKeys
 	m     *notifyMetrics
+	pace  *pacer // deliveries yield to a busy engine (pace.go)
+
+	synced      []uint64     // the reader's own: each shard's DurableSeq at its last round, for the pacer
+	truncations atomic.Int32 // snapshots waiting in BeforeTruncate: the reader reads everything
 
 	wake     chan struct{} // Durable: the reader has entries to read
 	quit     chan struct{}
@@ -101,6 +108,15 @@ func New(cfg Config) *Notifier {
 	if cfg.RoundMin <= 0 {
 		cfg.RoundMin = 20 * time.Millisecond
 	}
+	if cfg.BusyAbove == 0 {
+		cfg.BusyAbove = 200
+	}
+	if cfg.BusyRate <= 0 {
+		cfg.BusyRate = 50
+	}
+	if cfg.BusyMax <= 0 {
+		cfg.BusyMax = 2 * time.Minute
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
@@ -122,6 +138,7 @@ func New(cfg Config) *Notifier {
 		sem: make(chan struct{}, cfg.Concurrency), workers: make(map[string]*endpointWorker),
 	}
 	n.cond = sync.NewCond(&n.mu)
+	n.pace = newPacer(float64(cfg.BusyAbove), cfg.BusyRate, cfg.BusyMax)
 	n.m = newNotifyMetrics(cfg.Metrics, n)
 	n.src.Store(&Sources{})
 	return n
@@ -142,6 +159,8 @@ func (n *Notifier) Durable(int, uint64) {
 // once the shard's entries up to seq are in the outbox, durably, and false
 // if the notifier stopped first (the engine then keeps the log).
 func (n *Notifier) BeforeTruncate(shard int, seq uint64) bool {
+	n.truncations.Add(1)
+	defer n.truncations.Add(-1)
 	n.Durable(shard, seq)
 	n.mu.Lock()
 	for !n.stopped && (len(n.consumed) <= shard || n.consumed[shard] < seq) {
@@ -291,6 +310,7 @@ func (n *Notifier) read() {
 // are read again (the same ids). With no consumer at all, the entries are
 // not even read.
 func (n *Notifier) round() error {
+	n.watch() // pace.go
 	var ops []wal.AuxOp
 	n.mu.Lock()
 	consumed := append([]uint64(nil), n.consumed...)
@@ -298,6 +318,7 @@ func (n *Notifier) round() error {
 	n.mu.Unlock()
 	wanted := n.wantedKinds()
 	refresh := false
+	budget := n.readBudget(len(consumed)) // pace.go: -1, or how many notifications a shard may read now
 	for s := range consumed {
 		to := n.eng.DurableSeq(s)
 		if to <= consumed[s] {
@@ -308,12 +329,17 @@ func (n *Notifier) round() error {
 			ops = append(ops, wal.AuxOp{Key: consumedKey(s), Value: u64(to)})
 			continue
 		}
+		if budget == 0 && !n.mayRefresh(s) {
+			continue
+		}
 		var notes []engine.Notification
 		var ids []string
+		upto := consumed[s] // the last entry read whole
 		err := n.store.Replay(s, consumed[s], func(seq uint64, entry []byte) error {
-			if seq > to {
+			if seq > to || budget >= 0 && len(notes) >= budget {
 				return errStopReplay
 			}
+			upto = seq
 			return engine.DecodeNotifications(entry, func(x *engine.Notification) {
 				if x.Kind == engine.NotifyWebhooksChanged {
 					refresh = true
@@ -331,6 +357,9 @@ func (n *Notifier) round() error {
 		if err != nil && !errors.Is(err, errStopReplay) {
 			return fmt.Errorf("shard %d after %d: %w", s, consumed[s], err)
 		}
+		if err == nil { // read to the end of the log
+			upto = to
+		}
 		recs, err := n.records(s, notes, ids)
 		if err != nil {
 			return err
@@ -339,8 +368,8 @@ func (n *Notifier) round() error {
 			ops = append(ops, wal.AuxOp{Key: outboxKey(head), Value: recs[i].encode()})
 			head++
 		}
-		consumed[s] = to
-		ops = append(ops, wal.AuxOp{Key: consumedKey(s), Value: u64(to)})
+		consumed[s] = upto
+		ops = append(ops, wal.AuxOp{Key: consumedKey(s), Value: u64(upto)})
 	}
 	opened, forget, head := n.dueOpens(head) // onsale.go
 	ops = append(ops, opened...)

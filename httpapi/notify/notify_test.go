@@ -37,13 +37,19 @@ type node struct {
 
 func startNode(t *testing.T, dir string, cfg Config) *node {
 	t.Helper()
+	return startNodeSnap(t, dir, cfg, 7)
+}
+
+// startNodeSnap is startNode with a snapshot every snapEvents events.
+func startNodeSnap(t *testing.T, dir string, cfg Config, snapEvents int) *node {
+	t.Helper()
 	log, err := wal.Open(dir, wal.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.DataKey, cfg.Logger = testDataKey, quiet
 	n := New(cfg)
-	eng, err := engine.Open(engine.Config{Journal: log, Shards: 2, SnapshotEvents: 7, TickInterval: 5 * time.Millisecond,
+	eng, err := engine.Open(engine.Config{Journal: log, Shards: 2, SnapshotEvents: snapEvents, TickInterval: 5 * time.Millisecond,
 		Logger: quiet, Outbox: n, OnFatal: func(err error) { t.Errorf("engine failed: %v", err) }})
 	if err != nil {
 		t.Fatal(err)

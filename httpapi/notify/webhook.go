@@ -88,6 +88,7 @@ type endpointWorker struct {
 
 	pending       map[uint64]*stored // delivery log entries not written yet
 	pendingCursor uint64             // the cursor not written yet; 0: none
+	fresh         uint64             // positions from here on have no delivery log entry in the store yet
 	trimBelow     uint64             // delivery log entries below this go at the next flush; 0: none
 	flushedAt     time.Time
 }
@@ -141,6 +142,7 @@ func (n *Notifier) refreshEndpoints() error {
 			ops = append(ops, wal.AuxOp{Key: endpointKey(h.ID), Value: u64(pos)})
 		}
 		w.cursor.Store(pos)
+		w.fresh = pos + 1 // the entry at the cursor may be a failed attempt's; none after it is logged
 		n.mu.Lock()
 		if n.stopped {
 			n.mu.Unlock()
@@ -210,7 +212,7 @@ func (w *endpointWorker) run() {
 			// synced write of the log takes it to disk).
 			if !w.hook.Wants(recs[i].Kind) {
 				skipped = true
-			} else if !w.deliver(poss[i], &recs[i]) {
+			} else if !w.n.pace.wait(w.quit, w.n.quit) || !w.deliver(poss[i], &recs[i]) {
 				return // stopped
 			} else {
 				skipped = false
@@ -339,7 +341,11 @@ func (w *endpointWorker) logAttempt(pos uint64, eventID, kind string, body []byt
 	defer w.logMu.Unlock()
 	s, found := w.pending[pos]
 	if !found {
-		s = w.readEntry(pos)
+		if pos < w.fresh { // a retry, or a redelivery: its entry may be stored
+			s = w.readEntry(pos)
+		} else { // a first attempt: nothing to read (one store read per delivery saved)
+			w.fresh = pos + 1
+		}
 		if s == nil {
 			s = &stored{Delivery: Delivery{ID: deliveryID(pos), EventID: eventID, Type: kind}, Body: body}
 			if back := uint64(w.n.cfg.DeliveriesKept); pos >= back && pos%64 == 0 {
