@@ -36,7 +36,7 @@
 // reserved with fallocate, which also commits the file system's journal.
 // Pebble overwrites only in a recycled WAL file, after a memtable flush,
 // that is never in a log's first 64 MiB. On the real disk, prefill.go
-// zero-fills each new WAL file up to 4 MiB ahead of Pebble's writes and
+// zero-fills each new WAL file up to 1 MiB ahead of Pebble's writes and
 // syncs the zeros, on a goroutine of its own, so Pebble's syncs overwrite.
 // Zeros past the last record are what Pebble and tail.go read as the end
 // of a preallocated or recycled WAL; Close cuts them off.

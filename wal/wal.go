@@ -36,7 +36,7 @@ type Options struct {
 	// cheap and safe for concurrent use.
 	MinSyncInterval func() time.Duration
 
-	prefillWindow int64            // tests: zeros kept ahead of each WAL file's writes [4 MiB on vfs.Default, else none] (prefill.go)
+	prefillWindow int64            // tests: zeros kept ahead of each WAL file's writes [1 MiB on vfs.Default, else none; -1 none] (prefill.go)
 	now           func() time.Time // tests: the clock of the repeat limiter of Pebble's lines [time.Now]
 }
 
