@@ -188,6 +188,7 @@ type Server struct {
 	queue       queueKeys    // join ids and admission tokens (queue.go)
 	addrLimiter *userLimiter // queue joins per client address; nil when QueueJoinAddrRatePerSec is 0
 	live        *liveHub
+	webhookMACs webhookMACs // the payment secrets' HMACs (webhook.go)
 
 	// rateLimitedDetail is the detail of every 429 rate_limited, made once.
 	rateLimitedDetail string
@@ -221,6 +222,7 @@ func New(cfg Config) *Server {
 		ticketKeys:  newTicketKeys(cfg.DataKey),
 		personal:    newPersonalKeys(cfg.DataKey),
 		queue:       newQueueKeys(cfg.DataKey),
+		webhookMACs: newWebhookMACs(cfg.PaymentSecrets),
 	}
 	if cfg.OIDC.enabled() {
 		s.tokens.oidc = newOIDCVerifier(cfg.OIDC, cfg.Logger, cfg.Now()) // oidc.go

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -86,8 +88,35 @@ func parseSignatureHeader(h []byte) (signatureHeader, error) {
 	return sh, nil
 }
 
-// verifySignature checks the header against the raw body.
+// verifySignature checks the header against the raw body (tests; the
+// server keeps its webhookMACs).
 func verifySignature(header, body []byte, secrets [][]byte, now time.Time) error {
+	return newWebhookMACs(secrets).verify(header, body, now)
+}
+
+// webhookMACs holds, per payment secret, a pool of keyed HMAC states:
+// hmac.New per call set up two SHA-256 states from the key and allocated
+// four times; Reset returns to the keyed state.
+type webhookMACs []*sync.Pool // of *webhookMAC, one pool per secret
+
+type webhookMAC struct {
+	mac hash.Hash
+	sum []byte
+}
+
+func newWebhookMACs(secrets [][]byte) webhookMACs {
+	m := make(webhookMACs, len(secrets))
+	for i, secret := range secrets {
+		key := bytes.Clone(secret)
+		m[i] = &sync.Pool{New: func() any {
+			return &webhookMAC{mac: hmac.New(sha256.New, key), sum: make([]byte, 0, sha256.Size)}
+		}}
+	}
+	return m
+}
+
+// verify checks the header against the raw body.
+func (m webhookMACs) verify(header, body []byte, now time.Time) error {
 	sh, err := parseSignatureHeader(header)
 	if err != nil {
 		return err
@@ -95,19 +124,21 @@ func verifySignature(header, body []byte, secrets [][]byte, now time.Time) error
 	if d := now.Unix() - sh.timestamp; d > int64(signatureTolerance/time.Second) || d < -int64(signatureTolerance/time.Second) {
 		return errSignatureStale
 	}
-	var ts [20]byte
-	tb := strconv.AppendInt(ts[:0], sh.timestamp, 10)
-	var sum [sha256.Size]byte
-	for _, secret := range secrets {
-		mac := hmac.New(sha256.New, secret)
-		mac.Write(tb)
-		mac.Write([]byte{'.'})
-		mac.Write(body)
-		mac.Sum(sum[:0])
+	for _, pool := range m {
+		st := pool.Get().(*webhookMAC)
+		st.mac.Reset()
+		st.sum = strconv.AppendInt(st.sum[:0], sh.timestamp, 10)
+		st.sum = append(st.sum, '.')
+		st.mac.Write(st.sum)
+		st.mac.Write(body)
+		st.sum = st.mac.Sum(st.sum[:0])
+		ok := false
 		for i := 0; i < sh.n; i++ {
-			if hmac.Equal(sum[:], sh.v1[i][:]) {
-				return nil
-			}
+			ok = ok || hmac.Equal(st.sum, sh.v1[i][:])
+		}
+		pool.Put(st)
+		if ok {
+			return nil
 		}
 	}
 	return errSignatureMismatch
@@ -135,7 +166,7 @@ type webhookBody struct {
 // bytes before anything is parsed.
 func (s *Server) webhook(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 	body := ctx.PostBody()
-	if err := verifySignature(ctx.Request.Header.PeekBytes(headerSignature), body, s.cfg.PaymentSecrets, s.now()); err != nil {
+	if err := s.webhookMACs.verify(ctx.Request.Header.PeekBytes(headerSignature), body, s.now()); err != nil {
 		writeProblem(ctx, codeUnauthorized, err.Error(), -1)
 		return
 	}

@@ -36,7 +36,8 @@ type Options struct {
 	// cheap and safe for concurrent use.
 	MinSyncInterval func() time.Duration
 
-	now func() time.Time // tests: the clock of the repeat limiter of Pebble's lines [time.Now]
+	prefillWindow int64            // tests: zeros kept ahead of each WAL file's writes [1 MiB on vfs.Default, else none; -1 none] (prefill.go)
+	now           func() time.Time // tests: the clock of the repeat limiter of Pebble's lines [time.Now]
 }
 
 // Log is the write-ahead log. See the package comment.
@@ -105,6 +106,13 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 	}
 	po.ReadOnly = opts.ReadOnly
+	if opts.prefillWindow == 0 && fs == vfs.Default {
+		opts.prefillWindow = prefillWindow
+	}
+	if !opts.ReadOnly && opts.prefillWindow > 0 {
+		// Syncs overwrite written blocks (prefill.go).
+		po.FS = prefillFS{FS: fs, window: opts.prefillWindow}
+	}
 	if opts.ReadOnly {
 		// Pebble creates a missing directory unless told not to; a copy
 		// that is not there is an error, not a new empty log.
