@@ -447,16 +447,32 @@ func (e *Engine) Unarchive(ctx context.Context, saleID string) (Sale, error) {
 			return Sale{}, fmt.Errorf("engine: sale %q was archived again at each of 3 attempts to bring it back", saleID)
 		}
 		// Archived: read the newest generation and ask again with it.
-		gen, err := archivedGen(e.store, saleID)
-		if err != nil {
-			return Sale{}, err
-		}
-		loaded, err := loadArchived(e.store, saleID, gen)
+		gen, loaded, err := e.loadNewestArchived(saleID)
 		if err != nil {
 			return Sale{}, err
 		}
 		cmd = &archiveCommand{gen: gen, loaded: loaded}
 	}
+}
+
+// loadNewestArchived reads the newest generation of an archived sale.
+func (e *Engine) loadNewestArchived(saleID string) (uint32, *state, error) {
+	defer e.readingArchive()()
+	gen, err := archivedGen(e.store, saleID)
+	if err != nil {
+		return 0, nil, err
+	}
+	loaded, err := loadArchived(e.store, saleID, gen)
+	return gen, loaded, err
+}
+
+// readingArchive marks an archive read in flight until the function it
+// returns is called: a snapshot's writer deletes no old generation
+// meanwhile (archive_prune.go), since the read may have found the sale's
+// newest generation before it was archived again.
+func (e *Engine) readingArchive() func() {
+	e.archiveReads.Add(1)
+	return func() { e.archiveReads.Add(-1) }
 }
 
 // archiveAnswers reports whether fromArchive answers a command on an
@@ -482,6 +498,7 @@ func isArchivedRejection(err error) bool {
 // payment, refund, cancel or counter payment after bringing the sale back.
 // It returns the shard's rejection otherwise.
 func (e *Engine) fromArchive(ctx context.Context, saleID string, r *request, rej error) error {
+	defer e.readingArchive()()
 	cmd := r.cmd
 	switch cmd.kind {
 	case cmdGetOrder:

@@ -16,7 +16,8 @@ import "sync/atomic"
 // atomic write (ArchivePruner), so that a crash leaves each old
 // generation whole or gone, and never touches the newest. A deletion a
 // crash lost is made again after the next snapshot of the restarted
-// shard. The newest generation of a sale brought back stays on disk until
+// shard. No deletion runs while an archive read is in flight
+// (Engine.readingArchive). The newest generation of a sale brought back stays on disk until
 // the sale is archived again.
 
 // ArchivePruner deletes archive records: every key in [start, end), in one
@@ -59,6 +60,14 @@ var pruneArchiveHook atomic.Pointer[func(sale string, newest uint32) bool]
 func (s *shard) pruneArchive(list []oldGenerations) {
 	p, ok := s.e.store.(ArchivePruner)
 	if !ok || len(list) == 0 {
+		return
+	}
+	if s.e.archiveReads.Load() > 0 {
+		// A reader may hold a generation it read as the newest before
+		// the sale was archived again: this snapshot deletes nothing, the
+		// next one tries again. A reader that starts after this load
+		// reads the newest generation's number, written before the
+		// snapshot was frozen, so it never meets a deleted one.
 		return
 	}
 	if s.pruned == nil {

@@ -128,6 +128,7 @@ type Engine struct {
 
 	store          ArchiveStore // the Journal, if it can archive (archive.go); else nil
 	archiveM       archiveMetrics
+	archiveReads   atomic.Int64 // archive reads in flight: old generations are not deleted meanwhile (archive_prune.go)
 	archivedSales  atomic.Int64
 	archivedOrders atomic.Int64
 }
