@@ -43,11 +43,11 @@ type FailoverConfig struct {
 
 // FailoverRun is one kill -9 and its takeover, from the kill.
 type FailoverRun struct {
-	TotalMs      float64 `json:"total_ms"`      // to the first purchase the standby acknowledged
-	LeaseMs      float64 `json:"lease_ms"`      // to the standby's "lease taken" log line
-	RecoverMs    float64 `json:"recover_ms"`    // the standby's engine recovery (its "state recovered" duration)
-	AfterMs      float64 `json:"after_ms"`      // the rest: opening the log, the first purchase's round trip, polling
-	RecoveredOrd int     `json:"orders"`        // orders the standby recovered
+	TotalMs      float64 `json:"total_ms"`   // to the first purchase the standby acknowledged
+	LeaseMs      float64 `json:"lease_ms"`   // to the standby's "lease taken" log line
+	RecoverMs    float64 `json:"recover_ms"` // the standby's engine recovery (its "state recovered" duration)
+	AfterMs      float64 `json:"after_ms"`   // the rest: opening the log, the first purchase's round trip, polling
+	RecoveredOrd int     `json:"orders"`     // orders the standby recovered
 	Replayed     int     `json:"events_replayed"`
 }
 
