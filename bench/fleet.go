@@ -33,6 +33,12 @@ import (
 // deploy/haproxy/haproxy.cfg when it is installed (else a round-robin TCP
 // proxy inside the harness; a node forwards a sale it does not own).
 
+// fleetFollowUp is why a fleet run pays no orders: the payment webhook
+// names no sale in its path, so a fleet answers it on partition 0's owner,
+// which knows the orders of its own partition only (README, "Running a
+// fleet"); the other follow-ups (cancel) are routed by their order id.
+const fleetFollowUp = "a fleet run pays no orders: the payment webhook is answered by partition 0's owner only; cancels are routed by order id"
+
 // jetStreamEnv carries a jetStreamConfig to a re-run of the harness.
 const jetStreamEnv = "ONSALE_BENCH_JETSTREAM"
 
@@ -380,19 +386,24 @@ func (s *fleetSystem) nodeAddrs() []string {
 }
 
 func (s *fleetSystem) Stop() error {
-	var ps []*proc
+	var err error
 	if s.haproxy != nil {
-		ps = append(ps, s.haproxy)
+		// SIGUSR1 is HAProxy's soft stop (exit 0); SIGTERM's hard stop
+		// ends it by the signal.
+		err = s.haproxy.stop(syscall.SIGUSR1, 5*time.Second)
 	}
 	if s.rr != nil {
 		s.rr.close()
 	}
+	var ps []*proc
 	for _, n := range s.nodes {
 		if n.p != nil {
 			ps = append(ps, n.p)
 		}
 	}
-	err := stopProcs(ps...)
+	if nerr := stopProcs(ps...); err == nil {
+		err = nerr
+	}
 	if jerr := s.js.stop(); err == nil {
 		err = jerr
 	}
