@@ -65,14 +65,15 @@ type FailoverBreakdown struct {
 
 // FailoverReport is what RunFailover measured.
 type FailoverReport struct {
-	Orders        int               `json:"orders"`
-	PreloadS      float64           `json:"preload_s"`
-	LeaseMs       float64           `json:"lease_ms_setting"`
-	FirstStartMs  float64           `json:"first_start_ms"` // the first owner's start on the preloaded log
-	Runs          []FailoverRun     `json:"runs"`
-	MedianTotalMs float64           `json:"median_total_ms"`
-	Breakdown     FailoverBreakdown `json:"breakdown"`
-	Machine       Machine           `json:"machine"`
+	Orders        int                `json:"orders"`
+	PreloadS      float64            `json:"preload_s"`
+	LeaseMs       float64            `json:"lease_ms_setting"`
+	FirstStartMs  float64            `json:"first_start_ms"` // the first owner's start on the preloaded log
+	Runs          []FailoverRun      `json:"runs"`
+	MedianTotalMs float64            `json:"median_total_ms"`
+	Failed        string             `json:"failed,omitempty"` // why the runs ended early
+	Breakdown     *FailoverBreakdown `json:"breakdown,omitempty"`
+	Machine       Machine            `json:"machine"`
 }
 
 const (
@@ -186,23 +187,54 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	if err := waitPath(nodes[1].p, nodes[1].addr, "/healthz"); err != nil {
 		return nil, err
 	}
+	owner, standby := nodes[0], nodes[1]
+	runErr := takeovers(ctx, cfg, env, sys, shared, rep, owner, standby, logf)
+	if len(rep.Runs) > 0 {
+		totals := make([]float64, len(rep.Runs))
+		for i, r := range rep.Runs {
+			totals[i] = r.TotalMs
+		}
+		sort.Float64s(totals)
+		rep.MedianTotalMs = totals[len(totals)/2]
+	}
+	if runErr != nil {
+		rep.Failed = runErr.Error()
+	}
+
+	// Stop both nodes, then recover the partition once more here, timed.
+	for _, n := range nodes {
+		_ = n.p.stop(syscall.SIGKILL, time.Second)
+	}
+	logf("recovering the partition in the harness, timing each step")
+	b, err := timedRecovery(js.URL(), cfg.Shards)
+	rep.Breakdown = &b
+	if err != nil {
+		rep.Breakdown = nil
+		return rep, errors.Join(runErr, err)
+	}
+	return rep, runErr
+}
+
+// takeovers kills the owner cfg.Runs times, each time measuring the
+// standby's takeover and starting the killed node again as the standby.
+func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSystem, shared []string, rep *FailoverReport,
+	owner, standby *fleetNode, logf func(string, ...any)) error {
 	users, err := MintUsers([]byte(env.UserSecret), 1, time.Now().Add(2*time.Hour))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	auth := users.Auth[0] // "Bearer ..."
-	owner, standby := nodes[0], nodes[1]
 	for run := range cfg.Runs {
 		if ctx.Err() != nil {
-			return rep, ctx.Err()
+			return ctx.Err()
 		}
-		logPath := filepath.Join(logDir, standby.name+".log")
+		logPath := filepath.Join(env.LogDir, standby.name+".log")
 		logOffset := fileSize(logPath)
 		_ = owner.p.cmd.Process.Kill()
 		<-owner.p.done
 		killed := time.Now()
 		if err := firstPurchase(ctx, standby, auth, run); err != nil {
-			return rep, err
+			return fmt.Errorf("run %d: %w", run+1, err)
 		}
 		r := FailoverRun{TotalMs: ms(time.Since(killed))}
 		parseTakeover(logPath, logOffset, killed, &r)
@@ -212,29 +244,14 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed)
 		// The killed node comes back as the standby.
 		if err := sys.startNode(env, owner, shared); err != nil {
-			return rep, err
+			return err
 		}
 		if err := waitPath(owner.p, owner.addr, "/healthz"); err != nil {
-			return rep, err
+			return err
 		}
 		owner, standby = standby, owner
 	}
-	totals := make([]float64, len(rep.Runs))
-	for i, r := range rep.Runs {
-		totals[i] = r.TotalMs
-	}
-	sort.Float64s(totals)
-	rep.MedianTotalMs = totals[len(totals)/2]
-
-	// Stop both nodes, then recover the partition once more here, timed.
-	for _, n := range nodes {
-		_ = n.p.stop(syscall.SIGKILL, time.Second)
-	}
-	logf("recovering the partition in the harness, timing each step")
-	if rep.Breakdown, err = timedRecovery(js.URL(), cfg.Shards); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	return nil
 }
 
 // firstPurchase sends purchases to n until one is acknowledged (2xx).
@@ -492,8 +509,16 @@ func (r *FailoverReport) Text(w io.Writer) {
 	for i, run := range r.Runs {
 		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs, run.AfterMs, run.RecoveredOrd, run.Replayed)
 	}
-	fmt.Fprintf(w, "median kill→first acknowledged purchase: %.0f ms\n", r.MedianTotalMs)
+	if r.Failed != "" {
+		fmt.Fprintf(w, "FAILED after %d runs: %s\n", len(r.Runs), r.Failed)
+	}
+	if len(r.Runs) > 0 {
+		fmt.Fprintf(w, "median kill→first acknowledged purchase: %.0f ms of %d runs\n", r.MedianTotalMs, len(r.Runs))
+	}
 	b := r.Breakdown
+	if b == nil {
+		return
+	}
 	fmt.Fprintf(w, "one recovery of the partition, timed in the harness: snapshot download %.0f ms (%.1f MB), restore %.0f ms, replay %.0f ms (%d entries), recount and indexes %.0f ms; %.0f ms in all\n",
 		b.DownloadMs, float64(b.SnapshotBytes)/1e6, b.RestoreMs, b.ReplayMs, b.Entries, b.CheckMs, b.TotalMs)
 }
