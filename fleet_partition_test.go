@@ -41,10 +41,11 @@ func newNetns(t *testing.T) *netns {
 	}
 	id := os.Getpid() % 60000
 	n := &netns{name: fmt.Sprintf("onsale-part-%d", id), ipBin: ipBin}
-	// 10.213.0.0/16, four /30s per test process: .1/.2 JetStream, .5/.6 HTTP.
-	a, b := 10+id%40, (id/40)%64*4
-	n.natsHost, n.natsNS = fmt.Sprintf("10.%d.%d.1", a, b), fmt.Sprintf("10.%d.%d.2", a, b)
-	n.httpHost, n.httpNS = fmt.Sprintf("10.%d.%d.5", a, b), fmt.Sprintf("10.%d.%d.6", a, b)
+	// Two /30s of 10.213.0.0/16 per test process, by its pid: .1/.2
+	// JetStream, .5/.6 HTTP.
+	b := id % 256
+	n.natsHost, n.natsNS = fmt.Sprintf("10.213.%d.1", b), fmt.Sprintf("10.213.%d.2", b)
+	n.httpHost, n.httpNS = fmt.Sprintf("10.213.%d.5", b), fmt.Sprintf("10.213.%d.6", b)
 	natsH, natsN := fmt.Sprintf("osjh%d", id), fmt.Sprintf("osjn%d", id)
 	httpH, httpN := fmt.Sprintf("oshh%d", id), fmt.Sprintf("oshn%d", id)
 	n.natsNSDev, n.hostDevs = natsN, []string{natsH, httpH}
