@@ -1354,11 +1354,13 @@ func checkFleet(o *options, check func(ok bool, flagName, format string, args ..
 // fleetNode is what a fleet node adds to an app: the NATS connection, the
 // lease and router (httpapi/fleet), the shared user store.
 type fleetNode struct {
-	o      fleetOptions
-	nc     *nats.Conn
-	fleet  *fleet.Fleet
-	users  *fleet.Users
-	logger *slog.Logger
+	o  fleetOptions
+	nc *nats.Conn
+	// logConn carries the partition's log (recover): not the lease's nc.
+	logConn *nats.Conn
+	fleet   *fleet.Fleet
+	users   *fleet.Users
+	logger  *slog.Logger
 	// acquiring ends Acquire when the app stops before it owns a partition.
 	acquiring       context.Context
 	cancelAcquiring context.CancelFunc
@@ -1423,7 +1425,15 @@ func (n *fleetNode) recover(a *app) recovery {
 	}
 	a.logger.Info("fleet: partition acquired", "partition", p, "waited_ms", time.Since(start).Milliseconds())
 	start = time.Now()
-	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: n.nc, Name: fmt.Sprintf("onsale_p%d", p),
+	// The log has a connection of its own: a takeover streams the
+	// partition's snapshot and log through it, and a lease renewal queued
+	// behind them on the lease's connection came too late, so that the
+	// node lost the lease it was recovering for (bench -failover, 1M orders).
+	if n.logConn, err = nats.Connect(n.o.natsURL, nats.Name("onsale log "+n.o.advertise), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second)); err != nil {
+		return recovery{err: fmt.Errorf("cannot connect to NATS at %s: %w", n.o.natsURL, err)}
+	}
+	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: n.logConn, Name: fmt.Sprintf("onsale_p%d", p),
 		Replicas: n.o.replicas})
 	if err != nil {
 		return recovery{err: err}
@@ -1453,5 +1463,8 @@ func (n *fleetNode) close() {
 	}
 	n.cancelAcquiring()
 	n.fleet.Close()
+	if n.logConn != nil {
+		n.logConn.Close()
+	}
 	n.nc.Close()
 }

@@ -13,7 +13,9 @@
 // (recorder.go), scenarios (scenario*.go), the per-interval sampler and
 // progress lines (sampler.go), the measured phase's CPU and stage figures
 // (phase.go, cpu.go, stages.go), the audit (audit.go), the systems under
-// test (system.go, process.go) and the report (report*.go, chart.go).
+// test (system.go, process.go; fleet.go: onsale as a fleet, with three
+// JetStream servers that are re-runs of the harness itself), the failover
+// measurement (failover.go) and the report (report*.go, chart.go).
 // cmd/onsale-bench is the CLI. reliability/ (with cmd/onsale-kill) is the
 // other ops tool: kill -9 under load and a linearizability check; it shares
 // api/ and nothing else.
@@ -23,6 +25,8 @@
 // mutex-guarded recorder shards; the sampler goroutine swaps the shards'
 // interval counters once per interval; the phase meter's goroutine takes
 // the start readings at the measurement start and hands them over by
-// closing a channel. Everything else runs on the caller's goroutine.
+// closing a channel; a fleet run's per-node meter does the same. The
+// round-robin proxy (fleet.go, when HAProxy is missing) runs a goroutine
+// per connection direction. Everything else runs on the caller's goroutine.
 // Traffic goes to loopback addresses only (api.CheckLoopback).
 package bench

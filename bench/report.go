@@ -82,6 +82,10 @@ type SystemResult struct {
 	DiskBytes    int64           `json:"disk_bytes"`
 	Audit        *AuditReport    `json:"audit,omitempty"`
 	ProfileNote  string          `json:"profile,omitempty"`
+	// A fleet run (Config.Fleet): what was in front, and each node's
+	// purchases created per second in the measured phase (fleet.go).
+	FleetFront string            `json:"fleet_front,omitempty"`
+	Fleet      []FleetNodeResult `json:"fleet_nodes,omitempty"`
 }
 
 // PurchaseAnswers splits the measured purchase requests by answer.

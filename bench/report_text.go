@@ -205,6 +205,11 @@ func (r *Report) Table(w io.Writer) {
 			fmt.Fprintf(w, "\n%s non-2xx answers: %s", s.Name, strings.Join(errs, ", "))
 		}
 	}
+	for _, s := range r.Systems {
+		if len(s.Fleet) > 0 {
+			fmt.Fprintf(w, "\n%s", fleetLines(&s))
+		}
+	}
 	fmt.Fprintln(w)
 	for _, s := range r.Systems {
 		if s.Audit != nil && !s.Audit.Passed {
@@ -228,6 +233,11 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 	for _, t := range r.sections(true) {
 		t.markdown(w)
+	}
+	for _, s := range r.Systems {
+		if len(s.Fleet) > 0 {
+			fmt.Fprintf(w, "\n## Fleet\n\n```\n%s```\n", fleetLines(&s))
+		}
 	}
 	fmt.Fprintln(w, "\n## Answers\n\n| system | status | code | count |\n|---|---:|---|---:|")
 	for _, s := range r.Systems {
@@ -254,3 +264,22 @@ func (r *Report) Markdown(w io.Writer) {
 
 // doorLegend explains the door scenario's figures.
 const doorLegend = "check-ins/s: tickets admitted (200), each durable before its answer; rejected/s: repeat scans refused (409 already_checked_in), which write nothing."
+
+// fleetLines is a fleet run's purchases per node (fleet.go).
+func fleetLines(s *SystemResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s fleet (%s in front): %.0f purchases/s in total; created per node:", s.Name, s.FleetFront, s.PurchasesPerSec)
+	for _, n := range s.Fleet {
+		role := fmt.Sprintf("partition %d", n.Partition)
+		if n.Partition < 0 {
+			role = "standby"
+		}
+		if n.PurchasesPerSec < 0 {
+			fmt.Fprintf(&b, "\n  %s %s (%s): no /metrics", n.Node, n.Addr, role)
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s %s (%s): %.0f purchases/s", n.Node, n.Addr, role, n.PurchasesPerSec)
+	}
+	b.WriteByte('\n')
+	return b.String()
+}

@@ -56,6 +56,9 @@ type Config struct {
 	PostgresConns  int            // PostgreSQL shim's connections to PostgreSQL
 	External       ExternalTarget // used by the system "onsale-external"
 	OnsaleFlags    []string       // more flags for onsale
+	// Fleet > 0 runs onsale as a fleet of Fleet partitions (fleet.go):
+	// three JetStream servers, Fleet nodes and a standby, HAProxy in front.
+	Fleet int
 	// PayVia is how orders are paid (api.PayVias): the generic webhook
 	// ("" or "generic"), or a provider's notification route, signed with
 	// keys the harness makes and configures onsale with (onsale only).
@@ -119,6 +122,12 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if c.Fleet < 0 || c.Fleet > 8 {
+		return fmt.Errorf("bench: -fleet must be 0 (one node) to 8 partitions, not %d", c.Fleet)
+	}
+	if c.Fleet > 0 && (len(c.Systems) != 1 || c.Systems[0] != SysOnsale || c.PayVia != "" && c.PayVia != api.PayViaGeneric) {
+		return errors.New("bench: -fleet runs onsale alone (-systems onsale), paid through the generic webhook")
+	}
 	if c.Timeout <= 0 || c.SampleInterval <= 0 {
 		return errors.New("bench: timeout and sample interval must be > 0")
 	}
@@ -166,9 +175,21 @@ func (c *Config) users() int {
 func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 	switch c.Scenario {
 	case ScenarioFlash:
-		return NewFlash(c.Flash, users, now)
+		f := c.Flash
+		if c.Fleet > 0 {
+			f.FollowUp.PayShare = 0 // see fleetFollowUp
+		}
+		return NewFlash(f, users, now)
 	case ScenarioSustained:
-		return NewSustained(c.Sustained, users, now)
+		sc := c.Sustained
+		if c.Fleet > 0 { // spread the load over every partition
+			sc.Partitions = c.Fleet
+			if sc.Sales <= 1 {
+				sc.Sales = 4 * c.Fleet
+			}
+			sc.FollowUp.PayShare = 0 // see fleetFollowUp
+		}
+		return NewSustained(sc, users, now)
 	case ScenarioDoor:
 		return NewDoor(c.Door, users, now, c.Log)
 	case ScenarioBrowse:
@@ -269,8 +290,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name string, logf func(string, ...any)) SystemResult {
 	res := SystemResult{Name: name, SoldOutAfterS: -1}
 	sys, _ := NewSystem(name) // validated
+	if cfg.Fleet > 0 {
+		sys = newFleetSystem(cfg.Fleet)
+	}
 	if ext, ok := sys.(*externalSystem); ok {
 		ext.t = cfg.External
+	}
+	if cfg.Fleet > 0 {
+		logf("%s: %s", name, fleetFollowUp)
 	}
 	logf("%s: starting", name)
 	addr, err := sys.Start(ctx, env)
@@ -331,8 +358,16 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 	smp.checkIns = cfg.Scenario == ScenarioDoor
 	go smp.run()
 	meter := newPhaseMeter(load.MeasureStart, usage, scraperOf(sys, c))
+	var perNode *fleetMeter
+	if fs, ok := sys.(*fleetSystem); ok {
+		perNode = newFleetMeter(fs, load.MeasureStart)
+		res.FleetFront = fs.Front
+	}
 	stats := load.Run(ctx, func(w int) Op { return scen.NewOp(c, w) })
 	phase := meter.finish()
+	if perNode != nil {
+		res.Fleet = perNode.finish()
+	}
 	res.Samples = smp.stop()
 	if profileDone != nil {
 		<-profileDone

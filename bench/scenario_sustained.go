@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/onsale/onsale/bench/api"
+	"github.com/onsale/onsale/httpapi/fleet"
 )
 
 // SustainedConfig is the sustained scenario: one sale whose stock does not
@@ -24,6 +25,11 @@ type SustainedConfig struct {
 	BuyerPurchasesMax int
 	FollowUp          FollowUpConfig
 	Seed              uint64
+	// Sales > 1 spreads the buyers over that many sales, a user's
+	// purchases all in one; Partitions > 1 picks their ids so that each
+	// partition of a fleet of that many holds as many of them (fleet.go).
+	Sales      int
+	Partitions int
 }
 
 // DefaultSustained is 200k buyers of 2-4 tickets each, one at a time, on a
@@ -49,6 +55,8 @@ func (c *SustainedConfig) Validate() error {
 		return fmt.Errorf("bench: purchases per buyer must be a range 1 <= min <= max, not %d-%d", c.BuyerPurchasesMin, c.BuyerPurchasesMax)
 	case c.PerUserLimit < c.BuyerPurchasesMax:
 		return fmt.Errorf("bench: per-user limit %d is below the %d purchases of one buyer", c.PerUserLimit, c.BuyerPurchasesMax)
+	case c.Sales > 1000 || c.Partitions > 1000:
+		return fmt.Errorf("bench: sustained sales and partitions must be at most 1000")
 	case c.HoldSeconds < 1:
 		return fmt.Errorf("bench: hold must be >= 1s")
 	}
@@ -57,8 +65,8 @@ func (c *SustainedConfig) Validate() error {
 
 type sustained struct {
 	crowd
-	cfg  SustainedConfig
-	sale api.SaleSpec
+	cfg   SustainedConfig
+	sales []api.SaleSpec
 	// nextUser hands out users in turn, so that two workers are not the
 	// same buyer at once (until the crowd wraps around).
 	nextUser atomic.Int64
@@ -69,24 +77,55 @@ type sustained struct {
 // audited like the others.
 func NewSustained(cfg SustainedConfig, users *Users, now time.Time) Scenario {
 	opens, closes := saleWindow(now)
-	return &sustained{
-		crowd: newCrowd(users, cfg.FollowUp, cfg.Seed),
-		cfg:   cfg,
-		sale: api.SaleSpec{
-			ID: "sustained", Name: "Sustained sale", Currency: "EUR", OpensAt: opens, ClosesAt: closes,
+	s := &sustained{crowd: newCrowd(users, cfg.FollowUp, cfg.Seed), cfg: cfg}
+	for _, id := range sustainedSaleIDs(max(cfg.Sales, 1), cfg.Partitions) {
+		s.sales = append(s.sales, api.SaleSpec{
+			ID: id, Name: "Sustained sale", Currency: "EUR", OpensAt: opens, ClosesAt: closes,
 			HoldSeconds: cfg.HoldSeconds, PerUserLimit: cfg.PerUserLimit,
 			Tiers: []api.TierSpec{{ID: "ga", Name: "General admission", PriceCents: cfg.PriceCents, Stock: cfg.Stock}},
-		},
+		})
 	}
+	return s
+}
+
+// sustainedSaleIDs names n sales: "sustained" alone, or "sustained0",
+// "sustained1", ... taken in turn so that each of a fleet's partitions
+// gets n/partitions of them (the first n%partitions one more).
+func sustainedSaleIDs(n, partitions int) []string {
+	if n == 1 {
+		return []string{"sustained"}
+	}
+	if partitions <= 1 {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("sustained%d", i)
+		}
+		return ids
+	}
+	want := make([]int, partitions)
+	for i := range n {
+		want[i%partitions]++
+	}
+	var ids []string
+	for i := 0; len(ids) < n; i++ { // ends: FNV spreads ids over every partition
+		id := fmt.Sprintf("sustained%d", i)
+		if p := fleet.PartitionOf([]byte(id), partitions); want[p] > 0 {
+			want[p]--
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func (s *sustained) Name() string          { return ScenarioSustained }
 func (s *sustained) Tracker() *Tracker     { return s.tracker }
-func (s *sustained) Sales() []api.SaleSpec { return []api.SaleSpec{s.sale} }
+func (s *sustained) Sales() []api.SaleSpec { return s.sales }
 
 func (s *sustained) Setup(c *api.Client) error {
-	if err := c.PutSale(&s.sale); err != nil {
-		return fmt.Errorf("cannot create sale %s: %w", s.sale.ID, err)
+	for i := range s.sales {
+		if err := c.PutSale(&s.sales[i]); err != nil {
+			return fmt.Errorf("cannot create sale %s: %w", s.sales[i].ID, err)
+		}
 	}
 	return nil
 }
@@ -108,6 +147,6 @@ func (s *sustained) NewOp(c *api.Client, worker int) Op {
 			left = s.cfg.BuyerPurchasesMin + b.rng.IntN(s.cfg.BuyerPurchasesMax-s.cfg.BuyerPurchasesMin+1)
 		}
 		left--
-		return OpPurchase, b.buy(user, s.sale.ID, "ga", 1, true)
+		return OpPurchase, b.buy(user, s.sales[user%len(s.sales)].ID, "ga", 1, true)
 	}
 }

@@ -308,6 +308,13 @@ func (s *shimSystem) Stop() error {
 // by the harness (ONSALE_BENCH_SHIM set); otherwise it returns at once.
 // Call it first thing in main, and in TestMain of tests that start shims.
 func MaybeRunShim() {
+	if v := os.Getenv(jetStreamEnv); v != "" { // a fleet run's JetStream server (fleet.go)
+		if err := runJetStream(v); err != nil {
+			fmt.Fprintln(os.Stderr, "jetstream:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	v := os.Getenv(shimEnv)
 	if v == "" {
 		return

@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +42,16 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if fo, ok, err := parseFailover(args, stderr); ok || err != nil {
+		if err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "onsale-bench:", err)
+			return 3
+		}
+		return runFailover(fo, stdout, stderr)
+	}
 	cfgs, harnessProfile, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -140,7 +152,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		pay         = fs.Float64("pay", -1, "share of new orders paid through the webhook (default flash/steady/sustained 0.6, soak 0.4)")
 		cancel      = fs.Float64("cancel", -1, "share of new orders cancelled (default flash/steady 0.2, sustained 0.1, soak 0.3)")
 		retry       = fs.Float64("retry", -1, "share of purchases that resend the previous idempotency key (default 0.01, sustained 0.02)")
-		sales       = fs.Int("sales", 0, "steady/soak/browse: number of sales (default steady 1000, soak 100, browse 500)")
+		sales       = fs.Int("sales", 0, "steady/soak/browse/sustained: number of sales (default steady 1000, soak 100, browse 500, sustained 1, or 4 per partition with -fleet)")
 		tiers       = fs.Int("tiers", steady.TiersPerSale, "steady/soak: tiers per sale")
 		tierStock   = fs.Int("tier-stock", 0, "steady/soak: stock per tier (default steady 2000, soak 1000000)")
 		zipf        = fs.Float64("zipf", steady.ZipfS, "steady/soak: Zipf exponent of sale popularity (> 1)")
@@ -150,6 +162,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		perOrder    = fs.Int("per-order", door.PerOrder, "door: tickets per order")
 		repeat      = fs.Float64("repeat", door.RepeatShare, "door: share of the scans that repeat a ticket (answered 409 already_checked_in)")
 		gates       = fs.Int("gates", door.Gates, "door: gates the scans name, by client")
+		fleetN      = fs.Int("fleet", 0, "run onsale as a fleet of N partitions: 3 JetStream servers, N nodes and a standby, HAProxy in front when installed (onsale only)")
 		harnessProf = fs.String("harness-cpuprofile", "", "write the harness's own CPU profile to this file")
 		setExplicit = map[string]bool{}
 	)
@@ -179,6 +192,9 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			sysList = append(sysList, s)
 		}
 	}
+	if *fleetN > 0 && !setExplicit["systems"] {
+		sysList = []string{bench.SysOnsale}
+	}
 	var external bench.ExternalTarget
 	if *target != "" {
 		if setExplicit["systems"] {
@@ -192,7 +208,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 		}
 	}
 	var repoRoot string
-	if needsRepo(sysList, *onsaleBin) {
+	if needsRepo(sysList, *onsaleBin) || *fleetN > 0 { // a fleet reads deploy/haproxy/haproxy.cfg
 		repoRoot = *repo
 		if repoRoot == "" {
 			if repoRoot, err = findRepo(); err != nil {
@@ -233,7 +249,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			Scenario: scenario, Systems: sysList, External: external, RepoRoot: repoRoot,
 			Timeout: *timeout, SampleInterval: *interval, AuditWorkers: *auditN, NoAudit: *noAudit,
 			OnsaleBinary: *onsaleBin, RedisConns: *redisConns, PostgresConns: *pgConns, CPUProfile: *cpuprofile,
-			OnsaleFlags: strings.Fields(*onsaleFlags), PayVia: *payVia,
+			OnsaleFlags: strings.Fields(*onsaleFlags), PayVia: *payVia, Fleet: *fleetN,
 		}
 		cfg.Load = bench.LoadConfig{Clients: *clients, RatePerSec: *rate, MaxInFlight: *inflight,
 			Warmup: *warmup, Duration: *duration, MaxRequests: *requests}
@@ -261,6 +277,7 @@ func parseFlags(args []string, stderr io.Writer) ([]*bench.Config, string, error
 			setInt(&sustained.Stock, *stock)
 			setInt(&sustained.PerUserLimit, *limit)
 			setInt(&sustained.HoldSeconds, *hold)
+			setInt(&sustained.Sales, *sales)
 			sustained.BuyerPurchasesMin, sustained.BuyerPurchasesMax, sustained.Seed = buyerMin, buyerMax, *seed
 			followUp(&sustained.FollowUp)
 		case bench.ScenarioQueue:
@@ -347,4 +364,62 @@ func findRepo() (string, error) {
 		return "", errors.New("not inside the onsale module: run from the repository or pass -repo")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// parseFailover reads the flags of a failover measurement (-failover N);
+// ok is false when args do not ask for one.
+func parseFailover(args []string, stderr io.Writer) (cfg bench.FailoverConfig, ok bool, err error) {
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "-failover" || strings.HasPrefix(a, "-failover=") }) {
+		return cfg, false, nil
+	}
+	fs := flag.NewFlagSet("onsale-bench -failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		orders      = fs.Int("failover", 0, "measure a fleet failover instead of a load scenario: one partition holding one sale of N paid orders, its owner killed with kill -9")
+		runs        = fs.Int("failover-runs", 3, "kills, each measured; the median is reported")
+		lease       = fs.Duration("fleet-lease", 3*time.Second, "the nodes' -fleet-lease")
+		shards      = fs.Int("shards", 2, "the nodes' -shards (and the preload's)")
+		repo        = fs.String("repo", "", "onsale module root to build (default: found from the working directory)")
+		onsaleBin   = fs.String("onsale-bin", "", "use this onsale binary instead of building one")
+		onsaleFlags = fs.String("onsale-flags", "", "more flags for both nodes, space-separated")
+		out         = fs.String("out", "", "write failover.json and the logs here")
+	)
+	if err := fs.Parse(args); err != nil {
+		return cfg, true, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, true, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	cfg = bench.FailoverConfig{Orders: *orders, Runs: *runs, Lease: *lease, Shards: *shards, RepoRoot: *repo,
+		OnsaleBinary: *onsaleBin, OnsaleFlags: strings.Fields(*onsaleFlags), LogDir: *out}
+	if *out != "" {
+		cfg.LogDir = filepath.Join(*out, "logs")
+	}
+	if cfg.RepoRoot == "" && cfg.OnsaleBinary == "" {
+		if cfg.RepoRoot, err = findRepo(); err != nil {
+			return cfg, true, err
+		}
+	}
+	return cfg, true, nil
+}
+
+func runFailover(cfg bench.FailoverConfig, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg.Log = stderr
+	rep, err := bench.RunFailover(ctx, cfg)
+	if rep != nil {
+		rep.Text(stdout)
+		if cfg.LogDir != "" {
+			raw, _ := json.MarshalIndent(rep, "", "  ")
+			if werr := os.WriteFile(filepath.Join(filepath.Dir(cfg.LogDir), "failover.json"), raw, 0o644); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "onsale-bench:", err)
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,524 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/nats-io/nats.go"
+
+	"github.com/onsale/onsale/bench/api"
+	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/wal/jetstream"
+)
+
+// FailoverConfig is a failover measurement (RunFailover): one partition
+// holding one sale of Orders paid orders, two nodes, the owner killed
+// with kill -9 Runs times.
+type FailoverConfig struct {
+	Orders       int
+	Runs         int
+	Shards       int           // -shards of the nodes and of the preload [2]
+	Lease        time.Duration // -fleet-lease [3s]
+	RepoRoot     string
+	OnsaleBinary string   // prebuilt onsale; "" builds it
+	ShimExe      string   // re-run as a JetStream server; "" means this executable
+	OnsaleFlags  []string // more flags for both nodes
+	LogDir       string   // "" keeps the logs in a temporary directory
+	Log          io.Writer
+}
+
+// FailoverRun is one kill -9 and its takeover, from the kill.
+type FailoverRun struct {
+	TotalMs      float64 `json:"total_ms"`   // to the first purchase the standby acknowledged
+	LeaseMs      float64 `json:"lease_ms"`   // to the standby's "lease taken" log line
+	RecoverMs    float64 `json:"recover_ms"` // the standby's engine recovery (its "state recovered" duration)
+	AfterMs      float64 `json:"after_ms"`   // the rest: opening the log, the first purchase's round trip, polling
+	RecoveredOrd int     `json:"orders"`     // orders the standby recovered
+	Replayed     int     `json:"events_replayed"`
+}
+
+// FailoverBreakdown splits one recovery of the partition's log, measured
+// in the harness's process through the same journal the nodes use.
+type FailoverBreakdown struct {
+	DownloadMs    float64 `json:"snapshot_download_ms"`
+	SnapshotBytes int64   `json:"snapshot_bytes"`
+	RestoreMs     float64 `json:"snapshot_restore_ms"`
+	ReplayMs      float64 `json:"replay_ms"`
+	Entries       int     `json:"entries_replayed"`
+	CheckMs       float64 `json:"check_and_indexes_ms"` // after the replay: recount, indexes, the other shards
+	TotalMs       float64 `json:"total_ms"`
+}
+
+// FailoverReport is what RunFailover measured.
+type FailoverReport struct {
+	Orders        int                `json:"orders"`
+	PreloadS      float64            `json:"preload_s"`
+	LeaseMs       float64            `json:"lease_ms_setting"`
+	FirstStartMs  float64            `json:"first_start_ms"` // the first owner's start on the preloaded log
+	Runs          []FailoverRun      `json:"runs"`
+	MedianTotalMs float64            `json:"median_total_ms"`
+	Failed        string             `json:"failed,omitempty"` // why the runs ended early
+	Breakdown     *FailoverBreakdown `json:"breakdown,omitempty"`
+	Machine       Machine            `json:"machine"`
+}
+
+const (
+	failoverSale = "bigsale"
+	failoverTier = "ga"
+)
+
+// RunFailover starts three JetStream servers, preloads partition 0 with
+// one sale of cfg.Orders paid orders through the engine on the JetStream
+// journal (its snapshots written as a node writes them), starts an owner
+// and a standby, and cfg.Runs times kills the owner with kill -9 and
+// measures until the standby acknowledges a purchase; the killed node
+// comes back as the next standby. Last, it recovers the log once more in
+// this process, timing each step.
+func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) {
+	if cfg.Orders < 1 || cfg.Orders > engine.StockPerTierMax/2 {
+		return nil, fmt.Errorf("bench: failover orders must be 1..%d, not %d", engine.StockPerTierMax/2, cfg.Orders)
+	}
+	if cfg.Runs < 1 || cfg.Runs > 20 {
+		return nil, fmt.Errorf("bench: failover runs must be 1..20, not %d", cfg.Runs)
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = 2
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 3 * time.Second
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(logw, "failover: "+format+"\n", args...) }
+	workDir, err := os.MkdirTemp("", "onsale-failover-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(workDir)
+	logDir := cfg.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(workDir, "logs")
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	env := &Env{WorkDir: workDir, LogDir: logDir, RepoRoot: cfg.RepoRoot, OnsaleBinary: cfg.OnsaleBinary, ShimExe: cfg.ShimExe,
+		AdminToken: randomHex(16), UserSecret: randomHex(32), PaymentSecret: randomHex(32),
+		OnsaleFlags: append(slices.Clone(cfg.OnsaleFlags), "-shards", strconv.Itoa(cfg.Shards))}
+	if env.ShimExe == "" {
+		if env.ShimExe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if env.OnsaleBinary == "" {
+		logf("building onsale")
+		if env.OnsaleBinary, err = BuildOnsale(ctx, env.RepoRoot, workDir, false); err != nil {
+			return nil, err
+		}
+	}
+	rep := &FailoverReport{Orders: cfg.Orders, LeaseMs: ms(cfg.Lease), Machine: thisMachine()}
+	logf("starting 3 JetStream servers")
+	js, err := startJetStream(env, 3)
+	if err != nil {
+		return nil, err
+	}
+	defer js.stop()
+
+	logf("preloading %d paid orders of one sale into partition 0 (%d shards)", cfg.Orders, cfg.Shards)
+	began := time.Now()
+	if err := preloadPartition(ctx, js.URL(), cfg.Shards, cfg.Orders, logw); err != nil {
+		return nil, fmt.Errorf("bench: preload: %w", err)
+	}
+	rep.PreloadS = time.Since(began).Seconds()
+	logf("preloaded in %.1fs", rep.PreloadS)
+
+	shared := fleetNodeFlags(env, js.URL(), 1, cfg.Lease)
+	var nodes [2]*fleetNode
+	for i := range nodes {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		n := &fleetNode{name: fmt.Sprintf("onsale-node%d", i+1), addr: "127.0.0.1:" + strconv.Itoa(port)}
+		if n.dir, err = os.MkdirTemp(workDir, "onsale-node-"); err != nil {
+			return nil, err
+		}
+		if err := writeFleetSecrets(n.dir, env); err != nil {
+			return nil, err
+		}
+		nodes[i] = n
+	}
+	sys := &fleetSystem{} // for startNode
+	defer func() {
+		for _, n := range nodes {
+			if n.p != nil {
+				_ = n.p.stop(syscall.SIGKILL, time.Second)
+			}
+		}
+	}()
+	began = time.Now()
+	if err := sys.startNode(env, nodes[0], shared); err != nil {
+		return nil, err
+	}
+	if err := waitReady(nodes[0].p, nodes[0].addr); err != nil {
+		return nil, err
+	}
+	rep.FirstStartMs = ms(time.Since(began))
+	logf("owner %s ready %.0f ms after its start", nodes[0].name, rep.FirstStartMs)
+	if err := sys.startNode(env, nodes[1], shared); err != nil {
+		return nil, err
+	}
+	if err := waitPath(nodes[1].p, nodes[1].addr, "/healthz"); err != nil {
+		return nil, err
+	}
+	owner, standby := nodes[0], nodes[1]
+	runErr := takeovers(ctx, cfg, env, sys, shared, rep, owner, standby, logf)
+	if len(rep.Runs) > 0 {
+		totals := make([]float64, len(rep.Runs))
+		for i, r := range rep.Runs {
+			totals[i] = r.TotalMs
+		}
+		sort.Float64s(totals)
+		rep.MedianTotalMs = totals[len(totals)/2]
+	}
+	if runErr != nil {
+		rep.Failed = runErr.Error()
+	}
+
+	// Stop both nodes, then recover the partition once more here, timed.
+	for _, n := range nodes {
+		_ = n.p.stop(syscall.SIGKILL, time.Second)
+	}
+	logf("recovering the partition in the harness, timing each step")
+	b, err := timedRecovery(js.URL(), cfg.Shards)
+	rep.Breakdown = &b
+	if err != nil {
+		rep.Breakdown = nil
+		return rep, errors.Join(runErr, err)
+	}
+	return rep, runErr
+}
+
+// takeovers kills the owner cfg.Runs times, each time measuring the
+// standby's takeover and starting the killed node again as the standby.
+func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSystem, shared []string, rep *FailoverReport,
+	owner, standby *fleetNode, logf func(string, ...any)) error {
+	users, err := MintUsers([]byte(env.UserSecret), 1, time.Now().Add(2*time.Hour))
+	if err != nil {
+		return err
+	}
+	auth := users.Auth[0] // "Bearer ..."
+	for run := range cfg.Runs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		logPath := filepath.Join(env.LogDir, standby.name+".log")
+		logOffset := fileSize(logPath)
+		_ = owner.p.cmd.Process.Kill()
+		<-owner.p.done
+		killed := time.Now()
+		if err := firstPurchase(ctx, standby, auth, run); err != nil {
+			return fmt.Errorf("run %d: %w", run+1, err)
+		}
+		r := FailoverRun{TotalMs: ms(time.Since(killed))}
+		parseTakeover(logPath, logOffset, killed, &r)
+		r.AfterMs = r.TotalMs - r.LeaseMs - r.RecoverMs
+		rep.Runs = append(rep.Runs, r)
+		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed)",
+			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed)
+		// The killed node comes back as the standby.
+		if err := sys.startNode(env, owner, shared); err != nil {
+			return err
+		}
+		if err := waitPath(owner.p, owner.addr, "/healthz"); err != nil {
+			return err
+		}
+		owner, standby = standby, owner
+	}
+	return nil
+}
+
+// firstPurchase sends purchases to n until one is acknowledged (2xx).
+func firstPurchase(ctx context.Context, n *fleetNode, auth string, run int) error {
+	c, err := api.NewClient(api.ClientConfig{Addr: n.addr, MaxConns: 1, Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; ; i++ {
+		res := c.Purchase(auth, failoverSale, failoverTier, 1, fmt.Sprintf("failover-%d-%d", run, i), false)
+		if res.OK() {
+			return nil
+		}
+		if done, err := n.p.exited(); done {
+			return fmt.Errorf("%s exited while taking over (%v); see its log", n.name, err)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s acknowledged no purchase within 2 minutes of the kill (last answer %d %s)", n.name, res.Status, res.Code)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// parseTakeover reads the standby's log from offset: when it took the
+// lease, how long its recovery took.
+func parseTakeover(path string, offset int64, killed time.Time, r *FailoverRun) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Time     time.Time `json:"time"`
+			Msg      string    `json:"msg"`
+			Duration int64     `json:"duration"` // nanoseconds
+			Orders   int       `json:"orders"`
+			Replayed int       `json:"events_replayed"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		switch line.Msg {
+		case "fleet: lease taken":
+			r.LeaseMs = ms(line.Time.Sub(killed))
+		case "state recovered":
+			r.RecoverMs, r.RecoveredOrd, r.Replayed = float64(line.Duration)/1e6, line.Orders, line.Replayed
+		}
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// preloadPartition opens partition 0's journal (onsale_p0) and an engine
+// on it, as a fleet node does, and buys and pays n orders of one sale from
+// many goroutines; the engine writes its snapshots as it would on a node.
+func preloadPartition(ctx context.Context, natsURL string, shards, n int, logw io.Writer) error {
+	nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	j, err := jetstream.Open(ctx, jetstream.Options{Conn: nc, Name: "onsale_p0", Replicas: 3})
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eng, err := engine.Open(engine.Config{Journal: j, Shards: shards, Logger: logger, OnFatal: func(error) {}})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	now := time.Now()
+	const perUser = 64
+	_, _, err = eng.PutSale(ctx, engine.SaleConfig{
+		ID: failoverSale, Name: "A big sale", Currency: "EUR",
+		OpensAtMs: now.Add(-time.Minute).UnixMilli(), ClosesAtMs: now.Add(30 * 24 * time.Hour).UnixMilli(),
+		HoldMs: engine.HoldMsMax, PerUserLimit: 1000,
+		Tiers: []engine.TierConfig{{ID: failoverTier, Name: "General", PriceCents: 1000, Stock: 2 * n}},
+	})
+	if err != nil {
+		return err
+	}
+	var next, done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 512)
+	stopProgress := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				fmt.Fprintf(logw, "failover: preload %d/%d orders\n", done.Load(), n)
+			}
+		}
+	}()
+	for range 512 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if err := preloadPaid(ctx, eng, i, perUser); err != nil {
+					errs <- err
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stopProgress)
+	close(errs)
+	return <-errs
+}
+
+// preloadPaid buys order i and pays it, retrying while a shard is full.
+func preloadPaid(ctx context.Context, eng *engine.Engine, i int64, perUser int) error {
+	req := engine.PurchaseRequest{SaleID: failoverSale, TierID: failoverTier, Quantity: 1,
+		UserID: fmt.Sprintf("p%d", i/int64(perUser)), IdempotencyKey: fmt.Sprintf("k%d", i)}
+	for range 1000 {
+		o, _, err := eng.Purchase(ctx, req)
+		if errors.Is(err, engine.ErrOverloaded) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("order %d: %w", i, err)
+		}
+		for range 1000 {
+			_, _, err = eng.ApplyPayment(ctx, engine.Payment{EventID: "pay-" + o.ID, OrderID: o.ID, Succeeded: true,
+				AmountCents: o.AmountCents, Currency: "EUR"})
+			if !errors.Is(err, engine.ErrOverloaded) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("paying order %d: %w", i, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("order %d: overloaded 1000 times", i)
+}
+
+// timedJournal times what recovery asks of a journal.
+type timedJournal struct {
+	engine.Journal
+	mu     sync.Mutex
+	shards map[int]*shardTimes
+}
+
+type shardTimes struct {
+	loadStart, firstChunk, loadEnd, replayStart, replayEnd time.Time
+	bytes                                                  int64
+	entries                                                int
+}
+
+func (t *timedJournal) times(shard int) *shardTimes {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.shards[shard]
+	if s == nil {
+		s = &shardTimes{}
+		t.shards[shard] = s
+	}
+	return s
+}
+
+func (t *timedJournal) LoadSnapshot(shard int, fn func([]byte) error) (uint64, bool, error) {
+	s := t.times(shard)
+	s.loadStart = time.Now()
+	seq, found, err := t.Journal.LoadSnapshot(shard, func(c []byte) error {
+		if s.firstChunk.IsZero() {
+			s.firstChunk = time.Now()
+		}
+		s.bytes += int64(len(c))
+		return fn(c)
+	})
+	s.loadEnd = time.Now()
+	return seq, found, err
+}
+
+func (t *timedJournal) Replay(shard int, after uint64, fn func(uint64, []byte) error) error {
+	s := t.times(shard)
+	s.replayStart = time.Now()
+	err := t.Journal.Replay(shard, after, func(seq uint64, e []byte) error {
+		s.entries++
+		return fn(seq, e)
+	})
+	s.replayEnd = time.Now()
+	return err
+}
+
+// timedRecovery opens partition 0's log as a taking-over node does
+// (fencing it) and recovers the engine, timing the slowest shard's steps.
+func timedRecovery(natsURL string, shards int) (FailoverBreakdown, error) {
+	var b FailoverBreakdown
+	nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		return b, err
+	}
+	defer nc.Close()
+	start := time.Now()
+	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: nc, Name: "onsale_p0", Replicas: 3})
+	if err != nil {
+		return b, err
+	}
+	tj := &timedJournal{Journal: j, shards: map[int]*shardTimes{}}
+	eng, err := engine.Open(engine.Config{Journal: tj, Shards: shards, Logger: slog.New(slog.DiscardHandler), OnFatal: func(error) {}})
+	if err != nil {
+		return b, err
+	}
+	end := time.Now()
+	eng.Close()
+	// The slowest shard is the one holding the big sale.
+	var big *shardTimes
+	for _, s := range tj.shards {
+		if big == nil || s.replayEnd.Sub(s.loadStart) > big.replayEnd.Sub(big.loadStart) {
+			big = s
+		}
+	}
+	if big == nil || big.firstChunk.IsZero() {
+		return b, errors.New("bench: the partition has no snapshot")
+	}
+	b.DownloadMs = ms(big.firstChunk.Sub(big.loadStart))
+	b.SnapshotBytes = big.bytes
+	b.RestoreMs = ms(big.replayStart.Sub(big.firstChunk))
+	b.ReplayMs = ms(big.replayEnd.Sub(big.replayStart))
+	b.Entries = big.entries
+	b.CheckMs = ms(end.Sub(big.replayEnd))
+	b.TotalMs = ms(end.Sub(start))
+	return b, nil
+}
+
+// Text writes the report.
+func (r *FailoverReport) Text(w io.Writer) {
+	fmt.Fprintf(w, "\nfailover of a partition holding one sale of %d paid orders (lease %.0f ms; %d CPUs, %s)\n",
+		r.Orders, r.LeaseMs, r.Machine.CPUs, r.Machine.GoVersion)
+	fmt.Fprintf(w, "preload %.1fs; the first owner was ready %.0f ms after its start\n", r.PreloadS, r.FirstStartMs)
+	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed")
+	for i, run := range r.Runs {
+		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs, run.AfterMs, run.RecoveredOrd, run.Replayed)
+	}
+	if r.Failed != "" {
+		fmt.Fprintf(w, "FAILED after %d runs: %s\n", len(r.Runs), r.Failed)
+	}
+	if len(r.Runs) > 0 {
+		fmt.Fprintf(w, "median kill→first acknowledged purchase: %.0f ms of %d runs\n", r.MedianTotalMs, len(r.Runs))
+	}
+	b := r.Breakdown
+	if b == nil {
+		return
+	}
+	fmt.Fprintf(w, "one recovery of the partition, timed in the harness: snapshot download %.0f ms (%.1f MB), restore %.0f ms, replay %.0f ms (%d entries), recount and indexes %.0f ms; %.0f ms in all\n",
+		b.DownloadMs, float64(b.SnapshotBytes)/1e6, b.RestoreMs, b.ReplayMs, b.Entries, b.CheckMs, b.TotalMs)
+}
