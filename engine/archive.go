@@ -225,6 +225,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 	moveRealName(old, states, route)
 	moveRefunds(old, states, route)     // refundrules.go
 	moveQueues(old, states, route)      // queue.go
+	moveOffers(old, states, route)      // offers.go
 	repartitionDoor(old, states, route) // checkin.go
 }
 

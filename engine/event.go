@@ -44,7 +44,8 @@ type event struct {
 	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 	q        *queueEvent   // the queue's events (queue.go)
 
-	follow *Follow // evFollowed, evUnfollowed (ID and user only; follows.go)
+	follow *Follow     // evFollowed, evUnfollowed (ID and user only; follows.go)
+	offer  *offerEvent // the books' events and QueueDocument (offers.go)
 }
 
 type eventKind uint8
@@ -92,6 +93,13 @@ const (
 	evAdmissionUsed
 	evFollowed // follows.go
 	evUnfollowed
+	evOffersRule // offers.go
+	evOfferRegistered
+	evLotteryDrawn
+	evOfferMade
+	evOfferPassed
+	evOfferLeft
+	evQueueDocument
 	evKindEnd
 )
 
@@ -137,6 +145,9 @@ const (
 //	                queue.go (AdmissionUsed precedes the OrderPlaced of its
 //	                purchase, in the same entry)
 //	Followed, Unfollowed: follows.go
+//	OffersRule, OfferRegistered, LotteryDrawn, OfferMade, OfferPassed,
+//	OfferLeft, QueueDocument: offers.go (OfferMade follows the OrderPlaced
+//	of its order, QueueDocument precedes its QueueJoined)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -236,6 +247,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendPayoutEvent(b, ev)
 	case evFollowed, evUnfollowed:
 		b = appendFollowEvent(b, ev)
+	case evOffersRule, evOfferRegistered, evLotteryDrawn, evOfferMade, evOfferPassed, evOfferLeft, evQueueDocument:
+		b = appendOfferEvent(b, ev) // offers.go
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -409,6 +422,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodePayoutEvent(&d, ev)
 	case evFollowed, evUnfollowed:
 		decodeFollowEvent(&d, ev)
+	case evOffersRule, evOfferRegistered, evLotteryDrawn, evOfferMade, evOfferPassed, evOfferLeft, evQueueDocument:
+		decodeOfferEvent(&d, ev) // offers.go
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -440,6 +455,8 @@ var kindNames = [...]string{
 	evQueueRule: "QueueRule", evQueueJoined: "QueueJoined", evQueueDrawn: "QueueDrawn",
 	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 	evFollowed: "Followed", evUnfollowed: "Unfollowed",
+	evOffersRule: "OffersRule", evOfferRegistered: "OfferRegistered", evLotteryDrawn: "LotteryDrawn",
+	evOfferMade: "OfferMade", evOfferPassed: "OfferPassed", evOfferLeft: "OfferLeft", evQueueDocument: "QueueDocument",
 }
 
 func (k eventKind) String() string {

@@ -62,6 +62,9 @@ const (
 	// "announced", from its creation entry) or opened (phase "open",
 	// noticed by the deliverer once opens_at has passed; follows.go).
 	NotifyEventOnSale = "event.on_sale"
+	// NotifyOrderOffered: a lottery or waitlist offer was made (offers.go):
+	// an order waits for the buyer's payment until its expires_at.
+	NotifyOrderOffered = "order.offered"
 	// notifyWebhooksChanged is not delivered: it tells the reader to read
 	// the endpoints again.
 	NotifyWebhooksChanged = "~webhooks.changed"
@@ -71,7 +74,7 @@ const (
 var NotificationKinds = []string{
 	NotifyOrderCreated, NotifyOrderPaid, NotifyOrderExpired, NotifyOrderCancelled,
 	NotifyOrderRefunded, NotifyOrderNeedsRefund, NotifyTicketCheckedIn, NotifySaleAnnounced,
-	NotifyEventOnSale,
+	NotifyEventOnSale, NotifyOrderOffered,
 }
 
 // Notification is one deliverable fact of a log entry. Order is set for
@@ -177,6 +180,8 @@ func notificationKind(ev *event) string {
 		return NotifySaleAnnounced
 	case evWebhookPut, evWebhookDeleted:
 		return NotifyWebhooksChanged
+	case evOfferMade:
+		return NotifyOrderOffered // offers.go
 	}
 	return ""
 }
