@@ -93,7 +93,7 @@ const (
 	OfferOffered                          // an order waits for payment until PayByMs
 	OfferBought                           // the offer was paid
 	OfferLapsed                           // the offer expired or was cancelled unpaid
-	OfferNotWon                           // lottery: no offer, and none can come (closed or sold out)
+	OfferNotWon                           // lottery: no offer, and none can come (closed, or the tier holds nothing that could come back)
 	OfferPassed                           // skipped for good: a per-user or per-document limit
 	OfferLeft                             // waitlist: the buyer left
 )
@@ -404,6 +404,10 @@ func (st *state) offerStatus(sl *sale, bk OfferBook, i int32, now int64) OfferSt
 		s.State = OfferLeft
 	case regOffered:
 		o, _ := st.orderByKey(r.order)
+		if o == nil { // its sale was archived and brought back without it: the offer is over
+			s.State = OfferLapsed
+			break
+		}
 		s.orderKey, s.PayByMs = r.order, o.expiresAt
 		switch o.status {
 		case StatusPending:
@@ -417,7 +421,7 @@ func (st *state) offerStatus(sl *sale, bk OfferBook, i int32, now int64) OfferSt
 		switch {
 		case bk == BookLottery && !b.drawn:
 			s.State, s.Rank = OfferRegistered, -1
-		case bk == BookLottery && (sl.closed || now >= sl.cfg.ClosesAtMs || sl.soldOut()):
+		case bk == BookLottery && (sl.closed || now >= sl.cfg.ClosesAtMs || sl.tiers[r.tier].held == 0 && sl.available(int(r.tier)) < int(r.qty)):
 			s.State = OfferNotWon
 		default:
 			s.State = OfferWaiting
