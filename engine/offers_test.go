@@ -505,6 +505,15 @@ func TestOffersRandom(t *testing.T) {
 			}
 		case r < 14:
 			_, err = e.OfferLeave(ctx, "wl", joinID(u))
+		case r < 16: // a buyer with an offer pays it
+			bk := BookWaitlist
+			if sale == "lot" {
+				bk = BookLottery
+			}
+			if s, err := e.OfferStatusOf(ctx, sale, bk, joinID(u)); err == nil && s.State == OfferOffered {
+				pay(t, e, s.OrderID, true)
+				reached["offer paid"]++
+			}
 		default:
 			clock.Advance(time.Duration(rng.IntN(15_000)) * time.Millisecond)
 			tick(t, e, sale)
