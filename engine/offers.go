@@ -125,6 +125,34 @@ type OfferStatus struct {
 	orderKey orderKey
 }
 
+// OfferCounts are a sale's books' numbers, published in its view.
+type OfferCounts struct {
+	LotteryRegistered  int
+	LotteryDrawn       bool
+	Commitment         [32]byte // the lottery's draw seed's SHA-256 (the queue's)
+	WaitlistRegistered int      // registrations ever taken, left and served included
+}
+
+// viewOffers puts a sale's books' counts in its view.
+func (st *state) viewOffers(sl *sale, v *Sale) {
+	c := &OfferCounts{}
+	if b := sl.offers.lottery; b != nil {
+		c.LotteryRegistered, c.LotteryDrawn = len(b.regs), b.drawn
+	}
+	if b := sl.offers.waitlist; b != nil {
+		c.WaitlistRegistered = len(b.regs)
+	}
+	if sl.cfg.Lottery != (LotteryConfig{}) {
+		if sl.offers.commitment == nil {
+			seed := queueSeed(st.queueSeedKey, sl.cfg.ID)
+			sum := sha256.Sum256(seed[:])
+			sl.offers.commitment = &sum
+		}
+		c.Commitment = *sl.offers.commitment
+	}
+	v.OfferCounts = c
+}
+
 // OfferRequest is a registration.
 type OfferRequest struct {
 	UserID    string
@@ -171,6 +199,7 @@ const (
 // saleOffers is a sale's books; nil on a sale without a rule.
 type saleOffers struct {
 	lottery, waitlist *offerBook
+	commitment        *[32]byte // derived: the lottery's commitment, once asked (viewOffers)
 }
 
 // offerBook is one book: registrations in rank order.

@@ -510,6 +510,9 @@ func (q *saleQueue) find(id JoinID) int {
 // sale without a queue keeps nil, so that the views of the other sales
 // stay as small as before.
 func (st *state) viewQueue(sl *sale, v *Sale) {
+	if sl.offers != nil {
+		st.viewOffers(sl, v) // offers.go
+	}
 	if sl.queue == nil || sl.cfg.Queue.Mode == 0 {
 		return
 	}

@@ -89,6 +89,7 @@ type Sale struct {
 	// process and starts again at 1 after a restart; 0 outside views.
 	Version     uint64
 	QueueCounts *QueueCounts // queue.go; nil without a queue
+	OfferCounts *OfferCounts // offers.go; nil without a lottery or a waitlist
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.
