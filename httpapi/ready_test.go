@@ -167,6 +167,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
 		routeQueueJoin: true,
 		routeFollow:    true, routeDeleteFollow: true,
+		routeWaitlistJoin: true, routeWaitlistLeave: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {
