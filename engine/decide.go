@@ -184,7 +184,7 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty*sl.ticketsPer(t) > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
 	}
-	if sl.offers != nil || sl.cfg.Lottery.RegistrationClosesAtMs != 0 {
+	if sl.offers != nil || sl.cfg.Offers != nil {
 		if rej := sl.lotteryBlocks(now); rej != nil { // offers.go
 			return evs, rej
 		}

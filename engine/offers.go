@@ -125,24 +125,54 @@ type OfferStatus struct {
 	orderKey orderKey
 }
 
-// OfferCounts are a sale's books' numbers, published in its view.
-type OfferCounts struct {
-	LotteryRegistered  int
-	LotteryDrawn       bool
-	Commitment         [32]byte // the lottery's draw seed's SHA-256 (the queue's)
-	WaitlistRegistered int      // registrations ever taken, left and served included
+// OffersConfig is a sale's lottery and waitlist, behind one pointer in
+// SaleConfig so that the sales without either (and every view published of
+// them) carry 8 bytes for it. Shared: never modify it.
+type OffersConfig struct {
+	Lottery  LotteryConfig
+	Waitlist WaitlistConfig
 }
 
-// viewOffers puts a sale's books' counts in its view.
+func newOffersConfig(l LotteryConfig, w WaitlistConfig) *OffersConfig {
+	if l == (LotteryConfig{}) && w == (WaitlistConfig{}) {
+		return nil
+	}
+	return &OffersConfig{Lottery: l, Waitlist: w}
+}
+
+// LotteryRule is the sale's lottery; zero without one.
+func (c *SaleConfig) LotteryRule() LotteryConfig {
+	if c.Offers == nil {
+		return LotteryConfig{}
+	}
+	return c.Offers.Lottery
+}
+
+// WaitlistRule is the sale's waitlist; zero without one.
+func (c *SaleConfig) WaitlistRule() WaitlistConfig {
+	if c.Offers == nil {
+		return WaitlistConfig{}
+	}
+	return c.Offers.Waitlist
+}
+
+// viewOffers puts a sale's books' counts in its view's QueueCounts (which
+// a sale with books has even without a queue): a lottery's registrations
+// as Joined, its draw as Drawn and its commitment (the queue's), and the
+// waitlist's registrations ever taken.
 func (st *state) viewOffers(sl *sale, v *Sale) {
-	c := &OfferCounts{}
+	c := v.QueueCounts
+	if c == nil {
+		c = &QueueCounts{}
+		v.QueueCounts = c
+	}
 	if b := sl.offers.lottery; b != nil {
-		c.LotteryRegistered, c.LotteryDrawn = len(b.regs), b.drawn
+		c.Joined, c.Drawn = len(b.regs), b.drawn
 	}
 	if b := sl.offers.waitlist; b != nil {
 		c.WaitlistRegistered = len(b.regs)
 	}
-	if sl.cfg.Lottery != (LotteryConfig{}) {
+	if sl.cfg.LotteryRule() != (LotteryConfig{}) {
 		if sl.offers.commitment == nil {
 			seed := queueSeed(st.queueSeedKey, sl.cfg.ID)
 			sum := sha256.Sum256(seed[:])
@@ -150,7 +180,6 @@ func (st *state) viewOffers(sl *sale, v *Sale) {
 		}
 		c.Commitment = *sl.offers.commitment
 	}
-	v.OfferCounts = c
 }
 
 // OfferRequest is a registration.
@@ -245,7 +274,7 @@ type offerCommand struct {
 }
 
 func validateOffersConfig(c *SaleConfig) *Rejection {
-	l, w := c.Lottery, c.Waitlist
+	l, w := c.LotteryRule(), c.WaitlistRule()
 	switch {
 	case l != LotteryConfig{} && c.Queue.Mode != 0:
 		return reject(CodeInvalidRequest, "a sale sells through its queue or by lottery, not both")
@@ -270,15 +299,15 @@ func validateOffersConfig(c *SaleConfig) *Rejection {
 // queue's rule). A sale that had books keeps their registrations.
 func (st *state) offersRuleEvent(evs []event, cfg *SaleConfig) []event {
 	sl, _ := st.saleByID(cfg.ID)
-	if cfg.Lottery == (LotteryConfig{}) && cfg.Waitlist == (WaitlistConfig{}) && (sl == nil || sl.offers == nil) {
+	if cfg.Offers == nil && (sl == nil || sl.offers == nil) {
 		return evs
 	}
-	return append(evs, event{kind: evOffersRule, saleID: cfg.ID, offer: &offerEvent{lottery: cfg.Lottery, waitlist: cfg.Waitlist}})
+	return append(evs, event{kind: evOffersRule, saleID: cfg.ID, offer: &offerEvent{lottery: cfg.LotteryRule(), waitlist: cfg.WaitlistRule()}})
 }
 
 // lotteryBlocks refuses an open purchase on a lottery sale before its draw.
 func (sl *sale) lotteryBlocks(now int64) *Rejection {
-	l := sl.cfg.Lottery
+	l := sl.cfg.LotteryRule()
 	if l == (LotteryConfig{}) || sl.offers != nil && sl.offers.lottery != nil && sl.offers.lottery.drawn {
 		return nil
 	}
@@ -303,7 +332,7 @@ func (st *state) decideOffer(cmd *command, now int64, res *result, evs []event) 
 		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
 	}
 	bk := cmd.offer.book
-	if bk == BookLottery && sl.cfg.Lottery == (LotteryConfig{}) || bk == BookWaitlist && !sl.cfg.Waitlist.Enabled {
+	if bk == BookLottery && sl.cfg.LotteryRule() == (LotteryConfig{}) || bk == BookWaitlist && !sl.cfg.WaitlistRule().Enabled {
 		return evs, reject(CodeNotQueued, "sale %q has no %s", cmd.saleID, bk)
 	}
 	b := sl.offers.book(bk)
@@ -335,13 +364,13 @@ func (st *state) decideOffer(cmd *command, now int64, res *result, evs []event) 
 	t := sl.tierIndex(cmd.tierID)
 	maxQty := QuantityPerOrderMax
 	if bk == BookWaitlist {
-		maxQty = sl.cfg.Waitlist.MaxQuantity
+		maxQty = sl.cfg.WaitlistRule().MaxQuantity
 	}
 	switch {
 	case sl.closed || now >= sl.cfg.ClosesAtMs:
 		return evs, reject(CodeSaleClosed, "sale %q is closed", cmd.saleID)
-	case bk == BookLottery && now >= sl.cfg.Lottery.RegistrationClosesAtMs:
-		return evs, reject(CodeRegistrationClosed, "the lottery of sale %q closed its registrations at %s", cmd.saleID, formatMs(sl.cfg.Lottery.RegistrationClosesAtMs))
+	case bk == BookLottery && now >= sl.cfg.LotteryRule().RegistrationClosesAtMs:
+		return evs, reject(CodeRegistrationClosed, "the lottery of sale %q closed its registrations at %s", cmd.saleID, formatMs(sl.cfg.LotteryRule().RegistrationClosesAtMs))
 	case bk == BookWaitlist && now < sl.cfg.OpensAtMs:
 		return evs, reject(CodeSaleNotOpen, "sale %q opens at %s", cmd.saleID, formatMs(sl.cfg.OpensAtMs))
 	case t < 0:
@@ -475,7 +504,7 @@ func (st *state) offersDue(now int64) bool {
 }
 
 func (sl *sale) lotteryDue(now int64) bool {
-	l := sl.cfg.Lottery
+	l := sl.cfg.LotteryRule()
 	return l != (LotteryConfig{}) && now >= l.RegistrationClosesAtMs && now >= sl.cfg.OpensAtMs &&
 		(sl.offers == nil || sl.offers.lottery == nil || !sl.offers.lottery.drawn)
 }
@@ -584,9 +613,9 @@ func (st *state) makeOffer(sl *sale, bk OfferBook, i int32, now int64, evs []eve
 	if _, taken := st.byKey[k]; taken {
 		panic(newInvariantError("offer order key derived twice"))
 	}
-	payWithin := sl.cfg.Lottery.PayWithinMs
+	payWithin := sl.cfg.LotteryRule().PayWithinMs
 	if bk == BookWaitlist {
-		payWithin = sl.cfg.Waitlist.PayWithinMs
+		payWithin = sl.cfg.WaitlistRule().PayWithinMs
 	}
 	start := len(evs)
 	if len(r.attendees) > 0 {
@@ -636,7 +665,7 @@ func (st *state) applyOffers(ev *event) error {
 	}
 	st.touch(si)
 	if ev.kind == evOffersRule {
-		sl.cfg.Lottery, sl.cfg.Waitlist = ev.offer.lottery, ev.offer.waitlist
+		sl.cfg.Offers = newOffersConfig(ev.offer.lottery, ev.offer.waitlist)
 		st.saleOffers(sl, si)
 		return nil
 	}
@@ -973,7 +1002,7 @@ func freezeOffers(st *state) func([]byte) []byte {
 	fs := make([]frozen, 0, len(st.offered))
 	for _, si := range st.offered {
 		sl := st.sales[si]
-		f := frozen{id: sl.cfg.ID, l: sl.cfg.Lottery, w: sl.cfg.Waitlist}
+		f := frozen{id: sl.cfg.ID, l: sl.cfg.LotteryRule(), w: sl.cfg.WaitlistRule()}
 		for j, b := range [2]*offerBook{sl.offers.lottery, sl.offers.waitlist} {
 			if b != nil {
 				f.books[j] = &frozenBook{b: *b, regs: slices.Clone(b.regs)}
@@ -1024,7 +1053,7 @@ func restoreOffers(st *state, body []byte) error {
 		if sl == nil || sl.offers != nil {
 			return fmt.Errorf("%w: snapshot has books of a sale it does not hold, or twice", errCorrupt)
 		}
-		sl.cfg.Lottery, sl.cfg.Waitlist = l, w
+		sl.cfg.Offers = newOffersConfig(l, w)
 		st.saleOffers(sl, si)
 		for _, bk := range [...]OfferBook{BookLottery, BookWaitlist} {
 			if !d.bool() || d.err != nil {

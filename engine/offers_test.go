@@ -24,13 +24,13 @@ func openOffersTest(t testing.TB, j Journal, clock *fakeClock, shards int) *Engi
 // lotterySale: tier floor of stock tickets, registrations for 10 s.
 func lotterySale(id string, clock *fakeClock, stock int) SaleConfig {
 	cfg := testSale(id, clock, stock, 4)
-	cfg.Lottery = LotteryConfig{RegistrationClosesAtMs: clock.Ms() + 10_000, PayWithinMs: 60_000}
+	cfg.Offers = &OffersConfig{Lottery: LotteryConfig{RegistrationClosesAtMs: clock.Ms() + 10_000, PayWithinMs: 60_000}}
 	return cfg
 }
 
 func waitlistSale(id string, clock *fakeClock, stock int) SaleConfig {
 	cfg := testSale(id, clock, stock, 4)
-	cfg.Waitlist = WaitlistConfig{Enabled: true, MaxQuantity: 2, PayWithinMs: 60_000}
+	cfg.Offers = &OffersConfig{Waitlist: WaitlistConfig{Enabled: true, MaxQuantity: 2, PayWithinMs: 60_000}}
 	return cfg
 }
 
@@ -464,7 +464,7 @@ func TestOffersRandom(t *testing.T) {
 	e := openOffersTest(t, j, clock, 2)
 	ctx := context.Background()
 	lot := lotterySale("lot", clock, 6)
-	lot.Lottery.RegistrationClosesAtMs = clock.Ms() + 20_000
+	lot.Offers = &OffersConfig{Lottery: LotteryConfig{RegistrationClosesAtMs: clock.Ms() + 20_000, PayWithinMs: 60_000}}
 	wl := waitlistSale("wl", clock, 5)
 	for _, c := range []SaleConfig{lot, wl} {
 		if _, _, err := e.PutSale(ctx, c); err != nil {

@@ -117,6 +117,8 @@ type QueueCounts struct {
 	Admitted int  // buyers admitted so far (places [0, Admitted))
 	Drawn    bool // shuffle_at_open: the draw has happened
 
+	WaitlistRegistered int // offers.go: the waitlist's registrations ever taken
+
 	Commitment [32]byte // SHA-256 of the draw's seed (views only)
 }
 
@@ -321,7 +323,7 @@ func (st *state) decideQueue(cmd *command, now int64, res *result, evs []event) 
 	switch {
 	case sl == nil:
 		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
-	case cmd.kind == cmdQueueDraw && sl.cfg.Lottery != (LotteryConfig{}): // offers.go: the lottery's draw
+	case cmd.kind == cmdQueueDraw && sl.cfg.LotteryRule() != (LotteryConfig{}): // offers.go: the lottery's draw
 		d := sl.offers.book(BookLottery).lotteryDraw()
 		res.queueDraw = &d
 		return evs, nil
@@ -510,15 +512,14 @@ func (q *saleQueue) find(id JoinID) int {
 // sale without a queue keeps nil, so that the views of the other sales
 // stay as small as before.
 func (st *state) viewQueue(sl *sale, v *Sale) {
+	if sl.queue != nil && sl.cfg.Queue.Mode != 0 {
+		c := sl.queue.counts()
+		c.Commitment = st.queueCommitment(sl)
+		v.QueueCounts = &c
+	}
 	if sl.offers != nil {
-		st.viewOffers(sl, v) // offers.go
+		st.viewOffers(sl, v) // offers.go: a lottery's or a waitlist's counts
 	}
-	if sl.queue == nil || sl.cfg.Queue.Mode == 0 {
-		return
-	}
-	c := sl.queue.counts()
-	c.Commitment = st.queueCommitment(sl)
-	v.QueueCounts = &c
 }
 
 func (q *saleQueue) counts() QueueCounts {

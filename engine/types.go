@@ -44,9 +44,8 @@ type SaleConfig struct {
 	// exchange. A pointer: sales without one (and every view published
 	// of them) carry 8 bytes for it. Shared: never modify it.
 	RefundPolicy *RefundPolicy
-	Queue        QueueConfig    // queue.go; zero: no waiting room
-	Lottery      LotteryConfig  // offers.go; zero: no lottery
-	Waitlist     WaitlistConfig // offers.go; zero: no waitlist
+	Queue        QueueConfig   // queue.go; zero: no waiting room
+	Offers       *OffersConfig // offers.go: lottery and waitlist; nil: neither
 }
 
 // Catalogue describes the performance a sale sells: what the public
@@ -89,7 +88,6 @@ type Sale struct {
 	// process and starts again at 1 after a restart; 0 outside views.
 	Version     uint64
 	QueueCounts *QueueCounts // queue.go; nil without a queue
-	OfferCounts *OfferCounts // offers.go; nil without a lottery or a waitlist
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.

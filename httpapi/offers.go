@@ -55,8 +55,9 @@ func offerConfig(q *queueBody, w *waitlistBody, cfg *engine.SaleConfig) string {
 		if q.RegistrationClosesAt == nil || q.RegistrationClosesAt.UnixMilli() <= 0 {
 			return "queue.registration_closes_at is required for a lottery (RFC 3339)"
 		}
-		cfg.Lottery = engine.LotteryConfig{RegistrationClosesAtMs: q.RegistrationClosesAt.UnixMilli(), PayWithinMs: q.PayWithinSeconds * 1000}
-		if cfg.Lottery.PayWithinMs <= 0 || q.PayWithinSeconds > engine.OfferPayWithinMsMax/1000 {
+		l := engine.LotteryConfig{RegistrationClosesAtMs: q.RegistrationClosesAt.UnixMilli(), PayWithinMs: q.PayWithinSeconds * 1000}
+		cfg.Offers = &engine.OffersConfig{Lottery: l}
+		if l.PayWithinMs <= 0 || q.PayWithinSeconds > engine.OfferPayWithinMsMax/1000 {
 			return fmt.Sprintf("queue.pay_within_seconds must be %d to %d", engine.OfferPayWithinMsMin/1000, engine.OfferPayWithinMsMax/1000)
 		}
 	} else if q != nil && (q.RegistrationClosesAt != nil || q.PayWithinSeconds != 0) {
@@ -66,9 +67,11 @@ func offerConfig(q *queueBody, w *waitlistBody, cfg *engine.SaleConfig) string {
 		if w.PayWithinSeconds < 0 || w.PayWithinSeconds > engine.OfferPayWithinMsMax/1000 {
 			return fmt.Sprintf("waitlist.pay_within_seconds must be %d to %d", engine.OfferPayWithinMsMin/1000, engine.OfferPayWithinMsMax/1000)
 		}
-		cfg.Waitlist = engine.WaitlistConfig{Enabled: w.Enabled, MaxQuantity: w.MaxQuantity, PayWithinMs: w.PayWithinSeconds * 1000}
-		if !w.Enabled {
-			cfg.Waitlist = engine.WaitlistConfig{}
+		if w.Enabled {
+			if cfg.Offers == nil {
+				cfg.Offers = &engine.OffersConfig{}
+			}
+			cfg.Offers.Waitlist = engine.WaitlistConfig{Enabled: true, MaxQuantity: w.MaxQuantity, PayWithinMs: w.PayWithinSeconds * 1000}
 		}
 	}
 	return ""
@@ -77,7 +80,7 @@ func offerConfig(q *queueBody, w *waitlistBody, cfg *engine.SaleConfig) string {
 // isLottery says whether a sale's published view is a lottery's.
 func (s *Server) isLottery(saleID string) bool {
 	v, _ := s.eng.SaleView(saleID)
-	return v != nil && v.Lottery != (engine.LotteryConfig{})
+	return v != nil && v.LotteryRule() != (engine.LotteryConfig{})
 }
 
 // offerRegister: POST /v1/sales/{sale_id}/waitlist, and POST .../queue on
@@ -208,8 +211,8 @@ func (s *Server) writeOfferStatus(ctx *fasthttp.RequestCtx, status int, saleID s
 // appendOffers appends a sale's lottery (as its queue, mode "lottery")
 // and waitlist to its JSON (schema Sale).
 func appendOffers(b []byte, sl *engine.Sale) []byte {
-	n := sl.OfferCounts
-	if l := sl.Lottery; l != (engine.LotteryConfig{}) {
+	n := sl.QueueCounts // a lottery's registrations are its Joined
+	if l := sl.LotteryRule(); l != (engine.LotteryConfig{}) {
 		b = append(b, `,"queue":{"mode":"lottery","registration_closes_at":`...)
 		b = appendTime(b, l.RegistrationClosesAtMs)
 		b = append(b, `,"pay_within_seconds":`...)
@@ -218,13 +221,13 @@ func appendOffers(b []byte, sl *engine.Sale) []byte {
 			b = append(b, `,"seed_sha256":"`...)
 			b = hex.AppendEncode(b, n.Commitment[:])
 			b = append(b, `","registered":`...)
-			b = strconv.AppendInt(b, int64(n.LotteryRegistered), 10)
+			b = strconv.AppendInt(b, int64(n.Joined), 10)
 			b = append(b, `,"drawn":`...)
-			b = strconv.AppendBool(b, n.LotteryDrawn)
+			b = strconv.AppendBool(b, n.Drawn)
 		}
 		b = append(b, '}')
 	}
-	if w := sl.Waitlist; w.Enabled {
+	if w := sl.WaitlistRule(); w.Enabled {
 		b = append(b, `,"waitlist":{"enabled":true,"max_quantity":`...)
 		b = strconv.AppendInt(b, int64(w.MaxQuantity), 10)
 		b = append(b, `,"pay_within_seconds":`...)
