@@ -57,6 +57,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyRealName(ev) // realname.go
 	case evQueueRule, evQueueJoined, evQueueDrawn, evQueueAdmitted, evAdmissionUsed:
 		return st.applyQueue(ev) // queue.go
+	case evOffersRule, evOfferRegistered, evLotteryDrawn, evOfferMade, evOfferPassed, evOfferLeft, evQueueDocument:
+		return st.applyOffers(ev) // offers.go
 	case evOrderPlaced:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil || int(ev.tier) >= len(sl.tiers) || ev.qty == 0 {
@@ -189,6 +191,8 @@ func (st *state) answer(cmd *command, res *result, changed bool) {
 		res.sale = saleView(sl)
 	case cmdPayouts:
 		st.answerPayouts(cmd, res) // payouts.go
+	case cmdOfferRegister, cmdOfferLeave:
+		st.answerOffer(cmd, res, changed) // offers.go
 	case cmdOrderByNumber:
 		st.answerOrderByNumber(cmd, res) // ordernumber.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdPayoutUpdate:

@@ -229,6 +229,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 	moveRefunds(old, states, route)     // refundrules.go
 	moveExchanges(old, states, route)   // exchanges.go
 	moveQueues(old, states, route)      // queue.go
+	moveOffers(old, states, route)      // offers.go
 	repartitionDoor(old, states, route) // checkin.go
 }
 

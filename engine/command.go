@@ -54,6 +54,9 @@ const (
 	cmdUnfollow          // follows.go
 	cmdFollows           // follows.go
 	cmdFollowers         // follows.go
+	cmdOfferRegister     // offers.go
+	cmdOfferStatus       // offers.go
+	cmdOfferLeave        // offers.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -94,6 +97,7 @@ type command struct {
 	queue     *queueCommand   // queue.go
 	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
 	follows   *followCommand  // follows.go
+	offer     *offerCommand   // offers.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -129,8 +133,9 @@ type result struct {
 
 	queue     *QueueStatus // queue.go
 	queueDraw *QueueDraw
-	follows   []Follow // follows.go
-	followers []string // cmdFollowers (follows.go)
+	follows   []Follow     // follows.go
+	followers []string     // cmdFollowers (follows.go)
+	offer     *OfferStatus // offers.go
 }
 
 type request struct {

@@ -20,6 +20,9 @@ func (st *state) execute(cmd *command, now int64, res *result, evs []event) []ev
 		}
 	}
 	st.answer(cmd, res, len(evs) > start)
+	if len(st.offered) > 0 && len(evs) > start {
+		evs = st.offersAfter(cmd, now, evs) // offers.go: freed tickets go to the books
+	}
 	return evs
 }
 
@@ -57,6 +60,9 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		}
 		if rej == nil {
 			evs, rej = st.decideQueueRule(evs, cmd.sale) // queue.go
+		}
+		if rej == nil {
+			evs = st.offersRuleEvent(evs, cmd.sale) // offers.go
 		}
 		return evs, rej
 	case cmdSetClosed:
@@ -108,6 +114,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return evs, st.decideOrderByNumber(cmd) // ordernumber.go: a read
 	case cmdQueueJoin, cmdQueueStatus, cmdQueueDraw:
 		return st.decideQueue(cmd, now, res, evs) // queue.go
+	case cmdOfferRegister, cmdOfferStatus, cmdOfferLeave:
+		return st.decideOffer(cmd, now, res, evs) // offers.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {
@@ -175,6 +183,11 @@ func (st *state) decidePurchase(cmd *command, now int64, evs []event) ([]event, 
 	}
 	if have := int(sl.users[cmd.userID].tickets); have+cmd.qty*sl.ticketsPer(t) > sl.cfg.PerUserLimit {
 		return evs, reject(CodeLimitExceeded, "at most %d tickets per user; you hold %d", sl.cfg.PerUserLimit, have)
+	}
+	if sl.offers != nil || sl.cfg.Offers != nil {
+		if rej := sl.lotteryBlocks(now); rej != nil { // offers.go
+			return evs, rej
+		}
 	}
 	var rej *Rejection
 	if evs, rej = st.decideAdmission(sl, cmd, now, evs); rej != nil { // queue.go
@@ -321,5 +334,7 @@ func (st *state) expireDue(now int64, limit int, evs []event) []event {
 			break
 		}
 	}
-	return st.queueTick(now, evs) // queue.go: admit into what the expiries freed
+	freed := len(evs) > 0
+	evs = st.queueTick(now, evs)          // queue.go: admit into what the expiries freed
+	return st.offersTick(now, freed, evs) // offers.go: draw the lotteries due, offer what the expiries freed
 }

@@ -74,6 +74,12 @@
 //     neither; reads of it come from those records, and a write that
 //     changes it brings it back into its shard first (SaleUnarchived,
 //     applied with the generation of records it names).
+//   - A lottery's or waitlist's offer (offers.go) is a pending order that
+//     the sale's shard makes itself, in the same log entry as the draw or
+//     the release that freed its tickets, so freed tickets reach the
+//     registrations before open sale and sold + held <= stock holds as for
+//     any purchase; a registration's state is derived from its offer's
+//     order, never stored twice.
 //   - A failed Journal.Append is never acknowledged: the engine fails every
 //     waiting and later request with ErrStopped and calls Config.OnFatal
 //     (main exits the process: memory is ahead of disk and only recovery

@@ -44,7 +44,8 @@ type event struct {
 	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 	q        *queueEvent   // the queue's events (queue.go)
 
-	follow *Follow // evFollowed, evUnfollowed (ID and user only; follows.go)
+	follow *Follow     // evFollowed, evUnfollowed (ID and user only; follows.go)
+	offer  *offerEvent // the books' events and QueueDocument (offers.go)
 }
 
 type eventKind uint8
@@ -93,6 +94,13 @@ const (
 	evFollowed // follows.go
 	evUnfollowed
 	evExchangeOpened // exchanges.go
+	evOffersRule     // offers.go
+	evOfferRegistered
+	evLotteryDrawn
+	evOfferMade
+	evOfferPassed
+	evOfferLeft
+	evQueueDocument
 	evKindEnd
 )
 
@@ -139,6 +147,9 @@ const (
 //	                purchase, in the same entry)
 //	Followed, Unfollowed: follows.go
 //	ExchangeOpened: exchanges.go (after the OrderPlaced of its new order)
+//	OffersRule, OfferRegistered, LotteryDrawn, OfferMade, OfferPassed,
+//	OfferLeft, QueueDocument: offers.go (OfferMade follows the OrderPlaced
+//	of its order, QueueDocument precedes its QueueJoined)
 //
 // Every record is version 1 except a SalePut whose sale has a catalogue
 // (types.go: Catalogue), which is version 2: its body is version 1's with
@@ -238,6 +249,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendPayoutEvent(b, ev)
 	case evFollowed, evUnfollowed:
 		b = appendFollowEvent(b, ev)
+	case evOffersRule, evOfferRegistered, evLotteryDrawn, evOfferMade, evOfferPassed, evOfferLeft, evQueueDocument:
+		b = appendOfferEvent(b, ev) // offers.go
 	default:
 		panic(fmt.Sprintf("engine: appendEvent: unknown kind %d", ev.kind))
 	}
@@ -411,6 +424,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodePayoutEvent(&d, ev)
 	case evFollowed, evUnfollowed:
 		decodeFollowEvent(&d, ev)
+	case evOffersRule, evOfferRegistered, evLotteryDrawn, evOfferMade, evOfferPassed, evOfferLeft, evQueueDocument:
+		decodeOfferEvent(&d, ev) // offers.go
 	default:
 		return fmt.Errorf("%w: kind %d not understood", errCorrupt, rec[1])
 	}
@@ -443,6 +458,8 @@ var kindNames = [...]string{
 	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 	evFollowed: "Followed", evUnfollowed: "Unfollowed",
 	evExchangeOpened: "ExchangeOpened",
+	evOffersRule:     "OffersRule", evOfferRegistered: "OfferRegistered", evLotteryDrawn: "LotteryDrawn",
+	evOfferMade: "OfferMade", evOfferPassed: "OfferPassed", evOfferLeft: "OfferLeft", evQueueDocument: "QueueDocument",
 }
 
 func (k eventKind) String() string {

@@ -66,6 +66,9 @@ const (
 	// "announced", from its creation entry) or opened (phase "open",
 	// noticed by the deliverer once opens_at has passed; follows.go).
 	NotifyEventOnSale = "event.on_sale"
+	// NotifyOrderOffered: a lottery or waitlist offer was made (offers.go):
+	// an order waits for the buyer's payment until its expires_at.
+	NotifyOrderOffered = "order.offered"
 	// notifyWebhooksChanged is not delivered: it tells the reader to read
 	// the endpoints again.
 	NotifyWebhooksChanged = "~webhooks.changed"
@@ -75,7 +78,7 @@ const (
 var NotificationKinds = []string{
 	NotifyOrderCreated, NotifyOrderPaid, NotifyOrderExpired, NotifyOrderCancelled,
 	NotifyOrderRefunded, NotifyOrderNeedsRefund, NotifyTicketCheckedIn, NotifySaleAnnounced,
-	NotifyEventOnSale, NotifyOrderExchanged,
+	NotifyEventOnSale, NotifyOrderExchanged, NotifyOrderOffered,
 }
 
 // Notification is one deliverable fact of a log entry. Order is set for
@@ -183,6 +186,8 @@ func notificationKind(ev *event) string {
 		return NotifySaleAnnounced
 	case evWebhookPut, evWebhookDeleted:
 		return NotifyWebhooksChanged
+	case evOfferMade:
+		return NotifyOrderOffered // offers.go
 	}
 	return ""
 }

@@ -117,6 +117,8 @@ type QueueCounts struct {
 	Admitted int  // buyers admitted so far (places [0, Admitted))
 	Drawn    bool // shuffle_at_open: the draw has happened
 
+	WaitlistRegistered int // offers.go: the waitlist's registrations ever taken
+
 	Commitment [32]byte // SHA-256 of the draw's seed (views only)
 }
 
@@ -166,10 +168,11 @@ type saleQueue struct {
 	drawnN      int32 // entries[:drawnN] took part in the draw
 	next        int32 // entries[:next] have been admitted
 	lastAdmitAt int64
-	waves       []admitWave      // live waves, by first place; expired ones dropped at the next admission
-	wavesN      uint32           // waves ever admitted: the next wave's number is wavesN+1
-	used        map[int32]uint32 // place -> wave, admissions that bought
-	commitment  *[32]byte        // derived: SHA-256 of the seed, once asked (queueCommitment)
+	waves       []admitWave         // live waves, by first place; expired ones dropped at the next admission
+	wavesN      uint32              // waves ever admitted: the next wave's number is wavesN+1
+	used        map[int32]uint32    // place -> wave, admissions that bought
+	commitment  *[32]byte           // derived: SHA-256 of the seed, once asked (queueCommitment)
+	docs        map[[32]byte]JoinID // real-name sales: documents holding a place (offers.go)
 }
 
 // admitWave is the places [first, end) admitted at once.
@@ -193,7 +196,8 @@ type queueEvent struct {
 // queueCommand is a queue call's arguments.
 type queueCommand struct {
 	id   JoinID
-	draw bool // cmdQueueDraw: list the draw
+	draw bool      // cmdQueueDraw: list the draw
+	doc  *[32]byte // cmdQueueJoin on a real-name sale: the document's keyed hash (offers.go)
 }
 
 func validateQueueConfig(q QueueConfig) *Rejection {
@@ -319,6 +323,10 @@ func (st *state) decideQueue(cmd *command, now int64, res *result, evs []event) 
 	switch {
 	case sl == nil:
 		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+	case cmd.kind == cmdQueueDraw && sl.cfg.LotteryRule() != (LotteryConfig{}): // offers.go: the lottery's draw
+		d := sl.offers.book(BookLottery).lotteryDraw()
+		res.queueDraw = &d
+		return evs, nil
 	case sl.cfg.Queue.Mode == 0:
 		return evs, reject(CodeNotQueued, "sale %q has no queue", cmd.saleID)
 	}
@@ -345,6 +353,10 @@ func (st *state) decideQueue(cmd *command, now int64, res *result, evs []event) 
 		return evs, reject(CodeQueueFull, "the queue of sale %q is full", cmd.saleID)
 	}
 	evs = st.drawDue(sl, now, evs) // before this join, which comes after the draw
+	var rej *Rejection
+	if evs, rej = st.decideQueueDocument(sl, cmd, now, evs); rej != nil { // offers.go
+		return evs, rej
+	}
 	return append(evs, event{kind: evQueueJoined, at: now, saleID: cmd.saleID, q: &queueEvent{id: cmd.queue.id}}), nil
 }
 
@@ -500,12 +512,14 @@ func (q *saleQueue) find(id JoinID) int {
 // sale without a queue keeps nil, so that the views of the other sales
 // stay as small as before.
 func (st *state) viewQueue(sl *sale, v *Sale) {
-	if sl.queue == nil || sl.cfg.Queue.Mode == 0 {
-		return
+	if sl.queue != nil && sl.cfg.Queue.Mode != 0 {
+		c := sl.queue.counts()
+		c.Commitment = st.queueCommitment(sl)
+		v.QueueCounts = &c
 	}
-	c := sl.queue.counts()
-	c.Commitment = st.queueCommitment(sl)
-	v.QueueCounts = &c
+	if sl.offers != nil {
+		st.viewOffers(sl, v) // offers.go: a lottery's or a waitlist's counts
+	}
 }
 
 func (q *saleQueue) counts() QueueCounts {

@@ -120,7 +120,7 @@ func (s *shard) run() {
 		case first = <-s.inbox:
 		case <-ticker.C:
 			nowMs := s.e.cfg.Now().UnixMilli()
-			if at, ok := s.st.nextExpiry(); (!ok || at > nowMs) && !s.archiveCheck(nowMs) && !s.st.queueDue(nowMs) { // archive.go, queue.go
+			if at, ok := s.st.nextExpiry(); (!ok || at > nowMs) && !s.archiveCheck(nowMs) && !s.st.queueDue(nowMs) && !s.st.offersDue(nowMs) { // archive.go, queue.go, offers.go
 				continue
 			}
 		case <-s.quit:

@@ -52,6 +52,8 @@ type state struct {
 	// visits; queueSeedKey derives their draws' seeds (the shard sets it).
 	queued       []int32
 	queueSeedKey []byte
+	// offered lists the sales with a lottery or a waitlist (offers.go).
+	offered []int32
 
 	// touched lists the sales that events changed since the shard last
 	// published their views (views.go); sale.touched says who is in it.
@@ -86,6 +88,7 @@ type sale struct {
 	coupons *saleCoupons  // coupons.go; nil: none
 	pk      *salePackages // derived from cfg (packages.go); nil: no package tier
 	queue   *saleQueue    // queue.go; nil: nobody joined and no rule logged
+	offers  *saleOffers   // offers.go; nil: no lottery or waitlist rule logged
 
 	archiveGen   uint32      // archive.go: generations archived so far
 	pays         []payMinute // paycurve.go: payments and refunds per minute

@@ -44,7 +44,8 @@ type SaleConfig struct {
 	// exchange. A pointer: sales without one (and every view published
 	// of them) carry 8 bytes for it. Shared: never modify it.
 	RefundPolicy *RefundPolicy
-	Queue        QueueConfig // queue.go; zero: no waiting room
+	Queue        QueueConfig   // queue.go; zero: no waiting room
+	Offers       *OffersConfig // offers.go: lottery and waitlist; nil: neither
 }
 
 // Catalogue describes the performance a sale sells: what the public

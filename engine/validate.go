@@ -50,6 +50,9 @@ func validateSaleConfig(c *SaleConfig) *Rejection {
 	if rej := validateQueueConfig(c.Queue); rej != nil { // queue.go
 		return rej
 	}
+	if rej := validateOffersConfig(c); rej != nil { // offers.go
+		return rej
+	}
 	if rej := validateRealNameRule(c.RealName); rej != nil { // realname.go
 		return rej
 	}

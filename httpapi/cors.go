@@ -169,6 +169,9 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx, spec *routeSpec, allowed bo
 	if spec == &routes[routeMe] {
 		methods = "GET, HEAD, PATCH" // PATCH /v1/me shares the path (profile.go: meRoute)
 	}
+	if spec == &routes[routeWaitlistMe] {
+		methods = "GET, HEAD, DELETE" // offers.go: offerRoute
+	}
 	h.Set("Access-Control-Allow-Methods", methods)
 	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 	h.Set("Access-Control-Max-Age", corsMaxAgeSeconds)

@@ -25,6 +25,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		routeUpdateMe:          "/v1/me",
 		routeAdminListWebhooks: "/v1/admin/webhooks",
 		routeListFollows:       "/v1/me/follows",
+		routeWaitlistLeave:     "/v1/sales/{sale_id}/waitlist/me",
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		tmpl, ok := examples[r]
@@ -40,7 +41,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("route %s (%s %s) not in openapi.json", routes[r].name, routes[r].method, tmpl)
 		}
 		r2, _ := matchRoute([]byte(strings.NewReplacer("{sale_id}", "s1", "{order_id}", "s1.x", "{credential_id}", "cred_x", "{code}", "EARLY-10").Replace(tmpl)))
-		if r2 = followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
+		if r2 = offerRoute(followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(r2, []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)), []byte(routes[r].method)); r2 != r {
 			t.Errorf("documented path %s routes to %s, want %s", tmpl, routes[r2].name, routes[r].name)
 		}
 	}

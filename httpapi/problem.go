@@ -117,12 +117,16 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeExchangeWindowClosed): {409, "Exchange window closed"},
 	string(engine.CodeUnknownQueueItem):     {404, "No such refund queue item"},
 	// Queued sales (queue.go).
-	string(engine.CodeNotQueued):         {404, "Not queued"},
-	string(engine.CodeAdmissionRequired): {403, "Admission from the queue required"},
-	string(engine.CodeAdmissionInvalid):  {403, "Not an admission of this buyer"},
-	string(engine.CodeAdmissionUsed):     {409, "Admission used already"},
-	string(engine.CodeAdmissionExpired):  {409, "Admission expired"},
-	string(engine.CodeQueueFull):         {409, "Queue full"},
+	string(engine.CodeNotQueued):          {404, "Not queued"},
+	string(engine.CodeAdmissionRequired):  {403, "Admission from the queue required"},
+	string(engine.CodeAdmissionInvalid):   {403, "Not an admission of this buyer"},
+	string(engine.CodeAdmissionUsed):      {409, "Admission used already"},
+	string(engine.CodeAdmissionExpired):   {409, "Admission expired"},
+	string(engine.CodeQueueFull):          {409, "Queue full"},
+	string(engine.CodeRegistrationClosed): {409, "Lottery registration closed"}, // offers.go
+	string(engine.CodeTicketsAvailable):   {409, "Tickets are on sale: buy them"},
+	string(engine.CodeNotRegistered):      {404, "Not registered"},
+	string(engine.CodeDocumentInQueue):    {409, "Document holds a place already"},
 
 	// Who is asking.
 	codeUnauthorized:       {401, "Unauthorized"},

@@ -131,11 +131,25 @@ func (s *Server) purchaseAdmission(ctx *fasthttp.RequestCtx, saleID []byte, user
 
 // queueJoin: POST /v1/sales/{sale_id}/queue.
 func (s *Server) queueJoin(ctx *fasthttp.RequestCtx, saleID []byte, who principal) {
+	id := string(saleID)
+	if s.isLottery(id) { // offers.go
+		s.offerRegister(ctx, saleID, who, engine.BookLottery)
+		return
+	}
 	if s.overUserRate(ctx, routeQueueJoin, who) || s.overAddrRate(ctx) {
 		return
 	}
-	id := string(saleID)
-	st, err := s.eng.QueueJoin(s.reqCtx(), id, s.queue.joinIDOf(id, who.userID))
+	doc, ok := s.queueJoinDocument(ctx) // offers.go: real-name sales
+	if !ok {
+		return
+	}
+	var st engine.QueueStatus
+	var err error
+	if doc != nil {
+		st, err = s.eng.QueueJoinDocument(s.reqCtx(), id, s.queue.joinIDOf(id, who.userID), *doc)
+	} else {
+		st, err = s.eng.QueueJoin(s.reqCtx(), id, s.queue.joinIDOf(id, who.userID))
+	}
 	if err != nil {
 		s.writeError(ctx, err)
 		return
@@ -150,6 +164,10 @@ func (s *Server) queueJoin(ctx *fasthttp.RequestCtx, saleID []byte, who principa
 // queueMe: GET /v1/sales/{sale_id}/queue/me.
 func (s *Server) queueMe(ctx *fasthttp.RequestCtx, saleID []byte, who principal) {
 	id := string(saleID)
+	if s.isLottery(id) { // offers.go
+		s.offerMe(ctx, saleID, who, engine.BookLottery)
+		return
+	}
 	st, err := s.eng.QueuePosition(s.reqCtx(), id, s.queue.joinIDOf(id, who.userID))
 	if err != nil {
 		s.writeError(ctx, err)
@@ -323,6 +341,10 @@ type queueBody struct {
 	Mode                string `json:"mode"`
 	AdmitRate           int    `json:"admit_rate"`
 	AdmissionTTLSeconds int64  `json:"admission_ttl_seconds"`
+
+	// mode "lottery" (offers.go)
+	RegistrationClosesAt *time.Time `json:"registration_closes_at"`
+	PayWithinSeconds     int64      `json:"pay_within_seconds"`
 }
 
 func (q *queueBody) config() (engine.QueueConfig, string) {

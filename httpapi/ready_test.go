@@ -84,6 +84,9 @@ func routeSamples(t *testing.T) map[route]routeSample {
 		routeQueueJoin:              {"POST", "/v1/sales/s1/queue", ""},
 		routeQueueMe:                {"GET", "/v1/sales/s1/queue/me", ""},
 		routeQueueDraw:              {"GET", "/v1/sales/s1/queue/draw", ""},
+		routeWaitlistJoin:           {"POST", "/v1/sales/s1/waitlist", `{"tier":"floor","quantity":1}`},
+		routeWaitlistMe:             {"GET", "/v1/sales/s1/waitlist/me", ""},
+		routeWaitlistLeave:          {"DELETE", "/v1/sales/s1/waitlist/me", ""},
 	}
 	for r := routeNone + 1; r < routeCount; r++ {
 		smp, ok := s[r]
@@ -91,7 +94,7 @@ func routeSamples(t *testing.T) map[route]routeSample {
 			t.Fatalf("no sample request for route %s: add one", routes[r].name)
 		}
 		m := []byte(smp.method)
-		if got, _ := matchRoute([]byte(smp.path)); followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(got, m), m), m), m), m) != r || routes[r].method != smp.method {
+		if got, _ := matchRoute([]byte(smp.path)); offerRoute(followRoute(webhookRoute(meRoute(couponRoute(credentialRoute(got, m), m), m), m), m), m) != r || routes[r].method != smp.method {
 			t.Fatalf("sample %s %s is route %s, not %s", smp.method, smp.path, routes[got].name, routes[r].name)
 		}
 	}
@@ -164,6 +167,7 @@ func TestWritesRefusedWhileDiskLow(t *testing.T) {
 		routeAdminRetryRefund: true, routeAdminMarkRefunded: true, routeAdminReconciliation: true,
 		routeQueueJoin: true,
 		routeFollow:    true, routeDeleteFollow: true,
+		routeWaitlistJoin: true, routeWaitlistLeave: true,
 	}
 	for rt, smp := range routeSamples(t) {
 		if writes(rt) != wantWrites[rt] {

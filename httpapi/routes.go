@@ -85,6 +85,9 @@ const (
 	routeFollow                 // POST   /v1/me/follows (follows.go)
 	routeListFollows            // GET    /v1/me/follows (followRoute)
 	routeDeleteFollow           // DELETE /v1/me/follows/{follow_id}
+	routeWaitlistJoin           // POST   /v1/sales/{sale_id}/waitlist (offers.go)
+	routeWaitlistMe             // GET    /v1/sales/{sale_id}/waitlist/me
+	routeWaitlistLeave          // DELETE /v1/sales/{sale_id}/waitlist/me (offerRoute)
 	routeCount
 )
 
@@ -188,6 +191,9 @@ func init() {
 		routeFollow:                 {"follow", "POST", accessBuyer, (*Server).createFollow},
 		routeListFollows:            {"list_follows", "GET", accessBuyer, (*Server).listFollows},
 		routeDeleteFollow:           {"delete_follow", "DELETE", accessBuyer, (*Server).deleteFollow},
+		routeWaitlistJoin:           {"waitlist_join", "POST", accessBuyer, (*Server).waitlistJoin},
+		routeWaitlistMe:             {"waitlist_me", "GET", accessBuyer, (*Server).waitlistMe},
+		routeWaitlistLeave:          {"waitlist_leave", "DELETE", accessBuyer, (*Server).waitlistLeave},
 	}
 }
 
@@ -276,6 +282,10 @@ func matchRoute(path []byte) (route, []byte) {
 			return routeQueueMe, id
 		case string(tail) == "/queue/draw":
 			return routeQueueDraw, id
+		case string(tail) == "/waitlist":
+			return routeWaitlistJoin, id // offers.go
+		case string(tail) == "/waitlist/me":
+			return routeWaitlistMe, id
 		}
 		return routeNone, nil
 	}

@@ -36,7 +36,8 @@ type saleBody struct {
 
 	Refunds  *refundsBody  `json:"refunds"`  // refundrules.go; absent: no self-service refund
 	Exchange *exchangeBody `json:"exchange"` // absent: no exchange
-	Queue    *queueBody    `json:"queue"`    // queue.go; absent: no waiting room
+	Queue    *queueBody    `json:"queue"`    // queue.go; absent: no waiting room; mode lottery: offers.go
+	Waitlist *waitlistBody `json:"waitlist"` // offers.go; absent: no waitlist
 }
 
 type tierBody struct {
@@ -84,7 +85,10 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 	if msg := refundRules(b.Refunds, b.Exchange, &cfg); msg != "" { // refundrules.go
 		return engine.SaleConfig{}, msg
 	}
-	if b.Queue != nil { // queue.go
+	if msg := offerConfig(b.Queue, b.Waitlist, &cfg); msg != "" { // offers.go
+		return engine.SaleConfig{}, msg
+	}
+	if b.Queue != nil && b.Queue.Mode != "lottery" { // queue.go
 		q, msg := b.Queue.config()
 		if msg != "" {
 			return engine.SaleConfig{}, msg
@@ -127,7 +131,8 @@ func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	b = appendCatalogue(b, &sl.Catalogue)
 	b = appendRealNameRule(b, sl.RealName) // realname.go
 	b = appendRefundRules(b, sl.RefundPolicy)
-	b = appendQueue(b, sl) // queue.go
+	b = appendQueue(b, sl)  // queue.go
+	b = appendOffers(b, sl) // offers.go
 	b = append(b, `,"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","closed":`...)

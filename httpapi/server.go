@@ -323,7 +323,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	r, param := matchRoute(ctx.Path())
 	r = webhookRoute(meRoute(couponRoute(credentialRoute(r, ctx.Method()), ctx.Method()), ctx.Method()), ctx.Method()) // coupons.go, profile.go, webhooks.go
-	r = followRoute(r, ctx.Method())                                                                                   // follows.go
+	r = offerRoute(followRoute(r, ctx.Method()), ctx.Method())                                                         // follows.go, offers.go
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panics.Inc()

@@ -107,7 +107,7 @@ func (w *emailWorker) send(r *record) bool {
 	if r.Kind == engine.NotifyEventOnSale {
 		return w.mailFollowers(r) // onsale.go
 	}
-	if r.Kind != engine.NotifyOrderCreated && r.Kind != engine.NotifyOrderPaid || r.UserID == "" {
+	if r.Kind != engine.NotifyOrderCreated && r.Kind != engine.NotifyOrderPaid && r.Kind != engine.NotifyOrderOffered || r.UserID == "" {
 		return true
 	}
 	if !w.n.pace.wait(w.n.quit) { // pace.go
@@ -180,9 +180,14 @@ func composeEmail(cfg SMTPConfig, to string, p *Payload, pdf []byte, now time.Ti
 		subject = "Your tickets for order " + p.Data.OrderID
 	}
 	var text strings.Builder
-	if p.Type == engine.NotifyOrderPaid {
+	switch p.Type {
+	case engine.NotifyOrderPaid:
 		text.WriteString("Thank you: your payment was received. Your tickets are attached.\r\n\r\n")
-	} else {
+	case engine.NotifyOrderOffered:
+		subject = "Tickets for you: order " + p.Data.OrderID
+		text.WriteString("Good news: tickets you registered for are yours if you pay before the order expires (" +
+			payBy(p.Data.ExpiresAt) + ").\r\n\r\n")
+	default:
 		text.WriteString("Thank you for your order. It holds your tickets until you pay.\r\n\r\n")
 	}
 	fmt.Fprintf(&text, "Order: %s\r\nSale: %s\r\nTier: %s\r\nQuantity: %d\r\nAmount: %d.%02d %s\r\nStatus: %s\r\n",
@@ -269,4 +274,12 @@ func sendMail(cfg SMTPConfig, timeout time.Duration, to string, msg []byte) erro
 		return err
 	}
 	return c.Quit()
+}
+
+// payBy spells an offer's deadline in an email.
+func payBy(t *time.Time) string {
+	if t == nil {
+		return "see the order"
+	}
+	return t.Format(time.RFC3339)
 }

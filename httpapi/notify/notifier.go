@@ -456,6 +456,8 @@ type Data struct {
 	PaymentID   string `json:"payment_id,omitempty"`
 	Ticket      *int   `json:"ticket,omitempty"` // ticket.checked_in: which ticket of the order
 	Gate        string `json:"gate,omitempty"`
+	// order.offered: until when the offer's order waits for payment
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 
 	// event.on_sale (onsale.go): the phase, and the sale's catalogue
 	Phase    string     `json:"phase,omitempty"` // "announced" or "open"
@@ -481,6 +483,10 @@ func (n *Notifier) record(x *engine.Notification, id string, o *engine.Order) re
 		p.Data.SaleID, p.Data.OrderID, p.Data.TierID, p.Data.UserID = o.SaleID, o.ID, o.TierID, o.UserID
 		p.Data.Quantity, p.Data.AmountCents, p.Data.Currency, p.Data.Status = o.Quantity, o.AmountCents, o.Currency, o.Status.String()
 		r.UserID, r.OrderID = o.UserID, o.ID
+		if x.Kind == engine.NotifyOrderOffered {
+			t := time.UnixMilli(o.ExpiresAtMs).UTC()
+			p.Data.ExpiresAt = &t
+		}
 	}
 	if x.AmountCents != 0 { // a duplicate charge: the amount to give back
 		p.Data.AmountCents = x.AmountCents
