@@ -156,6 +156,13 @@ func WriteUnavailable(ctx *fasthttp.RequestCtx, detail string) {
 	writeProblem(ctx, codeUnavailable, detail, -1)
 }
 
+// WriteProblem answers with the problem of a known code (invalid_query,
+// invalid_request, ...), for what runs in front of the routes
+// (httpapi/fleet).
+func WriteProblem(ctx *fasthttp.RequestCtx, code, detail string) {
+	writeProblem(ctx, code, detail, -1)
+}
+
 // writeProblem answers with an application/problem+json body. available is
 // written for sold_out only (pass -1 otherwise).
 func writeProblem(ctx *fasthttp.RequestCtx, code, detail string, available int) {
