@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +82,7 @@ func startSmallFleet(t *testing.T, prefer []int, extra ...string) *smallFleet {
 
 func (f *smallFleet) start(n *fleetNodeProc) {
 	args := append([]string{"-addr", n.addr, "-data", n.dir, "-nats", f.js.URL(), "-nats-replicas", "1",
-		"-fleet-partitions", "2", "-fleet-partition", fmt.Sprint(n.prefer), "-fleet-lease", "1s", "-shards", "2",
+		"-fleet-partitions", "2", "-fleet-partition", fmt.Sprint(n.prefer), "-fleet-lease", "2s", "-shards", "2",
 		"-user-rate", "0", "-min-free-disk", "0", "-log-level", "info"}, f.extra...)
 	n.cmd = exec.Command(f.bin, args...)
 	n.cmd.Stderr = &prefixWriter{prefix: fmt.Sprintf("node%d: ", n.prefer)}
@@ -323,4 +325,133 @@ func TestFleetSpanningRoutes(t *testing.T) {
 	if !seen[0] || !seen[1] {
 		t.Errorf("the audit log names refunds of partitions %v, want both: %+v", seen, whole.Entries)
 	}
+}
+
+// TestFleetNotificationsFailover: a webhook endpoint registered on the
+// home node receives the order.created notifications of both partitions;
+// the owner of partition 0 is killed (kill -9) while its notifications
+// are being delivered, the standby takes the partition over and resumes
+// from the cursor in JetStream: every order's notification arrives at
+// least once, a repeated one with the same id, and ids of the two
+// partitions never meet.
+func TestFleetNotificationsFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and a JetStream cluster")
+	}
+	var (
+		mu       sync.Mutex
+		byEvent  = map[string]string{} // event id -> order id
+		byOrder  = map[string]int{}    // order id -> deliveries
+		received int
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			ID   string
+			Type string
+			Data struct {
+				OrderID string `json:"order_id"`
+			}
+		}
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil || p.Data.OrderID == "" {
+			t.Errorf("webhook body: %v %+v", err, p)
+		}
+		time.Sleep(40 * time.Millisecond) // a slow receiver: deliveries are under way at the kill
+		mu.Lock()
+		if prev, ok := byEvent[p.ID]; ok && prev != p.Data.OrderID {
+			t.Errorf("event %s named order %s, then %s", p.ID, prev, p.Data.OrderID)
+		}
+		byEvent[p.ID] = p.Data.OrderID
+		byOrder[p.Data.OrderID]++
+		received++
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+
+	f := startSmallFleet(t, []int{0, 1, 0})
+	a, b := f.nodes[0].addr, f.nodes[1].addr
+	client := &http.Client{Timeout: 10 * time.Second}
+	status, raw := call(client, "POST", "http://"+b+"/v1/admin/webhooks", fleetTestAdmin, "",
+		fmt.Sprintf(`{"url":%q,"events":["order.created"],"secret":"fleet-webhook-secret-0123456789"}`, receiver.URL))
+	var hook struct{ ID string }
+	mustJSON(t, status, 201, raw, "register a webhook", &hook)
+	// Partition 1's owner learns of the endpoint through JetStream.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := client.Get("http://" + b + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(body), `onsale_webhook_endpoint_backlog{endpoint="`+hook.ID+`"}`) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the owner of partition 1 did not start delivering to the endpoint within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	p0, p1 := salesInBoth("note", 1)
+	now := time.Now().UTC()
+	for _, id := range []string{p0[0], p1[0]} {
+		body := fmt.Sprintf(`{"name":"Note","currency":"EUR","opens_at":%q,"closes_at":%q,"hold_seconds":600,"per_user_limit":1000,`+
+			`"tiers":[{"id":"ga","name":"GA","price_cents":1000,"stock":1000}]}`,
+			now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+		status, raw := call(client, "PUT", "http://"+a+"/v1/admin/sales/"+id, fleetTestAdmin, "", body)
+		mustJSON(t, status, 201, raw, "PUT sale", nil)
+	}
+	token := buyerToken(t, client, a)
+	const perSale = 40
+	var orders []string
+	partition := map[string]int{}
+	for i := range perSale {
+		for p, sale := range []string{p0[0], p1[0]} {
+			status, raw := call(client, "POST", "http://"+b+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("n%d-%d", p, i), `{"tier":"ga","quantity":1}`)
+			var o struct {
+				OrderID string `json:"order_id"`
+			}
+			mustJSON(t, status, 201, raw, "purchase", &o)
+			orders = append(orders, o.OrderID)
+			partition[o.OrderID] = p
+		}
+	}
+	delivered := func(p int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for o := range byOrder {
+			if partition[o] == p {
+				n++
+			}
+		}
+		return n
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for delivered(0) < 3 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	f.nodes[0].cmd.Process.Kill()
+	<-f.nodes[0].exited
+	atKill := delivered(0)
+	t.Logf("partition 0's owner killed after %d of its %d orders were notified", atKill, perSale)
+	if atKill == 0 || atKill == perSale {
+		t.Errorf("the kill came with %d of %d notified: not in the middle of the deliveries", atKill, perSale)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for (delivered(0) < perSale || delivered(1) < perSale) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, o := range orders {
+		if byOrder[o] == 0 {
+			t.Errorf("order %s (partition %d): no order.created delivered", o, partition[o])
+		}
+	}
+	for id, o := range byEvent {
+		if want := fmt.Sprintf("evt_p%d_", partition[o]); !strings.HasPrefix(id, want) {
+			t.Errorf("event %s of partition %d: want the prefix %s", id, partition[o], want)
+		}
+	}
+	t.Logf("%d deliveries of %d events for %d orders (%d repeated around the takeover)", received, len(byEvent), len(orders), received-len(byEvent))
 }
