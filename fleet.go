@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/engine"
+	"github.com/onsale/onsale/httpapi"
 	"github.com/onsale/onsale/httpapi/fleet"
 	"github.com/onsale/onsale/wal/jetstream"
 )
@@ -177,4 +179,25 @@ func (n *fleetNode) close() {
 	n.cancelAcquiring()
 	n.fleet.Close()
 	n.nc.Close()
+}
+
+// backupAnswer is POST /v1/admin/backup on a fleet node: the fleet's data
+// is in JetStream, whose own backup (nats stream backup, a consistent copy
+// of one stream at a time, restored with nats stream restore) is what an
+// operator of a JetStream cluster runs, so the answer names the streams:
+// each partition's shard logs and snapshot store and notification outbox,
+// the accounts and the shared webhook endpoints. The leases are not
+// worth keeping: they expire within a lease.
+func (n *fleetNode) backupAnswer(shards int) error {
+	var streams []string
+	for p := range n.o.partitions {
+		for s := range shards {
+			streams = append(streams, fmt.Sprintf("onsale_p%d_%d", p, s))
+		}
+		streams = append(streams, fmt.Sprintf("OBJ_onsale_p%d_snap", p), fmt.Sprintf("KV_onsale_outbox_p%d", p))
+	}
+	streams = append(streams, "KV_onsale_users", "KV_onsale_fleet")
+	return fmt.Errorf("%w: back it up with `nats stream backup <stream> <dir>` for each of its streams (%s), "+
+		"restored into a JetStream cluster with `nats stream restore <dir>` (README, \"Running a fleet\")",
+		httpapi.ErrBackupInJetStream, strings.Join(streams, ", "))
 }

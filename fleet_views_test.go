@@ -109,6 +109,19 @@ func salesInBoth(prefix string, n int) (p0, p1 []string) {
 	return p0, p1
 }
 
+// callRetry is call, sent again (the same Idempotency-Key) while the
+// answer is 503 or none: a loaded machine may answer a purchase late.
+func callRetry(c *http.Client, method, url, token, idemKey, body string) (int, []byte) {
+	for range 20 {
+		status, raw := call(c, method, url, token, idemKey, body)
+		if status != 0 && status != 503 {
+			return status, raw
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return call(c, method, url, token, idemKey, body)
+}
+
 func mustJSON(t *testing.T, status, want int, raw []byte, what string, v any) {
 	t.Helper()
 	if status != want {
@@ -214,7 +227,7 @@ func TestFleetSpanningRoutes(t *testing.T) {
 	token := buyerToken(t, client, a)
 	var orders []string
 	for i, sale := range []string{p0[0], p1[0]} {
-		status, raw := call(client, "POST", "http://"+[]string{b, a}[i]+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("buy%d", i), `{"tier":"ga","quantity":1}`)
+		status, raw := callRetry(client, "POST", "http://"+[]string{b, a}[i]+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("buy%d", i), `{"tier":"ga","quantity":1}`)
 		var o struct {
 			OrderID string `json:"order_id"`
 		}
@@ -325,6 +338,16 @@ func TestFleetSpanningRoutes(t *testing.T) {
 	if !seen[0] || !seen[1] {
 		t.Errorf("the audit log names refunds of partitions %v, want both: %+v", seen, whole.Entries)
 	}
+
+	// A backup names the streams that hold the fleet's data.
+	status, raw = call(client, "POST", "http://"+b+"/v1/admin/backup", fleetTestAdmin, "", `{"to":"/tmp/onsale-fleet-backup"}`)
+	var problem struct{ Code, Detail string }
+	mustJSON(t, status, 409, raw, "backup", &problem)
+	for _, s := range []string{"nats stream backup", "onsale_p0_0", "onsale_p1_1", "OBJ_onsale_p1_snap", "KV_onsale_outbox_p1", "KV_onsale_users", "KV_onsale_fleet"} {
+		if problem.Code != "backup_in_jetstream" || !strings.Contains(problem.Detail, s) {
+			t.Errorf("backup on a fleet node: %s, want backup_in_jetstream naming %s", raw, s)
+		}
+	}
 }
 
 // TestFleetNotificationsFailover: a webhook endpoint registered on the
@@ -406,7 +429,7 @@ func TestFleetNotificationsFailover(t *testing.T) {
 	partition := map[string]int{}
 	for i := range perSale {
 		for p, sale := range []string{p0[0], p1[0]} {
-			status, raw := call(client, "POST", "http://"+b+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("n%d-%d", p, i), `{"tier":"ga","quantity":1}`)
+			status, raw := callRetry(client, "POST", "http://"+b+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("n%d-%d", p, i), `{"tier":"ga","quantity":1}`)
 			var o struct {
 				OrderID string `json:"order_id"`
 			}

@@ -594,7 +594,11 @@ func (a *app) recover() recovery {
 func (a *app) backup(dest string) (httpapi.BackupResult, error) {
 	log := a.backupLog.Load()
 	if a.fleet != nil {
-		return httpapi.BackupResult{}, errors.New("a fleet node's log is in JetStream: back up the JetStream streams (nats stream backup) instead")
+		shards := a.o.shards
+		if eng := a.running.Load(); eng != nil {
+			shards = eng.Shards()
+		}
+		return httpapi.BackupResult{}, a.fleet.backupAnswer(shards) // fleet.go
 	}
 	if log == nil {
 		return httpapi.BackupResult{}, errors.New("the log is not open yet")

@@ -78,6 +78,7 @@ var problemTable = map[string]problemInfo{
 	// Refused by the state of the sale or order.
 	string(engine.CodeSoldOut):              {409, "Sold out"},
 	codeBackupExists:                        {409, "Backup destination exists"},
+	codeBackupInJetStream:                   {409, "Back up the fleet's JetStream streams"},
 	string(engine.CodeLimitExceeded):        {409, "Per-user limit exceeded"},
 	string(engine.CodeSaleNotOpen):          {409, "Sale not open yet"},
 	string(engine.CodeSaleClosed):           {409, "Sale closed"},
