@@ -43,13 +43,21 @@ type Outbox struct {
 	}
 	valid   func() bool
 	js      natsjs.JetStream
+	kv      natsjs.KeyValue
 	subject string // "$KV.<bucket>."
 	timeout time.Duration
 
-	mu   sync.Mutex // guards keys and vals
-	keys []string   // sorted
-	vals map[string][]byte
+	mu        sync.Mutex // guards the fields below
+	keys      []string   // sorted
+	vals      map[string][]byte
+	compacted time.Time // the last purge of deletion markers
+	compactOn bool      // one is under way
 }
+
+// compactEvery: deleting a key leaves a marker in the bucket (a message
+// on its subject), one per delivered record; markers older than
+// JetStream's default (30 min) are purged this often.
+const compactEvery = time.Hour
 
 // OpenOutbox opens (or creates) partition p's outbox bucket and reads it.
 // valid says whether this node still holds p's lease (Fleet.Valid): once
@@ -70,7 +78,7 @@ func OpenOutbox(ctx context.Context, nc *nats.Conn, p, replicas int, valid func(
 	if err != nil {
 		return nil, fmt.Errorf("fleet: cannot open the outbox bucket: %w", err)
 	}
-	o := &Outbox{journal: journal, valid: valid, js: js, subject: "$KV." + name + ".", timeout: 10 * time.Second, vals: map[string][]byte{}}
+	o := &Outbox{journal: journal, valid: valid, js: js, kv: kv, compacted: time.Now(), subject: "$KV." + name + ".", timeout: 10 * time.Second, vals: map[string][]byte{}}
 	w, err := kv.WatchAll(ctx, natsjs.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("fleet: cannot read the outbox bucket: %w", err)
@@ -151,7 +159,32 @@ func (o *Outbox) AuxWrite(ops []wal.AuxOp, _ bool) error {
 		}
 		o.apply(step)
 	}
+	if len(dels) > 0 {
+		o.compact()
+	}
 	return nil
+}
+
+// compact purges old deletion markers, at most every compactEvery, on a
+// goroutine of its own.
+func (o *Outbox) compact() {
+	o.mu.Lock()
+	due := !o.compactOn && time.Since(o.compacted) >= compactEvery
+	if due {
+		o.compactOn = true
+	}
+	o.mu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		_ = o.kv.PurgeDeletes(ctx) // a failure is tried again at the next due time
+		o.mu.Lock()
+		o.compactOn, o.compacted = false, time.Now()
+		o.mu.Unlock()
+	}()
 }
 
 // publish writes ops and waits until each is acknowledged, at most
