@@ -387,6 +387,7 @@ func (n *Notifier) round() error {
 	n.mu.Unlock()
 	if refresh {
 		if err := n.refreshEndpoints(); err != nil {
+			n.reread.Store(true) // the next round tries again
 			n.cfg.Logger.Error("cannot read the webhook endpoints", "err", err)
 		}
 	}
