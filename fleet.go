@@ -26,6 +26,7 @@ type fleetOptions struct {
 	lease      time.Duration
 	advertise  string
 	replicas   int
+	notify     bool
 }
 
 func fleetFlags(env *envDefaults, f *fleetOptions) {
@@ -34,6 +35,7 @@ func fleetFlags(env *envDefaults, f *fleetOptions) {
 	env.int(&f.prefer, "fleet-partition", "ONSALE_FLEET_PARTITION", 0, "the partition this node tries to own first")
 	env.duration(&f.lease, "fleet-lease", "ONSALE_FLEET_LEASE", 3*time.Second, "a partition's lease: a node that stops renewing it loses its sales this long after its last renewal, and another node takes them over")
 	env.str(&f.advertise, "fleet-advertise", "ONSALE_FLEET_ADVERTISE", "", "host:port at which the other nodes reach this one [-addr]")
+	env.bool(&f.notify, "fleet-notify", "ONSALE_FLEET_NOTIFY", false, "deliver notifications (webhooks, email) on this fleet node, its outbox in JetStream; off for now: reading the log back stalls the partition's purchases (README, \"Running a fleet\")")
 	env.int(&f.replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "copies JetStream keeps of the log, snapshots and leases (1 for a single test server)")
 }
 
@@ -137,20 +139,28 @@ func (n *fleetNode) recover(a *app) recovery {
 	if err != nil {
 		return recovery{err: err}
 	}
-	if n.outbox, err = fleet.OpenOutbox(context.Background(), n.nc, p, n.o.replicas,
-		func() bool { return n.fleet.Valid(p) }, j); err != nil {
-		return recovery{err: err}
+	var tap engine.OutboxTap
+	if n.o.notify {
+		if n.outbox, err = fleet.OpenOutbox(context.Background(), n.nc, p, n.o.replicas,
+			func() bool { return n.fleet.Valid(p) }, j); err != nil {
+			return recovery{err: err}
+		}
+		tap = a.notifier
 	}
 	eng, err := engine.Open(engine.Config{
 		Journal: j, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
 		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
 		QueueSeedKey: a.queueSeedKey,
-		Outbox:       a.notifier,
+		Outbox:       tap,
 	})
 	if err != nil {
 		return recovery{err: err}
 	}
 	logRecovery(a.logger, eng, time.Since(start))
+	a.running.Store(eng)
+	if !n.o.notify {
+		return recovery{eng: eng}
+	}
 	// Notifications: this partition's, with ids no other partition's log
 	// gives; the webhook endpoints are partition 0's (the home partition
 	// serves /v1/admin/webhooks), shared through the onsale_fleet bucket.
@@ -162,7 +172,6 @@ func (n *fleetNode) recover(a *app) recovery {
 		return recovery{err: err}
 	}
 	a.notifier.ForPartition(fmt.Sprintf("p%d_", p), endpoints)
-	a.running.Store(eng)
 	return recovery{eng: eng}
 }
 
@@ -194,7 +203,10 @@ func (n *fleetNode) backupAnswer(shards int) error {
 		for s := range shards {
 			streams = append(streams, fmt.Sprintf("onsale_p%d_%d", p, s))
 		}
-		streams = append(streams, fmt.Sprintf("OBJ_onsale_p%d_snap", p), fmt.Sprintf("KV_onsale_outbox_p%d", p))
+		streams = append(streams, fmt.Sprintf("OBJ_onsale_p%d_snap", p))
+		if n.o.notify {
+			streams = append(streams, fmt.Sprintf("KV_onsale_outbox_p%d", p))
+		}
 	}
 	streams = append(streams, "KV_onsale_users", "KV_onsale_fleet")
 	return fmt.Errorf("%w: back it up with `nats stream backup <stream> <dir>` for each of its streams (%s), "+

@@ -352,7 +352,7 @@ func TestFleetSpanningRoutes(t *testing.T) {
 	status, raw = call(client, "POST", "http://"+b+"/v1/admin/backup", fleetTestAdmin, "", `{"to":"/tmp/onsale-fleet-backup"}`)
 	var problem struct{ Code, Detail string }
 	mustJSON(t, status, 409, raw, "backup", &problem)
-	for _, s := range []string{"nats stream backup", "onsale_p0_0", "onsale_p1_1", "OBJ_onsale_p1_snap", "KV_onsale_outbox_p1", "KV_onsale_users", "KV_onsale_fleet"} {
+	for _, s := range []string{"nats stream backup", "onsale_p0_0", "onsale_p1_1", "OBJ_onsale_p1_snap", "KV_onsale_users", "KV_onsale_fleet"} {
 		if problem.Code != "backup_in_jetstream" || !strings.Contains(problem.Detail, s) {
 			t.Errorf("backup on a fleet node: %s, want backup_in_jetstream naming %s", raw, s)
 		}
@@ -406,7 +406,7 @@ func TestFleetNotificationsFailover(t *testing.T) {
 	}))
 	defer receiver.Close()
 
-	f := startSmallFleet(t, []int{0, 1, 0})
+	f := startSmallFleet(t, []int{0, 1, 0}, "-fleet-notify")
 	a, b := f.nodes[0].addr, f.nodes[1].addr
 	client := &http.Client{Timeout: 10 * time.Second}
 	status, raw := call(client, "POST", "http://"+b+"/v1/admin/webhooks", fleetTestAdmin, "",

@@ -484,12 +484,15 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 	}
 	a.srv.Attach(a.eng, users)
 	var outbox notify.Store = a.log
-	if a.fleet != nil {
-		outbox = a.fleet.outbox // its partition's, in JetStream (fleet.go)
+	notifying := true
+	if a.fleet != nil { // its partition's outbox, in JetStream, with -fleet-notify (fleet.go)
+		outbox, notifying = a.fleet.outbox, a.fleet.outbox != nil
 	}
-	if err := a.notifier.Start(outbox, a.eng); err != nil {
-		a.logger.Error("cannot start notifications", "err", err)
-		return a.stop(nil, err)
+	if notifying {
+		if err := a.notifier.Start(outbox, a.eng); err != nil {
+			a.logger.Error("cannot start notifications", "err", err)
+			return a.stop(nil, err)
+		}
 	}
 	a.startRefunds()
 	diskLow := false

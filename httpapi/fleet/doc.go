@@ -59,7 +59,10 @@
 //
 // # Notifications
 //
-// The partition's owner runs httpapi/notify on its partition with Outbox
+// With -fleet-notify (off by default: the journal's Replay, which the
+// notifier calls each round, reads a shard's stream from its start under
+// the shard's lock), the partition's owner runs httpapi/notify on its
+// partition with Outbox
 // (outbox.go) as its store: the notifier's keys in the key-value bucket
 // onsale_outbox_p<N>, written data first, cursors second, deletions last,
 // so a standby that takes the partition over resumes from the cursors
