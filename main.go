@@ -47,17 +47,13 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/nats-io/nats.go"
 	"github.com/onsale/onsale/engine"
-	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/httpapi"
-	"github.com/onsale/onsale/httpapi/fleet"
 	"github.com/onsale/onsale/httpapi/notify"
 	"github.com/onsale/onsale/httpapi/payments"
 	"github.com/onsale/onsale/httpapi/payouts"
 	"github.com/onsale/onsale/wal"
-	"github.com/onsale/onsale/wal/jetstream"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -499,11 +495,13 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 		users = a.fleet.users
 	}
 	a.srv.Attach(a.eng, users)
-	if a.fleet == nil {
-		// A fleet node's log is JetStream's, not a Pebble the notifier can
-		// keep its cursors in: notifications are a single node's for now
-		// (README, "Running a fleet").
-		if err := a.notifier.Start(a.log, a.eng); err != nil {
+	var outbox notify.Store = a.log
+	notifying := true
+	if a.fleet != nil { // its partition's outbox, in JetStream, with -fleet-notify (fleet.go)
+		outbox, notifying = a.fleet.outbox, a.fleet.outbox != nil
+	}
+	if notifying {
+		if err := a.notifier.Start(outbox, a.eng); err != nil {
 			a.logger.Error("cannot start notifications", "err", err)
 			return a.stop(nil, err)
 		}
@@ -612,7 +610,11 @@ func (a *app) recover() recovery {
 func (a *app) backup(dest string) (httpapi.BackupResult, error) {
 	log := a.backupLog.Load()
 	if a.fleet != nil {
-		return httpapi.BackupResult{}, errors.New("a fleet node's log is in JetStream: back up the JetStream streams (nats stream backup) instead")
+		shards := a.o.shards
+		if eng := a.running.Load(); eng != nil {
+			shards = eng.Shards()
+		}
+		return httpapi.BackupResult{}, a.fleet.backupAnswer(shards) // fleet.go
 	}
 	if log == nil {
 		return httpapi.BackupResult{}, errors.New("the log is not open yet")
@@ -1314,157 +1316,4 @@ func decodeJoinIDs(in []string) ([]engine.JoinID, error) {
 		}
 	}
 	return out, nil
-}
-
-// fleetOptions are the flags of a fleet node (README, "Running a fleet").
-type fleetOptions struct {
-	natsURL    string
-	partitions int
-	prefer     int
-	lease      time.Duration
-	advertise  string
-	replicas   int
-}
-
-func fleetFlags(env *envDefaults, f *fleetOptions) {
-	env.str(&f.natsURL, "nats", "ONSALE_NATS", "", "NATS URLs of a JetStream cluster, comma-separated: run as a fleet node, the log in JetStream instead of -data's Pebble [single node]")
-	env.int(&f.partitions, "fleet-partitions", "ONSALE_FLEET_PARTITIONS", 4, "sale partitions of the fleet, each served by one node; the same on every node, never changed")
-	env.int(&f.prefer, "fleet-partition", "ONSALE_FLEET_PARTITION", 0, "the partition this node tries to own first")
-	env.duration(&f.lease, "fleet-lease", "ONSALE_FLEET_LEASE", 3*time.Second, "a partition's lease: a node that stops renewing it loses its sales this long after its last renewal, and another node takes them over")
-	env.str(&f.advertise, "fleet-advertise", "ONSALE_FLEET_ADVERTISE", "", "host:port at which the other nodes reach this one [-addr]")
-	env.int(&f.replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "copies JetStream keeps of the log, snapshots and leases (1 for a single test server)")
-}
-
-func checkFleet(o *options, check func(ok bool, flagName, format string, args ...any)) {
-	f := &o.fleet
-	if f.natsURL == "" {
-		return
-	}
-	check(f.partitions >= 1 && f.partitions <= 1024, "fleet-partitions", "must be 1 to 1024, not %d", f.partitions)
-	check(f.prefer >= 0 && f.prefer < max(f.partitions, 1), "fleet-partition", "must be 0 to -fleet-partitions - 1, not %d", f.prefer)
-	check(f.lease >= 500*time.Millisecond, "fleet-lease", "must be at least 500ms, not %s", f.lease)
-	check(f.replicas == 1 || f.replicas == 3 || f.replicas == 5, "nats-replicas", "must be 1, 3 or 5, not %d", f.replicas)
-	if f.advertise == "" {
-		f.advertise = o.addr
-	}
-	_, port, err := net.SplitHostPort(f.advertise)
-	check(err == nil && port != "0", "fleet-advertise", "must be the host:port the other nodes reach (not port 0), not %q", f.advertise)
-}
-
-// fleetNode is what a fleet node adds to an app: the NATS connection, the
-// lease and router (httpapi/fleet), the shared user store.
-type fleetNode struct {
-	o  fleetOptions
-	nc *nats.Conn
-	// logConn carries the partition's log (recover): not the lease's nc.
-	logConn *nats.Conn
-	fleet   *fleet.Fleet
-	users   *fleet.Users
-	logger  *slog.Logger
-	// acquiring ends Acquire when the app stops before it owns a partition.
-	acquiring       context.Context
-	cancelAcquiring context.CancelFunc
-}
-
-func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode, error) {
-	nc, err := nats.Connect(o.fleet.natsURL, nats.Name("onsale "+o.fleet.advertise), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.fleet.natsURL, err)
-	}
-	n := &fleetNode{o: o.fleet, nc: nc, logger: logger}
-	// JetStream answers "temporarily unavailable" while a server rejoins
-	// or its meta leader is elected: try for a while before giving up.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n.fleet, err = fleet.Join(ctx, fleet.Options{
-			Conn: nc, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
-			Prefer: o.fleet.prefer, Replicas: o.fleet.replicas, Logger: logger,
-			OnLost: func(p int) {
-				// Requests for the partition are refused already (Route); the
-				// engine's memory may hold what the new owner never saw, so
-				// the process ends and starts again as a standby.
-				logger.Error("lease lost: exiting", "partition", p)
-				os.Exit(3)
-			},
-		})
-		if err == nil {
-			if n.users, err = fleet.OpenUsers(ctx, nc, o.fleet.replicas); err != nil {
-				n.fleet.Close()
-			}
-		}
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		logger.Warn("fleet: JetStream not ready; trying again", "err", err)
-		time.Sleep(250 * time.Millisecond)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	n.acquiring, n.cancelAcquiring = context.WithCancel(context.Background())
-	return n, nil
-}
-
-// route is httpapi.Config.Route: nil on a single node.
-func (n *fleetNode) route() func(*fasthttp.RequestCtx) bool {
-	if n == nil {
-		return nil
-	}
-	return n.fleet.Route
-}
-
-// recover waits for a partition's lease, then opens its journal (which
-// fences the previous owner) and replays it.
-func (n *fleetNode) recover(a *app) recovery {
-	start := time.Now()
-	p, err := n.fleet.Acquire(n.acquiring)
-	if err != nil {
-		return recovery{err: err}
-	}
-	a.logger.Info("fleet: partition acquired", "partition", p, "waited_ms", time.Since(start).Milliseconds())
-	start = time.Now()
-	// The log has a connection of its own: a takeover streams the
-	// partition's snapshot and log through it, and a lease renewal queued
-	// behind them on the lease's connection came too late, so that the
-	// node lost the lease it was recovering for (bench -failover, 1M orders).
-	if n.logConn, err = nats.Connect(n.o.natsURL, nats.Name("onsale log "+n.o.advertise), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second)); err != nil {
-		return recovery{err: fmt.Errorf("cannot connect to NATS at %s: %w", n.o.natsURL, err)}
-	}
-	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: n.logConn, Name: fmt.Sprintf("onsale_p%d", p),
-		Replicas: n.o.replicas})
-	if err != nil {
-		return recovery{err: err}
-	}
-	eng, err := engine.Open(engine.Config{
-		Journal: j, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
-		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
-		QueueSeedKey: a.queueSeedKey,
-	})
-	if err != nil {
-		return recovery{err: err}
-	}
-	logRecovery(a.logger, eng, time.Since(start))
-	a.running.Store(eng)
-	return recovery{eng: eng}
-}
-
-func (n *fleetNode) stopAcquiring() {
-	if n != nil {
-		n.cancelAcquiring()
-	}
-}
-
-func (n *fleetNode) close() {
-	if n == nil {
-		return
-	}
-	n.cancelAcquiring()
-	n.fleet.Close()
-	if n.logConn != nil {
-		n.logConn.Close()
-	}
-	n.nc.Close()
 }

@@ -27,9 +27,16 @@ var (
 	// ErrBackupDestination: the destination cannot be used, such as a path
 	// inside the data directory (422 invalid_request with the message).
 	ErrBackupDestination = errors.New("httpapi: the backup destination cannot be used")
+	// ErrBackupInJetStream: a fleet node, whose data is in JetStream
+	// streams, not a data directory (409 backup_in_jetstream; the message
+	// names the streams to back up).
+	ErrBackupInJetStream = errors.New("httpapi: a fleet's data is in JetStream")
 )
 
-const codeBackupExists = "backup_exists"
+const (
+	codeBackupExists      = "backup_exists"
+	codeBackupInJetStream = "backup_in_jetstream"
+)
 
 type backupBody struct {
 	To string `json:"to"`
@@ -57,6 +64,9 @@ func (s *Server) backup(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
 		return
 	case errors.Is(err, ErrBackupDestination):
 		writeProblem(ctx, codeInvalidRequest, err.Error(), -1)
+		return
+	case errors.Is(err, ErrBackupInJetStream):
+		writeProblem(ctx, codeBackupInJetStream, err.Error(), -1)
 		return
 	case err != nil:
 		s.log.Error("backup failed", "to", body.To, "err", err)
@@ -96,6 +106,8 @@ func (s *Server) recordBackup(ctx *fasthttp.RequestCtx, dest string, err error) 
 		outcome = codeBackupExists
 	case errors.Is(err, ErrBackupDestination):
 		outcome = codeInvalidRequest
+	case errors.Is(err, ErrBackupInJetStream):
+		outcome = codeBackupInJetStream
 	case err != nil:
 		outcome = codeInternal
 	}

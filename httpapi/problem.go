@@ -78,6 +78,7 @@ var problemTable = map[string]problemInfo{
 	// Refused by the state of the sale or order.
 	string(engine.CodeSoldOut):              {409, "Sold out"},
 	codeBackupExists:                        {409, "Backup destination exists"},
+	codeBackupInJetStream:                   {409, "Back up the fleet's JetStream streams"},
 	string(engine.CodeLimitExceeded):        {409, "Per-user limit exceeded"},
 	string(engine.CodeSaleNotOpen):          {409, "Sale not open yet"},
 	string(engine.CodeSaleClosed):           {409, "Sale closed"},
@@ -157,6 +158,13 @@ var problemTable = map[string]problemInfo{
 // in front of the routes (httpapi/fleet).
 func WriteUnavailable(ctx *fasthttp.RequestCtx, detail string) {
 	writeProblem(ctx, codeUnavailable, detail, -1)
+}
+
+// WriteProblem answers with the problem of a known code (invalid_query,
+// invalid_request, ...), for what runs in front of the routes
+// (httpapi/fleet).
+func WriteProblem(ctx *fasthttp.RequestCtx, code, detail string) {
+	writeProblem(ctx, code, detail, -1)
 }
 
 // writeProblem answers with an application/problem+json body. available is

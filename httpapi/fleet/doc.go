@@ -40,9 +40,34 @@
 // id}: order ids carry their sale) of a partition this node does not own
 // is forwarded to the owner (a reverse proxy with fasthttp's HostClient),
 // marked with the Onsale-Forwarded header; a forwarded request that finds
-// no owner is answered 503 rather than forwarded again. Routes that span
-// sales or name none (the catalogue, users and sessions, me/orders, admin
-// lists, webhooks, check-in) go to partition 0's owner, the home node.
+// no owner is answered 503 rather than forwarded again.
+//
+// Routes that span sales are fanned out (fanout.go): the node asks every
+// partition's owner at once, marking each request with Onsale-Fanout (the
+// owner answers from its own engine, never fanning out again), and merges
+// the lists in the order one node lists them. Paged lists (the catalogue,
+// the audit log) carry the fleet's cursor, one partition cursor each; a
+// partition of which only part of a page was taken is asked once more for
+// exactly that part, so the fleet never builds a partition's cursor. The
+// catalogue's merged answers are kept 1 s per query (its Cache-Control).
+// sales:load is split by partition; a check-in and onsale's payment
+// notification go to the partition of the sale their body names. A view
+// every node keeps from JetStream was not chosen: it means replaying every
+// partition's log on every node. Routes that name no sale (users and
+// sessions, webhooks, credentials, follows) go to partition 0's owner, the
+// home node.
+//
+// # Notifications
+//
+// With -fleet-notify (off by default: the journal's Replay, which the
+// notifier calls each round, reads a shard's stream from its start under
+// the shard's lock), the partition's owner runs httpapi/notify on its
+// partition with Outbox
+// (outbox.go) as its store: the notifier's keys in the key-value bucket
+// onsale_outbox_p<N>, written data first, cursors second, deletions last,
+// so a standby that takes the partition over resumes from the cursors
+// (at least once, the same ids). Webhook endpoints live in partition 0's
+// log; its owner shares them through the bucket onsale_fleet (Webhooks).
 //
 // # Threading
 //

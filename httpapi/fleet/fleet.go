@@ -53,6 +53,9 @@ type Fleet struct {
 	clientsMu sync.Mutex
 	clients   map[string]*fasthttp.HostClient
 
+	catMu    sync.Mutex // guards catCache
+	catCache map[string]cachedPage
+
 	stop   context.CancelFunc
 	ctx    context.Context
 	ended  sync.WaitGroup
@@ -90,7 +93,8 @@ func Join(ctx context.Context, o Options) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: cannot open the lease bucket: %w", err)
 	}
-	f := &Fleet{o: o, kv: kv, start: time.Now(), clients: map[string]*fasthttp.HostClient{}}
+	f := &Fleet{o: o, kv: kv, start: time.Now(), clients: map[string]*fasthttp.HostClient{},
+		catCache: map[string]cachedPage{}}
 	f.local.Store(-1)
 	empty := make([]string, o.Partitions)
 	f.owners.Store(&empty)
@@ -247,29 +251,22 @@ var (
 // Route is httpapi.Config.Route: it answers (forwards or refuses) what
 // this node must not serve itself.
 func (f *Fleet) Route(ctx *fasthttp.RequestCtx) bool {
-	path := ctx.Path()
-	p, ok := f.partitionOf(path)
+	if v := ctx.Request.Header.Peek(FanoutHeader); len(v) > 0 {
+		// one part of another node's fan-out: this node's partition only
+		if p, err := strconv.Atoi(string(v)); err == nil && int64(p) == f.local.Load() && f.Valid(p) {
+			return false
+		}
+		httpapi.WriteUnavailable(ctx, "the partition is moving between nodes; retry")
+		return true
+	}
+	if handled, ok := f.spanning(ctx); ok { // fanout.go
+		return handled
+	}
+	p, ok := f.partitionOf(ctx.Path())
 	if !ok {
 		return false // health, readiness, metrics, the API description: this node's own
 	}
-	if int64(p) == f.local.Load() {
-		if f.Valid(p) {
-			return false
-		}
-		httpapi.WriteUnavailable(ctx, "this node no longer holds the lease of the sale's partition; retry")
-		return true
-	}
-	if len(ctx.Request.Header.Peek(ForwardedHeader)) > 0 {
-		httpapi.WriteUnavailable(ctx, "the sale's partition is moving between nodes; retry")
-		return true
-	}
-	owner := f.Owner(p)
-	if owner == "" || owner == f.o.Addr {
-		httpapi.WriteUnavailable(ctx, "no node serves the sale's partition yet; retry")
-		return true
-	}
-	f.forward(ctx, owner)
-	return true
+	return f.serve(ctx, p)
 }
 
 // partitionOf names the partition a path belongs to; ok is false for the

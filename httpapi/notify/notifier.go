@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,13 @@ type Config struct {
 	BusyMax        time.Duration // a busy spell longer than this is the normal load: no more pacing [2m]
 
 	SMTP SMTPConfig // email; Addr empty: no email
+
+	// A fleet node's (httpapi/fleet): Endpoints lists the webhook
+	// endpoints, which live in another partition's log [the engine's
+	// Webhooks]; EventIDPrefix goes after "evt_" in every notification id,
+	// so that ids of different partitions' logs never meet [none].
+	Endpoints     func(ctx context.Context) ([]engine.Webhook, error)
+	EventIDPrefix string
 
 	Client  *http.Client                         // [a client with Timeout]
 	Now     func() time.Time                     // [time.Now]
@@ -66,6 +74,7 @@ type Notifier struct {
 	truncations atomic.Int32 // snapshots waiting in BeforeTruncate: the reader reads everything
 
 	wake     chan struct{} // Durable: the reader has entries to read
+	reread   atomic.Bool   // RefreshEndpoints: the reader reads the endpoints again
 	quit     chan struct{}
 	wg       sync.WaitGroup
 	started  atomic.Bool
@@ -153,6 +162,19 @@ func (n *Notifier) Durable(int, uint64) {
 	case n.wake <- struct{}{}:
 	default:
 	}
+}
+
+// ForPartition sets Config.EventIDPrefix and Config.Endpoints, for a fleet
+// node once it knows its partition; call it before Start.
+func (n *Notifier) ForPartition(prefix string, endpoints func(context.Context) ([]engine.Webhook, error)) {
+	n.cfg.EventIDPrefix, n.cfg.Endpoints = prefix, endpoints
+}
+
+// RefreshEndpoints has the reader read the endpoints again (Config.Endpoints
+// changed). It never blocks.
+func (n *Notifier) RefreshEndpoints() {
+	n.reread.Store(true)
+	n.Durable(0, 0)
 }
 
 // BeforeTruncate is engine.OutboxTap's hold on truncation: it returns true
@@ -285,6 +307,12 @@ func (n *Notifier) read() {
 	t := time.NewTicker(n.cfg.RoundInterval)
 	defer t.Stop()
 	for {
+		if n.reread.Swap(false) {
+			if err := n.refreshEndpoints(); err != nil {
+				n.reread.Store(true)
+				n.cfg.Logger.Error("cannot read the webhook endpoints; will try again", "err", err)
+			}
+		}
 		if err := n.round(); err != nil {
 			n.cfg.Logger.Error("cannot read notifications from the log; will try again", "err", err)
 		}
@@ -350,7 +378,7 @@ func (n *Notifier) round() error {
 				}
 				if wanted[x.Kind] {
 					notes = append(notes, *x)
-					ids = append(ids, x.ID(s, seq))
+					ids = append(ids, n.eventID(x, s, seq))
 				}
 			})
 		})
@@ -388,6 +416,7 @@ func (n *Notifier) round() error {
 	n.mu.Unlock()
 	if refresh {
 		if err := n.refreshEndpoints(); err != nil {
+			n.reread.Store(true) // the next round tries again
 			n.cfg.Logger.Error("cannot read the webhook endpoints", "err", err)
 		}
 	}
@@ -396,6 +425,15 @@ func (n *Notifier) round() error {
 }
 
 var errStopReplay = errors.New("notify: caught up")
+
+// eventID is the notification's id, with Config.EventIDPrefix.
+func (n *Notifier) eventID(x *engine.Notification, shard int, seq uint64) string {
+	id := x.ID(shard, seq)
+	if n.cfg.EventIDPrefix != "" {
+		id = "evt_" + n.cfg.EventIDPrefix + strings.TrimPrefix(id, "evt_")
+	}
+	return id
+}
 
 const trimStep = 1024
 

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 
@@ -35,6 +36,20 @@ var (
 	keyDelivered = []byte("nd")
 	keySynced    = []byte("ns") // written with a sync by BeforeTruncate
 )
+
+// IsCursor reports whether an aux key is a consumer's position rather than
+// data a position points at. A store that cannot write a batch at once
+// (httpapi/fleet's, on JetStream) writes the data first, then the
+// cursors, then the deletions, so that a cursor never points past a record
+// that was not stored and no record goes before the cursor that passed it.
+func IsCursor(key []byte) bool {
+	for _, p := range [][]byte{keyConsumed, keyEndpoint, keyEmail, keySynced, keyFollowed} {
+		if bytes.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
 
 func consumedKey(shard int) []byte {
 	return binary.BigEndian.AppendUint16(clone(keyConsumed), uint16(shard))

@@ -104,7 +104,11 @@ func (w *endpointWorker) poke() {
 // their workers. A new endpoint starts at the outbox's head.
 func (n *Notifier) refreshEndpoints() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	hooks, err := n.eng.Webhooks(ctx)
+	list := n.eng.Webhooks
+	if n.cfg.Endpoints != nil {
+		list = n.cfg.Endpoints
+	}
+	hooks, err := list(ctx)
 	cancel()
 	if err != nil {
 		return err
