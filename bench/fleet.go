@@ -33,12 +33,6 @@ import (
 // deploy/haproxy/haproxy.cfg when it is installed (else a round-robin TCP
 // proxy inside the harness; a node forwards a sale it does not own).
 
-// fleetFollowUp is why a fleet run pays no orders: the payment webhook
-// names no sale in its path, so a fleet answers it on partition 0's owner,
-// which knows the orders of its own partition only (README, "Running a
-// fleet"); the other follow-ups (cancel) are routed by their order id.
-const fleetFollowUp = "a fleet run pays no orders: the payment webhook is answered by partition 0's owner only; cancels are routed by order id"
-
 // jetStreamEnv carries a jetStreamConfig to a re-run of the harness.
 const jetStreamEnv = "ONSALE_BENCH_JETSTREAM"
 

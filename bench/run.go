@@ -175,11 +175,7 @@ func (c *Config) users() int {
 func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 	switch c.Scenario {
 	case ScenarioFlash:
-		f := c.Flash
-		if c.Fleet > 0 {
-			f.FollowUp.PayShare = 0 // see fleetFollowUp
-		}
-		return NewFlash(f, users, now)
+		return NewFlash(c.Flash, users, now)
 	case ScenarioSustained:
 		sc := c.Sustained
 		if c.Fleet > 0 { // spread the load over every partition
@@ -187,7 +183,6 @@ func (c *Config) newScenario(users *Users, now time.Time) Scenario {
 			if sc.Sales <= 1 {
 				sc.Sales = 4 * c.Fleet
 			}
-			sc.FollowUp.PayShare = 0 // see fleetFollowUp
 		}
 		return NewSustained(sc, users, now)
 	case ScenarioDoor:
@@ -295,9 +290,6 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 	}
 	if ext, ok := sys.(*externalSystem); ok {
 		ext.t = cfg.External
-	}
-	if cfg.Fleet > 0 {
-		logf("%s: %s", name, fleetFollowUp)
 	}
 	logf("%s: starting", name)
 	addr, err := sys.Start(ctx, env)
