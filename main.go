@@ -47,9 +47,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go"
+	"github.com/valyala/fasthttp"
 
 	"github.com/onsale/onsale/engine"
-
 	"github.com/onsale/onsale/httpapi"
 	"github.com/onsale/onsale/httpapi/fleet"
 	"github.com/onsale/onsale/httpapi/notify"
@@ -57,7 +57,6 @@ import (
 	"github.com/onsale/onsale/httpapi/payouts"
 	"github.com/onsale/onsale/wal"
 	"github.com/onsale/onsale/wal/jetstream"
-	"github.com/valyala/fasthttp"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
