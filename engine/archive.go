@@ -225,6 +225,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 	moveRealName(old, states, route)
 	moveRefunds(old, states, route)     // refundrules.go
 	moveExchanges(old, states, route)   // exchanges.go
+	moveXSession(old, states, route)    // xsession.go
 	moveQueues(old, states, route)      // queue.go
 	repartitionDoor(old, states, route) // checkin.go
 }

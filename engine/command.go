@@ -54,6 +54,7 @@ const (
 	cmdUnfollow          // follows.go
 	cmdFollows           // follows.go
 	cmdFollowers         // follows.go
+	cmdXSession          // xsession.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -94,6 +95,7 @@ type command struct {
 	queue     *queueCommand   // queue.go
 	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
 	follows   *followCommand  // follows.go
+	xs        *xsCommand      // xsession.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -129,8 +131,9 @@ type result struct {
 
 	queue     *QueueStatus // queue.go
 	queueDraw *QueueDraw
-	follows   []Follow // follows.go
-	followers []string // cmdFollowers (follows.go)
+	follows   []Follow  // follows.go
+	followers []string  // cmdFollowers (follows.go)
+	xs        *xsResult // xsession.go
 }
 
 type request struct {

@@ -44,7 +44,8 @@ type event struct {
 	payout   *payoutChange // evPayoutUpdated; ticket holds the payout's index
 	q        *queueEvent   // the queue's events (queue.go)
 
-	follow *Follow // evFollowed, evUnfollowed (ID and user only; follows.go)
+	follow *Follow  // evFollowed, evUnfollowed (ID and user only; follows.go)
+	xs     *xsEvent // xsession.go
 }
 
 type eventKind uint8
@@ -93,6 +94,10 @@ const (
 	evFollowed // follows.go
 	evUnfollowed
 	evExchangeOpened // exchanges.go
+	evExchangeIn     // xsession.go
+	evExchangedOut
+	evExchangeInSettled
+	evExchangeInUndone
 	evKindEnd
 )
 
@@ -234,6 +239,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendRefundEvent(b, ev)
 	case evSaleArchived, evSaleUnarchived:
 		b = appendArchiveEvent(b, ev) // archive.go
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+		b = appendXSessionEvent(b, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		b = appendPayoutEvent(b, ev)
 	case evFollowed, evUnfollowed:
@@ -407,6 +414,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeRefundEvent(&d, ev)
 	case evSaleArchived, evSaleUnarchived:
 		decodeArchiveEvent(&d, ev) // archive.go
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+		decodeXSessionEvent(&d, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		decodePayoutEvent(&d, ev)
 	case evFollowed, evUnfollowed:
@@ -443,6 +452,7 @@ var kindNames = [...]string{
 	evQueueAdmitted: "QueueAdmitted", evAdmissionUsed: "AdmissionUsed",
 	evFollowed: "Followed", evUnfollowed: "Unfollowed",
 	evExchangeOpened: "ExchangeOpened",
+	evExchangeIn:     "ExchangeIn", evExchangedOut: "ExchangedOut", evExchangeInSettled: "ExchangeInSettled", evExchangeInUndone: "ExchangeInUndone",
 }
 
 func (k eventKind) String() string {
