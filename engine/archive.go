@@ -108,6 +108,9 @@ func (st *state) decideArchive(cmd *command, now int64, res *result, evs []event
 		return evs, reject(CodePendingOrders,
 			"sale %q has tickets held by unpaid orders; archive it once they are paid, cancelled or expired", cmd.saleID)
 	}
+	if st.xsUnsettled(sl) { // xsession.go
+		return evs, reject(CodePendingOrders, "sale %q has an exchange from another session not finished yet; archive it in a few seconds", cmd.saleID)
+	}
 	return append(evs, event{kind: evSaleArchived, at: now, saleID: cmd.saleID, gen: sl.archiveGen + 1}), nil
 }
 
@@ -248,7 +251,7 @@ func (st *state) archiveDue(now, afterMs int64) (string, bool) {
 		if starts == 0 {
 			starts = sl.cfg.ClosesAtMs
 		}
-		if now >= starts+afterMs && now >= sl.unarchivedAt+afterMs && sl.archivable() {
+		if now >= starts+afterMs && now >= sl.unarchivedAt+afterMs && sl.archivable() && !st.xsUnsettled(sl) {
 			return sl.cfg.ID, true
 		}
 	}

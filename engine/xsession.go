@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -197,6 +198,18 @@ func (st *state) decideXSession(cmd *command, now int64, res *result, evs []even
 		return append(evs, event{kind: evExchangeInUndone, at: now, order: o.key}), nil
 	}
 	return evs, reject(CodeInvalidRequest, "unknown exchange step")
+}
+
+// xsUnsettled reports whether sale sl has an exchange in not settled: it
+// is not archived until the sweeper settles it (its record would leave
+// the shard the sweeper reads).
+func (st *state) xsUnsettled(sl *sale) bool {
+	for k, r := range st.xs.in {
+		if o, _ := st.orderByKey(k); r.state == xsOpen && st.sales[o.sale] == sl {
+			return true
+		}
+	}
+	return false
 }
 
 func appendPending(r *xsResult, p xsPending) *xsResult {
@@ -446,13 +459,20 @@ func (e *Engine) SettleExchanges(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var first error
 	for _, p := range open {
-		if err := e.settleOne(ctx, p); err != nil {
-			return n, err
+		err := e.settleOne(ctx, p)
+		var rej *Rejection
+		switch {
+		case err == nil:
+			n++
+		case errors.As(err, &rej): // this one cannot settle now; the others go on
+			first = cmp.Or(first, err)
+		default:
+			return n, err // stopping, or the log failed
 		}
-		n++
 	}
-	return n, nil
+	return n, first
 }
 
 // Event bodies:

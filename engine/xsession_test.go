@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // Exchanges into another session of the same event (xsession.go).
@@ -13,6 +17,10 @@ import (
 // of two: src (floor 5000, seat 8000) and dst (floor 4700, seat 8000),
 // both allowing exchanges (fee 300), stock 4 each, and returns their ids.
 func xsSales(t *testing.T, e *Engine, clock *fakeClock) (src, dst string) {
+	return xsSalesOf(t, e, clock, 4)
+}
+
+func xsSalesOf(t *testing.T, e *Engine, clock *fakeClock, stock int) (src, dst string) {
 	t.Helper()
 	ids := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
 	src = ids[0]
@@ -23,7 +31,7 @@ func xsSales(t *testing.T, e *Engine, clock *fakeClock) (src, dst string) {
 		}
 	}
 	for _, id := range []string{src, dst} {
-		cfg := ruleSale(id, clock, 4, autoRefund, exchange24h)
+		cfg := ruleSale(id, clock, stock, autoRefund, exchange24h)
 		cfg.Event = "tour"
 		if id == dst {
 			cfg.Tiers[0].PriceCents = 4700
@@ -242,5 +250,180 @@ func TestXSessionEventsRoundTrip(t *testing.T) {
 		if err := decodeEntry(b, func(e *event) error { got = append(got, *e); return nil }); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], ev) {
 			t.Fatalf("%s: got %+v %v", ev.kind, got, err)
 		}
+	}
+}
+
+// xsTryStepA is xsStepA that reports a refusal instead of failing.
+func xsTryStepA(e *Engine, oldID, dst, tier string) (string, error) {
+	ctx := context.Background()
+	saleID, key, _ := parseOrderID(oldID)
+	var chk *xsResult
+	if err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, xs: &xsCommand{op: xsCheck, otherSale: dst}},
+		func(r *result) { chk = r.xs }); err != nil {
+		return "", err
+	}
+	if chk.done != "" {
+		return chk.done, nil
+	}
+	var got orderKey
+	err := e.one(ctx, dst, command{kind: cmdXSession, saleID: dst, userID: chk.user, tierID: tier, newOrder: newOrderKey(),
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		func(r *result) { got = r.orderKey })
+	return formatOrderID(dst, got), err
+}
+
+// TestXSessionRandomized mixes purchases, payments, expiries, refunds,
+// cross-session exchanges (whole, and cut after step (a) as a crash does)
+// and restarts (replay, snapshot) over two sessions in different shards.
+// After every step no tier has sold + held above its stock; after every
+// sweep no exchange is open, and for every exchange the buyer does not
+// hold both the old and the new order valid, and the new order was
+// revoked only if the old one was not released for it.
+func TestXSessionRandomized(t *testing.T) {
+	seed := testSeed(t)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 73))
+	clock := newFakeClock()
+	j := newMemJournal()
+	e := openTest(t, j, clock, 2)
+	ctx := context.Background()
+	const stock = 12
+	src, dst := xsSalesOf(t, e, clock, stock)
+	sales := []string{src, dst}
+	tiers := []string{"floor", "seat"}
+	var orders []string // every order made, in order
+	type pair struct{ old, new string }
+	var pairs []pair
+	isNew := map[string]bool{}
+	done, undone := 0, 0
+
+	checkCounts := func(step int) {
+		for _, s := range sales {
+			for i, c := range tierCounts(t, e, s) {
+				if c.Sold+c.Held > stock || c.Sold+c.Held+c.Available != stock {
+					t.Fatalf("seed %d step %d: sale %s tier %d: %+v", seed, step, s, i, c)
+				}
+			}
+		}
+	}
+	valid := func(o Order) bool { return o.Status == StatusPaid && !o.NeedsRefund }
+	checkPairs := func(step int) {
+		for _, p := range pairs {
+			old, err1 := e.Order(ctx, p.old)
+			nw, err2 := e.Order(ctx, p.new)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("seed %d step %d: %v %v", seed, step, err1, err2)
+			}
+			x := nw.Refunds.ExchangedFrom
+			released := old.Refunds != nil && old.Refunds.ExchangedTo != nil && old.Refunds.ExchangedTo.ToOrderID == p.new
+			switch {
+			case x == nil || x.Status == ExchangeAwaitingRelease:
+				t.Fatalf("seed %d step %d: exchange %s → %s still open after a sweep: %+v", seed, step, p.old, p.new, x)
+			case valid(old) && valid(nw):
+				t.Fatalf("seed %d step %d: both %s and %s valid", seed, step, p.old, p.new)
+			case x.Status == ExchangeCompleted && (!released || !valid(nw)):
+				t.Fatalf("seed %d step %d: completed but old %s new %s", seed, step, old.Status, nw.Status)
+			case x.Status == ExchangeLapsed && (released || nw.Status != StatusRefunded || len(nw.Payouts) != 0):
+				t.Fatalf("seed %d step %d: undone but old released %v, new %s %+v", seed, step, released, nw.Status, nw.Payouts)
+			}
+		}
+	}
+	sweep := func(step int) {
+		if _, err := e.SettleExchanges(ctx); err != nil {
+			var rej *Rejection
+			if !errors.As(err, &rej) {
+				t.Fatalf("seed %d step %d: sweep: %v", seed, step, err)
+			}
+		}
+		checkPairs(step)
+	}
+	pick := func() string { return orders[rng.IntN(len(orders))] }
+	for step := range 400 {
+		switch op := rng.IntN(12); {
+		case op < 3 || len(orders) == 0: // buy, and pay most
+			o, err := buy(t, e, sales[rng.IntN(2)], tiers[rng.IntN(2)], 1, fmt.Sprint("u", rng.IntN(6)), "")
+			if err != nil {
+				break
+			}
+			orders = append(orders, o.ID)
+			if rng.IntN(4) > 0 {
+				e.ApplyPayment(ctx, Payment{EventID: "pay-" + o.ID, OrderID: o.ID, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+			}
+		case op == 3: // pay a random order (a pending one gets paid, others are refused or kept)
+			id := pick()
+			o, err := e.Order(ctx, id)
+			if err == nil && o.Status == StatusPending {
+				e.ApplyPayment(ctx, Payment{EventID: "pay-" + id, OrderID: id, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+			}
+		case op == 4: // time passes: holds expire
+			clock.Advance(4 * time.Minute)
+			for _, s := range sales {
+				tick(t, e, s)
+			}
+		case op >= 5 && op <= 7: // a whole exchange, or one cut after step (a)
+			id := pick()
+			if isNew[id] {
+				break
+			}
+			from, _, _ := parseOrderID(id)
+			to := sales[0]
+			if from == to {
+				to = sales[1]
+			}
+			o, err := e.Order(ctx, id)
+			if err != nil || !valid(o) {
+				break
+			}
+			var nw string
+			if op < 7 {
+				n, err := e.Exchange(ctx, id, o.UserID, ExchangeRequest{SaleID: to, TierID: tiers[rng.IntN(4)/3]})
+				if err != nil {
+					break
+				}
+				nw = n.ID
+				done++
+			} else {
+				if nw, err = xsTryStepA(e, id, to, tiers[rng.IntN(4)/3]); err != nil {
+					break
+				}
+				if rng.IntN(3) == 0 {
+					e.Refund(ctx, id, false) // the old order changes before step (b): the sweep undoes
+				}
+			}
+			if !isNew[nw] {
+				pairs = append(pairs, pair{id, nw})
+				isNew[nw] = true
+				orders = append(orders, nw)
+			}
+		case op == 8: // an admin refunds an order (perhaps one whose exchange is cut: its sweep undoes)
+			id := pick()
+			if !isNew[id] {
+				e.Refund(ctx, id, false)
+			}
+		case op == 9: // restart, sometimes from a snapshot
+			e.Close()
+			if rng.IntN(2) == 0 {
+				for i, s := range e.shards {
+					if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			e = openTest(t, j, clock, 2)
+			sweep(step)
+		default:
+			sweep(step)
+		}
+		checkCounts(step)
+	}
+	sweep(400)
+	for _, p := range pairs {
+		if o, _ := e.Order(ctx, p.new); o.Refunds.ExchangedFrom.Status == ExchangeLapsed {
+			undone++
+		}
+	}
+	t.Logf("seed %d: %d orders, %d exchanges (%d whole at once, %d revoked)", seed, len(orders), len(pairs), done, undone)
+	if len(pairs) == 0 || done == 0 {
+		t.Fatalf("seed %d: a random run without a cross-session exchange", seed)
 	}
 }
