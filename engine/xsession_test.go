@@ -427,3 +427,27 @@ func TestXSessionRandomized(t *testing.T) {
 		t.Fatalf("seed %d: a random run without a cross-session exchange", seed)
 	}
 }
+
+// TestXSessionArchived: an archived target or source sale refuses with
+// sale_archived, and nothing changes.
+func TestXSessionArchived(t *testing.T) {
+	f := newArchiveFixture(t, 2) // on Pebble: sales can be archived
+	defer f.close()
+	e := f.e
+	ctx := context.Background()
+	src, dst := xsSales(t, e, f.clock)
+	o := paidOrder(t, e, src, "seat", 1, "bob")
+	if _, err := e.Archive(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeSaleArchived)
+	if got, _ := e.Order(ctx, o.ID); got.Status != StatusPaid || got.Refunds != nil {
+		t.Fatalf("old order after a refusal: %+v", got)
+	}
+	if _, err := e.Archive(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeSaleArchived)
+}
