@@ -726,7 +726,13 @@ func (a *app) startRefunds() {
 	a.refunds.Store(w)
 	go func() {
 		defer close(a.refundsDone)
+		swept := make(chan struct{})
+		go func() {
+			defer close(swept)
+			sweepExchanges(ctx, a.eng, a.logger)
+		}()
 		w.Run(ctx)
+		<-swept
 	}()
 	names := make([]string, 0, len(refunders))
 	for n := range refunders {
@@ -734,6 +740,31 @@ func (a *app) startRefunds() {
 	}
 	slices.Sort(names)
 	a.logger.Info("refund worker started", "providers", strings.Join(names, ","), "auto", a.o.autoRefunds)
+}
+
+// exchangeSweepEvery is how often sweepExchanges looks for exchanges
+// into another session cut by a crash.
+const exchangeSweepEvery = 10 * time.Second
+
+// sweepExchanges finishes, at start-up and then every exchangeSweepEvery,
+// the exchanges into another session whose old order was not released
+// (engine.SettleExchanges): a crash between their steps leaves both orders
+// valid until it runs.
+func sweepExchanges(ctx context.Context, eng *engine.Engine, logger *slog.Logger) {
+	t := time.NewTicker(exchangeSweepEvery)
+	defer t.Stop()
+	for {
+		if n, err := eng.SettleExchanges(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("exchanges into another session: sweep failed; retrying", "err", err)
+		} else if n > 0 {
+			logger.Info("exchanges into another session finished after a restart", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // payoutsSince is when this data directory first ran with the refund

@@ -35,6 +35,8 @@ func (st *state) apply(ev *event) error {
 		return st.applyCouponPut(ev) // coupons.go
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded, evExchangeOpened:
 		return st.applyRefundRules(ev) // refundrules.go, exchanges.go
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+		return st.applyXSession(ev) // xsession.go
 	case evSaleClosed:
 		sl, si := st.saleByID(ev.saleID)
 		if sl == nil {
@@ -273,7 +275,8 @@ func (st *state) orderView(o *order) Order {
 	}
 	st.fillPrice(o, &v) // pricing.go
 
-	st.fillRefunds(o, &v) // refundrules.go
+	st.fillRefunds(o, &v)  // refundrules.go
+	st.fillXSession(o, &v) // xsession.go
 	return v
 }
 

@@ -110,6 +110,9 @@ func (st *state) decideArchive(cmd *command, now int64, res *result, evs []event
 		return evs, reject(CodePendingOrders,
 			"sale %q has tickets held by unpaid orders; archive it once they are paid, cancelled or expired", cmd.saleID)
 	}
+	if st.xsUnsettled(sl) { // xsession.go
+		return evs, reject(CodePendingOrders, "sale %q has an exchange from another session not finished yet; archive it in a few seconds", cmd.saleID)
+	}
 	return append(evs, event{kind: evSaleArchived, at: now, saleID: cmd.saleID, gen: sl.archiveGen + 1}), nil
 }
 
@@ -228,6 +231,7 @@ func partitionSales(old, states []*state, route func(saleID string) int) {
 	moveRealName(old, states, route)
 	moveRefunds(old, states, route)     // refundrules.go
 	moveExchanges(old, states, route)   // exchanges.go
+	moveXSession(old, states, route)    // xsession.go
 	moveQueues(old, states, route)      // queue.go
 	moveOffers(old, states, route)      // offers.go
 	repartitionDoor(old, states, route) // checkin.go
@@ -251,7 +255,7 @@ func (st *state) archiveDue(now, afterMs int64) (string, bool) {
 		if starts == 0 {
 			starts = sl.cfg.ClosesAtMs
 		}
-		if now >= starts+afterMs && now >= sl.unarchivedAt+afterMs && sl.archivable() {
+		if now >= starts+afterMs && now >= sl.unarchivedAt+afterMs && sl.archivable() && !st.xsUnsettled(sl) {
 			return sl.cfg.ID, true
 		}
 	}

@@ -57,6 +57,7 @@ const (
 	cmdOfferRegister     // offers.go
 	cmdOfferStatus       // offers.go
 	cmdOfferLeave        // offers.go
+	cmdXSession          // xsession.go
 )
 
 // command is what a caller asks of a shard. It is a plain value: every
@@ -98,6 +99,7 @@ type command struct {
 	admission *QueueAdmission // cmdPurchase on a queued sale (queue.go)
 	follows   *followCommand  // follows.go
 	offer     *offerCommand   // offers.go
+	xs        *xsCommand      // xsession.go
 }
 
 // loadGate is LoadSales's two-phase handshake with one shard: the shard
@@ -136,6 +138,7 @@ type result struct {
 	follows   []Follow     // follows.go
 	followers []string     // cmdFollowers (follows.go)
 	offer     *OfferStatus // offers.go
+	xs        *xsResult    // xsession.go
 }
 
 type request struct {

@@ -116,6 +116,8 @@ func (st *state) decide(cmd *command, now int64, res *result, evs []event) ([]ev
 		return st.decideQueue(cmd, now, res, evs) // queue.go
 	case cmdOfferRegister, cmdOfferStatus, cmdOfferLeave:
 		return st.decideOffer(cmd, now, res, evs) // offers.go
+	case cmdXSession:
+		return st.decideXSession(cmd, now, res, evs) // xsession.go
 	case cmdGetOrder, cmdCancel, cmdPay, cmdRefund, cmdCheckIn, cmdCounterPay, cmdTickets, cmdRefundRequest, cmdExchange, cmdSettleRefund:
 		o, _ := st.orderByKey(cmd.order)
 		if o == nil || st.sales[o.sale].cfg.ID != cmd.saleID || cmd.userID != "" && o.userID != cmd.userID {

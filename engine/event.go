@@ -46,6 +46,7 @@ type event struct {
 
 	follow *Follow     // evFollowed, evUnfollowed (ID and user only; follows.go)
 	offer  *offerEvent // the books' events and QueueDocument (offers.go)
+	xs     *xsEvent    // xsession.go
 }
 
 type eventKind uint8
@@ -101,6 +102,10 @@ const (
 	evOfferPassed
 	evOfferLeft
 	evQueueDocument
+	evExchangeIn // xsession.go
+	evExchangedOut
+	evExchangeInSettled
+	evExchangeInUndone
 	evKindEnd
 )
 
@@ -245,6 +250,8 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendRefundEvent(b, ev)
 	case evSaleArchived, evSaleUnarchived:
 		b = appendArchiveEvent(b, ev) // archive.go
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+		b = appendXSessionEvent(b, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		b = appendPayoutEvent(b, ev)
 	case evFollowed, evUnfollowed:
@@ -420,6 +427,8 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeRefundEvent(&d, ev)
 	case evSaleArchived, evSaleUnarchived:
 		decodeArchiveEvent(&d, ev) // archive.go
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+		decodeXSessionEvent(&d, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		decodePayoutEvent(&d, ev)
 	case evFollowed, evUnfollowed:
@@ -460,6 +469,7 @@ var kindNames = [...]string{
 	evExchangeOpened: "ExchangeOpened",
 	evOffersRule:     "OffersRule", evOfferRegistered: "OfferRegistered", evLotteryDrawn: "LotteryDrawn",
 	evOfferMade: "OfferMade", evOfferPassed: "OfferPassed", evOfferLeft: "OfferLeft", evQueueDocument: "QueueDocument",
+	evExchangeIn: "ExchangeIn", evExchangedOut: "ExchangedOut", evExchangeInSettled: "ExchangeInSettled", evExchangeInUndone: "ExchangeInUndone",
 }
 
 func (k eventKind) String() string {

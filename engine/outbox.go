@@ -176,9 +176,9 @@ func notificationKind(ev *event) string {
 		return NotifyOrderExpired
 	case evOrderCancelled:
 		return NotifyOrderCancelled
-	case evOrderRefunded, evOrderRefundedAfterEntry:
+	case evOrderRefunded, evOrderRefundedAfterEntry, evExchangeInUndone: // xsession.go: the undo revokes the new order
 		return NotifyOrderRefunded
-	case evOrderExchanged:
+	case evOrderExchanged, evExchangedOut:
 		return NotifyOrderExchanged
 	case evTicketCheckedIn, evTicketAdmitted:
 		return NotifyTicketCheckedIn

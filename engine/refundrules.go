@@ -415,6 +415,9 @@ func (st *state) decideRefundRequest(o *order, cmd *command, now int64, evs []ev
 	if open, _ := st.pendingExchange(o, sl, ""); open { // exchanges.go
 		return evs, reject(CodeInvalidOrderState, "an exchange of the order awaits payment; cancel its new order first")
 	}
+	if st.xs.in[o.key] != nil { // xsession.go: its money sits in another sale's payment
+		return evs, reject(CodeRefundNotAllowed, "order came from an exchange from another session; ask the organiser")
+	}
 	if deadline := sl.cfg.StartsAtMs - rule.UntilBeforeStartMs; now >= deadline {
 		return evs, reject(CodeRefundWindowClosed, "refunds of sale %q closed at %s", sl.cfg.ID, formatMs(deadline))
 	}
@@ -438,6 +441,9 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 	}
 	if open, rej := st.pendingExchange(o, sl, cmd.tierID); open { // exchanges.go: the same pending order again
 		return evs, rej
+	}
+	if st.xs.in[o.key] != nil || st.xs.out[o.key] != nil { // xsession.go
+		return evs, reject(CodeExchangeNotAllowed, "order was exchanged with another session; ask the organiser")
 	}
 	rule := sl.cfg.refundPolicy().Exchange
 	t := sl.tierIndex(cmd.tierID)
@@ -805,8 +811,7 @@ func (e *Engine) RequestRefund(ctx context.Context, orderID, userID, reason stri
 func (e *Engine) Exchange(ctx context.Context, orderID, userID string, req ExchangeRequest) (Order, error) {
 	saleID, _, ok := parseOrderID(orderID)
 	if ok && req.SaleID != "" && req.SaleID != saleID {
-		return Order{}, reject(CodeExchangeNotAllowed,
-			"an order is exchanged within its own sale %q; another session's ticket is bought, and this one refunded, separately", saleID)
+		return e.exchangeAcross(ctx, orderID, userID, req) // xsession.go: another session of the event
 	}
 	r := getRequest()
 	o, err := e.orderCall(ctx, orderID, command{kind: cmdExchange, userID: userID, tierID: req.TierID, newOrder: newOrderKey()}, r)

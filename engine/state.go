@@ -48,6 +48,7 @@ type state struct {
 	// refunds holds refund requests, refunds and exchanges under the
 	// sales' rules (refundrules.go).
 	refunds refundState
+	xs      xsState // xsession.go
 	// queued lists the sales with a queue (queue.go), which the tick
 	// visits; queueSeedKey derives their draws' seeds (the shard sets it).
 	queued       []int32

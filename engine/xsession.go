@@ -1,0 +1,580 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// Exchanges into another session of the same event (issue 13): the buyer
+// gives back a paid order of one sale and gets a ticket of another sale
+// whose catalogue Event is the same. The two sales may live in different
+// shards, so the exchange is two decisions, each in its sale's shard,
+// joined by records that make it finish after a crash:
+//
+//   - A check in the source shard (read only): the order is the buyer's,
+//     paid, unused, not exchanged, and the source sale's exchange rule
+//     allows it now (its deadline and fee decide). The target sale must
+//     allow exchanges too.
+//   - Step (a), the target shard: a new paid order of the new tier for the
+//     buyer (the target's per-buyer limit and stock checked) and an
+//     ExchangeIn record linking it back, in one log entry. Its idempotency
+//     key is "exchange of <old order id>": a retry answers the same order.
+//     Only a difference <= 0 is offered (the new amount + the fee is not
+//     more than the old amount); a dearer one is refused with
+//     exchange_not_allowed.
+//   - Step (b), the source shard: ExchangedOut releases the old order as a
+//     same-sale exchange does (refunded, tickets revoked, stock back, a
+//     negative difference paid out once through the old order's payment)
+//     with a link to the new order. Asking again answers the same.
+//   - Step (c), the target shard: ExchangeInSettled once (b) is done; if
+//     (b) was refused (the old order was checked in, refunded or exchanged
+//     meanwhile), ExchangeInUndone revokes the new order (refunded, stock
+//     back, no payout: its money is the old order's), so the buyer never
+//     ends with both orders valid, nor with neither.
+//   - SettleExchanges (the sweeper) runs (b) and (c) for every ExchangeIn
+//     not settled: the server calls it at start-up and periodically, so an
+//     exchange cut by a crash between (a) and (c) finishes.
+//
+// Between (a) and (b) both orders are valid: one request's time normally,
+// at most the sweeper's period after a crash. An order that came from a
+// cross-session exchange is not refunded or exchanged again by its buyer
+// (its money sits in another sale's payment); an admin refunds it.
+
+// Codes are the refund rules' (refundrules.go); the snapshot section is
+// tag 73.
+const xsessionSectionTag = 73
+
+// xsIn is a target shard's record of an exchange in, by the new order.
+type xsIn struct {
+	fromSale  string
+	from      orderKey
+	diff, fee int64
+	at        int64
+	state     uint8 // xsOpen, xsSettled, xsUndone
+}
+
+// xsOut is a source shard's record of an order exchanged out, by the old order.
+type xsOut struct {
+	toSale    string
+	to        orderKey
+	diff, fee int64
+	at        int64
+}
+
+const (
+	xsOpen uint8 = iota + 1
+	xsSettled
+	xsUndone
+)
+
+// xsState is a shard's cross-session records. Records are replaced, never
+// modified, so a snapshot may share them.
+type xsState struct {
+	in  map[orderKey]*xsIn
+	out map[orderKey]*xsOut
+}
+
+// xsOp is a step of a cross-session exchange.
+type xsOp uint8
+
+const (
+	xsCheck  xsOp = iota + 1 // source: may the order go? (read)
+	xsInOp                   // target: step (a)
+	xsOutOp                  // source: step (b)
+	xsSettle                 // target: step (c)
+	xsList                   // any: the open ExchangeIn records (read)
+)
+
+// xsCommand is what the steps carry.
+type xsCommand struct {
+	op        xsOp
+	otherSale string   // xsInOp: the source sale; xsOutOp: the target sale; xsCheck: the target sale
+	other     orderKey // xsInOp: the old order; xsOutOp: the new order
+	event     string   // xsInOp: the source sale's catalogue event
+	oldAmount int64    // xsInOp
+	qty       int      // xsInOp
+	diff, fee int64    // xsInOp: fee; xsOutOp: both
+	ok        bool     // xsSettle: (b) was done (else undo)
+}
+
+// xsEvent is what the events carry.
+type xsEvent struct {
+	sale      string
+	other     orderKey
+	diff, fee int64
+}
+
+// xsResult answers xsCheck and xsList.
+type xsResult struct {
+	amount int64
+	qty    int
+	fee    int64
+	user   string
+	event  string
+	done   string // xsCheck: the order was exchanged out already, to this order id
+	open   []xsPending
+}
+
+type xsPending struct {
+	saleID, fromSale string
+	key, from        orderKey
+	diff, fee        int64
+}
+
+func (st *state) decideXSession(cmd *command, now int64, res *result, evs []event) ([]event, *Rejection) {
+	x := cmd.xs
+	if x.op == xsList {
+		for _, k := range sortedKeys(st.xs.in) {
+			if r := st.xs.in[k]; r.state == xsOpen {
+				o, _ := st.orderByKey(k)
+				res.xs = appendPending(res.xs, xsPending{saleID: st.sales[o.sale].cfg.ID, fromSale: r.fromSale, key: k, from: r.from, diff: r.diff, fee: r.fee})
+			}
+		}
+		return evs, nil
+	}
+	sl, _ := st.saleByID(cmd.saleID)
+	if sl == nil {
+		return evs, reject(CodeUnknownSale, "no sale %q", cmd.saleID)
+	}
+	switch x.op {
+	case xsInOp:
+		return st.decideXSIn(sl, cmd, now, res, evs)
+	}
+	o, _ := st.orderByKey(cmd.order)
+	if o == nil || st.sales[o.sale] != sl || cmd.userID != "" && o.userID != cmd.userID {
+		return evs, reject(CodeUnknownOrder, "no order %q", formatOrderID(cmd.saleID, cmd.order))
+	}
+	switch x.op {
+	case xsCheck:
+		if out := st.xs.out[o.key]; out != nil {
+			res.xs = &xsResult{done: formatOrderID(out.toSale, out.to)}
+			return evs, nil
+		}
+		rule := sl.cfg.refundPolicy().Exchange
+		switch {
+		case !rule.Allowed:
+			return evs, reject(CodeExchangeNotAllowed, "sale %q does not allow exchanges", sl.cfg.ID)
+		case sl.cfg.Event == "":
+			return evs, reject(CodeExchangeNotAllowed, "sale %q belongs to no event; its orders are exchanged within it", sl.cfg.ID)
+		case x.otherSale == sl.cfg.ID:
+			return evs, reject(CodeInvalidRequest, "the order is of sale %q already", sl.cfg.ID)
+		}
+		if rej := st.releasable(o, sl); rej != nil {
+			return evs, rej
+		}
+		if st.xs.in[o.key] != nil {
+			return evs, reject(CodeExchangeNotAllowed, "order came from an exchange from another session; ask the organiser")
+		}
+		if deadline := sl.cfg.StartsAtMs - rule.UntilBeforeStartMs; now >= deadline {
+			return evs, reject(CodeExchangeWindowClosed, "exchanges of sale %q closed at %s", sl.cfg.ID, formatMs(deadline))
+		}
+		res.xs = &xsResult{amount: o.amount, qty: int(o.qty), fee: rule.FeeCents, user: o.userID, event: sl.cfg.Event}
+		return evs, nil
+	case xsOutOp:
+		if out := st.xs.out[o.key]; out != nil {
+			if out.toSale != x.otherSale || out.to != x.other {
+				return evs, reject(CodeInvalidOrderState, "order was exchanged already, for order %s", formatOrderID(out.toSale, out.to))
+			}
+			return evs, nil // the same step again
+		}
+		if rej := st.releasable(o, sl); rej != nil {
+			return evs, rej
+		}
+		return append(evs, event{kind: evExchangedOut, at: now, order: o.key, xs: &xsEvent{sale: x.otherSale, other: x.other, diff: x.diff, fee: x.fee}}), nil
+	case xsSettle:
+		r := st.xs.in[o.key]
+		switch {
+		case r == nil:
+			return evs, reject(CodeUnknownOrder, "order %q did not come from an exchange", formatOrderID(cmd.saleID, cmd.order))
+		case r.state != xsOpen:
+			return evs, nil
+		case x.ok:
+			return append(evs, event{kind: evExchangeInSettled, at: now, order: o.key}), nil
+		}
+		return append(evs, event{kind: evExchangeInUndone, at: now, order: o.key}), nil
+	}
+	return evs, reject(CodeInvalidRequest, "unknown exchange step")
+}
+
+// xsUnsettled reports whether sale sl has an exchange in not settled: it
+// is not archived until the sweeper settles it (its record would leave
+// the shard the sweeper reads).
+func (st *state) xsUnsettled(sl *sale) bool {
+	for k, r := range st.xs.in {
+		if o, _ := st.orderByKey(k); r.state == xsOpen && st.sales[o.sale] == sl {
+			return true
+		}
+	}
+	return false
+}
+
+func appendPending(r *xsResult, p xsPending) *xsResult {
+	if r == nil {
+		r = &xsResult{}
+	}
+	r.open = append(r.open, p)
+	return r
+}
+
+// releasable says why o cannot be given back for another session's ticket.
+func (st *state) releasable(o *order, sl *sale) *Rejection {
+	switch {
+	case sl.pk != nil:
+		return reject(CodeExchangeNotAllowed, "sale %q sells packages; its tickets are exchanged at the box office", sl.cfg.ID)
+	case st.realName.attendees[o.key] != nil:
+		return reject(CodeExchangeNotAllowed, "sale %q names its attendees; exchange at the box office", sl.cfg.ID)
+	case o.status != StatusPaid || o.needsRefund:
+		return reject(CodeInvalidOrderState, "order is %s; only a paid order with tickets can be exchanged", o.statusText())
+	case o.checkedIn != 0:
+		return reject(CodeTicketUsed, "%d of the order's tickets were checked in", bits.OnesCount64(o.checkedIn))
+	case st.refunds.exchangedTo[o.key] != nil:
+		return reject(CodeInvalidOrderState, "order was exchanged already")
+	}
+	if open, _ := st.pendingExchange(o, sl, ""); open { // exchanges.go
+		return reject(CodeInvalidOrderState, "an exchange of the order awaits payment; cancel its new order first")
+	}
+	return nil
+}
+
+// decideXSIn decides step (a) in the target sale sl.
+func (st *state) decideXSIn(sl *sale, cmd *command, now int64, res *result, evs []event) ([]event, *Rejection) {
+	x := cmd.xs
+	key := exchangeIdemKey(x.otherSale, x.other)
+	if idx, ok := st.findIdem(sl, cmd.userID, key); ok {
+		o := st.orders.at(idx)
+		if sl.cfg.Tiers[o.tier].ID != cmd.tierID {
+			return evs, reject(CodeInvalidOrderState, "order was exchanged already, for tier %q", sl.cfg.Tiers[o.tier].ID)
+		}
+		res.orderKey = o.key
+		return evs, nil // the same exchange again
+	}
+	rule := sl.cfg.refundPolicy().Exchange
+	t := sl.tierIndex(cmd.tierID)
+	switch {
+	case sl.cfg.Event == "" || sl.cfg.Event != x.event:
+		return evs, reject(CodeExchangeNotAllowed, "sale %q is not a session of event %q", sl.cfg.ID, x.event)
+	case !rule.Allowed:
+		return evs, reject(CodeExchangeNotAllowed, "sale %q does not take exchanges", sl.cfg.ID)
+	case sl.pk != nil || sl.cfg.RealName.Required:
+		return evs, reject(CodeExchangeNotAllowed, "sale %q sells packages or names attendees; exchange at the box office", sl.cfg.ID)
+	case t < 0:
+		return evs, reject(CodeUnknownTier, "sale %q has no tier %q", sl.cfg.ID, cmd.tierID)
+	}
+	if have := int(sl.users[cmd.userID].tickets); have+x.qty*sl.ticketsPer(t) > sl.cfg.PerUserLimit {
+		return evs, reject(CodeLimitExceeded, "at most %d tickets per user in sale %q; you hold %d", sl.cfg.PerUserLimit, sl.cfg.ID, have)
+	}
+	amount := sl.unitPrice(t, now) * int64(x.qty)
+	diff := amount + x.fee - x.oldAmount
+	if diff > 0 {
+		return evs, reject(CodeExchangeNotAllowed,
+			"tier %q of sale %q costs %d more; an exchange into another session is offered when it costs the same or less", cmd.tierID, sl.cfg.ID, diff)
+	}
+	if avail := sl.available(t); avail < x.qty {
+		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
+		rej.Available = avail
+		return evs, rej
+	}
+	if _, taken := st.byKey[cmd.newOrder]; taken {
+		panic(newInvariantError("order key drawn twice"))
+	}
+	res.orderKey = cmd.newOrder
+	return append(evs,
+		event{kind: evOrderPlaced, at: now, saleID: sl.cfg.ID, order: cmd.newOrder, userID: cmd.userID, key: key,
+			tier: uint16(t), qty: uint16(x.qty), amount: amount, expiresAt: now + sl.cfg.HoldMs},
+		event{kind: evOrderPaid, at: now, order: cmd.newOrder, paymentID: key},
+		event{kind: evExchangeIn, at: now, order: cmd.newOrder, xs: &xsEvent{sale: x.otherSale, other: x.other, diff: diff, fee: x.fee}},
+	), nil
+}
+
+// applyXSession carries out the events of this file.
+func (st *state) applyXSession(ev *event) error {
+	idx, ok := st.byKey[ev.order]
+	if !ok {
+		return fmt.Errorf("%w: %s of unknown order", errCorrupt, ev.kind)
+	}
+	o := st.orders.mut(idx)
+	sl := st.sales[o.sale]
+	st.touch(o.sale)
+	xs := &st.xs
+	switch ev.kind {
+	case evExchangeIn:
+		if xs.in[o.key] != nil || o.status != StatusPaid {
+			return fmt.Errorf("%w: ExchangeIn twice or of a %s order", errCorrupt, o.status)
+		}
+		xs.putIn(o.key, &xsIn{fromSale: ev.xs.sale, from: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at, state: xsOpen})
+	case evExchangeInSettled, evExchangeInUndone:
+		r := xs.in[o.key]
+		if r == nil || r.state != xsOpen {
+			return fmt.Errorf("%w: %s of no open exchange", errCorrupt, ev.kind)
+		}
+		n := *r
+		n.state = xsSettled
+		if ev.kind == evExchangeInUndone {
+			n.state = xsUndone
+			if o.status == StatusPaid { // an admin may have refunded it meanwhile
+				st.revokeOnRefund(o, sl, ev.at)
+				if err := st.applyRefund(o, sl, ev); err != nil {
+					return err
+				}
+			}
+		}
+		xs.in[o.key] = &n
+	case evExchangedOut:
+		if xs.out[o.key] != nil {
+			return fmt.Errorf("%w: ExchangedOut twice", errCorrupt)
+		}
+		st.revokeOnRefund(o, sl, ev.at)
+		st.payoutsOnExchange(o, sl, &refundEvent{amount: ev.xs.diff, fee: ev.xs.fee}, ev.at) // refundpayouts.go
+		if err := st.applyRefund(o, sl, ev); err != nil {
+			return err
+		}
+		xs.putOut(o.key, &xsOut{toSale: ev.xs.sale, to: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at})
+	default:
+		return fmt.Errorf("%w: cannot apply %s", errCorrupt, ev.kind)
+	}
+	o.updatedAt = ev.at
+	checkTier(sl, int(o.tier))
+	return nil
+}
+
+func (xs *xsState) putIn(k orderKey, r *xsIn) {
+	if xs.in == nil {
+		xs.in = make(map[orderKey]*xsIn)
+	}
+	xs.in[k] = r
+}
+
+func (xs *xsState) putOut(k orderKey, r *xsOut) {
+	if xs.out == nil {
+		xs.out = make(map[orderKey]*xsOut)
+	}
+	xs.out[k] = r
+}
+
+// fillXSession completes an order's view with its cross-session links.
+func (st *state) fillXSession(o *order, v *Order) {
+	if len(st.xs.in) == 0 && len(st.xs.out) == 0 {
+		return
+	}
+	id := st.sales[o.sale].cfg.ID
+	if r := st.xs.in[o.key]; r != nil {
+		status := ExchangeCompleted
+		switch r.state {
+		case xsOpen:
+			status = ExchangeAwaitingRelease
+		case xsUndone:
+			status = ExchangeLapsed
+		}
+		if v.Refunds == nil {
+			v.Refunds = &OrderRefunds{}
+		}
+		v.Refunds.ExchangedFrom = &Exchange{FromOrderID: formatOrderID(r.fromSale, r.from), ToOrderID: formatOrderID(id, o.key),
+			DifferenceCents: r.diff, FeeCents: r.fee, AtMs: r.at, Status: status}
+	}
+	if r := st.xs.out[o.key]; r != nil {
+		if v.Refunds == nil {
+			v.Refunds = &OrderRefunds{}
+		}
+		v.Refunds.ExchangedTo = &Exchange{FromOrderID: formatOrderID(id, o.key), ToOrderID: formatOrderID(r.toSale, r.to),
+			DifferenceCents: r.diff, FeeCents: r.fee, AtMs: r.at, Status: ExchangeCompleted}
+	}
+}
+
+// ExchangeAwaitingRelease: an exchange into another session whose old
+// order is not released yet (between steps (a) and (b)).
+const ExchangeAwaitingRelease = "awaiting_release"
+
+// exchangeAcross is Engine.Exchange into another sale: check, (a), (b), (c).
+func (e *Engine) exchangeAcross(ctx context.Context, orderID, userID string, req ExchangeRequest) (Order, error) {
+	saleID, key, _ := parseOrderID(orderID)
+	var chk *xsResult
+	err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, userID: userID,
+		xs: &xsCommand{op: xsCheck, otherSale: req.SaleID}}, func(r *result) { chk = r.xs })
+	if err != nil {
+		return Order{}, err
+	}
+	if chk.done != "" { // exchanged out already: the same exchange
+		return e.Order(ctx, chk.done)
+	}
+	newKey := newOrderKey()
+	var got orderKey
+	err = e.one(ctx, req.SaleID, command{kind: cmdXSession, saleID: req.SaleID, userID: chk.user, tierID: req.TierID, newOrder: newKey,
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		func(r *result) { got = r.orderKey })
+	if err != nil {
+		return Order{}, err
+	}
+	if err := e.finishAcross(ctx, req.SaleID, got); err != nil {
+		return Order{}, err
+	}
+	return e.Order(ctx, formatOrderID(req.SaleID, got))
+}
+
+// finishAcross runs steps (b) and (c) of the exchange that made order key
+// of sale saleID, if it is open.
+func (e *Engine) finishAcross(ctx context.Context, saleID string, key orderKey) error {
+	var open []xsPending
+	if err := e.one(ctx, saleID, command{kind: cmdXSession, xs: &xsCommand{op: xsList}}, func(r *result) {
+		if r.xs != nil {
+			open = r.xs.open
+		}
+	}); err != nil {
+		return err
+	}
+	for _, p := range open {
+		if p.key == key && p.saleID == saleID {
+			return e.settleOne(ctx, p)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) settleOne(ctx context.Context, p xsPending) error {
+	err := e.one(ctx, p.fromSale, command{kind: cmdXSession, saleID: p.fromSale, order: p.from,
+		xs: &xsCommand{op: xsOutOp, otherSale: p.saleID, other: p.key, diff: p.diff, fee: p.fee}}, func(*result) {})
+	var rej *Rejection
+	if err != nil && !errors.As(err, &rej) {
+		return err // not decided: the sweeper tries again
+	}
+	return e.one(ctx, p.saleID, command{kind: cmdXSession, saleID: p.saleID, order: p.key,
+		xs: &xsCommand{op: xsSettle, ok: err == nil}}, func(*result) {})
+}
+
+// SettleExchanges finishes every exchange into another session whose old
+// order was not released yet (a crash between its steps): it releases
+// the old order and settles the new one, or revokes the new one when the
+// old can no longer go. It returns how many it finished. The server runs
+// it at start-up and periodically.
+func (e *Engine) SettleExchanges(ctx context.Context) (int, error) {
+	var open []xsPending
+	if err := e.fanOut(ctx, command{kind: cmdXSession, xs: &xsCommand{op: xsList}}, func(r *result) {
+		if r.xs != nil {
+			open = append(open, r.xs.open...)
+		}
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	var first error
+	for _, p := range open {
+		err := e.settleOne(ctx, p)
+		var rej *Rejection
+		switch {
+		case err == nil:
+			n++
+		case errors.As(err, &rej): // this one cannot settle now; the others go on
+			first = cmp.Or(first, err)
+		default:
+			return n, err // stopping, or the log failed
+		}
+	}
+	return n, first
+}
+
+// Event bodies:
+//
+//	ExchangeIn                        at newKey fromSale fromKey difference fee (after the new order's OrderPlaced and OrderPaid)
+//	ExchangedOut                      at oldKey toSale toKey difference fee
+//	ExchangeInSettled, ExchangeInUndone  at newKey
+func appendXSessionEvent(b []byte, ev *event) []byte {
+	b = binary.AppendVarint(b, ev.at)
+	b = append(b, ev.order[:]...)
+	if ev.kind == evExchangeIn || ev.kind == evExchangedOut {
+		b = appendString(b, ev.xs.sale)
+		b = append(b, ev.xs.other[:]...)
+		b = binary.AppendVarint(b, ev.xs.diff)
+		b = binary.AppendVarint(b, ev.xs.fee)
+	}
+	return b
+}
+
+func decodeXSessionEvent(d *decoder, ev *event) {
+	ev.at = d.varint()
+	ev.order = d.key()
+	if ev.kind == evExchangeIn || ev.kind == evExchangedOut {
+		ev.xs = &xsEvent{sale: d.str(IDLenMax), other: d.key(), diff: d.varint(), fee: d.varint()}
+	}
+}
+
+// The snapshot section (tag 73), each list by order key:
+//
+//	nin  | {newKey fromSale fromKey difference fee atMs state}*
+//	nout | {oldKey toSale toKey difference fee atMs}*
+func init() {
+	registerSnapshotSection(snapshotSection{tag: xsessionSectionTag, freeze: freezeXSession, restore: restoreXSession})
+}
+
+func freezeXSession(st *state) func([]byte) []byte {
+	xs := st.xs
+	if len(xs.in) == 0 && len(xs.out) == 0 {
+		return nil
+	}
+	inKeys, outKeys := sortedKeys(xs.in), sortedKeys(xs.out)
+	in, out := clonedMap(xs.in), clonedMap(xs.out)
+	return func(b []byte) []byte {
+		b = binary.AppendUvarint(b, uint64(len(inKeys)))
+		for _, k := range inKeys {
+			r := in[k]
+			b = append(b, k[:]...)
+			b = appendString(b, r.fromSale)
+			b = append(b, r.from[:]...)
+			b = binary.AppendVarint(b, r.diff)
+			b = binary.AppendVarint(b, r.fee)
+			b = binary.AppendVarint(b, r.at)
+			b = binary.AppendUvarint(b, uint64(r.state))
+		}
+		b = binary.AppendUvarint(b, uint64(len(outKeys)))
+		for _, k := range outKeys {
+			r := out[k]
+			b = append(b, k[:]...)
+			b = appendString(b, r.toSale)
+			b = append(b, r.to[:]...)
+			b = binary.AppendVarint(b, r.diff)
+			b = binary.AppendVarint(b, r.fee)
+			b = binary.AppendVarint(b, r.at)
+		}
+		return b
+	}
+}
+
+func restoreXSession(st *state, body []byte) error {
+	d := decoder{b: body}
+	for range d.uvarint(uint64(len(st.byKey))) {
+		k := d.key()
+		r := &xsIn{fromSale: d.str(IDLenMax), from: d.key(), diff: d.varint(), fee: d.varint(), at: d.varint(), state: uint8(d.uvarint(uint64(xsUndone)))}
+		if _, ok := st.byKey[k]; d.err != nil || !ok || r.state == 0 || st.xs.in[k] != nil {
+			d.fail("an exchange in of an order not held, or twice")
+			break
+		}
+		st.xs.putIn(k, r)
+	}
+	for range d.uvarint(uint64(len(st.byKey))) {
+		k := d.key()
+		r := &xsOut{toSale: d.str(IDLenMax), to: d.key(), diff: d.varint(), fee: d.varint(), at: d.varint()}
+		if _, ok := st.byKey[k]; d.err != nil || !ok || st.xs.out[k] != nil {
+			d.fail("an exchange out of an order not held, or twice")
+			break
+		}
+		st.xs.putOut(k, r)
+	}
+	return d.finish("cross-session exchanges section")
+}
+
+// moveXSession files the records on the new shard of their order's sale
+// (repartition, archiving).
+func moveXSession(old, states []*state, route func(saleID string) int) {
+	for _, st := range old {
+		for k, r := range st.xs.in {
+			o, _ := st.orderByKey(k)
+			states[route(st.sales[o.sale].cfg.ID)].xs.putIn(k, r)
+		}
+		for k, r := range st.xs.out {
+			o, _ := st.orderByKey(k)
+			states[route(st.sales[o.sale].cfg.ID)].xs.putOut(k, r)
+		}
+	}
+}

@@ -1,0 +1,453 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+)
+
+// Exchanges into another session of the same event (xsession.go).
+
+// xsSales puts two sessions of event "tour" that live in different shards
+// of two: src (floor 5000, seat 8000) and dst (floor 4700, seat 8000),
+// both allowing exchanges (fee 300), stock 4 each, and returns their ids.
+func xsSales(t *testing.T, e *Engine, clock *fakeClock) (src, dst string) {
+	return xsSalesOf(t, e, clock, 4)
+}
+
+func xsSalesOf(t *testing.T, e *Engine, clock *fakeClock, stock int) (src, dst string) {
+	t.Helper()
+	ids := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
+	src = ids[0]
+	for _, id := range ids[1:] {
+		if shardIndex(id, 2) != shardIndex(src, 2) {
+			dst = id
+			break
+		}
+	}
+	for _, id := range []string{src, dst} {
+		cfg := ruleSale(id, clock, stock, autoRefund, exchange24h)
+		cfg.Event = "tour"
+		if id == dst {
+			cfg.Tiers[0].PriceCents = 4700
+		}
+		if _, _, err := e.PutSale(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src, dst
+}
+
+// xsStepA runs the check and step (a) only, as a crash right after it
+// leaves them, and returns the new order's id.
+func xsStepA(t *testing.T, e *Engine, oldID, dst, tier string) string {
+	t.Helper()
+	ctx := context.Background()
+	saleID, key, _ := parseOrderID(oldID)
+	var chk *xsResult
+	if err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, xs: &xsCommand{op: xsCheck, otherSale: dst}},
+		func(r *result) { chk = r.xs }); err != nil {
+		t.Fatal(err)
+	}
+	var got orderKey
+	if err := e.one(ctx, dst, command{kind: cmdXSession, saleID: dst, userID: chk.user, tierID: tier, newOrder: newOrderKey(),
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		func(r *result) { got = r.orderKey }); err != nil {
+		t.Fatal(err)
+	}
+	return formatOrderID(dst, got)
+}
+
+// TestXSessionExchangeDownAndEven: an order moves to another session in
+// another shard; a cheaper ticket pays the difference back once through
+// the old order's payment, an even one pays nothing; asking again answers
+// the same order; a dearer one, another event's sale, a sold-out tier and
+// the target's per-buyer limit are refused and change nothing.
+func TestXSessionExchangeDownAndEven(t *testing.T) {
+	clock := newFakeClock()
+	e := openTest(t, newMemJournal(), clock, 2)
+	ctx := context.Background()
+	src, dst := xsSales(t, e, clock)
+
+	seat := paidOrder(t, e, src, "seat", 1, "bob") // 8000
+	down, err := e.Exchange(ctx, seat.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	if err != nil || down.SaleID != dst || down.Status != StatusPaid || down.TierID != "floor" || down.AmountCents != 4700 {
+		t.Fatalf("exchange down: %+v %v", down, err)
+	}
+	if x := down.Refunds.ExchangedFrom; x == nil || x.FromOrderID != seat.ID || x.DifferenceCents != -3000 || x.FeeCents != 300 || x.Status != ExchangeCompleted {
+		t.Fatalf("exchanged_from %+v", down.Refunds.ExchangedFrom)
+	}
+	old, _ := e.Order(ctx, seat.ID)
+	if old.Status != StatusRefunded || old.Refunds.ExchangedTo == nil || old.Refunds.ExchangedTo.ToOrderID != down.ID {
+		t.Fatalf("old order: %+v", old)
+	}
+	if len(old.Payouts) != 1 || old.Payouts[0].AmountCents != 3000 || old.Payouts[0].Reason != PayoutExchangeDifference || old.Payouts[0].PaymentID != seat.PaymentID {
+		t.Fatalf("payouts %+v", old.Payouts)
+	}
+	if again, err := e.Exchange(ctx, seat.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"}); err != nil || again.ID != down.ID {
+		t.Fatalf("asked again: %+v %v", again, err)
+	}
+	if again, _ := e.Order(ctx, seat.ID); len(again.Payouts) != 1 {
+		t.Fatalf("paid out twice: %+v", again.Payouts)
+	}
+	if got := tierCounts(t, e, src); !slices.Equal(got, []TierCounts{{Available: 4}, {Available: 4}}) {
+		t.Fatalf("source counts %+v", got)
+	}
+	if got := tierCounts(t, e, dst); !slices.Equal(got, []TierCounts{{Sold: 1, Available: 3}, {Available: 4}}) {
+		t.Fatalf("target counts %+v", got)
+	}
+	_, err = e.RequestRefund(ctx, down.ID, "bob", "")
+	wantCode(t, err, CodeRefundNotAllowed) // its money is in the other sale's payment
+
+	even := paidOrder(t, e, src, "floor", 1, "ann") // 5000 = 4700 + 300
+	got, err := e.Exchange(ctx, even.ID, "ann", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	if err != nil || got.Refunds.ExchangedFrom.DifferenceCents != 0 {
+		t.Fatalf("even: %+v %v", got, err)
+	}
+	if o, _ := e.Order(ctx, even.ID); o.Status != StatusRefunded || len(o.Payouts) != 0 {
+		t.Fatalf("even old order: %+v", o)
+	}
+
+	// Refusals change nothing.
+	floor := paidOrder(t, e, src, "floor", 1, "cy")
+	before := [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}
+	_, err = e.Exchange(ctx, floor.ID, "cy", ExchangeRequest{SaleID: dst, TierID: "seat"})
+	wantCode(t, err, CodeExchangeNotAllowed) // dearer: not offered across sessions
+	other := ruleSale("other", clock, 4, autoRefund, exchange24h)
+	other.Event = "another-show"
+	if _, _, err := e.PutSale(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Exchange(ctx, floor.ID, "cy", ExchangeRequest{SaleID: "other", TierID: "floor"})
+	wantCode(t, err, CodeExchangeNotAllowed)
+	_, err = e.Exchange(ctx, floor.ID, "mallory", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeUnknownOrder)
+	if after := [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}; !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refusal changed counts: %+v, want %+v", after, before)
+	}
+	for range 2 { // bob and ann took two of four
+		paidOrder(t, e, dst, "floor", 1, "dee")
+	}
+	before = [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}
+	_, err = e.Exchange(ctx, floor.ID, "cy", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeSoldOut)
+	if o, _ := e.Order(ctx, floor.ID); o.Status != StatusPaid || o.Refunds != nil {
+		t.Fatalf("after refusals: %+v", o)
+	}
+	if after := [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}; !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refusal changed counts: %+v, want %+v", after, before)
+	}
+}
+
+// TestXSessionPerBuyerLimit: the buyer gains tickets in the target sale,
+// so its per-buyer limit applies.
+func TestXSessionPerBuyerLimit(t *testing.T) {
+	clock := newFakeClock()
+	e := openTest(t, newMemJournal(), clock, 2)
+	ctx := context.Background()
+	src, _ := xsSales(t, e, clock)
+	lim := ruleSale("lim", clock, 4, autoRefund, exchange24h)
+	lim.Event, lim.PerUserLimit = "tour", 1
+	if _, _, err := e.PutSale(ctx, lim); err != nil {
+		t.Fatal(err)
+	}
+	paidOrder(t, e, "lim", "floor", 1, "bob")
+	o := paidOrder(t, e, src, "seat", 1, "bob")
+	_, err := e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: "lim", TierID: "floor"})
+	wantCode(t, err, CodeLimitExceeded)
+	if got, _ := e.Order(ctx, o.ID); got.Status != StatusPaid {
+		t.Fatalf("old order %+v", got)
+	}
+}
+
+// TestXSessionCrashThenSweep: a crash after step (a) leaves both orders
+// valid; after recovery the sweeper releases the old one. An old order
+// refunded between (a) and (b) makes the sweeper revoke the new one
+// instead, without a payout. The records survive replay, a snapshot and
+// repartition.
+func TestXSessionCrashThenSweep(t *testing.T) {
+	clock := newFakeClock()
+	j := newMemJournal()
+	e := openTest(t, j, clock, 2)
+	ctx := context.Background()
+	src, dst := xsSales(t, e, clock)
+	a := paidOrder(t, e, src, "seat", 1, "bob")
+	b := paidOrder(t, e, src, "seat", 1, "ann")
+	aNew := xsStepA(t, e, a.ID, dst, "floor")
+	bNew := xsStepA(t, e, b.ID, dst, "floor")
+	if again := xsStepA(t, e, a.ID, dst, "floor"); again != aNew {
+		t.Fatalf("step (a) again made %s, want %s", again, aNew)
+	}
+	e.Close() // the crash: (b) never ran
+	e = openTest(t, j, clock, 2)
+	if o, _ := e.Order(ctx, aNew); o.Status != StatusPaid || o.Refunds.ExchangedFrom.Status != ExchangeAwaitingRelease {
+		t.Fatalf("new order after the crash: %+v", o)
+	}
+	if _, err := e.Refund(ctx, b.ID, false); err != nil { // b changes before (b)
+		t.Fatal(err)
+	}
+	if n, err := e.SettleExchanges(ctx); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if n, err := e.SettleExchanges(ctx); err != nil || n != 0 {
+		t.Fatalf("second sweep: %d %v", n, err)
+	}
+	if o, _ := e.Order(ctx, a.ID); o.Status != StatusRefunded || o.Refunds.ExchangedTo.ToOrderID != aNew {
+		t.Fatalf("old a: %+v", o)
+	}
+	if o, _ := e.Order(ctx, aNew); o.Status != StatusPaid || o.Refunds.ExchangedFrom.Status != ExchangeCompleted {
+		t.Fatalf("new a: %+v", o)
+	}
+	if o, _ := e.Order(ctx, bNew); o.Status != StatusRefunded || o.Refunds.ExchangedFrom.Status != ExchangeLapsed || len(o.Payouts) != 0 {
+		t.Fatalf("new b, undone: %+v", o)
+	}
+	if got := tierCounts(t, e, dst); !slices.Equal(got, []TierCounts{{Sold: 1, Available: 3}, {Available: 4}}) {
+		t.Fatalf("target counts %+v", got)
+	}
+	views := func() [4]Order {
+		var v [4]Order
+		for i, id := range []string{a.ID, aNew, b.ID, bNew} {
+			v[i], _ = e.Order(ctx, id)
+		}
+		return v
+	}
+	before := views()
+	for _, reopen := range []struct {
+		name   string
+		shards int
+		snap   bool
+	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+		e.Close()
+		if reopen.snap {
+			for i, s := range e.shards {
+				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		e = openTest(t, j, clock, reopen.shards)
+		if after := views(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("after %s:\n got %+v\nwant %+v", reopen.name, after, before)
+		}
+	}
+}
+
+// TestXSessionEventsRoundTrip: the events encode and decode to themselves.
+func TestXSessionEventsRoundTrip(t *testing.T) {
+	for _, ev := range []event{
+		{kind: evExchangeIn, at: 5, order: orderKey{1}, xs: &xsEvent{sale: "s2", other: orderKey{2}, diff: -300, fee: 300}},
+		{kind: evExchangedOut, at: 6, order: orderKey{2}, xs: &xsEvent{sale: "s1", other: orderKey{1}, diff: 0, fee: 0}},
+		{kind: evExchangeInSettled, at: 7, order: orderKey{1}},
+		{kind: evExchangeInUndone, at: 8, order: orderKey{1}},
+	} {
+		b := appendEvent(nil, &ev)
+		var got []event
+		if err := decodeEntry(b, func(e *event) error { got = append(got, *e); return nil }); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], ev) {
+			t.Fatalf("%s: got %+v %v", ev.kind, got, err)
+		}
+	}
+}
+
+// xsTryStepA is xsStepA that reports a refusal instead of failing.
+func xsTryStepA(e *Engine, oldID, dst, tier string) (string, error) {
+	ctx := context.Background()
+	saleID, key, _ := parseOrderID(oldID)
+	var chk *xsResult
+	if err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, xs: &xsCommand{op: xsCheck, otherSale: dst}},
+		func(r *result) { chk = r.xs }); err != nil {
+		return "", err
+	}
+	if chk.done != "" {
+		return chk.done, nil
+	}
+	var got orderKey
+	err := e.one(ctx, dst, command{kind: cmdXSession, saleID: dst, userID: chk.user, tierID: tier, newOrder: newOrderKey(),
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		func(r *result) { got = r.orderKey })
+	return formatOrderID(dst, got), err
+}
+
+// TestXSessionRandomized mixes purchases, payments, expiries, refunds,
+// cross-session exchanges (whole, and cut after step (a) as a crash does)
+// and restarts (replay, snapshot) over two sessions in different shards.
+// After every step no tier has sold + held above its stock; after every
+// sweep no exchange is open, and for every exchange the buyer does not
+// hold both the old and the new order valid, and the new order was
+// revoked only if the old one was not released for it.
+func TestXSessionRandomized(t *testing.T) {
+	seed := testSeed(t)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 73))
+	clock := newFakeClock()
+	j := newMemJournal()
+	e := openTest(t, j, clock, 2)
+	ctx := context.Background()
+	const stock = 12
+	src, dst := xsSalesOf(t, e, clock, stock)
+	sales := []string{src, dst}
+	tiers := []string{"floor", "seat"}
+	var orders []string // every order made, in order
+	type pair struct{ old, new string }
+	var pairs []pair
+	isNew := map[string]bool{}
+	done, undone := 0, 0
+
+	checkCounts := func(step int) {
+		for _, s := range sales {
+			for i, c := range tierCounts(t, e, s) {
+				if c.Sold+c.Held > stock || c.Sold+c.Held+c.Available != stock {
+					t.Fatalf("seed %d step %d: sale %s tier %d: %+v", seed, step, s, i, c)
+				}
+			}
+		}
+	}
+	valid := func(o Order) bool { return o.Status == StatusPaid && !o.NeedsRefund }
+	checkPairs := func(step int) {
+		for _, p := range pairs {
+			old, err1 := e.Order(ctx, p.old)
+			nw, err2 := e.Order(ctx, p.new)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("seed %d step %d: %v %v", seed, step, err1, err2)
+			}
+			x := nw.Refunds.ExchangedFrom
+			released := old.Refunds != nil && old.Refunds.ExchangedTo != nil && old.Refunds.ExchangedTo.ToOrderID == p.new
+			switch {
+			case x == nil || x.Status == ExchangeAwaitingRelease:
+				t.Fatalf("seed %d step %d: exchange %s → %s still open after a sweep: %+v", seed, step, p.old, p.new, x)
+			case valid(old) && valid(nw):
+				t.Fatalf("seed %d step %d: both %s and %s valid", seed, step, p.old, p.new)
+			case x.Status == ExchangeCompleted && (!released || !valid(nw)):
+				t.Fatalf("seed %d step %d: completed but old %s new %s", seed, step, old.Status, nw.Status)
+			case x.Status == ExchangeLapsed && (released || nw.Status != StatusRefunded || len(nw.Payouts) != 0):
+				t.Fatalf("seed %d step %d: undone but old released %v, new %s %+v", seed, step, released, nw.Status, nw.Payouts)
+			}
+		}
+	}
+	sweep := func(step int) {
+		if _, err := e.SettleExchanges(ctx); err != nil {
+			var rej *Rejection
+			if !errors.As(err, &rej) {
+				t.Fatalf("seed %d step %d: sweep: %v", seed, step, err)
+			}
+		}
+		checkPairs(step)
+	}
+	pick := func() string { return orders[rng.IntN(len(orders))] }
+	for step := range 400 {
+		switch op := rng.IntN(12); {
+		case op < 3 || len(orders) == 0: // buy, and pay most
+			o, err := buy(t, e, sales[rng.IntN(2)], tiers[rng.IntN(2)], 1, fmt.Sprint("u", rng.IntN(6)), "")
+			if err != nil {
+				break
+			}
+			orders = append(orders, o.ID)
+			if rng.IntN(4) > 0 {
+				e.ApplyPayment(ctx, Payment{EventID: "pay-" + o.ID, OrderID: o.ID, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+			}
+		case op == 3: // pay a random order (a pending one gets paid, others are refused or kept)
+			id := pick()
+			o, err := e.Order(ctx, id)
+			if err == nil && o.Status == StatusPending {
+				e.ApplyPayment(ctx, Payment{EventID: "pay-" + id, OrderID: id, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+			}
+		case op == 4: // time passes: holds expire
+			clock.Advance(4 * time.Minute)
+			for _, s := range sales {
+				tick(t, e, s)
+			}
+		case op >= 5 && op <= 7: // a whole exchange, or one cut after step (a)
+			id := pick()
+			if isNew[id] {
+				break
+			}
+			from, _, _ := parseOrderID(id)
+			to := sales[0]
+			if from == to {
+				to = sales[1]
+			}
+			o, err := e.Order(ctx, id)
+			if err != nil || !valid(o) {
+				break
+			}
+			var nw string
+			if op < 7 {
+				n, err := e.Exchange(ctx, id, o.UserID, ExchangeRequest{SaleID: to, TierID: tiers[rng.IntN(4)/3]})
+				if err != nil {
+					break
+				}
+				nw = n.ID
+				done++
+			} else {
+				if nw, err = xsTryStepA(e, id, to, tiers[rng.IntN(4)/3]); err != nil {
+					break
+				}
+				if rng.IntN(3) == 0 {
+					e.Refund(ctx, id, false) // the old order changes before step (b): the sweep undoes
+				}
+			}
+			if !isNew[nw] {
+				pairs = append(pairs, pair{id, nw})
+				isNew[nw] = true
+				orders = append(orders, nw)
+			}
+		case op == 8: // an admin refunds an order (perhaps one whose exchange is cut: its sweep undoes)
+			id := pick()
+			if !isNew[id] {
+				e.Refund(ctx, id, false)
+			}
+		case op == 9: // restart, sometimes from a snapshot
+			e.Close()
+			if rng.IntN(2) == 0 {
+				for i, s := range e.shards {
+					if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			e = openTest(t, j, clock, 2)
+			sweep(step)
+		default:
+			sweep(step)
+		}
+		checkCounts(step)
+	}
+	sweep(400)
+	for _, p := range pairs {
+		if o, _ := e.Order(ctx, p.new); o.Refunds.ExchangedFrom.Status == ExchangeLapsed {
+			undone++
+		}
+	}
+	t.Logf("seed %d: %d orders, %d exchanges (%d whole at once, %d revoked)", seed, len(orders), len(pairs), done, undone)
+	if len(pairs) == 0 || done == 0 {
+		t.Fatalf("seed %d: a random run without a cross-session exchange", seed)
+	}
+}
+
+// TestXSessionArchived: an archived target or source sale refuses with
+// sale_archived, and nothing changes.
+func TestXSessionArchived(t *testing.T) {
+	f := newArchiveFixture(t, 2) // on Pebble: sales can be archived
+	defer f.close()
+	e := f.e
+	ctx := context.Background()
+	src, dst := xsSales(t, e, f.clock)
+	o := paidOrder(t, e, src, "seat", 1, "bob")
+	if _, err := e.Archive(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeSaleArchived)
+	if got, _ := e.Order(ctx, o.ID); got.Status != StatusPaid || got.Refunds != nil {
+		t.Fatalf("old order after a refusal: %+v", got)
+	}
+	if _, err := e.Archive(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
+	wantCode(t, err, CodeSaleArchived)
+}
