@@ -85,7 +85,7 @@ func TestFirstLogBitFlips(t *testing.T) {
 			want = want[:len(want)-c.sentinels]
 			newest := newestLog(t, synced)
 			refused, intact := 0, 0
-			for trial := range 100 {
+			for trial := range *flipTrials {
 				fs := synced.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
 				name, off, bit := pickBit(rng, []flipFile{newest})
 				flipBit(t, fs, name, off, bit)
@@ -100,7 +100,7 @@ func TestFirstLogBitFlips(t *testing.T) {
 				}
 				intact++
 			}
-			t.Logf("100 flips in %s (%d bytes): %d refused, %d harmless", newest.name, newest.size, refused, intact)
+			t.Logf("%d flips in %s (%d bytes): %d refused, %d harmless", *flipTrials, newest.name, newest.size, refused, intact)
 			if refused == 0 {
 				t.Fatal("no flip was refused; the test did not reach the data")
 			}

@@ -24,6 +24,20 @@ import (
 // is proof that the bad chunk was synced, so it is corruption, not a torn
 // write, and Open refuses with pebble.ErrCorruption.
 //
+// Two more holes of Pebble's reader are closed here. It ends a log at any
+// chunk with the next log number, which is what its EOF trailer writes at a
+// clean close, so one flip of an even log number's lowest bit ended a log
+// early; only the trailer's exact header counts as an end here. And the
+// trailer has no synced offset, so nothing vouched for the last chunks of a
+// cleanly closed WAL; but Close syncs, and every write onsale makes is
+// synced, so a bad chunk before a clean close's trailer is corruption too.
+//
+// A new database's first WAL was the third hole: Pebble writes it before it
+// raises the format to the one with synced offsets, so it has none. Open
+// starts a new WAL right after creating a database (wal.go), before anything
+// is written; a data directory an older build created keeps that first WAL
+// until its first restart.
+//
 // What remains undetectable: a flip in the last chunks synced before a
 // crash. Nothing after them vouches for them, and they look exactly like a
 // torn write; Pebble and this check both end the log there. Pebble's synced
