@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,22 +27,22 @@ func TestFirstLogBitFlips(t *testing.T) {
 		// sentinels are last entries allowed to vanish: after a crash, the
 		// last chunks synced cannot be told from a torn write (tail.go).
 		sentinels int
-		run       func(t *testing.T, l *Log, write func(n int)) vfs.FS
+		run       func(t *testing.T, l *Log, mem *vfs.MemFS, write func(n int)) vfs.FS
 	}{
-		{"crash", 8, func(t *testing.T, l *Log, write func(int)) vfs.FS {
+		{"crash", 8, func(t *testing.T, l *Log, mem *vfs.MemFS, write func(int)) vfs.FS {
 			write(300)
-			return l.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+			return mem.CrashClone(vfs.CrashCloneCfg{})
 		}},
 		// A clean close syncs everything and ends the WAL with an EOF
 		// trailer, which vouches for every chunk before it: no sentinels.
-		{"close", 0, func(t *testing.T, l *Log, write func(int)) vfs.FS {
+		{"close", 0, func(t *testing.T, l *Log, mem *vfs.MemFS, write func(int)) vfs.FS {
 			write(300)
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
-			return l.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+			return mem.CrashClone(vfs.CrashCloneCfg{})
 		}},
-		{"recycled", 8, func(t *testing.T, l *Log, write func(int)) vfs.FS {
+		{"recycled", 8, func(t *testing.T, l *Log, mem *vfs.MemFS, write func(int)) vfs.FS {
 			for range 3 {
 				write(100)
 				if err := l.db.Flush(); err != nil {
@@ -49,10 +50,10 @@ func TestFirstLogBitFlips(t *testing.T) {
 				}
 			}
 			write(300)
-			if n := l.db.Metrics().WAL.ObsoleteFiles; n != 0 {
-				t.Logf("%d obsolete WAL files kept for recycling", n)
+			if reused := l.fs.(*reuseFS).lastReused(); reused == "" || reused != newestLog(t, mem).name {
+				t.Fatalf("the newest WAL, %s, is not a recycled file (last reused: %q)", newestLog(t, mem).name, reused)
 			}
-			return l.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+			return mem.CrashClone(vfs.CrashCloneCfg{})
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,7 +61,7 @@ func TestFirstLogBitFlips(t *testing.T) {
 			t.Logf("seed %d", seed)
 			rng := rand.New(rand.NewPCG(seed, 17))
 			mem := vfs.NewCrashableMem()
-			l, err := Open("db", Options{FS: mem, Logger: quiet, prefillWindow: -1})
+			l, err := Open("db", Options{FS: &reuseFS{FS: mem}, Logger: quiet, prefillWindow: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +82,7 @@ func TestFirstLogBitFlips(t *testing.T) {
 					want = append(want, fmt.Sprintf("%d:%s", seq, e))
 				}
 			}
-			synced := c.run(t, l, write)
+			synced := c.run(t, l, mem, write)
 			want = want[:len(want)-c.sentinels]
 			newest := newestLog(t, synced)
 			refused, intact := 0, 0
@@ -106,6 +107,29 @@ func TestFirstLogBitFlips(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reuseFS records the last WAL file Pebble recycled.
+type reuseFS struct {
+	vfs.FS
+	mu     sync.Mutex
+	reused string // the recycled file's new name
+}
+
+func (fs *reuseFS) lastReused() string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.reused
+}
+
+func (fs *reuseFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	if err == nil {
+		fs.mu.Lock()
+		fs.reused = fs.PathBase(newname)
+		fs.mu.Unlock()
+	}
+	return f, err
 }
 
 // newestLog returns the highest-numbered WAL file in db.
