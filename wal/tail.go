@@ -31,6 +31,9 @@ import (
 // trailer has no synced offset, so nothing vouched for the last chunks of a
 // cleanly closed WAL; but Close syncs, and every write onsale makes is
 // synced, so a bad chunk before a clean close's trailer is corruption too.
+// The trailer counts only as the file's last bytes (prefill.go's Close cuts
+// the file there): past a bad chunk, the same bytes inside a payload or in
+// a recycled file's old records prove nothing.
 //
 // A new database's first WAL was the third hole: Pebble writes it before it
 // raises the format to the one with synced offsets, so it has none. Open
