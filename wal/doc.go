@@ -60,10 +60,14 @@
 // pebble.ErrCorruption; an unclean tail of the newest WAL (a torn, unsynced
 // write) is tolerated, as it holds nothing that was acknowledged. Pebble
 // alone tells the two apart only across 32 KiB blocks; tail.go checks the
-// newest WAL chunk by chunk before Pebble opens it. Tables and manifest
-// carry Pebble's block checksums, and every value ours (CRC-32C), so a
-// flipped bit there fails Open, Replay or LoadSnapshot with an error, never
-// a different answer. TestBitFlipsAreRefused flips random bits to prove it.
+// newest WAL chunk by chunk before Pebble opens it, and Open writes a new
+// database's log in the format that carries synced offsets from its first
+// entry. A flip in the last few hundred bytes synced before a crash cannot
+// be told from a torn write. Tables and manifest carry Pebble's block
+// checksums, and every value ours (CRC-32C), so a flipped bit there fails
+// Open, Replay or LoadSnapshot with an error, never a different answer.
+// TestBitFlipsAreRefused and TestFirstLogBitFlips flip random bits to
+// prove it.
 //
 // # Disk space
 //

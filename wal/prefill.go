@@ -63,15 +63,19 @@ func (fs prefillFS) wrap(f vfs.File, err error, name string) (vfs.File, error) {
 	if err != nil || !strings.HasSuffix(name, ".log") {
 		return f, err
 	}
-	p := &prefillFile{File: f, window: fs.window}
+	p := &prefillFile{File: f, window: fs.window, done: make(chan struct{})}
 	p.more = sync.NewCond(&p.mu)
-	go p.fill()
+	go func() {
+		defer close(p.done)
+		p.fill()
+	}()
 	return p, nil
 }
 
 type prefillFile struct {
 	vfs.File
 	window int64
+	done   chan struct{} // closed when fill has returned
 
 	mu      sync.Mutex
 	more    *sync.Cond // Pebble wrote past half the window, or the file is closing
@@ -94,15 +98,17 @@ func (f *prefillFile) Write(p []byte) (int, error) {
 	return f.File.Write(p)
 }
 
-// Close stops the filling, cuts the zeros off (a closed WAL is replayed,
-// checked and copied into backups whole), and closes the file; fill may
-// still be in a sync of zeros, which is harmless.
+// Close stops the filling, waits for fill to return (it may be in a sync
+// of zeros, which must not run on a closed file), cuts the zeros off (a
+// closed WAL is replayed, checked and copied into backups whole), and
+// closes the file.
 func (f *prefillFile) Close() error {
 	f.mu.Lock()
 	f.closing = true
 	filled, written := f.filled, f.written
 	f.mu.Unlock()
 	f.more.Signal()
+	<-f.done
 	var err error
 	if t, ok := f.File.(interface{ Truncate(int64) error }); ok && filled > written {
 		err = t.Truncate(written)

@@ -24,6 +24,23 @@ import (
 // is proof that the bad chunk was synced, so it is corruption, not a torn
 // write, and Open refuses with pebble.ErrCorruption.
 //
+// Two more holes of Pebble's reader are closed here. It ends a log at any
+// chunk with the next log number, which is what its EOF trailer writes at a
+// clean close, so one flip of an even log number's lowest bit ended a log
+// early; only the trailer's exact header counts as an end here. And the
+// trailer has no synced offset, so nothing vouched for the last chunks of a
+// cleanly closed WAL; but Close syncs, and every write onsale makes is
+// synced, so a bad chunk before a clean close's trailer is corruption too.
+// The trailer counts only as the file's last bytes (prefill.go's Close cuts
+// the file there): past a bad chunk, the same bytes inside a payload or in
+// a recycled file's old records prove nothing.
+//
+// A new database's first WAL was the third hole: Pebble writes it before it
+// raises the format to the one with synced offsets, so it has none. Open
+// starts a new WAL right after creating a database (wal.go), before anything
+// is written; a data directory an older build created keeps that first WAL
+// until its first restart.
+//
 // What remains undetectable: a flip in the last chunks synced before a
 // crash. Nothing after them vouches for them, and they look exactly like a
 // torn write; Pebble and this check both end the log there. Pebble's synced
@@ -84,15 +101,38 @@ func checkNewestLog(fs vfs.FS, dir string) error {
 		return fmt.Errorf("wal: cannot read %s: %w", path, err)
 	}
 	bad := firstBadChunk(b, uint32(logNum))
+	if bad < 0 {
+		return nil
+	}
+	trailer := len(b) - recyclableHeadLen
+	if bad == trailer && isEOFTrailer(b[bad:], uint32(logNum)) {
+		return nil // a clean close
+	}
 	if at, synced, ok := laterSyncedChunk(b, uint32(logNum), bad); ok {
 		return fmt.Errorf("wal: %s is corrupt at offset %d: the chunk at offset %d says the log was synced up to %d "+
 			"(bit rot or a failing disk; restore the data directory from a copy): %w", path, bad, at, synced, pebble.ErrCorruption)
 	}
+	if trailer > bad && isEOFTrailer(b[trailer:], uint32(logNum)) {
+		return fmt.Errorf("wal: %s is corrupt at offset %d: the log was closed cleanly after it (bit rot or a failing disk; "+
+			"restore the data directory from a copy): %w", path, bad, pebble.ErrCorruption)
+	}
 	return nil
 }
 
+// isEOFTrailer reports whether h starts with the header Pebble's LogWriter
+// writes when it closes log logNum: zero CRC and length, the recyclable
+// full-chunk type and the next log number. Pebble's reader ends a log at
+// any chunk that has the next log number, so one flipped bit in a chunk's
+// log number (an even one's lowest) would look like a clean end; only this
+// exact header counts as one here.
+func isEOFTrailer(h []byte, logNum uint32) bool {
+	return len(h) >= recyclableHeadLen && allZero(h[:6]) && h[6] == 5 && binary.LittleEndian.Uint32(h[7:]) == logNum+1
+}
+
 // firstBadChunk walks the chunks of log logNum and returns the offset of
-// the first one that is not valid, or -1 when the log ends cleanly.
+// the first one that is not valid or not of this log (the EOF trailer of a
+// clean close is one), or -1 when the file ends after a valid chunk or in
+// zeros.
 func firstBadChunk(b []byte, logNum uint32) int {
 	for p := 0; p < len(b); {
 		blockEnd := min((p/chunkBlockSize+1)*chunkBlockSize, len(b))
@@ -116,10 +156,7 @@ func firstBadChunk(b []byte, logNum uint32) int {
 		}
 		if headerLen > legacyHeaderLen {
 			if n := binary.LittleEndian.Uint32(h[7:]); n != logNum {
-				if n == logNum+1 {
-					return -1 // the EOF trailer of a clean close
-				}
-				return p
+				return p // the EOF trailer of a clean close, if checkNewestLog says so
 			}
 		}
 		end := headerLen + int(binary.LittleEndian.Uint16(h[4:]))
@@ -176,4 +213,19 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// hasManifest reports whether dir holds a Pebble database already: Open
+// starts a new one's log afresh (wal.go).
+func hasManifest(fs vfs.FS, dir string) bool {
+	names, err := fs.List(dir)
+	if err != nil {
+		return false
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, "MANIFEST-") {
+			return true
+		}
+	}
+	return false
 }

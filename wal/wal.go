@@ -121,9 +121,21 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := checkNewestLog(fs, dir); err != nil {
 		return nil, err
 	}
+	created := !opts.ReadOnly && !hasManifest(fs, dir)
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
+	}
+	if created {
+		// Pebble writes a new database's first WAL before it raises the
+		// format to the one whose chunks carry synced offsets, and without
+		// them checkNewestLog cannot tell a flipped bit from a torn tail
+		// (tail.go). Start a new WAL, in the current format, before the
+		// first write.
+		if err := db.Flush(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("wal: cannot start a new log in %s: %w", dir, err)
+		}
 	}
 	set := opts.Metrics
 	if set == nil {
