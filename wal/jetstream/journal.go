@@ -1,12 +1,14 @@
 package jetstream
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -503,27 +505,88 @@ func (j *Journal) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
 	return nil
 }
 
-// LoadSnapshot implements engine.Journal.
+// LoadSnapshot implements engine.Journal. The snapshot streams: a
+// goroutine reads the object store's chunks as they arrive and cuts them
+// into the snapshot's own chunks, each handed to fn as soon as it is whole,
+// so that the engine restores while the rest downloads. The object's digest
+// is checked once it is read to its end: a snapshot that fails it, or is
+// cut short, is an error after fn has seen part of it (recovery then fails
+// and starts over; nothing it restored is used).
 func (j *Journal) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), j.o.OpTimeout)
 	defer cancel()
-	raw, err := j.snaps.GetBytes(ctx, snapName(shard))
+	obj, err := j.snaps.Get(ctx, snapName(shard))
 	if errors.Is(err, natsjs.ErrObjectNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("jetstream: cannot read the snapshot of shard %d: %w", shard, err)
 	}
-	seq, chunks, err := decodeSnapshot(raw)
+	defer obj.Close()
+	r := bufio.NewReaderSize(obj, 1<<20)
+	seq, count, err := readSnapshotHead(r)
 	if err != nil {
 		return 0, false, fmt.Errorf("jetstream: snapshot of shard %d: %w", shard, err)
 	}
-	for _, c := range chunks {
-		if err := fn(c); err != nil {
-			return 0, false, err
+	// The download never waits for the restore: the queue holds every
+	// chunk if it must (the whole snapshot was in memory before it
+	// streamed, too).
+	chunks := make(chan []byte, min(count, 1<<16))
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = readChunks(r, count, chunks, ctx.Done())
+	}()
+	var fnErr error
+	for c := range chunks {
+		if fnErr == nil {
+			if fnErr = fn(c); fnErr != nil {
+				cancel() // the reader stops; the loop drains what it queued
+			}
 		}
 	}
+	if fnErr != nil {
+		return 0, false, fnErr
+	}
+	if readErr != nil {
+		return 0, false, fmt.Errorf("jetstream: snapshot of shard %d: %w", shard, readErr)
+	}
 	return seq, true, nil
+}
+
+// readSnapshotHead reads the snapshot's magic, seq and chunk count.
+func readSnapshotHead(r io.Reader) (seq uint64, count uint32, err error) {
+	var head [len(snapMagic) + 12]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil || string(head[:len(snapMagic)]) != snapMagic {
+		return 0, 0, errors.New("not a snapshot")
+	}
+	return binary.BigEndian.Uint64(head[len(snapMagic):]), binary.BigEndian.Uint32(head[len(snapMagic)+8:]), nil
+}
+
+// readChunks reads count length-prefixed chunks from r onto out, then
+// checks that r ends there (which checks the object's digest).
+func readChunks(r *bufio.Reader, count uint32, out chan<- []byte, stop <-chan struct{}) error {
+	var n [4]byte
+	for range count {
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return fmt.Errorf("truncated: %w", err)
+		}
+		c := make([]byte, binary.BigEndian.Uint32(n[:]))
+		if _, err := io.ReadFull(r, c); err != nil {
+			return fmt.Errorf("truncated: %w", err)
+		}
+		select {
+		case out <- c:
+		case <-stop:
+			return errors.New("stopped")
+		}
+	}
+	if m, err := r.Read(n[:1]); m != 0 {
+		return errors.New("trailing bytes")
+	} else if err != io.EOF {
+		return fmt.Errorf("reading its end: %w", err)
+	}
+	return nil
 }
 
 // Layout implements engine.Journal.
@@ -604,29 +667,4 @@ func encodeSnapshot(seq uint64, chunks [][]byte) []byte {
 		b = append(b, c...)
 	}
 	return b
-}
-
-func decodeSnapshot(b []byte) (seq uint64, chunks [][]byte, err error) {
-	if len(b) < len(snapMagic)+12 || string(b[:len(snapMagic)]) != snapMagic {
-		return 0, nil, errors.New("not a snapshot")
-	}
-	b = b[len(snapMagic):]
-	seq = binary.BigEndian.Uint64(b)
-	count := binary.BigEndian.Uint32(b[8:])
-	b = b[12:]
-	for range count {
-		if len(b) < 4 {
-			return 0, nil, errors.New("truncated")
-		}
-		n := binary.BigEndian.Uint32(b)
-		if uint64(len(b)-4) < uint64(n) {
-			return 0, nil, errors.New("truncated")
-		}
-		chunks = append(chunks, b[4:4+n])
-		b = b[4+n:]
-	}
-	if len(b) != 0 {
-		return 0, nil, errors.New("trailing bytes")
-	}
-	return seq, chunks, nil
 }

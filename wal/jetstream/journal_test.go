@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -213,11 +215,34 @@ func TestJournalSurvivesAServerStop(t *testing.T) {
 	}
 }
 
+// decodeSnapshot reads a snapshot as LoadSnapshot does.
+func decodeSnapshot(b []byte) (seq uint64, chunks [][]byte, err error) {
+	r := bufio.NewReader(bytes.NewReader(b))
+	seq, count, err := readSnapshotHead(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make(chan []byte, count)
+	if err := readChunks(r, count, out, nil); err != nil {
+		return 0, nil, err
+	}
+	close(out)
+	for c := range out {
+		chunks = append(chunks, c)
+	}
+	return seq, chunks, nil
+}
+
 func TestSnapshotCodec(t *testing.T) {
 	for _, chunks := range [][][]byte{nil, {{}}, {[]byte("a"), []byte("bc")}} {
 		seq, got, err := decodeSnapshot(encodeSnapshot(7, chunks))
 		if err != nil || seq != 7 || len(got) != len(chunks) {
 			t.Fatalf("%q: %d %q %v", chunks, seq, got, err)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], chunks[i]) {
+				t.Fatalf("%q: chunk %d = %q", chunks, i, got[i])
+			}
 		}
 	}
 	b := encodeSnapshot(7, [][]byte{[]byte("abc")})
@@ -225,6 +250,9 @@ func TestSnapshotCodec(t *testing.T) {
 		if _, _, err := decodeSnapshot(b[:n]); err == nil {
 			t.Fatalf("a snapshot cut at %d bytes decoded", n)
 		}
+	}
+	if _, _, err := decodeSnapshot(append(b, 0)); err == nil {
+		t.Fatal("a snapshot with a trailing byte decoded")
 	}
 }
 
