@@ -75,7 +75,6 @@ type shardLog struct {
 	pos     sync.Mutex
 	streams map[uint64]uint64 // entry seq → stream seq of the entries that count, for purging and Tail
 	acked   uint64            // the last entry acknowledged (or replayed)
-	ackedAt uint64            // its stream seq
 }
 
 // pending is one published message awaiting its acknowledgement.
@@ -391,7 +390,7 @@ func (j *Journal) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry [
 func (s *shardLog) counted(seq, streamSeq uint64) {
 	s.pos.Lock()
 	s.streams[seq] = streamSeq
-	s.acked, s.ackedAt = seq, streamSeq
+	s.acked = seq
 	s.pos.Unlock()
 }
 
@@ -628,7 +627,7 @@ func (j *Journal) Reset(snapshots [][][]byte) error {
 			}
 			s.pos.Lock()
 			clear(s.streams)
-			s.acked, s.ackedAt = 0, 0
+			s.acked = 0
 			s.pos.Unlock()
 			s.opened = false
 		}
