@@ -1372,7 +1372,7 @@ func fleetFlags(env *envDefaults, f *fleetOptions) {
 	env.int(&f.prefer, "fleet-partition", "ONSALE_FLEET_PARTITION", 0, "the partition this node tries to own first")
 	env.duration(&f.lease, "fleet-lease", "ONSALE_FLEET_LEASE", 3*time.Second, "a partition's lease: a node that stops renewing it loses its sales this long after its last renewal, and another node takes them over")
 	env.str(&f.advertise, "fleet-advertise", "ONSALE_FLEET_ADVERTISE", "", "host:port at which the other nodes reach this one [-addr]")
-	env.bool(&f.notify, "fleet-notify", "ONSALE_FLEET_NOTIFY", false, "deliver notifications (webhooks, email) on this fleet node, its outbox in JetStream; off for now: reading the log back stalls the partition's purchases (README, \"Running a fleet\")")
+	env.bool(&f.notify, "fleet-notify", "ONSALE_FLEET_NOTIFY", true, "deliver notifications (webhooks, email) on this fleet node, its outbox in JetStream")
 	env.int(&f.replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "copies JetStream keeps of the log, snapshots and leases (1 for a single test server)")
 }
 

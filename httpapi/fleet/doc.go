@@ -59,11 +59,11 @@
 //
 // # Notifications
 //
-// With -fleet-notify (off by default: the journal's Replay, which the
-// notifier calls each round, reads a shard's stream from its start under
-// the shard's lock), the partition's owner runs httpapi/notify on its
-// partition with Outbox
-// (outbox.go) as its store: the notifier's keys in the key-value bucket
+// With -fleet-notify (on by default), the partition's owner runs
+// httpapi/notify on its partition with Outbox (outbox.go) as its store:
+// the log read back through the journal's tailing read (Tail: from where
+// the last read stopped, acknowledged entries only, without the lock the
+// shard's appends take); the notifier's keys in the key-value bucket
 // onsale_outbox_p<N>, written data first, cursors second, deletions last,
 // so a standby that takes the partition over resumes from the cursors
 // (at least once, the same ids). Webhook endpoints live in partition 0's

@@ -38,9 +38,7 @@ import (
 // memory too (read once when it opens the bucket), so scans cost no
 // round trip.
 type Outbox struct {
-	journal interface {
-		Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error
-	}
+	journal Tailer
 	valid   func() bool
 	js      natsjs.JetStream
 	kv      natsjs.KeyValue
@@ -54,6 +52,14 @@ type Outbox struct {
 	compactOn bool      // one is under way
 }
 
+// Tailer is the partition's journal as the notifier reads it: Tail is
+// wal/jetstream's tailing read, which starts where the last read stopped
+// and does not hold up the shard's appends (Replay, recovery's read, reads
+// the stream from its start under the shard's lock).
+type Tailer interface {
+	Tail(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error
+}
+
 // compactEvery: deleting a key leaves a marker in the bucket (a message
 // on its subject), one per delivered record; markers older than
 // JetStream's default (30 min) are purged this often.
@@ -63,9 +69,7 @@ const compactEvery = time.Hour
 // valid says whether this node still holds p's lease (Fleet.Valid): once
 // it does not, every write is refused, so that an owner paused past its
 // lease does not write over its successor's cursors when it resumes.
-func OpenOutbox(ctx context.Context, nc *nats.Conn, p, replicas int, valid func() bool, journal interface {
-	Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error
-}) (*Outbox, error) {
+func OpenOutbox(ctx context.Context, nc *nats.Conn, p, replicas int, valid func() bool, journal Tailer) (*Outbox, error) {
 	js, err := natsjs.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
@@ -105,9 +109,10 @@ func OpenOutbox(ctx context.Context, nc *nats.Conn, p, replicas int, valid func(
 	}
 }
 
-// Replay implements notify.Store: the partition's journal.
+// Replay implements notify.Store: the partition's journal's acknowledged
+// entries after afterSeq, by its tailing read.
 func (o *Outbox) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error {
-	return o.journal.Replay(shard, afterSeq, fn)
+	return o.journal.Tail(shard, afterSeq, fn)
 }
 
 // AuxScan implements notify.Store.

@@ -59,6 +59,19 @@
 // confirmed (the earlier one may have been the one lost); a second one means
 // another writer: ErrFenced.
 //
+// # Reading
+//
+// Replay is recovery's read: from the stream's start, holding the shard's
+// lock, deciding which messages count (the last fence's writer, up to a
+// gap). It remembers the stream sequence of every entry it counted, as
+// wait does of every entry acknowledged; Tail, the notifier's read, starts
+// at the remembered sequence of the entry it wants, reads up to the last
+// acknowledged entry and skips any message that is not a remembered one,
+// without the shard's lock (the positions have a mutex of their own).
+// LoadSnapshot streams the snapshot object: each snapshot chunk goes to
+// the engine's restorer as soon as it has arrived whole, while the rest
+// downloads.
+//
 // # Threading
 //
 // As engine.Journal says: Append for a shard from one goroutine, its wait

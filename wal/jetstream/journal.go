@@ -1,12 +1,14 @@
 package jetstream
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -65,9 +67,14 @@ type shardLog struct {
 
 	mu      sync.Mutex
 	opened  bool
-	fenced  error             // set once a wait found the shard fenced; every later wait returns it
-	lastSeq uint64            // the stream sequence the next publish expects to be last
-	streams map[uint64]uint64 // entry seq → stream seq, for purging behind a snapshot
+	fenced  error  // set once a wait found the shard fenced; every later wait returns it
+	lastSeq uint64 // the stream sequence the next publish expects to be last
+
+	// pos guards the positions below, apart from mu so that a tailing
+	// read (Tail) never waits for an Append.
+	pos     sync.Mutex
+	streams map[uint64]uint64 // entry seq → stream seq of the entries that count, for purging and Tail
+	acked   uint64            // the last entry acknowledged (or replayed)
 }
 
 // pending is one published message awaiting its acknowledgement.
@@ -247,12 +254,10 @@ func (j *Journal) wait(s *shardLog, batch []pending) error {
 		if err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.streams[p.seq] = ack.Sequence
-		s.mu.Unlock()
 		if ack.Sequence != p.expectSeq+1 {
 			return fmt.Errorf("jetstream: stream %s stored entry %d at %d, not %d", s.stream, p.seq, ack.Sequence, p.expectSeq+1)
 		}
+		s.counted(p.seq, ack.Sequence)
 	}
 	return nil
 }
@@ -371,13 +376,100 @@ func (j *Journal) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry [
 					return err
 				}
 				next++
-				s.streams[seq] = meta.Sequence.Stream
+				s.counted(seq, meta.Sequence.Stream)
 			}
 		}
 		if meta.Sequence.Stream >= info.State.LastSeq {
 			return nil
 		}
 	}
+}
+
+// counted records that the entry at seq is the message at streamSeq and is
+// acknowledged: entries are counted in order.
+func (s *shardLog) counted(seq, streamSeq uint64) {
+	s.pos.Lock()
+	s.streams[seq] = streamSeq
+	s.acked = seq
+	s.pos.Unlock()
+}
+
+// tailChunk is how many entries' stream positions Tail copies at a time.
+const tailChunk = 4096
+
+// Tail calls fn with the shard's acknowledged entries after afterSeq, in
+// order, like Replay, for a reader that follows the log (the notifier,
+// httpapi/fleet's Outbox). Unlike Replay it neither takes the shard's lock
+// (appends go on while it reads) nor reads the stream from its start: it
+// starts at the stream sequence of the entry after afterSeq, remembered
+// when that entry was acknowledged or replayed, and stops at the last
+// entry acknowledged when it was called. Messages between them that do not
+// count (a fence, a deposed writer's) are skipped by their position. It
+// reads nothing when the entry after afterSeq is not known: not yet
+// acknowledged, or purged behind a snapshot (where Replay finds a gap and
+// reads nothing either). An entry purged while Tail reads is an error.
+func (j *Journal) Tail(shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error {
+	s := j.shard(shard)
+	s.pos.Lock()
+	last := s.acked
+	from, ok := s.streams[afterSeq+1]
+	s.pos.Unlock()
+	if !ok || afterSeq >= last {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), j.o.OpTimeout)
+	defer cancel()
+	cons, err := j.js.OrderedConsumer(ctx, s.stream, natsjs.OrderedConsumerConfig{
+		DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
+	}
+	it, err := cons.Messages(natsjs.PullMaxMessages(int(min(last-afterSeq, tailChunk))))
+	if err != nil {
+		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
+	}
+	defer it.Stop()
+	var at []uint64 // the stream seqs of entries next, next+1, ...
+	for next := afterSeq + 1; next <= last; {
+		if len(at) == 0 {
+			s.pos.Lock()
+			for seq := next; seq <= last && len(at) < tailChunk; seq++ {
+				ss, ok := s.streams[seq]
+				if !ok {
+					break
+				}
+				at = append(at, ss)
+			}
+			s.pos.Unlock()
+			if len(at) == 0 {
+				return fmt.Errorf("jetstream: tailing stream %s: entry %d was purged behind a snapshot while it was read", s.stream, next)
+			}
+		}
+		m, err := it.Next(natsjs.NextMaxWait(j.o.OpTimeout))
+		if err != nil {
+			return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
+		}
+		switch ss := meta.Sequence.Stream; {
+		case ss < at[0]:
+			// A message that does not count.
+		case ss > at[0]:
+			return fmt.Errorf("jetstream: tailing stream %s: entry %d (message %d) was purged while it was read", s.stream, next, at[0])
+		default:
+			if raw := m.Headers().Get(headerSeq); raw != strconv.FormatUint(next, 10) {
+				return fmt.Errorf("jetstream: stream %s message %d: %s %q, not entry %d", s.stream, ss, headerSeq, raw, next)
+			}
+			if err := fn(next, m.Data()); err != nil {
+				return err
+			}
+			next++
+			at = at[1:]
+		}
+	}
+	return nil
 }
 
 // SaveSnapshot implements engine.Journal: the snapshot replaces the shard's
@@ -389,14 +481,14 @@ func (j *Journal) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
 		return fmt.Errorf("jetstream: cannot store the snapshot of shard %d: %w", shard, err)
 	}
 	s := j.shard(shard)
-	s.mu.Lock()
+	s.pos.Lock()
 	streamSeq, ok := s.streams[seq]
 	for k := range s.streams {
 		if k <= seq {
 			delete(s.streams, k)
 		}
 	}
-	s.mu.Unlock()
+	s.pos.Unlock()
 	if !ok {
 		return nil // seq 0 or an entry older than this writer: nothing of ours to purge
 	}
@@ -412,27 +504,88 @@ func (j *Journal) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
 	return nil
 }
 
-// LoadSnapshot implements engine.Journal.
+// LoadSnapshot implements engine.Journal. The snapshot streams: a
+// goroutine reads the object store's chunks as they arrive and cuts them
+// into the snapshot's own chunks, each handed to fn as soon as it is whole,
+// so that the engine restores while the rest downloads. The object's digest
+// is checked once it is read to its end: a snapshot that fails it, or is
+// cut short, is an error after fn has seen part of it (recovery then fails
+// and starts over; nothing it restored is used).
 func (j *Journal) LoadSnapshot(shard int, fn func(chunk []byte) error) (uint64, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), j.o.OpTimeout)
 	defer cancel()
-	raw, err := j.snaps.GetBytes(ctx, snapName(shard))
+	obj, err := j.snaps.Get(ctx, snapName(shard))
 	if errors.Is(err, natsjs.ErrObjectNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("jetstream: cannot read the snapshot of shard %d: %w", shard, err)
 	}
-	seq, chunks, err := decodeSnapshot(raw)
+	defer obj.Close()
+	r := bufio.NewReaderSize(obj, 1<<20)
+	seq, count, err := readSnapshotHead(r)
 	if err != nil {
 		return 0, false, fmt.Errorf("jetstream: snapshot of shard %d: %w", shard, err)
 	}
-	for _, c := range chunks {
-		if err := fn(c); err != nil {
-			return 0, false, err
+	// The download never waits for the restore: the queue holds every
+	// chunk if it must (the whole snapshot was in memory before it
+	// streamed, too).
+	chunks := make(chan []byte, min(count, 1<<16))
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = readChunks(r, count, chunks, ctx.Done())
+	}()
+	var fnErr error
+	for c := range chunks {
+		if fnErr == nil {
+			if fnErr = fn(c); fnErr != nil {
+				cancel() // the reader stops; the loop drains what it queued
+			}
 		}
 	}
+	if fnErr != nil {
+		return 0, false, fnErr
+	}
+	if readErr != nil {
+		return 0, false, fmt.Errorf("jetstream: snapshot of shard %d: %w", shard, readErr)
+	}
 	return seq, true, nil
+}
+
+// readSnapshotHead reads the snapshot's magic, seq and chunk count.
+func readSnapshotHead(r io.Reader) (seq uint64, count uint32, err error) {
+	var head [len(snapMagic) + 12]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil || string(head[:len(snapMagic)]) != snapMagic {
+		return 0, 0, errors.New("not a snapshot")
+	}
+	return binary.BigEndian.Uint64(head[len(snapMagic):]), binary.BigEndian.Uint32(head[len(snapMagic)+8:]), nil
+}
+
+// readChunks reads count length-prefixed chunks from r onto out, then
+// checks that r ends there (which checks the object's digest).
+func readChunks(r *bufio.Reader, count uint32, out chan<- []byte, stop <-chan struct{}) error {
+	var n [4]byte
+	for range count {
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return fmt.Errorf("truncated: %w", err)
+		}
+		c := make([]byte, binary.BigEndian.Uint32(n[:]))
+		if _, err := io.ReadFull(r, c); err != nil {
+			return fmt.Errorf("truncated: %w", err)
+		}
+		select {
+		case out <- c:
+		case <-stop:
+			return errors.New("stopped")
+		}
+	}
+	if m, err := r.Read(n[:1]); m != 0 {
+		return errors.New("trailing bytes")
+	} else if err != io.EOF {
+		return fmt.Errorf("reading its end: %w", err)
+	}
+	return nil
 }
 
 // Layout implements engine.Journal.
@@ -472,7 +625,10 @@ func (j *Journal) Reset(snapshots [][][]byte) error {
 			if stream, err = j.js.Stream(ctx, s.stream); err == nil {
 				err = stream.Purge(ctx)
 			}
+			s.pos.Lock()
 			clear(s.streams)
+			s.acked = 0
+			s.pos.Unlock()
 			s.opened = false
 		}
 		if err == nil {
@@ -510,29 +666,4 @@ func encodeSnapshot(seq uint64, chunks [][]byte) []byte {
 		b = append(b, c...)
 	}
 	return b
-}
-
-func decodeSnapshot(b []byte) (seq uint64, chunks [][]byte, err error) {
-	if len(b) < len(snapMagic)+12 || string(b[:len(snapMagic)]) != snapMagic {
-		return 0, nil, errors.New("not a snapshot")
-	}
-	b = b[len(snapMagic):]
-	seq = binary.BigEndian.Uint64(b)
-	count := binary.BigEndian.Uint32(b[8:])
-	b = b[12:]
-	for range count {
-		if len(b) < 4 {
-			return 0, nil, errors.New("truncated")
-		}
-		n := binary.BigEndian.Uint32(b)
-		if uint64(len(b)-4) < uint64(n) {
-			return 0, nil, errors.New("truncated")
-		}
-		chunks = append(chunks, b[4:4+n])
-		b = b[4+n:]
-	}
-	if len(b) != 0 {
-		return 0, nil, errors.New("trailing bytes")
-	}
-	return seq, chunks, nil
 }

@@ -1,6 +1,8 @@
 package jetstream
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -213,11 +215,34 @@ func TestJournalSurvivesAServerStop(t *testing.T) {
 	}
 }
 
+// decodeSnapshot reads a snapshot as LoadSnapshot does.
+func decodeSnapshot(b []byte) (seq uint64, chunks [][]byte, err error) {
+	r := bufio.NewReader(bytes.NewReader(b))
+	seq, count, err := readSnapshotHead(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make(chan []byte, count)
+	if err := readChunks(r, count, out, nil); err != nil {
+		return 0, nil, err
+	}
+	close(out)
+	for c := range out {
+		chunks = append(chunks, c)
+	}
+	return seq, chunks, nil
+}
+
 func TestSnapshotCodec(t *testing.T) {
 	for _, chunks := range [][][]byte{nil, {{}}, {[]byte("a"), []byte("bc")}} {
 		seq, got, err := decodeSnapshot(encodeSnapshot(7, chunks))
 		if err != nil || seq != 7 || len(got) != len(chunks) {
 			t.Fatalf("%q: %d %q %v", chunks, seq, got, err)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], chunks[i]) {
+				t.Fatalf("%q: chunk %d = %q", chunks, i, got[i])
+			}
 		}
 	}
 	b := encodeSnapshot(7, [][]byte{[]byte("abc")})
@@ -225,5 +250,86 @@ func TestSnapshotCodec(t *testing.T) {
 		if _, _, err := decodeSnapshot(b[:n]); err == nil {
 			t.Fatalf("a snapshot cut at %d bytes decoded", n)
 		}
+	}
+	if _, _, err := decodeSnapshot(append(b, 0)); err == nil {
+		t.Fatal("a snapshot with a trailing byte decoded")
+	}
+}
+
+func tailAll(t *testing.T, j *Journal, shard int, after uint64) []string {
+	t.Helper()
+	var got []string
+	next := after + 1
+	if err := j.Tail(shard, after, func(seq uint64, e []byte) error {
+		if seq != next {
+			return fmt.Errorf("seq %d, want %d", seq, next)
+		}
+		next++
+		got = append(got, string(e))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestJournalTail: the tailing read returns the acknowledged entries after
+// its position and nothing else: not an entry appended and not yet
+// acknowledged, not the fence of a writer that took the log over, nothing
+// behind a snapshot; and it does not take the shard's lock, which an Append
+// holds (the test holds it while reading: a Tail that took it would hang).
+func TestJournalTail(t *testing.T) {
+	c := jstest.Start(t, 3, false)
+	a := openJournal(t, c, "tail")
+	if err := a.Reset([][][]byte{{[]byte("s")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tailAll(t, a, 0, 0); len(got) != 0 {
+		t.Fatalf("tail of an empty log = %q", got)
+	}
+	if err := appendSync(t, a, 0, 1, "1", "2", "3", "4", "5"); err != nil {
+		t.Fatal(err)
+	}
+	s := a.shard(0)
+	s.mu.Lock() // as an Append in progress
+	got, rest, none := tailAll(t, a, 0, 0), tailAll(t, a, 0, 3), tailAll(t, a, 0, 5)
+	s.mu.Unlock()
+	if !slices.Equal(got, []string{"1", "2", "3", "4", "5"}) || !slices.Equal(rest, []string{"4", "5"}) || len(none) != 0 {
+		t.Fatalf("tail after 0, 3, 5 = %q, %q, %q", got, rest, none)
+	}
+	wait, err := a.Append(0, 6, [][]byte{[]byte("6"), []byte("7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tailAll(t, a, 0, 5); len(got) != 0 {
+		t.Fatalf("tail read %q before their acknowledgement was waited for", got)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tailAll(t, a, 0, 5); !slices.Equal(got, []string{"6", "7"}) {
+		t.Fatalf("tail after 5 = %q", got)
+	}
+
+	// A new writer: its recovery's Replay teaches it where the entries
+	// are; its fence, between 7 and its own 8, is skipped.
+	b := openJournal(t, c, "tail")
+	if got := replayAll(t, b, 0, 0); len(got) != 7 {
+		t.Fatalf("new writer replays %q", got)
+	}
+	if err := appendSync(t, b, 0, 8, "8", "9"); err != nil {
+		t.Fatal(err)
+	}
+	if got := tailAll(t, b, 0, 5); !slices.Equal(got, []string{"6", "7", "8", "9"}) {
+		t.Fatalf("new writer's tail after 5 = %q", got)
+	}
+	if err := b.SaveSnapshot(0, 7, [][]byte{[]byte("s7")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tailAll(t, b, 0, 5); len(got) != 0 {
+		t.Fatalf("tail behind the snapshot = %q", got)
+	}
+	if got := tailAll(t, b, 0, 7); !slices.Equal(got, []string{"8", "9"}) {
+		t.Fatalf("tail after the snapshot = %q", got)
 	}
 }
