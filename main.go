@@ -617,7 +617,7 @@ func (a *app) backup(dest string) (httpapi.BackupResult, error) {
 		if eng := a.running.Load(); eng != nil {
 			shards = eng.Shards()
 		}
-		return httpapi.BackupResult{}, a.fleet.backupAnswer(shards) // fleet.go
+		return httpapi.BackupResult{}, a.fleet.backupAnswer(shards) // fleetNode, at the end of this file
 	}
 	if log == nil {
 		return httpapi.BackupResult{}, errors.New("the log is not open yet")
