@@ -652,9 +652,7 @@ func (b *offerBook) lotteryDraw() QueueDraw {
 	for i := range b.regs {
 		order[i] = b.regs[i].join
 	}
-	ids := slices.Clone(order)
-	slices.SortFunc(ids, func(a, b JoinID) int { return bytes.Compare(a[:], b[:]) })
-	return QueueDraw{Drawn: true, Seed: b.seed, DrawnAtMs: b.drawnAt, JoinIDs: ids, Order: order}
+	return publishedDraw(b.seed, b.drawnAt, order)
 }
 
 // applyOffers carries out the books' events.

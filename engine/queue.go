@@ -561,10 +561,15 @@ func (q *saleQueue) draw() QueueDraw {
 	if q == nil || !q.drawn {
 		return QueueDraw{}
 	}
-	order := slices.Clone(q.entries[:q.drawnN])
+	return publishedDraw(q.seed, q.drawnAt, slices.Clone(q.entries[:q.drawnN]))
+}
+
+// publishedDraw is a draw as published: the order, and the join ids sorted
+// (the list anyone recomputes the order from). It keeps order.
+func publishedDraw(seed [32]byte, drawnAt int64, order []JoinID) QueueDraw {
 	ids := slices.Clone(order)
 	slices.SortFunc(ids, func(a, b JoinID) int { return bytes.Compare(a[:], b[:]) })
-	return QueueDraw{Drawn: true, Seed: q.seed, DrawnAtMs: q.drawnAt, JoinIDs: ids, Order: order}
+	return QueueDraw{Drawn: true, Seed: seed, DrawnAtMs: drawnAt, JoinIDs: ids, Order: order}
 }
 
 // applyQueue carries out the queue's events.

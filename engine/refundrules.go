@@ -581,7 +581,7 @@ func (st *state) applyRefundRules(ev *event) error {
 		if rs.requests[o.key] != nil || o.status != StatusPaid {
 			return fmt.Errorf("%w: RefundRequested twice or of a %s order", errCorrupt, o.status)
 		}
-		rs.putRequest(o.key, &RefundRequest{AtMs: ev.at, Reason: re.text, AmountCents: re.amount, FeeCents: re.fee, Status: RefundRequestPending})
+		putLazy(&rs.requests, o.key, &RefundRequest{AtMs: ev.at, Reason: re.text, AmountCents: re.amount, FeeCents: re.fee, Status: RefundRequestPending})
 	case evRefundRequestRejected:
 		req := rs.requests[o.key]
 		if req == nil || req.Status != RefundRequestPending {
@@ -611,7 +611,7 @@ func (st *state) applyRefundRules(ev *event) error {
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
-		rs.putRecord(o.key, &RefundRecord{AtMs: ev.at, AmountCents: re.amount, FeeCents: re.fee, Source: re.source, Note: re.text})
+		putLazy(&rs.records, o.key, &RefundRecord{AtMs: ev.at, AmountCents: re.amount, FeeCents: re.fee, Source: re.source, Note: re.text})
 	case evExchangeOpened:
 		return st.applyExchangeOpened(ev) // exchanges.go
 	case evOrderExchanged:
@@ -642,20 +642,6 @@ func (st *state) applyRefundRules(ev *event) error {
 	o.updatedAt = ev.at
 	checkTier(sl, int(o.tier))
 	return nil
-}
-
-func (rs *refundState) putRequest(k orderKey, r *RefundRequest) {
-	if rs.requests == nil {
-		rs.requests = make(map[orderKey]*RefundRequest)
-	}
-	rs.requests[k] = r
-}
-
-func (rs *refundState) putRecord(k orderKey, r *RefundRecord) {
-	if rs.records == nil {
-		rs.records = make(map[orderKey]*RefundRecord)
-	}
-	rs.records[k] = r
 }
 
 func (rs *refundState) linkExchange(l *exchangeLink) {
@@ -1107,7 +1093,7 @@ func restoreRefundRecords(st *state, body []byte) error {
 			d.fail("a refund request of an order not held, or twice")
 			break
 		}
-		rs.putRequest(k, r)
+		putLazy(&rs.requests, k, r)
 	}
 	for range d.uvarint(uint64(len(st.byKey))) {
 		k := d.key()
@@ -1117,7 +1103,7 @@ func restoreRefundRecords(st *state, body []byte) error {
 			d.fail("a refund record of an order not held, or twice")
 			break
 		}
-		rs.putRecord(k, r)
+		putLazy(&rs.records, k, r)
 	}
 	for range d.uvarint(uint64(len(st.byKey))) {
 		l := &exchangeLink{from: d.key(), to: d.key(), difference: d.varint(), fee: d.varint(), at: d.varint()}
@@ -1159,11 +1145,11 @@ func moveRefunds(old, states []*state, route func(saleID string) int) {
 		}
 		for k, r := range st.refunds.requests {
 			d := dst(k)
-			d.refunds.putRequest(k, r)
+			putLazy(&d.refunds.requests, k, r)
 		}
 		for k, r := range st.refunds.records {
 			d := dst(k)
-			d.refunds.putRecord(k, r)
+			putLazy(&d.refunds.records, k, r)
 		}
 		for k, l := range st.refunds.exchangedTo {
 			dst(k).refunds.linkExchange(l)

@@ -448,3 +448,13 @@ func (t *orderTable) freeze() frozenOrders {
 	t.gen++
 	return f
 }
+
+// putLazy sets m[k] = v, making the map first: per-feature maps of a
+// shard stay nil until their first entry, so a shard without the feature
+// pays nothing for it.
+func putLazy[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = make(map[K]V)
+	}
+	(*m)[k] = v
+}

@@ -305,7 +305,7 @@ func (st *state) applyXSession(ev *event) error {
 		if xs.in[o.key] != nil || o.status != StatusPaid {
 			return fmt.Errorf("%w: ExchangeIn twice or of a %s order", errCorrupt, o.status)
 		}
-		xs.putIn(o.key, &xsIn{fromSale: ev.xs.sale, from: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at, state: xsOpen})
+		putLazy(&xs.in, o.key, &xsIn{fromSale: ev.xs.sale, from: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at, state: xsOpen})
 	case evExchangeInSettled, evExchangeInUndone:
 		r := xs.in[o.key]
 		if r == nil || r.state != xsOpen {
@@ -332,27 +332,13 @@ func (st *state) applyXSession(ev *event) error {
 		if err := st.applyRefund(o, sl, ev); err != nil {
 			return err
 		}
-		xs.putOut(o.key, &xsOut{toSale: ev.xs.sale, to: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at})
+		putLazy(&xs.out, o.key, &xsOut{toSale: ev.xs.sale, to: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at})
 	default:
 		return fmt.Errorf("%w: cannot apply %s", errCorrupt, ev.kind)
 	}
 	o.updatedAt = ev.at
 	checkTier(sl, int(o.tier))
 	return nil
-}
-
-func (xs *xsState) putIn(k orderKey, r *xsIn) {
-	if xs.in == nil {
-		xs.in = make(map[orderKey]*xsIn)
-	}
-	xs.in[k] = r
-}
-
-func (xs *xsState) putOut(k orderKey, r *xsOut) {
-	if xs.out == nil {
-		xs.out = make(map[orderKey]*xsOut)
-	}
-	xs.out[k] = r
 }
 
 // fillXSession completes an order's view with its cross-session links.
@@ -550,7 +536,7 @@ func restoreXSession(st *state, body []byte) error {
 			d.fail("an exchange in of an order not held, or twice")
 			break
 		}
-		st.xs.putIn(k, r)
+		putLazy(&st.xs.in, k, r)
 	}
 	for range d.uvarint(uint64(len(st.byKey))) {
 		k := d.key()
@@ -559,7 +545,7 @@ func restoreXSession(st *state, body []byte) error {
 			d.fail("an exchange out of an order not held, or twice")
 			break
 		}
-		st.xs.putOut(k, r)
+		putLazy(&st.xs.out, k, r)
 	}
 	return d.finish("cross-session exchanges section")
 }
@@ -570,11 +556,11 @@ func moveXSession(old, states []*state, route func(saleID string) int) {
 	for _, st := range old {
 		for k, r := range st.xs.in {
 			o, _ := st.orderByKey(k)
-			states[route(st.sales[o.sale].cfg.ID)].xs.putIn(k, r)
+			putLazy(&states[route(st.sales[o.sale].cfg.ID)].xs.in, k, r)
 		}
 		for k, r := range st.xs.out {
 			o, _ := st.orderByKey(k)
-			states[route(st.sales[o.sale].cfg.ID)].xs.putOut(k, r)
+			putLazy(&states[route(st.sales[o.sale].cfg.ID)].xs.out, k, r)
 		}
 	}
 }
