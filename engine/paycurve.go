@@ -106,76 +106,32 @@ func paymentMinutes(frozen []*frozenSale) []PaymentMinute {
 const snapshotTagPayMinutes = 74
 
 func init() {
-	registerSnapshotSection(snapshotSection{
-		tag: snapshotTagPayMinutes,
-		freeze: func(st *state) func([]byte) []byte {
-			type saleList struct {
-				sale int
-				list []payMinute // a copy: apply updates minutes in place
-			}
-			var lists []saleList
-			for i, sl := range st.sales {
-				if len(sl.pays) > 0 {
-					lists = append(lists, saleList{i, slices.Clone(sl.pays)})
-				}
-			}
-			if len(lists) == 0 {
-				return nil
-			}
-			return func(b []byte) []byte {
-				b = binary.AppendUvarint(b, uint64(len(lists)))
-				for _, l := range lists {
-					b = binary.AppendUvarint(b, uint64(l.sale))
-					b = binary.AppendUvarint(b, uint64(len(l.list)))
-					for _, p := range l.list {
-						b = binary.AppendVarint(b, p.minute)
-						b = binary.AppendUvarint(b, uint64(p.paid))
-						b = binary.AppendVarint(b, p.paidCents)
-						b = binary.AppendUvarint(b, uint64(p.refunds))
-						b = binary.AppendVarint(b, p.refundedCents)
-					}
-				}
-				return b
-			}
+	registerSnapshotSection(perSaleListSection(snapshotTagPayMinutes, "payments section",
+		func(sl *sale) []payMinute { return slices.Clone(sl.pays) }, // a copy: apply updates minutes in place
+		func(b []byte, p payMinute) []byte {
+			b = binary.AppendVarint(b, p.minute)
+			b = binary.AppendUvarint(b, uint64(p.paid))
+			b = binary.AppendVarint(b, p.paidCents)
+			b = binary.AppendUvarint(b, uint64(p.refunds))
+			return binary.AppendVarint(b, p.refundedCents)
 		},
-		restore: func(st *state, body []byte) error {
-			d := decoder{b: body}
-			n := d.uvarint(uint64(len(st.sales)))
-			last := -1
-			for range n {
-				si := int(d.uvarint(uint64(len(st.sales)) - 1))
-				m := d.uvarint(uint64(len(d.b)))
+		func(st *state, si int, m uint64, d *decoder) error {
+			sl := st.sales[si]
+			sl.pays = make([]payMinute, 0, m)
+			for range m {
+				p := payMinute{minute: d.varint()}
+				p.paid = int32(d.uvarint(math.MaxInt32))
+				p.paidCents = d.varint()
+				p.refunds = int32(d.uvarint(math.MaxInt32))
+				p.refundedCents = d.varint()
 				if d.err != nil {
-					break
+					return nil // the section's check reports it
 				}
-				if si <= last || m == 0 {
-					return fmt.Errorf("%w: payments section: sales out of order or empty", errCorrupt)
+				if k := len(sl.pays); k > 0 && sl.pays[k-1].minute >= p.minute {
+					return fmt.Errorf("%w: payments section: minutes out of order", errCorrupt)
 				}
-				last = si
-				sl := st.sales[si]
-				sl.pays = make([]payMinute, 0, m)
-				for range m {
-					p := payMinute{minute: d.varint()}
-					p.paid = int32(d.uvarint(math.MaxInt32))
-					p.paidCents = d.varint()
-					p.refunds = int32(d.uvarint(math.MaxInt32))
-					p.refundedCents = d.varint()
-					if d.err != nil {
-						break
-					}
-					if k := len(sl.pays); k > 0 && sl.pays[k-1].minute >= p.minute {
-						return fmt.Errorf("%w: payments section: minutes out of order", errCorrupt)
-					}
-					sl.pays = append(sl.pays, p)
-				}
-			}
-			if err := d.check("payments section"); err != nil {
-				return err
-			}
-			if len(d.b) != 0 {
-				return fmt.Errorf("%w: payments section: %d bytes left over", errCorrupt, len(d.b))
+				sl.pays = append(sl.pays, p)
 			}
 			return nil
-		},
-	})
+		}))
 }

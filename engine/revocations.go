@@ -126,73 +126,34 @@ func (st *state) answerRevocations(cmd *command, res *result) {
 const snapshotTagRevocations = 12
 
 func init() {
-	registerSnapshotSection(snapshotSection{
-		tag: snapshotTagRevocations,
-		freeze: func(st *state) func([]byte) []byte {
-			type saleList struct {
-				sale int
-				list []revokedTicket // shared: only appended to
-			}
-			var lists []saleList
-			for i, sl := range st.sales {
-				if sl.tickets != nil && len(sl.tickets.revoked) > 0 {
-					r := sl.tickets.revoked
-					lists = append(lists, saleList{i, r[:len(r):len(r)]})
-				}
-			}
-			if len(lists) == 0 {
+	registerSnapshotSection(perSaleListSection(snapshotTagRevocations, "revocations section",
+		func(sl *sale) []revokedTicket {
+			if sl.tickets == nil {
 				return nil
 			}
-			return func(b []byte) []byte {
-				b = binary.AppendUvarint(b, uint64(len(lists)))
-				for _, l := range lists {
-					b = binary.AppendUvarint(b, uint64(l.sale))
-					b = binary.AppendUvarint(b, uint64(len(l.list)))
-					for _, v := range l.list {
-						b = append(b, v.order[:]...)
-						b = append(b, v.ticket)
-						b = binary.AppendVarint(b, v.at)
-					}
-				}
-				return b
-			}
+			r := sl.tickets.revoked
+			return r[:len(r):len(r)] // shared: only appended to
 		},
-		restore: func(st *state, body []byte) error {
-			d := decoder{b: body}
-			n := d.uvarint(uint64(len(st.sales)))
-			last := -1
-			for range n {
-				si := int(d.uvarint(uint64(len(st.sales)) - 1))
-				m := d.uvarint(uint64(len(d.b)))
+		func(b []byte, v revokedTicket) []byte {
+			b = append(b, v.order[:]...)
+			b = append(b, v.ticket)
+			return binary.AppendVarint(b, v.at)
+		},
+		func(st *state, si int, m uint64, d *decoder) error {
+			t := st.sales[si].ticketsState()
+			t.revoked = slices.Grow(t.revoked, int(m))
+			for range m {
+				v := revokedTicket{order: d.key()}
+				v.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
+				v.at = d.varint()
 				if d.err != nil {
-					break
+					return nil // the section's check reports it
 				}
-				if si <= last || m == 0 {
-					return fmt.Errorf("%w: revocations section: sales out of order or empty", errCorrupt)
+				if o, _ := st.orderByKey(v.order); o == nil || int(o.sale) != si {
+					return fmt.Errorf("%w: revocations section: a ticket of an order the sale does not hold", errCorrupt)
 				}
-				last = si
-				t := st.sales[si].ticketsState()
-				t.revoked = slices.Grow(t.revoked, int(m))
-				for range m {
-					v := revokedTicket{order: d.key()}
-					v.ticket = uint8(d.uvarint(QuantityPerOrderMax - 1))
-					v.at = d.varint()
-					if d.err != nil {
-						break
-					}
-					if o, _ := st.orderByKey(v.order); o == nil || int(o.sale) != si {
-						return fmt.Errorf("%w: revocations section: a ticket of an order the sale does not hold", errCorrupt)
-					}
-					t.revoked = append(t.revoked, v)
-				}
-			}
-			if err := d.check("revocations section"); err != nil {
-				return err
-			}
-			if len(d.b) != 0 {
-				return fmt.Errorf("%w: revocations section: %d bytes left over", errCorrupt, len(d.b))
+				t.revoked = append(t.revoked, v)
 			}
 			return nil
-		},
-	})
+		}))
 }

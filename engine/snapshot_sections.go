@@ -108,3 +108,69 @@ func (r *restorer) restoreSections() error {
 	r.sections = nil
 	return nil
 }
+
+// perSaleListSection is a section holding one list per sale that has any:
+//
+//	nsales | {sale n {item}*n}
+//
+// in ascending sale order. list runs on the shard's loop (freeze) and
+// returns what to write: a copy, or a prefix the loop only appends behind;
+// put appends one item. restoreSale reads a sale's n > 0 items from d.
+func perSaleListSection[T any](tag byte, name string, list func(*sale) []T, put func([]byte, T) []byte,
+	restoreSale func(st *state, si int, n uint64, d *decoder) error) snapshotSection {
+	return snapshotSection{
+		tag: tag,
+		freeze: func(st *state) func([]byte) []byte {
+			type saleList struct {
+				sale int
+				list []T
+			}
+			var lists []saleList
+			for i, sl := range st.sales {
+				if l := list(sl); len(l) > 0 {
+					lists = append(lists, saleList{i, l})
+				}
+			}
+			if len(lists) == 0 {
+				return nil
+			}
+			return func(b []byte) []byte {
+				b = binary.AppendUvarint(b, uint64(len(lists)))
+				for _, l := range lists {
+					b = binary.AppendUvarint(b, uint64(l.sale))
+					b = binary.AppendUvarint(b, uint64(len(l.list)))
+					for _, v := range l.list {
+						b = put(b, v)
+					}
+				}
+				return b
+			}
+		},
+		restore: func(st *state, body []byte) error {
+			d := decoder{b: body}
+			n := d.uvarint(uint64(len(st.sales)))
+			last := -1
+			for range n {
+				si := int(d.uvarint(uint64(len(st.sales)) - 1))
+				m := d.uvarint(uint64(len(d.b)))
+				if d.err != nil {
+					break
+				}
+				if si <= last || m == 0 {
+					return fmt.Errorf("%w: %s: sales out of order or empty", errCorrupt, name)
+				}
+				last = si
+				if err := restoreSale(st, si, m, &d); err != nil {
+					return err
+				}
+			}
+			if err := d.check(name); err != nil {
+				return err
+			}
+			if len(d.b) != 0 {
+				return fmt.Errorf("%w: %s: %d bytes left over", errCorrupt, name, len(d.b))
+			}
+			return nil
+		},
+	}
+}
