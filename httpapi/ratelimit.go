@@ -8,7 +8,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/time/rate"
 )
 
 // userLimiter gives each buyer (a JWT's sub) a token bucket for the
@@ -27,9 +26,12 @@ import (
 // buckets that had not yet refilled are counted.
 //
 // Safe for concurrent use; a shard's mutex is held for a map look-up, a
-// list move and the bucket's arithmetic.
+// list move and the bucket's arithmetic. The bucket is kept inline (not a
+// golang.org/x/time/rate.Limiter, whose arithmetic it repeats): no second
+// mutex and no second heap object per buyer on the purchase path, and an
+// evicted bucket is refilled in place.
 type userLimiter struct {
-	limit       rate.Limit
+	limit       float64 // tokens per second
 	burst       int
 	perShardMax int
 	shards      [userLimiterShards]userLimiterShard
@@ -52,15 +54,26 @@ type userLimiterShard struct {
 
 type userBucket struct {
 	user       string
-	lim        *rate.Limiter
+	tokens     float64   // as of last
+	last       time.Time // when tokens was last taken
 	prev, next *userBucket
+}
+
+// tokensAt is what the bucket holds at now: what it held at last plus the
+// refill since, at most the burst (x/time/rate's advance).
+func (l *userLimiter) tokensAt(b *userBucket, now time.Time) float64 {
+	last := b.last
+	if now.Before(last) {
+		last = now
+	}
+	return min(b.tokens+now.Sub(last).Seconds()*l.limit, float64(l.burst))
 }
 
 // newUserLimiter keeps at most usersMax buckets (rounded down to a
 // multiple of userLimiterShards, at least one per shard).
 func newUserLimiter(perSec float64, burst, usersMax int, set *metrics.Set) *userLimiter {
 	l := &userLimiter{
-		limit:          rate.Limit(perSec),
+		limit:          perSec,
 		burst:          burst,
 		perShardMax:    max(usersMax/userLimiterShards, 1),
 		evictedFull:    set.NewCounter(`onsale_user_rate_evictions_total{refilled="true"}`),
@@ -88,32 +101,31 @@ func (l *userLimiter) allow(user string, now time.Time) (bool, time.Duration) {
 		sh.unlink(b)
 	}
 	sh.pushFront(b)
-	if b.lim.AllowN(now, 1) {
+	tokens := l.tokensAt(b, now) - 1
+	if tokens >= 0 {
+		b.tokens, b.last = tokens, now
 		return true, 0
 	}
-	missing := 1 - b.lim.TokensAt(now)
-	return false, time.Duration(missing / float64(l.limit) * float64(time.Second))
+	return false, time.Duration(-tokens / l.limit * float64(time.Second))
 }
 
 // insert adds a full bucket for user, evicting the least recently used
 // one when the shard is full. The caller holds sh.mu.
 func (l *userLimiter) insert(sh *userLimiterShard, user string, now time.Time) *userBucket {
 	if len(sh.m) < l.perShardMax {
-		b := &userBucket{user: user, lim: rate.NewLimiter(l.limit, l.burst)}
+		b := &userBucket{user: user, tokens: float64(l.burst)}
 		sh.m[user] = b
 		return b
 	}
 	b := sh.lru.prev
-	if b.lim.TokensAt(now) >= float64(l.burst) {
+	if l.tokensAt(b, now) >= float64(l.burst) {
 		l.evictedFull.Inc()
 	} else {
 		l.evictedPartial.Inc()
 	}
 	sh.unlink(b)
 	delete(sh.m, b.user)
-	// A rate.Limiter cannot be refilled in place; the bucket struct is
-	// reused, the limiter is new.
-	b.user, b.lim = user, rate.NewLimiter(l.limit, l.burst)
+	b.user, b.tokens, b.last = user, float64(l.burst), time.Time{}
 	sh.m[user] = b
 	return b
 }

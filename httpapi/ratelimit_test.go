@@ -3,12 +3,14 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
 )
 
 // TestUserRateLimit: one buyer's flood is cut to its burst with 429
@@ -205,8 +207,43 @@ func TestRetryAfterSeconds(t *testing.T) {
 	}
 }
 
+// TestUserLimiterMatchesRate: the inline bucket answers as
+// golang.org/x/time/rate's Limiter (AllowN(now, 1), and the wait its
+// tokens give) on random rates, bursts and request times, clock steps
+// backwards included; the table is large enough that nothing is evicted.
+func TestUserLimiterMatchesRate(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for round := 0; round < 200; round++ {
+		perSec := []float64{0.5, 1, 3, 10, 1000}[rng.IntN(5)]
+		burst := 1 + rng.IntN(5)
+		l := newUserLimiter(perSec, burst, 1<<10, metrics.NewSet())
+		refs := map[string]*rate.Limiter{}
+		now := time.Unix(1_700_000_000, 0)
+		for step := 0; step < 200; step++ {
+			now = now.Add(time.Duration(rng.IntN(2_000_000_000)) - 200*time.Millisecond) // mostly forwards
+			user := fmt.Sprintf("u%d", rng.IntN(3))
+			ref := refs[user]
+			if ref == nil {
+				ref = rate.NewLimiter(rate.Limit(perSec), burst)
+				refs[user] = ref
+			}
+			wantWait := time.Duration(0)
+			if tokens := ref.TokensAt(now); tokens < 1 {
+				wantWait = time.Duration((1 - tokens) / perSec * float64(time.Second))
+			}
+			want := ref.AllowN(now, 1)
+			got, wait := l.allow(user, now)
+			if got != want || (!got && wait != wantWait) {
+				t.Fatalf("seed %d round %d step %d (%g/s, burst %d): allow %v wait %v, rate.Limiter %v wait %v",
+					seed, round, step, perSec, burst, got, wait, want, wantWait)
+			}
+		}
+	}
+}
+
 // BenchmarkUserLimiter: a known buyer's check costs no allocation; a new
-// buyer in a full table reuses the evicted bucket and allocates a limiter.
+// buyer in a full table reuses the evicted bucket without allocating.
 func BenchmarkUserLimiter(b *testing.B) {
 	now := time.Now()
 	b.Run("known", func(b *testing.B) {
