@@ -70,8 +70,12 @@ func (l *userLimiter) tokensAt(b *userBucket, now time.Time) float64 {
 }
 
 // newUserLimiter keeps at most usersMax buckets (rounded down to a
-// multiple of userLimiterShards, at least one per shard).
+// multiple of userLimiterShards, at least one per shard). perSec must be
+// finite and positive, burst at least 1 (Config's checks see to it).
 func newUserLimiter(perSec float64, burst, usersMax int, set *metrics.Set) *userLimiter {
+	if !(perSec > 0) || math.IsInf(perSec, 0) || burst < 1 {
+		panic("httpapi: a rate limit needs a finite, positive rate and a burst of at least 1")
+	}
 	l := &userLimiter{
 		limit:          perSec,
 		burst:          burst,

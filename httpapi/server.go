@@ -123,6 +123,9 @@ func (c *Config) setDefaults() {
 	if !(c.UserRatePerSec >= 0) || math.IsInf(c.UserRatePerSec, 0) || c.UserBurst < 0 {
 		panic("httpapi: Config.UserRatePerSec and UserBurst must be finite and not negative")
 	}
+	if !(c.QueueJoinAddrRatePerSec >= 0) || math.IsInf(c.QueueJoinAddrRatePerSec, 0) { // the buckets' arithmetic needs a finite rate
+		panic("httpapi: Config.QueueJoinAddrRatePerSec must be finite and not negative")
+	}
 	for _, p := range c.PaymentSecrets {
 		if len(p) == 0 {
 			panic("httpapi: an empty payment secret")
