@@ -18,7 +18,7 @@ func TestExchangeAcrossSessionsRoute(t *testing.T) {
 		e.want(e.do("PUT", "/v1/admin/sales/"+id, e.admin(), e.ruleSaleJSON(5, tour)), 201, "")
 	}
 	e.want(e.do("PUT", "/v1/admin/sales/s3", e.admin(), e.ruleSaleJSON(5, `,"event":"other"`+autoRules)), 201, "")
-	seat := e.paidRuleOrder("s1", "ann", "k1", "seat", 1)   // 8000
+	seat := e.paidRuleOrder("s1", "ann", "k1", "seat", 1) // 8000
 	path := "/v1/orders/" + seat + "/exchange"
 
 	e.want(e.do("POST", path, e.buyer("bob"), `{"tier":"floor","sale_id":"s2"}`), 404, "unknown_order")
