@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
@@ -357,5 +359,178 @@ func TestXSessionPaymentsRoundTrip(t *testing.T) {
 	back, err := e.Refund(ctx, nw.ID, false)
 	if err != nil || len(back.Payouts) != 2 || back.Payouts[1].PaymentID != old.PaymentID || back.Payouts[1].AmountCents != 4700 {
 		t.Fatalf("refund after snapshot and repartition: %+v %v", back.Payouts, err)
+	}
+}
+
+// TestXSessionRecoveredAtEveryEntry: a random run of cross-session
+// exchanges (up and down, paid on time, late or never, orders checked in
+// or refunded between the steps), decided step by step as the engine's
+// calls do, in one state, is recovered from a snapshot taken after every
+// log entry (a crash at each point between the steps) and from the log
+// alone: the records, their payments and every order's view come back
+// exactly.
+func TestXSessionRecoveredAtEveryEntry(t *testing.T) {
+	seed := testSeed(t)
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 82))
+	st := newState()
+	now := int64(1_800_000_000_000)
+	var log [][]byte
+	var evs []event
+	run := func(cmd *command) *result {
+		var res result
+		evs = st.execute(cmd, now, &res, evs[:0])
+		if len(evs) > 0 {
+			var entry []byte
+			for i := range evs {
+				entry = appendEvent(entry, &evs[i])
+			}
+			log = append(log, entry)
+		}
+		return &res
+	}
+	for _, id := range []string{"a", "b"} {
+		cfg := SaleConfig{ID: id, Name: id, Currency: "EUR", OpensAtMs: now - 1, ClosesAtMs: now + 86_400_000,
+			HoldMs: 60_000, PerUserLimit: 10, Catalogue: Catalogue{Event: "tour", StartsAtMs: now + 4*86_400_000},
+			RefundPolicy: &RefundPolicy{Refund: autoRefund, Exchange: exchange24h},
+			Tiers: []TierConfig{{ID: "lo", Name: "Lo", PriceCents: 3000, Stock: 6}, {ID: "hi", Name: "Hi", PriceCents: 9000, Stock: 6}}}
+		if res := run(&command{kind: cmdPutSale, saleID: id, sale: &cfg}); res.rej != nil {
+			t.Fatal(res.rej)
+		}
+	}
+	type ord struct {
+		sale string
+		key  orderKey
+	}
+	var orders []ord
+	n := 0
+	newKey := func() orderKey { n++; return orderKey{byte(n), byte(n >> 8), 7} }
+	pay := func(o ord) {
+		ov, _ := st.orderByKey(o.key)
+		run(&command{kind: cmdPay, saleID: o.sale, order: o.key,
+			payment: Payment{EventID: fmt.Sprint("stripe:pi_", n, "_", rng.IntN(1000)), Succeeded: true, AmountCents: st.amountDue(ov), Currency: "EUR"}})
+	}
+	settle := func() { // what SettleExchanges does
+		var res result
+		st.execute(&command{kind: cmdXSession, xs: &xsCommand{op: xsList}}, now, &res, nil)
+		if res.xs == nil {
+			return
+		}
+		for _, p := range res.xs.open {
+			out := run(&command{kind: cmdXSession, saleID: p.fromSale, order: p.from,
+				xs: &xsCommand{op: xsOutOp, otherSale: p.saleID, other: p.key, diff: p.diff, fee: p.fee}})
+			run(&command{kind: cmdXSession, saleID: p.saleID, order: p.key, xs: &xsCommand{op: xsSettle, ok: out.rej == nil}})
+		}
+	}
+	exchanged := 0
+	for step := range 300 {
+		now += 1000
+		var o ord
+		if len(orders) > 0 {
+			o = orders[rng.IntN(len(orders))]
+		}
+		switch r := rng.IntN(10); {
+		case r < 3 || len(orders) == 0:
+			sale := []string{"a", "b"}[rng.IntN(2)]
+			k := newKey()
+			cmd := command{kind: cmdPurchase, saleID: sale, tierID: []string{"lo", "hi"}[rng.IntN(2)], qty: 1,
+				userID: fmt.Sprint("u", rng.IntN(4)), key: fmt.Sprint("k", step), newOrder: k}
+			if res := run(&cmd); res.rej == nil && res.created {
+				orders = append(orders, ord{sale, k})
+				pay(orders[len(orders)-1])
+			}
+		case r < 6: // step (a), and (b)/(c) now or later
+			ov, _ := st.orderByKey(o.key)
+			to := "a"
+			if o.sale == "a" {
+				to = "b"
+			}
+			var chk result
+			st.execute(&command{kind: cmdXSession, saleID: o.sale, order: o.key, xs: &xsCommand{op: xsCheck, otherSale: to}}, now, &chk, nil)
+			if chk.rej != nil || chk.xs.done != "" {
+				break
+			}
+			k := newKey()
+			res := run(&command{kind: cmdXSession, saleID: to, userID: ov.userID, tierID: []string{"lo", "hi"}[rng.IntN(2)], newOrder: k,
+				xs: &xsCommand{op: xsInOp, otherSale: o.sale, other: o.key, event: chk.xs.event, oldAmount: chk.xs.amount, qty: chk.xs.qty,
+					fee: chk.xs.fee, parts: chk.xs.parts}})
+			if res.rej == nil && res.orderKey == k {
+				orders = append(orders, ord{to, k})
+				exchanged++
+				if nw, _ := st.orderByKey(k); nw.status == StatusPending && rng.IntN(3) > 0 {
+					pay(orders[len(orders)-1])
+				}
+			}
+		case r == 6: // pay whatever is due on a pending or expired order
+			if ov, _ := st.orderByKey(o.key); ov.status == StatusPending || ov.status == StatusExpired {
+				pay(o)
+			}
+		case r == 7: // the door, or a refund, between the steps
+			if rng.IntN(2) == 0 {
+				run(&command{kind: cmdCheckIn, saleID: o.sale, order: o.key, ticket: 0})
+			} else {
+				run(&command{kind: cmdRefund, saleID: o.sale, order: o.key})
+			}
+		case r == 8:
+			now += 70_000
+			evs = st.expireDue(now, 100, evs[:0])
+			if len(evs) > 0 {
+				var entry []byte
+				for i := range evs {
+					entry = appendEvent(entry, &evs[i])
+				}
+				log = append(log, entry)
+			}
+		default:
+			settle()
+		}
+		st.checkState()
+	}
+	dear, settled, undone := 0, 0, 0
+	for _, r := range st.xs.in {
+		if r.diff > 0 {
+			dear++
+		}
+		switch r.state {
+		case xsSettled:
+			settled++
+		case xsUndone:
+			undone++
+		}
+	}
+	t.Logf("seed %d: %d log entries, %d exchanges (%d dearer, %d settled, %d undone)", seed, len(log), len(st.xs.in), dear, settled, undone)
+	if exchanged == 0 || dear == 0 || settled == 0 {
+		t.Fatalf("seed %d: no dearer or settled exchange in the run", seed)
+	}
+	views := func(s *state) []Order {
+		var out []Order
+		for _, o := range orders {
+			ov, _ := s.orderByKey(o.key)
+			out = append(out, s.orderView(ov))
+		}
+		return out
+	}
+	st.dropStaleHolds()
+	want, wantDump := views(st), dumpFull(st)
+	for snapAt := 0; snapAt <= len(log); snapAt++ {
+		states, _, err := recoverStates(journalSnapshotAt(t, log, snapAt), 1, quietLogger)
+		if err != nil {
+			t.Fatalf("seed %d snapshot at %d: %v", seed, snapAt, err)
+		}
+		if got := views(states[0]); !reflect.DeepEqual(got, want) {
+			for i := range got {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Fatalf("seed %d snapshot at %d: order %d\n got %+v\nwant %+v", seed, snapAt, i, got[i], want[i])
+				}
+			}
+		}
+		if got := dumpFull(states[0]); got != wantDump {
+			t.Fatalf("seed %d snapshot at %d: state differs:\n%s", seed, snapAt, firstDiff(wantDump, got))
+		}
+		for k, r := range st.xs.in {
+			if g := states[0].xs.in[k]; !reflect.DeepEqual(g, r) {
+				t.Fatalf("seed %d snapshot at %d: record %x: %+v, want %+v", seed, snapAt, k, g, r)
+			}
+		}
 	}
 }
