@@ -393,7 +393,7 @@ func TestXSessionRecoveredAtEveryEntry(t *testing.T) {
 		cfg := SaleConfig{ID: id, Name: id, Currency: "EUR", OpensAtMs: now - 1, ClosesAtMs: now + 86_400_000,
 			HoldMs: 60_000, PerUserLimit: 10, Catalogue: Catalogue{Event: "tour", StartsAtMs: now + 4*86_400_000},
 			RefundPolicy: &RefundPolicy{Refund: autoRefund, Exchange: exchange24h},
-			Tiers: []TierConfig{{ID: "lo", Name: "Lo", PriceCents: 3000, Stock: 6}, {ID: "hi", Name: "Hi", PriceCents: 9000, Stock: 6}}}
+			Tiers:        []TierConfig{{ID: "lo", Name: "Lo", PriceCents: 3000, Stock: 6}, {ID: "hi", Name: "Hi", PriceCents: 9000, Stock: 6}}}
 		if res := run(&command{kind: cmdPutSale, saleID: id, sale: &cfg}); res.rej != nil {
 			t.Fatal(res.rej)
 		}
