@@ -747,9 +747,11 @@ func (a *app) startRefunds() {
 const exchangeSweepEvery = 10 * time.Second
 
 // sweepExchanges finishes, at start-up and then every exchangeSweepEvery,
-// the exchanges into another session whose old order was not released
-// (engine.SettleExchanges): a crash between their steps leaves both orders
-// valid until it runs.
+// the exchanges into another session whose new order is paid and whose
+// old order was not released (engine.SettleExchanges): a crash between
+// their steps, or a dearer one whose difference was paid while the kick
+// after the payment could not run (stopping, overloaded) or through the
+// counter, leaves both orders valid until it runs.
 func sweepExchanges(ctx context.Context, eng *engine.Engine, logger *slog.Logger) {
 	t := time.NewTicker(exchangeSweepEvery)
 	defer t.Stop()

@@ -35,7 +35,7 @@ func (st *state) apply(ev *event) error {
 		return st.applyCouponPut(ev) // coupons.go
 	case evRefundRules, evRefundRequested, evRefundRequestRejected, evRefundSettled, evOrderExchanged, evChargeRefunded, evExchangeOpened:
 		return st.applyRefundRules(ev) // refundrules.go, exchanges.go
-	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone, evExchangeInPayments:
 		return st.applyXSession(ev) // xsession.go
 	case evSaleClosed:
 		sl, si := st.saleByID(ev.saleID)

@@ -21,6 +21,8 @@ import (
 //	order refunded (a ticket not used before)           ticket_revoked
 //	code signed with a key that no longer signs it      ticket_revoked
 //	  (retired, or the order's tickets were re-issued)
+//	order made by an exchange from another session      exchange_in_progress
+//	  not settled yet (its old order is still valid)
 //	ticket admitted before                              already_checked_in, with the first gate and time
 //	otherwise                                           admitted: TicketAdmitted is logged
 //
@@ -271,6 +273,8 @@ func (st *state) decideScan(sc *scanCommand, gate string, now int64, evs []event
 		return evs, Admission{}, reject(CodeTicketRevoked, "the order was refunded; this ticket is void")
 	case o.status != StatusPaid && o.status != StatusRefunded || o.needsRefund:
 		return evs, Admission{}, reject(CodeInvalidTicket, "the order is %s; it has no valid tickets", o.statusText())
+	case o.status == StatusPaid && o.checkedIn&bit == 0 && st.xsInProgress(o): // xsession.go: the old order is still valid
+		return evs, Admission{}, reject(CodeExchangeInProgress, "the order replaces another that is still valid until its exchange settles; scan again shortly or use the old ticket")
 	case o.status == StatusPaid && sc.kid != o.orderKid():
 		return evs, Admission{}, reject(CodeTicketRevoked,
 			"the code was signed with key %d, which no longer signs this ticket; the holder downloads the ticket again", sc.kid)
@@ -305,6 +309,9 @@ func (st *state) decideCheckIn(o *order, cmd *command, now int64, evs []event) (
 	}
 	if o.status != StatusPaid || o.needsRefund {
 		return evs, reject(CodeTicketNotValid, "order is %s; only tickets of a paid order admit", o.statusText())
+	}
+	if o.checkedIn&(1<<ticket) == 0 && st.xsInProgress(o) { // xsession.go: the old order is still valid
+		return evs, reject(CodeExchangeInProgress, "the order replaces another that is still valid until its exchange settles; scan again shortly or use the old ticket")
 	}
 	if o.checkedIn&(1<<ticket) != 0 {
 		first := st.admissionOf(o, ticket)

@@ -276,10 +276,7 @@ func (st *state) decidePay(o *order, p *Payment, now int64, res *result, evs []e
 		return evs, nil // the event that moved it last, again
 	}
 	sl := st.sales[o.sale]
-	due, x := o.amount, st.attemptOf(o) // exchanges.go: an exchange's new order is paid the difference
-	if x != nil {
-		due = x.difference
-	}
+	due, x := st.amountDue(o), st.attemptOf(o) // exchanges.go: an exchange's new order is paid the difference
 	if p.AmountCents != due || p.Currency != sl.cfg.Currency {
 		return st.decideMismatch(o, p, now, res, evs) // payouts.go: recorded to go back
 	}

@@ -131,6 +131,8 @@ type Engine struct {
 	archiveReads   atomic.Int64 // archive reads in flight: old generations are not deleted meanwhile (archive_prune.go)
 	archivedSales  atomic.Int64
 	archivedOrders atomic.Int64
+
+	xsNoKick bool // tests: payments leave cross-session exchanges to SettleExchanges (xsession.go)
 }
 
 // Open recovers the state from the journal (newest snapshot of each shard,
@@ -467,6 +469,9 @@ func (e *Engine) ApplyPayment(ctx context.Context, p Payment) (Order, PaymentOut
 	outcome := r.res.payment
 	if err == nil {
 		putRequest(r)
+		if outcome == PaymentApplied && !e.xsNoKick {
+			e.kickExchange(&o) // xsession.go: an exchange into another session, its difference paid
+		}
 	}
 	return o, outcome, err
 }

@@ -106,6 +106,7 @@ const (
 	evExchangedOut
 	evExchangeInSettled
 	evExchangeInUndone
+	evExchangeInPayments // xsession.go
 	evKindEnd
 )
 
@@ -250,7 +251,7 @@ func appendEvent(b []byte, ev *event) []byte {
 		b = appendRefundEvent(b, ev)
 	case evSaleArchived, evSaleUnarchived:
 		b = appendArchiveEvent(b, ev) // archive.go
-	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone, evExchangeInPayments:
 		b = appendXSessionEvent(b, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		b = appendPayoutEvent(b, ev)
@@ -427,7 +428,7 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		decodeRefundEvent(&d, ev)
 	case evSaleArchived, evSaleUnarchived:
 		decodeArchiveEvent(&d, ev) // archive.go
-	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone:
+	case evExchangeIn, evExchangedOut, evExchangeInSettled, evExchangeInUndone, evExchangeInPayments:
 		decodeXSessionEvent(&d, ev) // xsession.go
 	case evPaymentMismatch, evPayoutUpdated:
 		decodePayoutEvent(&d, ev)
@@ -470,6 +471,7 @@ var kindNames = [...]string{
 	evOffersRule:     "OffersRule", evOfferRegistered: "OfferRegistered", evLotteryDrawn: "LotteryDrawn",
 	evOfferMade: "OfferMade", evOfferPassed: "OfferPassed", evOfferLeft: "OfferLeft", evQueueDocument: "QueueDocument",
 	evExchangeIn: "ExchangeIn", evExchangedOut: "ExchangedOut", evExchangeInSettled: "ExchangeInSettled", evExchangeInUndone: "ExchangeInUndone",
+	evExchangeInPayments: "ExchangeInPayments",
 }
 
 func (k eventKind) String() string {

@@ -113,11 +113,17 @@ func (st *state) cancelOpenExchange(o *order, now int64, evs []event) []event {
 }
 
 // amountDue is what a payment of o must be: the difference for an order
-// an exchange opened, else its amount.
+// an exchange to a dearer ticket opened (in its sale, or from another
+// session: xsession.go), else its amount.
 func (st *state) amountDue(o *order) int64 {
 	if len(st.refunds.attempts) > 0 {
 		if l := st.refunds.attempts[o.key]; l != nil {
 			return l.difference
+		}
+	}
+	if len(st.xs.in) > 0 {
+		if r := st.xs.in[o.key]; r != nil && r.diff > 0 {
+			return r.diff
 		}
 	}
 	return o.amount
@@ -207,27 +213,29 @@ func (st *state) attemptView(l *exchangeLink, saleID string) *Exchange {
 	return x
 }
 
-// refundPayouts records the payouts of a refund of back on o, out of the
-// payments that took o's money: an order an exchange made was paid by the
-// difference on its own payment (when the difference was positive) and
-// by the payments of the orders it replaced. The newest payment pays back
-// first, each at most what it took; what no payment covers (none: the
-// buyer never gets more back than the order's amount) goes on the last.
-func (st *state) refundPayouts(o *order, reason PayoutReason, back int64, currency string, at int64) {
-	type part struct {
-		paymentID   string
-		took, total int64
-	}
-	var parts []part
+// paymentPart is a payment that took some of an order's money: took of
+// its total (providers want both).
+type paymentPart struct {
+	paymentID   string
+	took, total int64
+}
+
+// paymentParts lists the payments that took o's money, newest first: an
+// order an exchange made was paid by the difference on its own payment
+// (when the difference was positive) and by the payments of the orders it
+// replaced; an order an exchange from another session made brings its old
+// order's payments (xsession.go). At most xsPartsMax, the newest.
+func (st *state) paymentParts(o *order) []paymentPart {
+	var parts []paymentPart
 	cur := o
 	for range 64 { // a chain of exchanges, bounded
 		l := st.refunds.exchangedFrom[cur.key]
 		if l == nil {
-			parts = append(parts, part{cur.paymentID, cur.amount, cur.amount})
+			parts = append(parts, st.ownPayments(cur)...)
 			break
 		}
 		if l.difference > 0 {
-			parts = append(parts, part{cur.paymentID, l.difference, l.difference})
+			parts = append(parts, paymentPart{cur.paymentID, l.difference, l.difference})
 		}
 		prev, _ := st.orderByKey(l.from)
 		if prev == nil {
@@ -236,9 +244,47 @@ func (st *state) refundPayouts(o *order, reason PayoutReason, back int64, curren
 		cur = prev
 	}
 	if len(parts) == 0 {
-		st.addPayoutOf(o, reason, o.paymentID, back, o.amount, currency, true, at)
-		return
+		parts = append(parts, paymentPart{o.paymentID, o.amount, o.amount})
 	}
+	return parts[:min(len(parts), xsPartsMax)]
+}
+
+// ownPayments are the payments of an order no same-sale exchange made:
+// its own, or for one an exchange from another session made, the
+// difference's and what the old order's payments still hold (a negative
+// difference went back through them at step (b)).
+func (st *state) ownPayments(o *order) []paymentPart {
+	var r *xsIn
+	if len(st.xs.in) > 0 {
+		r = st.xs.in[o.key]
+	}
+	if r == nil || r.parts == nil {
+		return []paymentPart{{o.paymentID, o.amount, o.amount}}
+	}
+	var parts []paymentPart
+	if r.diff > 0 {
+		parts = append(parts, paymentPart{o.paymentID, r.diff, r.diff})
+	}
+	returned := max(-r.diff, 0)
+	for i, p := range r.parts {
+		n := min(returned, p.took)
+		if i == len(r.parts)-1 {
+			n = returned
+		}
+		p.took = max(p.took-n, 0)
+		returned -= n
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// refundPayouts records the payouts of a refund of back on o, out of the
+// payments that took o's money (paymentParts). The newest payment pays
+// back first, each at most what it took; what no payment covers (none:
+// the buyer never gets more back than the order's amount) goes on the
+// last.
+func (st *state) refundPayouts(o *order, reason PayoutReason, back int64, currency string, at int64) {
+	parts := st.paymentParts(o)
 	for i, p := range parts {
 		n := min(back, p.took)
 		if i == len(parts)-1 {

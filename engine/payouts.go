@@ -24,6 +24,7 @@ const payoutsSectionTag = 90
 //	DuplicateCharge                          duplicate_charge
 //	PaymentMismatch                          payment_mismatch  (a success whose amount or currency is not the order's)
 //	OrderPaid with needs_refund              late_payment
+//	ExchangeInUndone of a paid difference    exchange_undone   (always sent; xsession.go)
 //
 // The payment event id names the provider that took the money
 // ("<provider>:<transaction id>", as httpapi/payments writes it); a payout
@@ -90,14 +91,16 @@ const (
 	PayoutLatePayment
 	PayoutRefundRequest      // refundpayouts.go: a refund under the sale's rules, less its fee
 	PayoutExchangeDifference // refundpayouts.go: an exchange to a cheaper ticket
+	PayoutExchangeUndone     // xsession.go: a difference paid for an exchange into another session that could not complete
 
-	payoutReasonMax = PayoutExchangeDifference
+	payoutReasonMax = PayoutExchangeUndone
 )
 
 var payoutReasonNames = [...]string{
 	PayoutAdminRefund: "admin_refund", PayoutDuplicateCharge: "duplicate_charge",
 	PayoutPaymentMismatch: "payment_mismatch", PayoutLatePayment: "late_payment",
 	PayoutRefundRequest: "refund_request", PayoutExchangeDifference: "exchange_difference",
+	PayoutExchangeUndone: "exchange_undone",
 }
 
 func (r PayoutReason) String() string {

@@ -60,3 +60,13 @@ func (st *state) payoutRefunded(k orderKey, reason PayoutReason, paymentID strin
 	}
 	return false
 }
+
+// hasPayout reports whether o carries a payout of that reason and payment.
+func (st *state) hasPayout(o *order, reason PayoutReason, paymentID string) bool {
+	for _, p := range st.payouts[o.key] {
+		if p.reason == reason && p.paymentID == paymentID {
+			return true
+		}
+	}
+	return false
+}

@@ -415,8 +415,8 @@ func (st *state) decideRefundRequest(o *order, cmd *command, now int64, evs []ev
 	if open, _ := st.pendingExchange(o, sl, ""); open { // exchanges.go
 		return evs, reject(CodeInvalidOrderState, "an exchange of the order awaits payment; cancel its new order first")
 	}
-	if st.xs.in[o.key] != nil { // xsession.go: its money sits in another sale's payment
-		return evs, reject(CodeRefundNotAllowed, "order came from an exchange from another session; ask the organiser")
+	if rej := st.xsMovable(o, CodeRefundNotAllowed); rej != nil { // xsession.go: not settled, or no payments recorded
+		return evs, rej
 	}
 	if deadline := sl.cfg.StartsAtMs - rule.UntilBeforeStartMs; now >= deadline {
 		return evs, reject(CodeRefundWindowClosed, "refunds of sale %q closed at %s", sl.cfg.ID, formatMs(deadline))
@@ -442,8 +442,11 @@ func (st *state) decideExchange(o *order, cmd *command, now int64, evs []event) 
 	if open, rej := st.pendingExchange(o, sl, cmd.tierID); open { // exchanges.go: the same pending order again
 		return evs, rej
 	}
-	if st.xs.in[o.key] != nil || st.xs.out[o.key] != nil { // xsession.go
-		return evs, reject(CodeExchangeNotAllowed, "order was exchanged with another session; ask the organiser")
+	if st.xs.out[o.key] != nil { // xsession.go
+		return evs, reject(CodeInvalidOrderState, "order was exchanged for another session's ticket already")
+	}
+	if rej := st.xsMovable(o, CodeExchangeNotAllowed); rej != nil { // xsession.go: not settled, or no payments recorded
+		return evs, rej
 	}
 	rule := sl.cfg.refundPolicy().Exchange
 	t := sl.tierIndex(cmd.tierID)

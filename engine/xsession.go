@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"time"
 )
 
 // Exchanges into another session of the same event (issue 13): the buyer
@@ -18,14 +19,27 @@ import (
 //   - A check in the source shard (read only): the order is the buyer's,
 //     paid, unused, not exchanged, and the source sale's exchange rule
 //     allows it now (its deadline and fee decide). The target sale must
-//     allow exchanges too.
-//   - Step (a), the target shard: a new paid order of the new tier for the
-//     buyer (the target's per-buyer limit and stock checked) and an
-//     ExchangeIn record linking it back, in one log entry. Its idempotency
-//     key is "exchange of <old order id>": a retry answers the same order.
-//     Only a difference <= 0 is offered (the new amount + the fee is not
-//     more than the old amount); a dearer one is refused with
-//     exchange_not_allowed.
+//     allow exchanges too. The check also reads the payments that took the
+//     old order's money (paymentParts, exchanges.go), so that the new
+//     order can later be refunded through them.
+//   - Step (a), the target shard: a new order of the new tier for the
+//     buyer (the target's per-buyer limit and stock checked), an
+//     ExchangeIn record linking it back and an ExchangeInPayments record
+//     of the old order's payments, in one log entry. Its idempotency key
+//     is "exchange of <old order id>" ("... #n" for the n-th attempt once
+//     earlier ones lapsed): a retry answers the same order. A difference
+//     <= 0 (the new amount + the fee is not more than the old amount)
+//     makes it paid at once. A dearer one makes it pending, held for the
+//     target's hold like any purchase (it counts against the per-buyer
+//     limit as a hold), with the difference as its payment due
+//     (amountDue, exchanges.go); the old order stays paid and valid.
+//   - The difference paid on the new order (decidePay, in the target
+//     shard, as any payment: late money takes the tickets again if they
+//     are there, else it is kept for a late_payment refund) makes it paid
+//     with its exchange still open; the payment's answer does not wait for
+//     the source shard: ApplyPayment kicks steps (b) and (c) beside it,
+//     and the sweeper finishes what a crash cut. A new order that expires
+//     or is cancelled leaves the old one as it was (lapsed).
 //   - Step (b), the source shard: ExchangedOut releases the old order as a
 //     same-sale exchange does (refunded, tickets revoked, stock back, a
 //     negative difference paid out once through the old order's payment)
@@ -33,20 +47,38 @@ import (
 //   - Step (c), the target shard: ExchangeInSettled once (b) is done; if
 //     (b) was refused (the old order was checked in, refunded or exchanged
 //     meanwhile), ExchangeInUndone revokes the new order (refunded, stock
-//     back, no payout: its money is the old order's), so the buyer never
-//     ends with both orders valid, nor with neither.
+//     back; a difference the buyer paid goes back through its payment as
+//     an exchange_undone payout; nothing else, the rest of its money being
+//     the old order's), so the buyer never ends with both orders valid,
+//     nor with neither.
 //   - SettleExchanges (the sweeper) runs (b) and (c) for every ExchangeIn
-//     not settled: the server calls it at start-up and periodically, so an
-//     exchange cut by a crash between (a) and (c) finishes.
+//     not settled whose new order is paid: the server calls it at start-up
+//     and periodically, so an exchange cut by a crash between (a) and (c)
+//     finishes.
 //
 // Between (a) and (b) both orders are valid: one request's time normally,
-// at most the sweeper's period after a crash. An order that came from a
-// cross-session exchange is not refunded or exchanged again by its buyer
-// (its money sits in another sale's payment); an admin refunds it.
+// at most the sweeper's period after a crash. The door refuses the new
+// order's tickets (exchange_in_progress) until (c), so at most one of the
+// two orders can be used. A settled new order is refunded or exchanged
+// again like any order: its refund goes back through the payments that
+// took its money, newest first (the difference's, then the old order's).
+// A new order made before the payments were recorded (no
+// ExchangeInPayments) is still refused to its buyer; an admin refunds it.
 
-// Codes are the refund rules' (refundrules.go); the snapshot section is
-// tag 73.
-const xsessionSectionTag = 73
+// Codes are the refund rules' (refundrules.go) and exchange_in_progress;
+// the snapshot sections are tags 73 (the records) and 82 (the old orders'
+// payments).
+const (
+	xsessionSectionTag = 73
+	xsPaymentsTag      = 82
+
+	// CodeExchangeInProgress: a check-in of a ticket of an order made by an
+	// exchange into another session that is not settled yet.
+	CodeExchangeInProgress Code = "exchange_in_progress"
+
+	// xsAttemptsMax bounds the attempts of one old order into one sale.
+	xsAttemptsMax = 64
+)
 
 // xsIn is a target shard's record of an exchange in, by the new order.
 type xsIn struct {
@@ -55,6 +87,10 @@ type xsIn struct {
 	diff, fee int64
 	at        int64
 	state     uint8 // xsOpen, xsSettled, xsUndone
+	// parts are the payments that took the old order's money, newest
+	// first, as step (a) read them; nil for a record made before they
+	// were recorded.
+	parts []paymentPart
 }
 
 // xsOut is a source shard's record of an order exchanged out, by the old order.
@@ -92,13 +128,14 @@ const (
 // xsCommand is what the steps carry.
 type xsCommand struct {
 	op        xsOp
-	otherSale string   // xsInOp: the source sale; xsOutOp: the target sale; xsCheck: the target sale
-	other     orderKey // xsInOp: the old order; xsOutOp: the new order
-	event     string   // xsInOp: the source sale's catalogue event
-	oldAmount int64    // xsInOp
-	qty       int      // xsInOp
-	diff, fee int64    // xsInOp: fee; xsOutOp: both
-	ok        bool     // xsSettle: (b) was done (else undo)
+	otherSale string        // xsInOp: the source sale; xsOutOp: the target sale; xsCheck: the target sale
+	other     orderKey      // xsInOp: the old order; xsOutOp: the new order
+	event     string        // xsInOp: the source sale's catalogue event
+	oldAmount int64         // xsInOp
+	qty       int           // xsInOp
+	diff, fee int64         // xsInOp: fee; xsOutOp: both
+	ok        bool          // xsSettle: (b) was done (else undo)
+	parts     []paymentPart // xsInOp: the old order's payments
 }
 
 // xsEvent is what the events carry.
@@ -106,6 +143,7 @@ type xsEvent struct {
 	sale      string
 	other     orderKey
 	diff, fee int64
+	parts     []paymentPart // ExchangeInPayments
 }
 
 // xsResult answers xsCheck and xsList.
@@ -115,7 +153,8 @@ type xsResult struct {
 	fee    int64
 	user   string
 	event  string
-	done   string // xsCheck: the order was exchanged out already, to this order id
+	done   string        // xsCheck: the order was exchanged out already, to this order id
+	parts  []paymentPart // xsCheck: the payments that took the order's money
 	open   []xsPending
 }
 
@@ -129,8 +168,8 @@ func (st *state) decideXSession(cmd *command, now int64, res *result, evs []even
 	x := cmd.xs
 	if x.op == xsList {
 		for _, k := range sortedKeys(st.xs.in) {
-			if r := st.xs.in[k]; r.state == xsOpen {
-				o, _ := st.orderByKey(k)
+			o, _ := st.orderByKey(k)
+			if r := st.xs.in[k]; st.xsStatus(r, o) == ExchangeAwaitingRelease {
 				res.xs = appendPending(res.xs, xsPending{saleID: st.sales[o.sale].cfg.ID, fromSale: r.fromSale, key: k, from: r.from, diff: r.diff, fee: r.fee})
 			}
 		}
@@ -166,13 +205,14 @@ func (st *state) decideXSession(cmd *command, now int64, res *result, evs []even
 		if rej := st.releasable(o, sl); rej != nil {
 			return evs, rej
 		}
-		if st.xs.in[o.key] != nil {
-			return evs, reject(CodeExchangeNotAllowed, "order came from an exchange from another session; ask the organiser")
+		if rej := st.xsMovable(o, CodeExchangeNotAllowed); rej != nil {
+			return evs, rej
 		}
 		if deadline := sl.cfg.StartsAtMs - rule.UntilBeforeStartMs; now >= deadline {
 			return evs, reject(CodeExchangeWindowClosed, "exchanges of sale %q closed at %s", sl.cfg.ID, formatMs(deadline))
 		}
-		res.xs = &xsResult{amount: o.amount, qty: int(o.qty), fee: rule.FeeCents, user: o.userID, event: sl.cfg.Event}
+		res.xs = &xsResult{amount: o.amount, qty: int(o.qty), fee: rule.FeeCents, user: o.userID, event: sl.cfg.Event,
+			parts: st.paymentParts(o)} // exchanges.go
 		return evs, nil
 	case xsOutOp:
 		if out := st.xs.out[o.key]; out != nil {
@@ -183,6 +223,9 @@ func (st *state) decideXSession(cmd *command, now int64, res *result, evs []even
 		}
 		if rej := st.releasable(o, sl); rej != nil {
 			return evs, rej
+		}
+		if r := st.xs.in[o.key]; r != nil && r.state == xsOpen {
+			return evs, reject(CodeInvalidOrderState, "the order's own exchange from another session is not settled yet")
 		}
 		return append(evs, event{kind: evExchangedOut, at: now, order: o.key, xs: &xsEvent{sale: x.otherSale, other: x.other, diff: x.diff, fee: x.fee}}), nil
 	case xsSettle:
@@ -200,16 +243,72 @@ func (st *state) decideXSession(cmd *command, now int64, res *result, evs []even
 	return evs, reject(CodeInvalidRequest, "unknown exchange step")
 }
 
-// xsUnsettled reports whether sale sl has an exchange in not settled: it
-// is not archived until the sweeper settles it (its record would leave
-// the shard the sweeper reads).
+// xsUnsettled reports whether sale sl has an exchange in not settled
+// (awaiting payment or release): it is not archived until it lapses or the
+// sweeper settles it (its record would leave the shard the sweeper reads).
 func (st *state) xsUnsettled(sl *sale) bool {
 	for k, r := range st.xs.in {
-		if o, _ := st.orderByKey(k); r.state == xsOpen && st.sales[o.sale] == sl {
+		o, _ := st.orderByKey(k)
+		if s := st.xsStatus(r, o); st.sales[o.sale] == sl && (s == ExchangeAwaitingRelease || s == ExchangeAwaitingPayment) {
 			return true
 		}
 	}
 	return false
+}
+
+// xsStatus says where the exchange that made order o (record r) is. An
+// open record is awaiting payment while o is pending, awaiting release
+// once o is paid (or refunded by an admin since) with its tickets, and
+// lapsed when o expired, was cancelled, or its money came too late to
+// take tickets (a late_payment refund).
+func (st *state) xsStatus(r *xsIn, o *order) string {
+	switch {
+	case r.state == xsSettled:
+		return ExchangeCompleted
+	case r.state == xsUndone:
+		return ExchangeLapsed
+	case o.status == StatusPending:
+		return ExchangeAwaitingPayment
+	case o.status == StatusPaid && !o.needsRefund:
+		return ExchangeAwaitingRelease
+	case o.status == StatusRefunded && !st.hasPayout(o, PayoutLatePayment, o.paymentID):
+		return ExchangeAwaitingRelease
+	}
+	return ExchangeLapsed
+}
+
+// xsInProgress reports whether o was made by an exchange from another
+// session that is not settled: its tickets do not admit yet (checkin.go).
+func (st *state) xsInProgress(o *order) bool {
+	if len(st.xs.in) == 0 {
+		return false
+	}
+	r := st.xs.in[o.key]
+	return r != nil && r.state == xsOpen
+}
+
+// xsMovable says why the buyer may not refund or exchange o, an order an
+// exchange from another session made, yet: not settled, or made before
+// its old order's payments were recorded (its refund would have no
+// payment to go through). nil for every other order.
+func (st *state) xsMovable(o *order, code Code) *Rejection {
+	r := st.xs.in[o.key]
+	switch {
+	case r == nil, r.state == xsUndone:
+		return nil // an undone order is refunded: the caller's status check answers
+	case r.state == xsOpen:
+		return reject(CodeInvalidOrderState, "order's exchange from another session is not settled yet; ask again shortly")
+	case r.parts == nil:
+		return reject(code, "order came from an exchange from another session made before its payments were recorded; ask the organiser")
+	}
+	return nil
+}
+
+// xsLapsed reports whether o, made by an exchange attempt, lapsed: a new
+// attempt may be made.
+func (st *state) xsLapsed(o *order) bool {
+	r := st.xs.in[o.key]
+	return r == nil || st.xsStatus(r, o) == ExchangeLapsed
 }
 
 func appendPending(r *xsResult, p xsPending) *xsResult {
@@ -243,11 +342,19 @@ func (st *state) releasable(o *order, sl *sale) *Rejection {
 // decideXSIn decides step (a) in the target sale sl.
 func (st *state) decideXSIn(sl *sale, cmd *command, now int64, res *result, evs []event) ([]event, *Rejection) {
 	x := cmd.xs
-	key := exchangeIdemKey(x.otherSale, x.other)
-	if idx, ok := st.findIdem(sl, cmd.userID, key); ok {
+	attempt := 1
+	for ; attempt <= xsAttemptsMax; attempt++ {
+		idx, ok := st.findIdem(sl, cmd.userID, exchangeAttemptKey(x.otherSale, x.other, attempt))
+		if !ok {
+			break
+		}
 		o := st.orders.at(idx)
+		if st.xsLapsed(o) {
+			continue // expired, cancelled or undone: a new attempt
+		}
 		if sl.cfg.Tiers[o.tier].ID != cmd.tierID {
-			return evs, reject(CodeInvalidOrderState, "order was exchanged already, for tier %q", sl.cfg.Tiers[o.tier].ID)
+			return evs, reject(CodeInvalidOrderState, "order was exchanged already, for tier %q (order %s); cancel it first if it awaits payment",
+				sl.cfg.Tiers[o.tier].ID, formatOrderID(sl.cfg.ID, o.key))
 		}
 		res.orderKey = o.key
 		return evs, nil // the same exchange again
@@ -255,6 +362,8 @@ func (st *state) decideXSIn(sl *sale, cmd *command, now int64, res *result, evs 
 	rule := sl.cfg.refundPolicy().Exchange
 	t := sl.tierIndex(cmd.tierID)
 	switch {
+	case attempt > xsAttemptsMax:
+		return evs, reject(CodeExchangeNotAllowed, "%d attempts of this exchange lapsed; ask the organiser", xsAttemptsMax)
 	case sl.cfg.Event == "" || sl.cfg.Event != x.event:
 		return evs, reject(CodeExchangeNotAllowed, "sale %q is not a session of event %q", sl.cfg.ID, x.event)
 	case !rule.Allowed:
@@ -269,10 +378,6 @@ func (st *state) decideXSIn(sl *sale, cmd *command, now int64, res *result, evs 
 	}
 	amount := sl.unitPrice(t, now) * int64(x.qty)
 	diff := amount + x.fee - x.oldAmount
-	if diff > 0 {
-		return evs, reject(CodeExchangeNotAllowed,
-			"tier %q of sale %q costs %d more; an exchange into another session is offered when it costs the same or less", cmd.tierID, sl.cfg.ID, diff)
-	}
 	if avail := sl.available(t); avail < x.qty {
 		rej := reject(CodeSoldOut, "%d tickets of tier %q left", avail, cmd.tierID)
 		rej.Available = avail
@@ -282,12 +387,17 @@ func (st *state) decideXSIn(sl *sale, cmd *command, now int64, res *result, evs 
 		panic(newInvariantError("order key drawn twice"))
 	}
 	res.orderKey = cmd.newOrder
-	return append(evs,
-		event{kind: evOrderPlaced, at: now, saleID: sl.cfg.ID, order: cmd.newOrder, userID: cmd.userID, key: key,
-			tier: uint16(t), qty: uint16(x.qty), amount: amount, expiresAt: now + sl.cfg.HoldMs},
-		event{kind: evOrderPaid, at: now, order: cmd.newOrder, paymentID: key},
-		event{kind: evExchangeIn, at: now, order: cmd.newOrder, xs: &xsEvent{sale: x.otherSale, other: x.other, diff: diff, fee: x.fee}},
-	), nil
+	key := exchangeAttemptKey(x.otherSale, x.other, attempt)
+	evs = append(evs, event{kind: evOrderPlaced, at: now, saleID: sl.cfg.ID, order: cmd.newOrder, userID: cmd.userID, key: key,
+		tier: uint16(t), qty: uint16(x.qty), amount: amount, expiresAt: now + sl.cfg.HoldMs})
+	if diff <= 0 {
+		evs = append(evs, event{kind: evOrderPaid, at: now, order: cmd.newOrder, paymentID: key})
+	} // else the buyer pays the difference on it (amountDue)
+	evs = append(evs, event{kind: evExchangeIn, at: now, order: cmd.newOrder, xs: &xsEvent{sale: x.otherSale, other: x.other, diff: diff, fee: x.fee}})
+	if len(x.parts) > 0 {
+		evs = append(evs, event{kind: evExchangeInPayments, at: now, order: cmd.newOrder, xs: &xsEvent{parts: x.parts}})
+	}
+	return evs, nil
 }
 
 // applyXSession carries out the events of this file.
@@ -302,10 +412,22 @@ func (st *state) applyXSession(ev *event) error {
 	xs := &st.xs
 	switch ev.kind {
 	case evExchangeIn:
-		if xs.in[o.key] != nil || o.status != StatusPaid {
+		want := StatusPaid
+		if ev.xs.diff > 0 {
+			want = StatusPending // a dearer one awaits the difference
+		}
+		if xs.in[o.key] != nil || o.status != want {
 			return fmt.Errorf("%w: ExchangeIn twice or of a %s order", errCorrupt, o.status)
 		}
 		putLazy(&xs.in, o.key, &xsIn{fromSale: ev.xs.sale, from: ev.xs.other, diff: ev.xs.diff, fee: ev.xs.fee, at: ev.at, state: xsOpen})
+	case evExchangeInPayments:
+		r := xs.in[o.key]
+		if r == nil || r.parts != nil || len(ev.xs.parts) == 0 {
+			return fmt.Errorf("%w: ExchangeInPayments of no exchange, twice, or of none", errCorrupt)
+		}
+		n := *r
+		n.parts = ev.xs.parts
+		xs.in[o.key] = &n
 	case evExchangeInSettled, evExchangeInUndone:
 		r := xs.in[o.key]
 		if r == nil || r.state != xsOpen {
@@ -315,8 +437,11 @@ func (st *state) applyXSession(ev *event) error {
 		n.state = xsSettled
 		if ev.kind == evExchangeInUndone {
 			n.state = xsUndone
-			if o.status == StatusPaid { // an admin may have refunded it meanwhile
+			if o.status == StatusPaid && !o.needsRefund { // an admin may have refunded it meanwhile
 				st.revokeOnRefund(o, sl, ev.at)
+				if r.diff > 0 { // the difference the buyer paid goes back; the rest is the old order's
+					st.addPayoutOf(o, PayoutExchangeUndone, o.paymentID, r.diff, r.diff, sl.cfg.Currency, true, ev.at) // payouts.go
+				}
 				if err := st.applyRefund(o, sl, ev); err != nil {
 					return err
 				}
@@ -348,18 +473,14 @@ func (st *state) fillXSession(o *order, v *Order) {
 	}
 	id := st.sales[o.sale].cfg.ID
 	if r := st.xs.in[o.key]; r != nil {
-		status := ExchangeCompleted
-		switch r.state {
-		case xsOpen:
-			status = ExchangeAwaitingRelease
-		case xsUndone:
-			status = ExchangeLapsed
-		}
 		if v.Refunds == nil {
 			v.Refunds = &OrderRefunds{}
 		}
 		v.Refunds.ExchangedFrom = &Exchange{FromOrderID: formatOrderID(r.fromSale, r.from), ToOrderID: formatOrderID(id, o.key),
-			DifferenceCents: r.diff, FeeCents: r.fee, AtMs: r.at, Status: status}
+			DifferenceCents: r.diff, FeeCents: r.fee, AtMs: r.at, Status: st.xsStatus(r, o)}
+		if r.diff > 0 {
+			v.Refunds.AmountDueCents = r.diff // its payment is the difference
+		}
 	}
 	if r := st.xs.out[o.key]; r != nil {
 		if v.Refunds == nil {
@@ -389,7 +510,8 @@ func (e *Engine) exchangeAcross(ctx context.Context, orderID, userID string, req
 	newKey := newOrderKey()
 	var got orderKey
 	err = e.one(ctx, req.SaleID, command{kind: cmdXSession, saleID: req.SaleID, userID: chk.user, tierID: req.TierID, newOrder: newKey,
-		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee,
+			parts: chk.parts}},
 		func(r *result) { got = r.orderKey })
 	if err != nil {
 		return Order{}, err
@@ -430,6 +552,28 @@ func (e *Engine) settleOne(ctx context.Context, p xsPending) error {
 		xs: &xsCommand{op: xsSettle, ok: err == nil}}, func(*result) {})
 }
 
+// kickExchange runs steps (b) and (c) beside the caller once a payment
+// made o, the new order of an exchange into another session, paid: the
+// payment's answer does not wait for the source shard. A kick that fails
+// (stopping, overloaded) is left to the sweeper.
+func (e *Engine) kickExchange(o *Order) {
+	if o.Refunds == nil || o.Refunds.ExchangedFrom == nil || o.Refunds.ExchangedFrom.Status != ExchangeAwaitingRelease {
+		return
+	}
+	saleID, key, ok := parseOrderID(o.ID)
+	if !ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), xsKickTimeout)
+		defer cancel()
+		e.finishAcross(ctx, saleID, key) //nolint:errcheck // the sweeper retries
+	}()
+}
+
+// xsKickTimeout bounds a kick; the sweeper finishes what it leaves.
+const xsKickTimeout = 30 * time.Second
+
 // SettleExchanges finishes every exchange into another session whose old
 // order was not released yet (a crash between its steps): it releases
 // the old order and settles the new one, or revokes the new one when the
@@ -463,12 +607,16 @@ func (e *Engine) SettleExchanges(ctx context.Context) (int, error) {
 
 // Event bodies:
 //
-//	ExchangeIn                        at newKey fromSale fromKey difference fee (after the new order's OrderPlaced and OrderPaid)
+//	ExchangeIn                        at newKey fromSale fromKey difference fee (after the new order's OrderPlaced, and OrderPaid unless the difference > 0)
+//	ExchangeInPayments                at newKey n {paymentID took total}* (after ExchangeIn)
 //	ExchangedOut                      at oldKey toSale toKey difference fee
 //	ExchangeInSettled, ExchangeInUndone  at newKey
 func appendXSessionEvent(b []byte, ev *event) []byte {
 	b = binary.AppendVarint(b, ev.at)
 	b = append(b, ev.order[:]...)
+	if ev.kind == evExchangeInPayments {
+		return appendPaymentParts(b, ev.xs.parts)
+	}
 	if ev.kind == evExchangeIn || ev.kind == evExchangedOut {
 		b = appendString(b, ev.xs.sale)
 		b = append(b, ev.xs.other[:]...)
@@ -481,6 +629,10 @@ func appendXSessionEvent(b []byte, ev *event) []byte {
 func decodeXSessionEvent(d *decoder, ev *event) {
 	ev.at = d.varint()
 	ev.order = d.key()
+	if ev.kind == evExchangeInPayments {
+		ev.xs = &xsEvent{parts: d.paymentParts()}
+		return
+	}
 	if ev.kind == evExchangeIn || ev.kind == evExchangedOut {
 		ev.xs = &xsEvent{sale: d.str(IDLenMax), other: d.key(), diff: d.varint(), fee: d.varint()}
 	}
@@ -490,8 +642,78 @@ func decodeXSessionEvent(d *decoder, ev *event) {
 //
 //	nin  | {newKey fromSale fromKey difference fee atMs state}*
 //	nout | {oldKey toSale toKey difference fee atMs}*
+//
+// The payments' section (tag 82), restored after tag 73, by new order key:
+//
+//	nin | {newKey n {paymentID took total}*}*
 func init() {
 	registerSnapshotSection(snapshotSection{tag: xsessionSectionTag, freeze: freezeXSession, restore: restoreXSession})
+	registerSnapshotSection(snapshotSection{tag: xsPaymentsTag, freeze: freezeXSPayments, restore: restoreXSPayments})
+}
+
+func freezeXSPayments(st *state) func([]byte) []byte {
+	var keys []orderKey
+	var parts [][]paymentPart // never modified: shared
+	for _, k := range sortedKeys(st.xs.in) {
+		if r := st.xs.in[k]; r.parts != nil {
+			keys, parts = append(keys, k), append(parts, r.parts)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return func(b []byte) []byte {
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for i, k := range keys {
+			b = append(b, k[:]...)
+			b = appendPaymentParts(b, parts[i])
+		}
+		return b
+	}
+}
+
+func restoreXSPayments(st *state, body []byte) error {
+	d := decoder{b: body}
+	for range d.uvarint(uint64(len(st.xs.in))) {
+		k := d.key()
+		parts := d.paymentParts()
+		r := st.xs.in[k]
+		if d.err != nil || r == nil || r.parts != nil || len(parts) == 0 {
+			d.fail("payments of an exchange in not held, twice, or none")
+			break
+		}
+		n := *r
+		n.parts = parts
+		st.xs.in[k] = &n
+	}
+	return d.finish("cross-session exchange payments section")
+}
+
+// xsPartsMax bounds the payments an order's money came from (a chain of
+// exchanges, each adding at most one).
+const xsPartsMax = 64
+
+func appendPaymentParts(b []byte, parts []paymentPart) []byte {
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, p := range parts {
+		b = appendString(b, p.paymentID)
+		b = binary.AppendVarint(b, p.took)
+		b = binary.AppendVarint(b, p.total)
+	}
+	return b
+}
+
+func (d *decoder) paymentParts() []paymentPart {
+	n := d.uvarint(xsPartsMax)
+	var parts []paymentPart
+	for range n {
+		p := paymentPart{paymentID: d.str(PaymentIDLenMax), took: d.varint(), total: d.varint()}
+		if d.err != nil {
+			return nil
+		}
+		parts = append(parts, p)
+	}
+	return parts
 }
 
 func freezeXSession(st *state) func([]byte) []byte {

@@ -101,8 +101,16 @@ func TestXSessionExchangeDownAndEven(t *testing.T) {
 	if got := tierCounts(t, e, dst); !slices.Equal(got, []TierCounts{{Sold: 1, Available: 3}, {Available: 4}}) {
 		t.Fatalf("target counts %+v", got)
 	}
-	_, err = e.RequestRefund(ctx, down.ID, "bob", "")
-	wantCode(t, err, CodeRefundNotAllowed) // its money is in the other sale's payment
+	// Its refund goes back through the old order's payment, which still
+	// holds 8000 - 3000 = 5000 of the buyer's money: 4700 less the rule's
+	// fee (10 % + 200 = 670).
+	back, err := e.RequestRefund(ctx, down.ID, "bob", "")
+	if err != nil || back.Status != StatusRefunded || len(back.Payouts) != 1 {
+		t.Fatalf("refund of the new order: %+v %v", back, err)
+	}
+	if p := back.Payouts[0]; p.Reason != PayoutRefundRequest || p.AmountCents != 4030 || p.PaymentID != seat.PaymentID || p.TotalCents != 8000 {
+		t.Fatalf("refund payout %+v", p)
+	}
 
 	even := paidOrder(t, e, src, "floor", 1, "ann") // 5000 = 4700 + 300
 	got, err := e.Exchange(ctx, even.ID, "ann", ExchangeRequest{SaleID: dst, TierID: "floor"})
@@ -116,8 +124,6 @@ func TestXSessionExchangeDownAndEven(t *testing.T) {
 	// Refusals change nothing.
 	floor := paidOrder(t, e, src, "floor", 1, "cy")
 	before := [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}
-	_, err = e.Exchange(ctx, floor.ID, "cy", ExchangeRequest{SaleID: dst, TierID: "seat"})
-	wantCode(t, err, CodeExchangeNotAllowed) // dearer: not offered across sessions
 	other := ruleSale("other", clock, 4, autoRefund, exchange24h)
 	other.Event = "another-show"
 	if _, _, err := e.PutSale(ctx, other); err != nil {
@@ -130,7 +136,7 @@ func TestXSessionExchangeDownAndEven(t *testing.T) {
 	if after := [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}; !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refusal changed counts: %+v, want %+v", after, before)
 	}
-	for range 2 { // bob and ann took two of four
+	for range 3 { // ann took one of four (bob's went back with his refund)
 		paidOrder(t, e, dst, "floor", 1, "dee")
 	}
 	before = [2][]TierCounts{tierCounts(t, e, src), tierCounts(t, e, dst)}
@@ -272,13 +278,17 @@ func xsTryStepA(e *Engine, oldID, dst, tier string) (string, error) {
 	return formatOrderID(dst, got), err
 }
 
-// TestXSessionRandomized mixes purchases, payments, expiries, refunds,
-// cross-session exchanges (whole, and cut after step (a) as a crash does)
-// and restarts (replay, snapshot) over two sessions in different shards.
-// After every step no tier has sold + held above its stock; after every
-// sweep no exchange is open, and for every exchange the buyer does not
-// hold both the old and the new order valid, and the new order was
-// revoked only if the old one was not released for it.
+// TestXSessionRandomized mixes purchases, payments (some after their
+// hold ended), expiries, admin and buyer refunds (of new orders too),
+// check-ins, cross-session exchanges up and down (whole, and cut after
+// step (a) as a crash does) and restarts (replay, snapshot) over two
+// sessions in different shards. After every step no tier has sold + held
+// above its stock; after every sweep no paid exchange is open, no buyer
+// holds both orders of an exchange valid, the old order was released
+// exactly when the exchange completed, at most one order of an exchange
+// admitted anyone, no payment paid out more than it took, and the money
+// balances: payments in - payouts = amounts of valid orders + fees kept
+// (exchange fees of completed exchanges, refund fees).
 func TestXSessionRandomized(t *testing.T) {
 	seed := testSeed(t)
 	t.Logf("seed %d", seed)
@@ -286,6 +296,7 @@ func TestXSessionRandomized(t *testing.T) {
 	clock := newFakeClock()
 	j := newMemJournal()
 	e := openTest(t, j, clock, 2)
+	e.xsNoKick = true // the sweep settles: the run replays from its seed
 	ctx := context.Background()
 	const stock = 12
 	src, dst := xsSalesOf(t, e, clock, stock)
@@ -295,7 +306,9 @@ func TestXSessionRandomized(t *testing.T) {
 	type pair struct{ old, new string }
 	var pairs []pair
 	isNew := map[string]bool{}
-	done, undone := 0, 0
+	paidIn := map[string]int64{} // payment event id → what it took
+	admitted := map[string]bool{}
+	done, undone, dearer, payments := 0, 0, 0, 0
 
 	checkCounts := func(step int) {
 		for _, s := range sales {
@@ -321,11 +334,65 @@ func TestXSessionRandomized(t *testing.T) {
 				t.Fatalf("seed %d step %d: exchange %s → %s still open after a sweep: %+v", seed, step, p.old, p.new, x)
 			case valid(old) && valid(nw):
 				t.Fatalf("seed %d step %d: both %s and %s valid", seed, step, p.old, p.new)
-			case x.Status == ExchangeCompleted && (!released || !valid(nw)):
-				t.Fatalf("seed %d step %d: completed but old %s new %s", seed, step, old.Status, nw.Status)
-			case x.Status == ExchangeLapsed && (released || nw.Status != StatusRefunded || len(nw.Payouts) != 0):
-				t.Fatalf("seed %d step %d: undone but old released %v, new %s %+v", seed, step, released, nw.Status, nw.Payouts)
+			case released != (x.Status == ExchangeCompleted):
+				t.Fatalf("seed %d step %d: old released %v, exchange %s", seed, step, released, x.Status)
+			case x.Status == ExchangeAwaitingPayment && nw.Status != StatusPending:
+				t.Fatalf("seed %d step %d: awaiting payment, new order %s", seed, step, nw.Status)
+			case admitted[p.old] && admitted[p.new]:
+				t.Fatalf("seed %d step %d: both %s and %s admitted", seed, step, p.old, p.new)
 			}
+		}
+	}
+	checkMoney := func(step int) {
+		var in, out, kept int64
+		for _, v := range paidIn {
+			in += v
+		}
+		outOf := map[string]int64{}
+		for _, id := range orders {
+			o, err := e.Order(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range o.Payouts {
+				out += p.AmountCents
+				outOf[p.PaymentID] += p.AmountCents
+			}
+			if valid(o) {
+				kept += o.AmountCents
+			}
+			if r := o.Refunds; r != nil {
+				if x := r.ExchangedFrom; x != nil && x.Status == ExchangeCompleted {
+					kept += x.FeeCents
+				}
+				if r.Refund != nil {
+					kept += r.Refund.FeeCents
+				}
+			}
+		}
+		for id, n := range outOf {
+			if took, ok := paidIn[id]; !ok || n > took {
+				t.Fatalf("seed %d step %d: payouts of %d through payment %q, which took %d (known %v)", seed, step, n, id, took, ok)
+			}
+		}
+		if in-out != kept {
+			t.Fatalf("seed %d step %d: money in %d - payouts %d = %d, but valid orders and fees keep %d", seed, step, in, out, in-out, kept)
+		}
+	}
+	pay := func(id string) {
+		o, err := e.Order(ctx, id)
+		if err != nil {
+			return
+		}
+		due := o.AmountCents
+		if o.Refunds != nil && o.Refunds.AmountDueCents > 0 {
+			due = o.Refunds.AmountDueCents
+		}
+		payments++
+		ev := fmt.Sprintf("pay-%s-%d", id, payments)
+		_, outcome, err := e.ApplyPayment(ctx, Payment{EventID: ev, OrderID: id, Succeeded: true, AmountCents: due, Currency: "EUR"})
+		if err == nil && (outcome == PaymentApplied || outcome == PaymentDuplicateCharge || outcome == PaymentMismatch) {
+			paidIn[ev] = due
 		}
 	}
 	sweep := func(step int) {
@@ -336,10 +403,11 @@ func TestXSessionRandomized(t *testing.T) {
 			}
 		}
 		checkPairs(step)
+		checkMoney(step)
 	}
 	pick := func() string { return orders[rng.IntN(len(orders))] }
 	for step := range 400 {
-		switch op := rng.IntN(12); {
+		switch op := rng.IntN(14); {
 		case op < 3 || len(orders) == 0: // buy, and pay most
 			o, err := buy(t, e, sales[rng.IntN(2)], tiers[rng.IntN(2)], 1, fmt.Sprint("u", rng.IntN(6)), "")
 			if err != nil {
@@ -347,13 +415,12 @@ func TestXSessionRandomized(t *testing.T) {
 			}
 			orders = append(orders, o.ID)
 			if rng.IntN(4) > 0 {
-				e.ApplyPayment(ctx, Payment{EventID: "pay-" + o.ID, OrderID: o.ID, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+				pay(o.ID)
 			}
-		case op == 3: // pay a random order (a pending one gets paid, others are refused or kept)
+		case op == 3: // pay a random order that is not paid (pending, or late)
 			id := pick()
-			o, err := e.Order(ctx, id)
-			if err == nil && o.Status == StatusPending {
-				e.ApplyPayment(ctx, Payment{EventID: "pay-" + id, OrderID: id, Succeeded: true, AmountCents: o.AmountCents, Currency: "EUR"})
+			if o, err := e.Order(ctx, id); err == nil && (o.Status == StatusPending || o.Status == StatusExpired && rng.IntN(2) == 0) {
+				pay(id)
 			}
 		case op == 4: // time passes: holds expire
 			clock.Advance(4 * time.Minute)
@@ -362,9 +429,6 @@ func TestXSessionRandomized(t *testing.T) {
 			}
 		case op >= 5 && op <= 7: // a whole exchange, or one cut after step (a)
 			id := pick()
-			if isNew[id] {
-				break
-			}
 			from, _, _ := parseOrderID(id)
 			to := sales[0]
 			if from == to {
@@ -375,15 +439,22 @@ func TestXSessionRandomized(t *testing.T) {
 				break
 			}
 			var nw string
+			tier := tiers[rng.IntN(2)]
 			if op < 7 {
-				n, err := e.Exchange(ctx, id, o.UserID, ExchangeRequest{SaleID: to, TierID: tiers[rng.IntN(4)/3]})
+				n, err := e.Exchange(ctx, id, o.UserID, ExchangeRequest{SaleID: to, TierID: tier})
 				if err != nil {
 					break
 				}
 				nw = n.ID
 				done++
+				if n.Status == StatusPending {
+					dearer++
+					if rng.IntN(3) > 0 {
+						pay(nw)
+					}
+				}
 			} else {
-				if nw, err = xsTryStepA(e, id, to, tiers[rng.IntN(4)/3]); err != nil {
+				if nw, err = xsTryStepA(e, id, to, tier); err != nil {
 					break
 				}
 				if rng.IntN(3) == 0 {
@@ -395,12 +466,22 @@ func TestXSessionRandomized(t *testing.T) {
 				isNew[nw] = true
 				orders = append(orders, nw)
 			}
-		case op == 8: // an admin refunds an order (perhaps one whose exchange is cut: its sweep undoes)
+		case op == 8: // an admin refunds an order; a new one only once its exchange completed
 			id := pick()
-			if !isNew[id] {
+			if o, err := e.Order(ctx, id); err == nil && (!isNew[id] || o.Refunds.ExchangedFrom.Status == ExchangeCompleted) {
 				e.Refund(ctx, id, false)
 			}
-		case op == 9: // restart, sometimes from a snapshot
+		case op == 9: // the buyer asks for a refund under the rule (fee kept)
+			id := pick()
+			if o, err := e.Order(ctx, id); err == nil {
+				e.RequestRefund(ctx, id, o.UserID, "")
+			}
+		case op == 10: // the door scans a ticket
+			id := pick()
+			if _, err := e.CheckInTicket(ctx, id+".0", "north"); err == nil {
+				admitted[id] = true
+			}
+		case op == 11: // restart, sometimes from a snapshot
 			e.Close()
 			if rng.IntN(2) == 0 {
 				for i, s := range e.shards {
@@ -410,6 +491,7 @@ func TestXSessionRandomized(t *testing.T) {
 				}
 			}
 			e = openTest(t, j, clock, 2)
+			e.xsNoKick = true
 			sweep(step)
 		default:
 			sweep(step)
@@ -422,9 +504,9 @@ func TestXSessionRandomized(t *testing.T) {
 			undone++
 		}
 	}
-	t.Logf("seed %d: %d orders, %d exchanges (%d whole at once, %d revoked)", seed, len(orders), len(pairs), done, undone)
-	if len(pairs) == 0 || done == 0 {
-		t.Fatalf("seed %d: a random run without a cross-session exchange", seed)
+	t.Logf("seed %d: %d orders, %d exchanges (%d whole at once, %d dearer, %d lapsed or revoked)", seed, len(orders), len(pairs), done, dearer, undone)
+	if len(pairs) == 0 || done == 0 || dearer == 0 {
+		t.Fatalf("seed %d: a random run without a cross-session exchange, or a dearer one", seed)
 	}
 }
 

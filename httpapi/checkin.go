@@ -28,7 +28,8 @@ type checkInBody struct {
 const syncScansMax = 200
 
 // checkIn: POST /v1/checkin {"code", "gate"}: 200 admitted; 409
-// already_checked_in (with the first gate and time) or ticket_revoked; 422
+// already_checked_in (with the first gate and time), ticket_revoked or
+// exchange_in_progress (engine/xsession.go); 422
 // invalid_ticket for a code that does not verify; 403 for a sale the
 // caller may not scan. The admin may still send {"ticket": "<order_id>.<n>"}.
 func (s *Server) checkIn(ctx *fasthttp.RequestCtx, _ []byte, who principal) {

@@ -115,6 +115,7 @@ var problemTable = map[string]problemInfo{
 	string(engine.CodeRefundNotAllowed):     {409, "Refunds not allowed by the sale"},
 	string(engine.CodeRefundWindowClosed):   {409, "Refund window closed"},
 	string(engine.CodeExchangeNotAllowed):   {409, "Exchange not allowed by the sale"},
+	string(engine.CodeExchangeInProgress):   {409, "Exchange in progress"},
 	string(engine.CodeExchangeWindowClosed): {409, "Exchange window closed"},
 	string(engine.CodeUnknownQueueItem):     {404, "No such refund queue item"},
 	// Queued sales (queue.go).
