@@ -132,7 +132,8 @@ type Engine struct {
 	archivedSales  atomic.Int64
 	archivedOrders atomic.Int64
 
-	xsNoKick bool // tests: payments leave cross-session exchanges to SettleExchanges (xsession.go)
+	xsNoKick bool          // tests: payments leave cross-session exchanges to SettleExchanges (xsession.go)
+	xsKicked chan struct{} // tests: told when a kick has finished (xsession.go)
 }
 
 // Open recovers the state from the journal (newest snapshot of each shard,

@@ -16,6 +16,9 @@ func (st *state) decideRefund(o *order, force bool, now int64, evs []event) ([]e
 	if o.status != StatusPaid {
 		return evs, reject(CodeInvalidOrderState, "order is %s; only a paid order can be refunded", o.status)
 	}
+	if st.xsInProgress(o) { // xsession.go
+		return evs, reject(CodeInvalidOrderState, "its exchange from another session is not settled yet; ask again once it is")
+	}
 	if used := bits.OnesCount64(o.checkedIn); used > 0 {
 		if !force {
 			return evs, reject(CodeTicketUsed, "%d of the order's %d tickets were checked in; refund with force to return the money and keep those tickets sold", used, o.qty)

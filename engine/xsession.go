@@ -568,6 +568,9 @@ func (e *Engine) kickExchange(o *Order) {
 		ctx, cancel := context.WithTimeout(context.Background(), xsKickTimeout)
 		defer cancel()
 		e.finishAcross(ctx, saleID, key) //nolint:errcheck // the sweeper retries
+		if e.xsKicked != nil {
+			e.xsKicked <- struct{}{}
+		}
 	}()
 }
 

@@ -15,6 +15,7 @@ const scanEveryMs = 250;
 const reasons = {
   already_checked_in: (p) => `Already checked in${p.first_gate ? " at " + p.first_gate : ""}${p.first_checked_in_at ? ", " + p.first_checked_in_at.replace("T", " ").replace(/\.\d+Z$/, " UTC") : ""}`,
   ticket_revoked: () => "Ticket revoked: refunded, or an old copy of a re-issued ticket",
+  exchange_in_progress: () => "Not yet: this ticket's exchange from another session is still being settled",
   invalid_ticket: () => "Not a ticket of this server",
   forbidden: () => "Not for this entrance: another sale",
   invalid_request: (p) => "Check the scanner's settings: " + (p.detail || "gate missing"),
