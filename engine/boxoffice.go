@@ -293,7 +293,11 @@ func (e *Engine) PayAtCounter(ctx context.Context, orderID, key string, p Counte
 	case len(p.Reference) > CounterReferenceLenMax:
 		return Order{}, reject(CodeInvalidRequest, "reference must have at most %d bytes", CounterReferenceLenMax)
 	}
-	return e.orderCommand(ctx, orderID, command{kind: cmdCounterPay, key: key, box: &BoxOffice{Counter: &p}})
+	o, err := e.orderCommand(ctx, orderID, command{kind: cmdCounterPay, key: key, box: &BoxOffice{Counter: &p}})
+	if err == nil && !e.xsNoKick {
+		e.kickExchange(&o) // xsession.go: a difference paid at the counter settles like one paid online
+	}
+	return o, err
 }
 
 // moveBoxOffice moves each box-office record to the new shard of its order's
