@@ -47,20 +47,11 @@ func xsSalesOf(t *testing.T, e *Engine, clock *fakeClock, stock int) (src, dst s
 // leaves them, and returns the new order's id.
 func xsStepA(t *testing.T, e *Engine, oldID, dst, tier string) string {
 	t.Helper()
-	ctx := context.Background()
-	saleID, key, _ := parseOrderID(oldID)
-	var chk *xsResult
-	if err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, xs: &xsCommand{op: xsCheck, otherSale: dst}},
-		func(r *result) { chk = r.xs }); err != nil {
+	id, err := xsTryStepA(e, oldID, dst, tier)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var got orderKey
-	if err := e.one(ctx, dst, command{kind: cmdXSession, saleID: dst, userID: chk.user, tierID: tier, newOrder: newOrderKey(),
-		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
-		func(r *result) { got = r.orderKey }); err != nil {
-		t.Fatal(err)
-	}
-	return formatOrderID(dst, got)
+	return id
 }
 
 // TestXSessionExchangeDownAndEven: an order moves to another session in
@@ -261,6 +252,12 @@ func TestXSessionEventsRoundTrip(t *testing.T) {
 
 // xsTryStepA is xsStepA that reports a refusal instead of failing.
 func xsTryStepA(e *Engine, oldID, dst, tier string) (string, error) {
+	return xsStepAWith(e, oldID, dst, tier, true)
+}
+
+// xsStepAWith is xsTryStepA; without withParts, step (a) logs no
+// ExchangeInPayments, as a build before those records did.
+func xsStepAWith(e *Engine, oldID, dst, tier string, withParts bool) (string, error) {
 	ctx := context.Background()
 	saleID, key, _ := parseOrderID(oldID)
 	var chk *xsResult
@@ -271,9 +268,12 @@ func xsTryStepA(e *Engine, oldID, dst, tier string) (string, error) {
 	if chk.done != "" {
 		return chk.done, nil
 	}
+	if !withParts {
+		chk.parts = nil
+	}
 	var got orderKey
 	err := e.one(ctx, dst, command{kind: cmdXSession, saleID: dst, userID: chk.user, tierID: tier, newOrder: newOrderKey(),
-		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee}},
+		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee, parts: chk.parts}},
 		func(r *result) { got = r.orderKey })
 	return formatOrderID(dst, got), err
 }
@@ -532,4 +532,38 @@ func TestXSessionArchived(t *testing.T) {
 	}
 	_, err = e.Exchange(ctx, o.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "floor"})
 	wantCode(t, err, CodeSaleArchived)
+}
+
+// TestXSessionBeforePaymentRecords: a new order whose step (a) logged no
+// payments (a build before ExchangeInPayments) keeps the old rule once
+// settled: its buyer's refund and exchange are refused, and an admin's
+// refund is a manual payout against the pseudo payment id, which no
+// provider knows.
+func TestXSessionBeforePaymentRecords(t *testing.T) {
+	clock := newFakeClock()
+	e := openTest(t, newMemJournal(), clock, 2)
+	ctx := context.Background()
+	src, dst := xsSales(t, e, clock)
+	old := paidOrder(t, e, src, "seat", 1, "bob")
+	nw, err := xsStepAWith(e, old.ID, dst, "floor", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SettleExchanges(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := xsStatusOf(t, e, nw); s != ExchangeCompleted {
+		t.Fatalf("status %s", s)
+	}
+	_, err = e.RequestRefund(ctx, nw, "bob", "")
+	wantCode(t, err, CodeRefundNotAllowed)
+	_, err = e.Exchange(ctx, nw, "bob", ExchangeRequest{TierID: "seat"})
+	wantCode(t, err, CodeExchangeNotAllowed)
+	o, err := e.Refund(ctx, nw, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Payouts) != 1 || o.Payouts[0].Status != PayoutManual || o.Payouts[0].PaymentID != "exchange of "+old.ID {
+		t.Fatalf("payouts %+v", o.Payouts)
+	}
 }
