@@ -563,7 +563,7 @@ func (a *app) listen(sec secrets) error {
 				w.Wake()
 			}
 		},
-		Route: a.fleet.route(),
+		Route: a.fleet.route(a),
 	})
 	a.queueSeedKey = engine.DeriveQueueSeedKey([]byte(sec.DataKey))
 	ln, err := net.Listen("tcp", o.addr)
@@ -1455,12 +1455,20 @@ func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode,
 	return n, nil
 }
 
-// route is httpapi.Config.Route: nil on a single node.
-func (n *fleetNode) route() func(*fasthttp.RequestCtx) bool {
+// route is httpapi.Config.Route: nil on a single node. A payment
+// provider's notification goes to the partition of the order it names,
+// which only the API server can read (a WeChat Pay body is encrypted):
+// a.srv, set before the server serves its first request.
+func (n *fleetNode) route(a *app) func(*fasthttp.RequestCtx) bool {
 	if n == nil {
 		return nil
 	}
-	return n.fleet.Route
+	return func(ctx *fasthttp.RequestCtx) bool {
+		if order, ok := a.srv.NotificationOrder(ctx); ok {
+			return n.fleet.RouteOrder(ctx, order)
+		}
+		return n.fleet.Route(ctx)
+	}
 }
 
 // recover waits for a partition's lease, then opens its journal (which
