@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,4 +117,249 @@ func TestFleetProviderNotifications(t *testing.T) {
 
 func partitionOfSale(orderID string) int {
 	return fleet.PartitionOf([]byte(orderID[:strings.LastIndexByte(orderID, '.')]), 2)
+}
+
+// smtpSink is an SMTP server on loopback that keeps every message's
+// data: just what net/smtp's client says, no TLS, no auth.
+type smtpSink struct {
+	addr string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func startSMTPSink(t *testing.T) *smtpSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &smtpSink{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *smtpSink) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprint(c, "220 sink\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+			fmt.Fprint(c, "250 sink\r\n")
+		case cmd == "DATA":
+			fmt.Fprint(c, "354 go on\r\n")
+			var data strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				data.WriteString(l)
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, data.String())
+			s.mu.Unlock()
+			fmt.Fprint(c, "250 kept\r\n")
+		case cmd == "QUIT":
+			fmt.Fprint(c, "221 bye\r\n")
+			return
+		default: // MAIL, RCPT, RSET, NOOP
+			fmt.Fprint(c, "250 ok\r\n")
+		}
+	}
+}
+
+// count is how many messages contain every one of parts.
+func (s *smtpSink) count(parts ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.msgs {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(m, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFleetDeliveriesAndFollows: over two partitions, a follower of an
+// event is mailed each phase of event.on_sale (announced, open) once for
+// the event's sale in partition 1 as for the one in partition 0 (the
+// follows are partition 0's); a webhook endpoint's delivery log, asked
+// of either node, lists the deliveries of both partitions newest first
+// under ids that name their partition, and a redelivery of partition 1's
+// delivery asked of partition 0's owner reaches the receiver again.
+func TestFleetDeliveriesAndFollows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and a JetStream server")
+	}
+	var (
+		mu       sync.Mutex
+		received = map[string]int{} // event id -> deliveries
+		byOrder  = map[string]string{}
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			ID   string
+			Data struct {
+				OrderID string `json:"order_id"`
+			}
+		}
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		mu.Lock()
+		received[p.ID]++
+		byOrder[p.Data.OrderID] = p.ID
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+	sink := startSMTPSink(t)
+	f := startSmallFleet(t, []int{0, 1}, "-smtp-addr", sink.addr, "-smtp-from", "tickets@example.com", "-smtp-starttls", "false")
+	a, b := f.nodes[0].addr, f.nodes[1].addr
+	client := &http.Client{Timeout: 10 * time.Second}
+
+	status, raw := call(client, "POST", "http://"+b+"/v1/admin/webhooks", fleetTestAdmin, "",
+		fmt.Sprintf(`{"url":%q,"events":["order.created"],"secret":"fleet-webhook-secret-0123456789"}`, receiver.URL))
+	var hook struct{ ID string }
+	mustJSON(t, status, 201, raw, "register a webhook", &hook)
+	deadline := time.Now().Add(20 * time.Second)
+	for { // partition 1's owner learns of the endpoint through JetStream
+		res, err := client.Get("http://" + b + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(body), `onsale_webhook_endpoint_backlog{endpoint="`+hook.ID+`"}`) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the owner of partition 1 did not start delivering to the endpoint within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A follower of the event, through the node that is not the home one.
+	token := buyerToken(t, client, b)
+	status, raw = call(client, "PATCH", "http://"+b+"/v1/me", token, "", `{"email":"fan@example.com"}`)
+	mustJSON(t, status, 200, raw, "PATCH /v1/me", nil)
+	status, raw = call(client, "POST", "http://"+b+"/v1/me/follows", token, "", `{"kind":"event","value":"FleetTour"}`)
+	mustJSON(t, status, 201, raw, "follow", nil)
+
+	// One sale of the event in each partition, opening in 3 s.
+	p0, p1 := salesInBoth("foll", 1)
+	opens := time.Now().UTC().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+	for _, id := range []string{p0[0], p1[0]} {
+		body := fmt.Sprintf(`{"name":"Sale %s","currency":"EUR","opens_at":%q,"closes_at":%q,"hold_seconds":600,"per_user_limit":10,`+
+			`"event":"FleetTour","city":"Lyon","starts_at":%q,"tiers":[{"id":"ga","name":"GA","price_cents":1000,"stock":100}]}`,
+			id, opens.Format(time.RFC3339), opens.Add(time.Hour).Format(time.RFC3339), opens.Add(48*time.Hour).Format(time.RFC3339))
+		status, raw := call(client, "PUT", "http://"+a+"/v1/admin/sales/"+id, fleetTestAdmin, "", body)
+		mustJSON(t, status, 201, raw, "PUT sale", nil)
+	}
+	mailed := func(sale, phase string) int { return sink.count("To: fan@example.com", "Sale: Sale "+sale+" ", phase) }
+	deadline = time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && (mailed(p0[0], "is open") == 0 || mailed(p1[0], "is open") == 0) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, sale := range []string{p0[0], p1[0]} {
+		for _, phase := range []string{"was announced", "is open"} {
+			if n := mailed(sale, phase); n != 1 {
+				t.Errorf("sale %s (partition %d): %d emails saying it %s to its follower, want 1",
+					sale, fleet.PartitionOf([]byte(sale), 2), n, phase)
+			}
+		}
+	}
+
+	// An order in each partition, partition 1's second: its delivery is
+	// the newest.
+	var orders []string
+	for i, sale := range []string{p0[0], p1[0]} {
+		status, raw := callRetry(client, "POST", "http://"+a+"/v1/sales/"+sale+"/purchase", token, fmt.Sprintf("d%d", i), `{"tier":"ga","quantity":1}`)
+		var o struct {
+			OrderID string `json:"order_id"`
+		}
+		mustJSON(t, purchased(status), 201, raw, "purchase", &o)
+		orders = append(orders, o.OrderID)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			_, ok := byOrder[o.OrderID]
+			mu.Unlock()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("order %s: no order.created delivered within 30s", o.OrderID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	type delivery struct {
+		ID       string `json:"id"`
+		EventID  string `json:"event_id"`
+		Attempts []struct {
+			Redelivery bool `json:"redelivery"`
+		} `json:"attempts"`
+	}
+	var log struct{ Deliveries []delivery }
+	for _, addr := range []string{a, b} {
+		status, raw := call(client, "GET", "http://"+addr+"/v1/admin/webhooks/"+hook.ID+"/deliveries", fleetTestAdmin, "", "")
+		mustJSON(t, status, 200, raw, "deliveries", &log)
+		mu.Lock()
+		want := []string{byOrder[orders[1]], byOrder[orders[0]]}
+		mu.Unlock()
+		if len(log.Deliveries) != 2 || log.Deliveries[0].EventID != want[0] || log.Deliveries[1].EventID != want[1] ||
+			!strings.HasPrefix(log.Deliveries[0].ID, "dlv_p1_") || !strings.HasPrefix(log.Deliveries[1].ID, "dlv_p0_") {
+			t.Fatalf("delivery log from %s: %s, want the events %v newest first, ids dlv_p1_ then dlv_p0_", addr, raw, want)
+		}
+	}
+	status, raw = call(client, "GET", "http://"+a+"/v1/admin/webhooks/"+hook.ID+"/deliveries?limit=1", fleetTestAdmin, "", "")
+	var one struct{ Deliveries []delivery }
+	mustJSON(t, status, 200, raw, "deliveries?limit=1", &one)
+	if len(one.Deliveries) != 1 || one.Deliveries[0].ID != log.Deliveries[0].ID {
+		t.Errorf("delivery log with limit=1: %s, want %s only", raw, log.Deliveries[0].ID)
+	}
+	if status, raw := call(client, "GET", "http://"+a+"/v1/admin/webhooks/wh_nosuch/deliveries", fleetTestAdmin, "", ""); status != 404 {
+		t.Errorf("delivery log of no endpoint: %d %s", status, raw)
+	}
+
+	// Redeliver partition 1's through partition 0's owner.
+	status, raw = call(client, "POST", "http://"+a+"/v1/admin/webhooks/"+hook.ID+"/deliveries/"+log.Deliveries[0].ID+":redeliver", fleetTestAdmin, "", "")
+	var again delivery
+	mustJSON(t, status, 200, raw, "redeliver", &again)
+	if again.ID != log.Deliveries[0].ID || len(again.Attempts) < 2 || !again.Attempts[len(again.Attempts)-1].Redelivery {
+		t.Errorf("redelivery of %s: %s", log.Deliveries[0].ID, raw)
+	}
+	mu.Lock()
+	if n := received[log.Deliveries[0].EventID]; n != 2 {
+		t.Errorf("event %s received %d times after its redelivery, want 2", log.Deliveries[0].EventID, n)
+	}
+	mu.Unlock()
+	status, raw = call(client, "POST", "http://"+a+"/v1/admin/webhooks/"+hook.ID+"/deliveries/dlv_p7_1:redeliver", fleetTestAdmin, "", "")
+	var problem struct{ Code string }
+	mustJSON(t, status, 404, raw, "redeliver of no partition", &problem)
+	if problem.Code != "unknown_delivery" {
+		t.Errorf("redelivery of dlv_p7_1: %s", raw)
+	}
 }

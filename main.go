@@ -1513,6 +1513,12 @@ func (n *fleetNode) recover(a *app) recovery {
 	}
 	logRecovery(a.logger, eng, time.Since(start))
 	a.running.Store(eng)
+	if p == 0 { // the follows are the home partition's: its owner lists them for the others' on_sale emails
+		if err := fleet.ServeFollowers(n.nc, func() bool { return n.fleet.Valid(0) }, eng.Followers); err != nil {
+			eng.Close()
+			return recovery{err: err}
+		}
+	}
 	if !n.o.notify {
 		return recovery{eng: eng}
 	}
@@ -1527,6 +1533,9 @@ func (n *fleetNode) recover(a *app) recovery {
 		return recovery{err: err}
 	}
 	a.notifier.ForPartition(fmt.Sprintf("p%d_", p), endpoints)
+	if p != 0 {
+		a.notifier.FollowersFrom(fleet.AskFollowers(n.nc))
+	}
 	return recovery{eng: eng}
 }
 
