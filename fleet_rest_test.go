@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,4 +364,115 @@ func TestFleetDeliveriesAndFollows(t *testing.T) {
 	if problem.Code != "unknown_delivery" {
 		t.Errorf("redelivery of dlv_p7_1: %s", raw)
 	}
+}
+
+// TestFleetRestoreOnOneNode: a fleet of two partitions with sales and
+// orders in both is restored into one single-node data directory by
+// `onsale restore-fleet` (refused while the fleet runs), which `onsale
+// verify` finds sound; a single node started on it serves every sale and
+// every order, to the buyer who registered on the fleet.
+func TestFleetRestoreOnOneNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and a JetStream server")
+	}
+	f := startSmallFleet(t, []int{0, 1})
+	a, b := f.nodes[0].addr, f.nodes[1].addr
+	client := &http.Client{Timeout: 10 * time.Second}
+	p0, p1 := salesInBoth("rest", 2)
+	sales := append(append([]string(nil), p0...), p1...)
+	now := time.Now().UTC()
+	var items []string
+	for i, id := range sales {
+		items = append(items, fmt.Sprintf(`{"id":%q,"name":"Rest %d","currency":"EUR","opens_at":%q,"closes_at":%q,"hold_seconds":600,`+
+			`"per_user_limit":10,"tiers":[{"id":"ga","name":"GA","price_cents":1000,"stock":100}]}`,
+			id, i, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+	}
+	status, raw := call(client, "POST", "http://"+a+"/v1/admin/sales:load", fleetTestAdmin, "", `{"sales":[`+strings.Join(items, ",")+`]}`)
+	mustJSON(t, status, 200, raw, "sales:load", nil)
+	token := buyerToken(t, client, b)
+	var orders []string
+	for i, sale := range sales {
+		for k := range 3 {
+			status, raw := callRetry(client, "POST", "http://"+[]string{a, b}[k%2]+"/v1/sales/"+sale+"/purchase", token,
+				fmt.Sprintf("r%d-%d", i, k), `{"tier":"ga","quantity":1}`)
+			var o struct {
+				OrderID string `json:"order_id"`
+			}
+			mustJSON(t, purchased(status), 201, raw, "purchase", &o)
+			orders = append(orders, o.OrderID)
+		}
+	}
+
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join(f.nodes[0].dir, "secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets.json"), src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore := []string{"restore-fleet", "-nats", f.js.URL(), "-fleet-partitions", "2", "-nats-replicas", "1", "-shards", "4", "-data", dir}
+	var out strings.Builder
+	if err := run(t.Context(), restore, &out, nil); err == nil || !strings.Contains(err.Error(), "leased") {
+		t.Fatalf("restore-fleet while the fleet runs: %v, want a refusal naming the leases", err)
+	}
+	for _, n := range f.nodes {
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		<-n.exited
+	}
+	deadline := time.Now().Add(20 * time.Second) // the leases end within 2 s of the last renewal
+	for {
+		err = run(t.Context(), restore, &out, nil)
+		if err == nil || !strings.Contains(err.Error(), "leased") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restore-fleet: %v\n%s", err, out.String())
+	}
+	if err := run(t.Context(), []string{"verify", "-data", dir}, &out, nil); err != nil {
+		t.Fatalf("verify of the restored directory: %v", err)
+	}
+	if err := run(t.Context(), restore, &out, nil); err == nil || !strings.Contains(err.Error(), "holds a log already") {
+		t.Errorf("restore-fleet into a directory that has a log: %v", err)
+	}
+
+	// One node on it: every sale and order, to the same buyer.
+	bin, err := fleetBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "-addr", addr, "-data", dir, "-shards", "4", "-user-rate", "0", "-min-free-disk", "0")
+	cmd.Stderr = &prefixWriter{prefix: "single: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitReady(t, addr, 30*time.Second)
+	status, raw = call(client, "POST", "http://"+addr+"/v1/sessions", "", "", `{"username":"fleetbuyer","password":"correct horse battery"}`)
+	var session struct{ Token string }
+	mustJSON(t, status, 200, raw, "log in on the single node with the fleet's account", &session)
+	token = session.Token
+	status, raw = call(client, "GET", "http://"+addr+"/v1/admin/sales", fleetTestAdmin, "", "")
+	var l struct{ Sales []struct{ ID string } }
+	mustJSON(t, status, 200, raw, "admin sales", &l)
+	if len(l.Sales) != len(sales) {
+		t.Errorf("the single node lists %d sales, want %d: %s", len(l.Sales), len(sales), raw)
+	}
+	for _, id := range orders {
+		if status, raw := call(client, "GET", "http://"+addr+"/v1/orders/"+id, token, "", ""); status != 200 {
+			t.Errorf("order %s on the single node: %d %s", id, status, raw)
+		}
+	}
+	status, raw = call(client, "GET", "http://"+addr+"/v1/me/orders?limit=100", token, "", "")
+	var mine struct{ Orders []struct{} }
+	mustJSON(t, status, 200, raw, "me/orders", &mine)
+	if len(mine.Orders) != len(orders) {
+		t.Errorf("the buyer has %d orders on the single node, want %d", len(mine.Orders), len(orders))
+	}
+	// It sells on: the sales are live there.
+	status, raw = call(client, "POST", "http://"+addr+"/v1/sales/"+p1[0]+"/purchase", token, "after", `{"tier":"ga","quantity":1}`)
+	mustJSON(t, status, 201, raw, "purchase on the single node", nil)
 }
