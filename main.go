@@ -1579,7 +1579,7 @@ func (n *fleetNode) backupAnswer(shards int) error {
 	}
 	streams = append(streams, "KV_onsale_users", "KV_onsale_fleet")
 	return fmt.Errorf("%w: back it up with `nats stream backup <stream> <dir>` for each of its streams (%s), "+
-		"restored into a JetStream cluster with `nats stream restore <dir>` (README, \"Running a fleet\")",
+		"restored into a JetStream cluster with `nats stream restore <dir>`, or onto one node with `onsale restore-fleet` (README, \"Running a fleet\")",
 		httpapi.ErrBackupInJetStream, strings.Join(streams, ", "))
 }
 
