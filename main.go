@@ -376,6 +376,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 			return runVerify(args[1:], stderr)
 		case "verify-draw":
 			return runVerifyDraw(args[1:], stderr)
+		case "restore-fleet":
+			return runRestoreFleet(ctx, args[1:], stderr) // the fleet part, at the end of this file
 		}
 	}
 	return runWith(ctx, args, stderr, ready, seams{})
@@ -563,7 +565,7 @@ func (a *app) listen(sec secrets) error {
 				w.Wake()
 			}
 		},
-		Route: a.fleet.route(),
+		Route: a.fleet.route(a),
 	})
 	a.queueSeedKey = engine.DeriveQueueSeedKey([]byte(sec.DataKey))
 	ln, err := net.Listen("tcp", o.addr)
@@ -1457,12 +1459,20 @@ func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode,
 	return n, nil
 }
 
-// route is httpapi.Config.Route: nil on a single node.
-func (n *fleetNode) route() func(*fasthttp.RequestCtx) bool {
+// route is httpapi.Config.Route: nil on a single node. A payment
+// provider's notification goes to the partition of the order it names,
+// which only the API server can read (a WeChat Pay body is encrypted):
+// a.srv, set before the server serves its first request.
+func (n *fleetNode) route(a *app) func(*fasthttp.RequestCtx) bool {
 	if n == nil {
 		return nil
 	}
-	return n.fleet.Route
+	return func(ctx *fasthttp.RequestCtx) bool {
+		if order, ok := a.srv.NotificationOrder(ctx); ok {
+			return n.fleet.RouteOrder(ctx, order)
+		}
+		return n.fleet.Route(ctx)
+	}
 }
 
 // recover waits for a partition's lease, then opens its journal (which
@@ -1507,6 +1517,12 @@ func (n *fleetNode) recover(a *app) recovery {
 	}
 	logRecovery(a.logger, eng, time.Since(start))
 	a.running.Store(eng)
+	if p == 0 { // the follows are the home partition's: its owner lists them for the others' on_sale emails
+		if err := fleet.ServeFollowers(n.nc, func() bool { return n.fleet.Valid(0) }, eng.Followers); err != nil {
+			eng.Close()
+			return recovery{err: err}
+		}
+	}
 	if !n.o.notify {
 		return recovery{eng: eng}
 	}
@@ -1521,6 +1537,9 @@ func (n *fleetNode) recover(a *app) recovery {
 		return recovery{err: err}
 	}
 	a.notifier.ForPartition(fmt.Sprintf("p%d_", p), endpoints)
+	if p != 0 {
+		a.notifier.FollowersFrom(fleet.AskFollowers(n.nc))
+	}
 	return recovery{eng: eng}
 }
 
@@ -1562,6 +1581,89 @@ func (n *fleetNode) backupAnswer(shards int) error {
 	}
 	streams = append(streams, "KV_onsale_users", "KV_onsale_fleet")
 	return fmt.Errorf("%w: back it up with `nats stream backup <stream> <dir>` for each of its streams (%s), "+
-		"restored into a JetStream cluster with `nats stream restore <dir>` (README, \"Running a fleet\")",
+		"restored into a JetStream cluster with `nats stream restore <dir>`, or onto one node with `onsale restore-fleet` (README, \"Running a fleet\")",
 		httpapi.ErrBackupInJetStream, strings.Join(streams, ", "))
+}
+
+// runRestoreFleet is `onsale restore-fleet`: a fleet's sales, from every
+// partition's log in JetStream, and its accounts written to a single
+// node's data directory (httpapi/fleet restore.go), which must hold the
+// fleet's secrets.json (its data key signs the tickets and seals the
+// webhook secrets) and no log yet. The streams are read from a JetStream:
+// the fleet's own, stopped, or any other into which `nats stream restore`
+// put the backups of onsale_p<N>_<S>, OBJ_onsale_p<N>_snap and
+// KV_onsale_users.
+func runRestoreFleet(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onsale restore-fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := envDefaults{fs: fs}
+	var data, natsURL string
+	var partitions, replicas, shards int
+	env.str(&data, "data", "ONSALE_DATA", "./onsale-data", "the single node's data directory to write: the fleet's secrets.json in it, no log yet")
+	env.str(&natsURL, "nats", "ONSALE_NATS", "", "NATS URLs of the JetStream holding the fleet's streams, comma-separated")
+	env.int(&partitions, "fleet-partitions", "ONSALE_FLEET_PARTITIONS", 4, "the fleet's sale partitions")
+	env.int(&replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "the replicas of the fleet's streams in that JetStream")
+	env.int(&shards, "shards", "ONSALE_SHARDS", 0, "shards of the single node's log; 0 = GOMAXPROCS")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case env.err != nil:
+		return env.err
+	case fs.NArg() > 0:
+		return fmt.Errorf("restore-fleet: unexpected argument %q", fs.Arg(0))
+	case natsURL == "":
+		return errors.New("restore-fleet: -nats is required: the JetStream holding the fleet's streams")
+	case partitions < 1 || partitions > 1024:
+		return fmt.Errorf("restore-fleet: -fleet-partitions must be 1 to 1024, not %d", partitions)
+	case shards < 0 || shards > shardsMax:
+		return fmt.Errorf("restore-fleet: -shards must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, shards)
+	}
+	if shards == 0 {
+		shards = runtime.GOMAXPROCS(0)
+	}
+	raw, err := os.ReadFile(filepath.Join(data, "secrets.json"))
+	var sec secrets
+	if err == nil {
+		err = json.Unmarshal(raw, &sec)
+	}
+	if err == nil && sec.DataKey == "" {
+		err = errors.New("it has no data_key")
+	}
+	if err != nil {
+		return fmt.Errorf("restore-fleet: %s: copy the fleet's secrets.json here first (its data key signs the tickets): %w", data, err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log, err := wal.Open(filepath.Join(data, "wal"), wal.Options{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("restore-fleet: %w", err)
+	}
+	defer log.Close()
+	if n, err := log.Layout(); err != nil || n != 0 {
+		return fmt.Errorf("restore-fleet: %s holds a log already (%d shards, %v): restore into a new directory", data, n, err)
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("onsale restore-fleet"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("restore-fleet: cannot connect to NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	seedKey := engine.DeriveQueueSeedKey([]byte(sec.DataKey))
+	sum, err := fleet.Restore(ctx, fleet.RestoreOptions{Conn: nc, Partitions: partitions, Replicas: replicas,
+		Target: log, Shards: shards, Users: log, Engine: engine.Config{QueueSeedKey: seedKey}, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("restore-fleet: %w", err)
+	}
+	// Restore may have written one shard more (see it): the layout asked for.
+	eng, err := engine.Open(engine.Config{Journal: log, Shards: shards, QueueSeedKey: seedKey, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("restore-fleet: %w", err)
+	}
+	eng.Close()
+	check, err := engine.Check(log, logger)
+	if err != nil {
+		return fmt.Errorf("restore-fleet: the restored log: %w", err)
+	}
+	fmt.Fprintf(stdout, "fleet of %d partitions (shards per partition %v) restored into %s: %d shards, %d sales, %d orders, %d accounts; check it with: onsale verify -data %s\n",
+		partitions, sum.PartitionShards, data, check.Shards, check.Sales, check.Orders, sum.Accounts, data)
+	return nil
 }

@@ -62,6 +62,14 @@ func providerOrderNumber(saleID string, k orderKey) string {
 	return string(out[:])
 }
 
+// ProviderOrderNumberSaleHash returns the FNV-32a hash of the sale id a
+// provider order number carries (what a fleet routes a sale's partition
+// by, httpapi/fleet); ok is false for a string that is not a number.
+func ProviderOrderNumberSaleHash(number string) (hash uint32, ok bool) {
+	hash, _, ok = parseProviderOrderNumber(number)
+	return hash, ok
+}
+
 // parseProviderOrderNumber splits a number into its sale hash and key.
 func parseProviderOrderNumber(s string) (hash uint32, k orderKey, ok bool) {
 	if len(s) != ProviderOrderNumberLen {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -70,48 +71,82 @@ var (
 )
 
 func (s *Server) stripeNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
-	v := s.payments().Stripe
-	if v == nil {
-		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderStripe)
-		return
-	}
-	ev, err := v.Verify(ctx.Request.Header.PeekBytes(headerStripeSignature), ctx.PostBody(), s.now())
-	s.handleNotification(ctx, stripeAnswer{}, payments.ProviderStripe, ev, err)
+	s.notification(ctx, stripeAnswer{}, payments.ProviderStripe)
 }
 
 func (s *Server) alipayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
-	v := s.payments().Alipay
-	if v == nil {
-		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderAlipay)
-		return
-	}
-	ev, err := v.Verify(ctx.PostBody())
-	s.handleNotification(ctx, textAnswer{text: "success"}, payments.ProviderAlipay, ev, err)
+	s.notification(ctx, textAnswer{text: "success"}, payments.ProviderAlipay)
 }
 
 func (s *Server) wechatPayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
-	v := s.payments().WeChatPay
-	if v == nil {
-		s.providerNotConfigured(ctx, wechatAnswer{}, payments.ProviderWeChatPay)
-		return
-	}
-	h := &ctx.Request.Header
-	ev, err := v.Verify(payments.WeChatPayHeaders{
-		Timestamp: h.PeekBytes(headerWechatpayTimestamp), Nonce: h.PeekBytes(headerWechatpayNonce),
-		Signature: h.PeekBytes(headerWechatpaySignature), Serial: h.PeekBytes(headerWechatpaySerial),
-		SignatureType: h.PeekBytes(headerWechatpaySignerType),
-	}, ctx.PostBody(), s.now())
-	s.handleNotification(ctx, wechatAnswer{}, payments.ProviderWeChatPay, ev, err)
+	s.notification(ctx, wechatAnswer{}, payments.ProviderWeChatPay)
 }
 
 func (s *Server) unionPayNotification(ctx *fasthttp.RequestCtx, _ []byte, _ principal) {
-	v := s.payments().UnionPay
-	if v == nil {
-		s.providerNotConfigured(ctx, problemAnswer{}, payments.ProviderUnionPay)
+	s.notification(ctx, textAnswer{text: "ok"}, payments.ProviderUnionPay)
+}
+
+func (s *Server) notification(ctx *fasthttp.RequestCtx, a notifyAnswer, provider string) {
+	ev, configured, err := s.verifyNotification(ctx, provider)
+	if !configured {
+		s.providerNotConfigured(ctx, a, provider)
 		return
 	}
-	ev, err := v.Verify(ctx.PostBody(), s.now())
-	s.handleNotification(ctx, textAnswer{text: "ok"}, payments.ProviderUnionPay, ev, err)
+	s.handleNotification(ctx, a, provider, ev, err)
+}
+
+// verifyNotification checks a provider's notification on the raw
+// request; configured is false for a provider that is not.
+func (s *Server) verifyNotification(ctx *fasthttp.RequestCtx, provider string) (ev payments.Event, configured bool, err error) {
+	p := s.payments()
+	switch {
+	case provider == payments.ProviderStripe && p.Stripe != nil:
+		ev, err = p.Stripe.Verify(ctx.Request.Header.PeekBytes(headerStripeSignature), ctx.PostBody(), s.now())
+	case provider == payments.ProviderAlipay && p.Alipay != nil:
+		ev, err = p.Alipay.Verify(ctx.PostBody())
+	case provider == payments.ProviderWeChatPay && p.WeChatPay != nil:
+		h := &ctx.Request.Header
+		ev, err = p.WeChatPay.Verify(payments.WeChatPayHeaders{
+			Timestamp: h.PeekBytes(headerWechatpayTimestamp), Nonce: h.PeekBytes(headerWechatpayNonce),
+			Signature: h.PeekBytes(headerWechatpaySignature), Serial: h.PeekBytes(headerWechatpaySerial),
+			SignatureType: h.PeekBytes(headerWechatpaySignerType),
+		}, ctx.PostBody(), s.now())
+	case provider == payments.ProviderUnionPay && p.UnionPay != nil:
+		ev, err = p.UnionPay.Verify(ctx.PostBody(), s.now())
+	default:
+		return ev, false, nil
+	}
+	return ev, true, err
+}
+
+// NotificationOrder is for a fleet's router (httpapi/fleet RouteOrder,
+// joined in main): ok is true for a provider's notification (POST
+// /v1/payments/{stripe, alipay, wechatpay, unionpay}), and order is what
+// it names its order by once verified: an order id or provider order
+// number, or the order of the payout a refund names. order is "" for a
+// notification that does not verify, names no order, or is ignored, and
+// for a provider not configured: the home partition answers those as
+// before. It changes nothing; the owner verifies the request again.
+func (s *Server) NotificationOrder(ctx *fasthttp.RequestCtx) (order string, ok bool) {
+	provider, ok := bytes.CutPrefix(ctx.Path(), []byte("/v1/payments/"))
+	if !ok || !ctx.IsPost() {
+		return "", false
+	}
+	switch string(provider) {
+	case payments.ProviderStripe, payments.ProviderAlipay, payments.ProviderWeChatPay, payments.ProviderUnionPay:
+	default:
+		return "", false
+	}
+	ev, configured, err := s.verifyNotification(ctx, string(provider))
+	if !configured || err != nil || ev.Kind == payments.Ignored {
+		return "", true
+	}
+	if ev.PayoutID != "" {
+		if id, _, valid := engine.ParsePayoutID(ev.PayoutID); valid {
+			return id, true
+		}
+	}
+	return ev.OrderID, true
 }
 
 func (s *Server) payments() *payments.Providers {

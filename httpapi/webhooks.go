@@ -219,6 +219,9 @@ func (s *Server) redeliver(ctx *fasthttp.RequestCtx, param []byte, _ principal) 
 }
 
 func (s *Server) webhookExists(ctx *fasthttp.RequestCtx, id string) bool {
+	if s.cfg.Notify != nil && s.cfg.Notify.DeliversShared(id) { // a fleet partition's (httpapi/fleet deliveries.go)
+		return true
+	}
 	hooks, err := s.eng.Webhooks(s.reqCtx())
 	if err != nil {
 		s.writeError(ctx, err)

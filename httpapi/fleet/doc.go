@@ -51,7 +51,12 @@
 // exactly that part, so the fleet never builds a partition's cursor. The
 // catalogue's merged answers are kept 1 s per query (its Cache-Control).
 // sales:load is split by partition; a check-in and onsale's payment
-// notification go to the partition of the sale their body names. A view
+// notification go to the partition of the sale their body names, a
+// payment provider's notification to the partition of the order it names
+// (providers.go: read by httpapi once verified, since WeChat Pay's is
+// encrypted). A webhook endpoint's delivery log is merged from every
+// partition's, and a redelivery goes to the partition its id names
+// (deliveries.go). A view
 // every node keeps from JetStream was not chosen: it means replaying every
 // partition's log on every node. Routes that name no sale (users and
 // sessions, webhooks, credentials, follows) go to partition 0's owner, the
@@ -68,6 +73,14 @@
 // so a standby that takes the partition over resumes from the cursors
 // (at least once, the same ids). Webhook endpoints live in partition 0's
 // log; its owner shares them through the bucket onsale_fleet (Webhooks).
+// Follows live there too; the owners of the other partitions ask it for
+// the followers of their sales' event.on_sale over NATS (follows.go).
+//
+// # Restoring on one node
+//
+// Restore (restore.go) reads every partition's log and writes one
+// single-node log: the engine opened on the partitions' shards side by
+// side repartitions them into its own.
 //
 // # Threading
 //

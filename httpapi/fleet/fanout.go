@@ -93,6 +93,9 @@ func (f *Fleet) spanning(ctx *fasthttp.RequestCtx) (handled, ok bool) {
 		f.list(ctx, r)
 		return true, true
 	}
+	if f.deliveries(ctx) { // deliveries.go
+		return true, true
+	}
 	switch {
 	case method == "GET" && path == "/v1/sales":
 		f.catalogue(ctx)

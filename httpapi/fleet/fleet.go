@@ -127,7 +127,7 @@ func PartitionOf(saleID []byte, partitions int) int {
 		h ^= uint32(c)
 		h *= 16777619
 	}
-	return int((h * 0x9E3779B1 >> 16) % uint32(partitions))
+	return partitionOfHash(h, partitions) // providers.go
 }
 
 // Acquire waits until this node holds the lease of a partition, trying

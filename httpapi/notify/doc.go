@@ -86,6 +86,9 @@
 // (opens_at passed) and writes that record; the email worker mails each
 // record to the buyers who follow the sale's event, venue or category
 // (engine.Followers), once per buyer, resuming after the last one mailed.
+// On a fleet node of another partition than the home one, the follows are
+// the home partition's, and Config.Followers asks its owner
+// (httpapi/fleet follows.go).
 //
 // # Threading
 //

@@ -43,6 +43,11 @@ type Config struct {
 	// so that ids of different partitions' logs never meet [none].
 	Endpoints     func(ctx context.Context) ([]engine.Webhook, error)
 	EventIDPrefix string
+	// Followers lists the followers of a sale's event, venue or category
+	// as engine.Followers does, for a fleet node whose engine does not
+	// hold the follows (they are the home partition's) [the engine's
+	// Followers].
+	Followers func(ctx context.Context, matches [][2]string, after string, limit int) ([]string, error)
 
 	Client  *http.Client                         // [a client with Timeout]
 	Now     func() time.Time                     // [time.Now]
@@ -168,6 +173,24 @@ func (n *Notifier) Durable(int, uint64) {
 // node once it knows its partition; call it before Start.
 func (n *Notifier) ForPartition(prefix string, endpoints func(context.Context) ([]engine.Webhook, error)) {
 	n.cfg.EventIDPrefix, n.cfg.Endpoints = prefix, endpoints
+}
+
+// FollowersFrom sets Config.Followers, for a fleet node once it knows its
+// partition; call it before Start.
+func (n *Notifier) FollowersFrom(followers func(ctx context.Context, matches [][2]string, after string, limit int) ([]string, error)) {
+	n.cfg.Followers = followers
+}
+
+// DeliversShared reports whether a fleet node's notifier (its endpoints
+// from Config.Endpoints, not its own engine's) delivers to endpoint id:
+// the delivery log and redelivery routes of partitions other than the
+// home one, whose engines do not hold the endpoints, check by it.
+func (n *Notifier) DeliversShared(id string) bool {
+	if n.cfg.Endpoints == nil {
+		return false
+	}
+	_, ok := n.worker(id)
+	return ok
 }
 
 // RefreshEndpoints has the reader read the endpoints again (Config.Endpoints

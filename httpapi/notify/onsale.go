@@ -157,12 +157,16 @@ func (w *emailWorker) mailFollowers(r *record) bool {
 		return true
 	}
 	matches := engine.FollowMatches(&engine.Catalogue{Event: p.Data.Event, Venue: p.Data.Venue, Category: p.Data.Category})
+	followers := n.eng.Followers
+	if n.cfg.Followers != nil { // a fleet partition's: the follows are the home partition's
+		followers = n.cfg.Followers
+	}
 	for {
 		var users []string
 		for attempt := 0; ; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
 			var err error
-			users, err = n.eng.Followers(ctx, matches, after, engine.FollowersPageMax)
+			users, err = followers(ctx, matches, after, engine.FollowersPageMax)
 			cancel()
 			if err == nil {
 				break
