@@ -36,14 +36,24 @@ const followTrimEvery = 4096
 //
 // The positions it counts are remembered as Replay's are: so Tail and
 // SaveSnapshot know them once this journal writes, and the Replay of a
-// takeover called with the last entry fn took starts right after it. Call
-// Follow for a shard from one goroutine at a time, and not once the
-// journal writes.
-func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error) error {
+// takeover called with the last entry fn took starts right after it.
+// caughtUp, if not nil, runs once Follow has read every message the
+// stream held when it started. Call Follow for a shard from one goroutine
+// at a time, and not once the journal writes.
+func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error, caughtUp func()) error {
 	s := j.shard(shard)
 	stream, err := j.followedStream(ctx, s)
 	if err != nil {
 		return err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("jetstream: following stream %s: %w", s.stream, err)
+	}
+	end := info.State.LastSeq
+	if caughtUp != nil && (info.State.Msgs == 0 || end < info.State.FirstSeq) {
+		caughtUp()
+		caughtUp = nil
 	}
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverAllPolicy})
 	if err != nil {
@@ -68,19 +78,22 @@ func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn fun
 		if err != nil {
 			return err
 		}
-		if !counts {
-			continue
+		if counts {
+			if err := fn(seq, m.Data()); err != nil {
+				return err
+			}
+			s.pos.Lock()
+			s.streams[seq] = ss
+			s.acked = seq
+			s.followed = followPos{seq: seq, stream: ss, writer: r.writer}
+			s.pos.Unlock()
+			if n++; n%followTrimEvery == 0 {
+				j.forgetPurged(ctx, stream, s)
+			}
 		}
-		if err := fn(seq, m.Data()); err != nil {
-			return err
-		}
-		s.pos.Lock()
-		s.streams[seq] = ss
-		s.acked = seq
-		s.followed = followPos{seq: seq, stream: ss, writer: r.writer}
-		s.pos.Unlock()
-		if n++; n%followTrimEvery == 0 {
-			j.forgetPurged(ctx, stream, s)
+		if caughtUp != nil && ss >= end {
+			caughtUp()
+			caughtUp = nil
 		}
 	}
 }

@@ -31,7 +31,7 @@ func follow(t *testing.T, j *Journal, after uint64) *follower {
 			next++
 			f.entries <- string(e)
 			return nil
-		})
+		}, nil)
 	}()
 	t.Cleanup(func() { cancel(); <-f.done })
 	return f
@@ -93,7 +93,7 @@ func TestJournalFollow(t *testing.T) {
 	// A standby started now, from a snapshot older than the purge, is
 	// behind; from the snapshot's seq it reads 7 and 8.
 	late := openJournal(t, c, "follow")
-	if err := late.Follow(context.Background(), 0, 2, func(uint64, []byte) error { return nil }); !errors.Is(err, ErrBehind) {
+	if err := late.Follow(context.Background(), 0, 2, func(uint64, []byte) error { return nil }, nil); !errors.Is(err, ErrBehind) {
 		t.Fatalf("Follow behind the snapshot: %v, want ErrBehind", err)
 	}
 	if got := follow(t, late, 6).take(t, 2); !slices.Equal(got, []string{"7", "8"}) {
