@@ -129,7 +129,12 @@ func (s *Standby) followPartition(fp *followedPartition) error {
 // falls behind a snapshot reloads it. One whose entry does not apply stops
 // following: its takeover recovers it cold (Follower.Promote).
 func (s *Standby) followShard(fp *followedPartition, f *engine.Follower, shard int, began time.Time) {
+	caught := false
 	caughtUp := func() {
+		if caught {
+			return
+		}
+		caught = true
 		if int(fp.caughtUp.Add(1)) == fp.shards {
 			s.o.Logger.Info("fleet: standby: following", "partition", fp.p, "caught_up_after", time.Since(began))
 		}
@@ -140,7 +145,6 @@ func (s *Standby) followShard(fp *followedPartition, f *engine.Follower, shard i
 			applyErr = f.Apply(shard, seq, entry)
 			return applyErr
 		}, caughtUp)
-		caughtUp = nil
 		switch {
 		case s.ctx.Err() != nil:
 			return

@@ -127,3 +127,35 @@ func TestJournalFollow(t *testing.T) {
 		t.Fatalf("a cold replay after the snapshot reads %q", got)
 	}
 }
+
+// TestJournalFollowCaughtUp: Follow says when it has read what the stream
+// held when it started, on a stream holding only a writer's fence and on
+// one with entries.
+func TestJournalFollowCaughtUp(t *testing.T) {
+	c := jstest.Start(t, 3, false)
+	owner := openJournal(t, c, "caught")
+	if err := owner.Reset([][][]byte{{[]byte("s")}, {[]byte("s")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendSync(t, owner, 1, 1, "1", "2"); err != nil {
+		t.Fatal(err)
+	}
+	standby := openJournal(t, c, "caught")
+	for shard := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		caught := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- standby.Follow(ctx, shard, 0, func(uint64, []byte) error { return nil }, func() { close(caught) })
+		}()
+		select {
+		case <-caught:
+		case err := <-done:
+			t.Fatalf("shard %d: Follow ended: %v", shard, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("shard %d: not caught up after 10 s", shard)
+		}
+		cancel()
+		<-done
+	}
+}
