@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +50,17 @@ type FailoverRun struct {
 	AfterMs      float64 `json:"after_ms"`   // the rest: opening the log, the first purchase's round trip, polling
 	RecoveredOrd int     `json:"orders"`     // orders the standby recovered
 	Replayed     int     `json:"events_replayed"`
+	// Hot: the standby followed the log (-fleet-follow) and caught up
+	// before the kill, HotAfterMs after its start; StandbyRSSMB is its
+	// resident memory then, just before the kill.
+	Hot          bool    `json:"hot"`
+	HotAfterMs   float64 `json:"hot_after_ms,omitempty"`
+	StandbyRSSMB float64 `json:"standby_rss_mb,omitempty"`
+	// SlowRenewals are the renewals of the new owner's lease, from its
+	// takeover to the end of the next run, that took over a twelfth of the
+	// lease ("fleet: lease renewal slow"); LeaseLost whether it lost it.
+	SlowRenewals int  `json:"slow_renewals"`
+	LeaseLost    bool `json:"lease_lost,omitempty"`
 }
 
 // FailoverBreakdown splits one recovery of the partition's log, measured
@@ -225,24 +237,34 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		return err
 	}
 	auth := users.Auth[0] // "Bearer ..."
+	var takenAt int64     // the offset in the owner's log of its takeover
 	for run := range cfg.Runs {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		logPath := filepath.Join(env.LogDir, standby.name+".log")
+		// A hot standby is killed for once it has caught up (waiting at
+		// most a minute: one that does not follow never says so).
+		var r FailoverRun
+		r.Hot, r.HotAfterMs = waitHot(ctx, standby, logPath, time.Minute)
+		r.StandbyRSSMB = rssMB(standby.p.cmd.Process.Pid)
 		logOffset := fileSize(logPath)
+		if run > 0 { // the renewals of the owner about to be killed, since it took over
+			countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[run-1])
+		}
+		takenAt = logOffset
 		_ = owner.p.cmd.Process.Kill()
 		<-owner.p.done
 		killed := time.Now()
 		if err := firstPurchase(ctx, standby, auth, run); err != nil {
 			return fmt.Errorf("run %d: %w", run+1, err)
 		}
-		r := FailoverRun{TotalMs: ms(time.Since(killed))}
+		r.TotalMs = ms(time.Since(killed))
 		parseTakeover(logPath, logOffset, killed, &r)
 		r.AfterMs = r.TotalMs - r.LeaseMs - r.RecoverMs
 		rep.Runs = append(rep.Runs, r)
-		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed)",
-			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed)
+		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed; hot %v, standby RSS %.0f MB)",
+			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed, r.Hot, r.StandbyRSSMB)
 		// The killed node comes back as the standby.
 		if err := sys.startNode(env, owner, shared); err != nil {
 			return err
@@ -252,7 +274,88 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		}
 		owner, standby = standby, owner
 	}
+	// The last owner's renewals since its takeover.
+	if n := len(rep.Runs); n > 0 {
+		countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[n-1])
+	}
 	return nil
+}
+
+// waitHot waits until the standby's log says it follows the partition
+// and has caught up ("fleet: standby: following"), and returns after how
+// long from its start.
+func waitHot(ctx context.Context, n *fleetNode, logPath string, timeout time.Duration) (bool, float64) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var started, hot time.Time
+		scanLog(logPath, 0, func(t time.Time, msg string, _ []byte) {
+			switch msg {
+			case "starting":
+				started, hot = t, time.Time{}
+			case "fleet: standby: following":
+				hot = t
+			}
+		})
+		if !hot.IsZero() {
+			return true, ms(hot.Sub(started))
+		}
+		if done, _ := n.p.exited(); done {
+			return false, 0
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false, 0
+}
+
+// rssMB is a process's resident memory (VmRSS), in MB; 0 if unknown.
+func rssMB(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// countRenewals counts the slow renewals and a lost lease in a node's log
+// from offset.
+func countRenewals(path string, offset int64, r *FailoverRun) {
+	scanLog(path, offset, func(_ time.Time, msg string, _ []byte) {
+		switch msg {
+		case "fleet: lease renewal slow":
+			r.SlowRenewals++
+		case "fleet: lease lost; this node stops answering for its partition":
+			r.LeaseLost = true
+		}
+	})
+}
+
+// scanLog calls fn with each JSON line of a node's log from offset.
+func scanLog(path string, offset int64, fn func(t time.Time, msg string, line []byte)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			fn(line.Time, line.Msg, sc.Bytes())
+		}
+	}
 }
 
 // firstPurchase sends purchases to n until one is acknowledged (2xx).
@@ -510,9 +613,14 @@ func (r *FailoverReport) Text(w io.Writer) {
 	fmt.Fprintf(w, "\nfailover of a partition holding one sale of %d paid orders (lease %.0f ms; %d CPUs, %s)\n",
 		r.Orders, r.LeaseMs, r.Machine.CPUs, r.Machine.GoVersion)
 	fmt.Fprintf(w, "preload %.1fs; the first owner was ready %.0f ms after its start\n", r.PreloadS, r.FirstStartMs)
-	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed")
+	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed  hot  standby RSS MB  slow renewals")
 	for i, run := range r.Runs {
-		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs, run.AfterMs, run.RecoveredOrd, run.Replayed)
+		lost := ""
+		if run.LeaseLost {
+			lost = " (lease lost)"
+		}
+		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d  %3v  %14.0f  %13d%s\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs,
+			run.AfterMs, run.RecoveredOrd, run.Replayed, run.Hot, run.StandbyRSSMB, run.SlowRenewals, lost)
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "FAILED after %d runs: %s\n", len(r.Runs), r.Failed)
