@@ -187,7 +187,7 @@ func (l *lineLog) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		l.lines = append(l.lines, bytes.Clone(l.buf.Next(i + 1)))
+		l.lines = append(l.lines, bytes.Clone(l.buf.Next(i+1)))
 	}
 	return len(b), nil
 }

@@ -12,11 +12,11 @@ import (
 // by the entries the caller reads from it as they are written (the fleet's
 // wal/jetstream Follow) and hands to Apply. It decides nothing and answers
 // nothing; it only applies, with the functions recovery uses (restoreShard,
-// the codec, apply in replay mode, finishShard), so that Promote, which
+// the codec, apply in replay mode, endShard), so that Promote, which
 // reads the entries written after the last one applied and starts the
 // shards, gives exactly the state Open would have recovered, in the time
-// of those last entries, the recount and the indexes of the orders that
-// arrived since the last settle.
+// of those last entries, the indexes of the orders that arrived since the
+// last settle, and the recount unless Settle ran after the last entry.
 //
 // A follower that fell behind a snapshot (the entries after its last one
 // were deleted) must Reload; if it is promoted behind one, the journal's
@@ -26,7 +26,7 @@ import (
 // Memory: about what the owner holds for the same sales (the state
 // itself), plus the decoder's interned user ids, bounded.
 //
-// Threading: Apply, Reload and Seq for shard i are called from one
+// Threading: Apply, Settle, Reload and Seq for shard i are called from one
 // goroutine at a time (shards concurrently); Promote once, after every
 // other call has returned, and nothing after it.
 type Follower struct {
@@ -43,6 +43,7 @@ type followedShard struct {
 	seq      uint64 // the last entry applied
 	restored int32  // orders indexed already: endReplay indexes the ones after (settle)
 	events   int    // applied since the snapshot
+	checked  bool   // recounted (Settle) since the last entry applied
 	users    map[string]string
 	err      error // an entry did not apply: Promote recovers the shard cold
 }
@@ -132,7 +133,25 @@ func (f *Follower) Apply(shard int, seq uint64, entry []byte) error {
 		fs.err = fmt.Errorf("engine: shard %d entry %d: %w", shard, seq, err)
 		return fs.err
 	}
-	fs.seq = seq
+	fs.seq, fs.checked = seq, false
+	return nil
+}
+
+// Settle builds the indexes that applying leaves to the end of a replay
+// and recounts the shard (checkState), as recovery does once it has
+// replayed: a promotion that then replays nothing more need not recount.
+// The recount reads every order of the shard: call it when the log is
+// quiet (the caller has read all there is), not after every entry.
+func (f *Follower) Settle(shard int) error {
+	fs := f.shards[shard]
+	if fs.err != nil || fs.checked {
+		return fs.err
+	}
+	if err := endShard(fs.st, fs.restored, true); err != nil {
+		fs.err = fmt.Errorf("engine: shard %d: %w", shard, err)
+		return fs.err
+	}
+	fs.st.replaying, fs.restored, fs.checked = true, fs.st.orders.n, true
 	return nil
 }
 
@@ -182,6 +201,20 @@ func (f *Follower) Reload(shard int) error {
 	return nil
 }
 
+// promote is finishShard, with the recount left out when the shard was
+// recounted (Settle) and nothing more was replayed.
+func (fs *followedShard) promote(j Journal, shard int) (_ *state, _ uint64, _ int, err error) {
+	defer recoverInvariant(&err)
+	seq, events, err := replay(j, shard, fs.st, fs.seq)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if err := endShard(fs.st, fs.restored, !fs.checked || events > 0); err != nil {
+		return nil, 0, 0, err
+	}
+	return fs.st, seq, events, nil
+}
+
 // Replayed is how many events Promote replayed: those of the entries
 // written after the last one Apply took (and of a shard recovered cold).
 func (f *Follower) Replayed() int { return f.replayed }
@@ -202,7 +235,7 @@ func (f *Follower) Promote() (*Engine, error) {
 	for i, fs := range f.shards {
 		wg.Go(func() {
 			if fs.err == nil {
-				states[i], seqs[i], events[i], errs[i] = finishShard(j, i, fs.st, fs.seq, fs.restored, true)
+				states[i], seqs[i], events[i], errs[i] = fs.promote(j, i)
 				if errs[i] == nil {
 					return
 				}

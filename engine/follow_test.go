@@ -107,13 +107,25 @@ func followAndPromote(t *testing.T, rng *rand.Rand) {
 		if written[i] == len(logs[i]) && written[1-i] == len(logs[1-i]) {
 			break
 		}
-		switch r := rng.IntN(10); {
+		switch r := rng.IntN(11); {
 		case r < 5:
 			write(i, 1+rng.IntN(60))
 		case r < 6:
 			snapshot(i)
+		case r < 7:
+			if err := f.Settle(i); err != nil {
+				t.Fatal(err)
+			}
 		default:
 			read(i, rng.IntN(80))
+		}
+	}
+	if rng.IntN(2) == 0 { // all read and settled: the promotion recounts nothing
+		for i := range shards {
+			read(i, len(logs[i]))
+			if err := f.Settle(i); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	// The writer's last entries, which the standby never reads; or, for a

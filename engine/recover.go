@@ -123,6 +123,16 @@ func finishShard(j Journal, shard int, st *state, seq uint64, restored int32, ch
 	if seq, events, err = replay(j, shard, st, seq); err != nil {
 		return nil, 0, 0, err
 	}
+	if err := endShard(st, restored, check); err != nil {
+		return nil, 0, 0, err
+	}
+	return st, seq, events, nil
+}
+
+// endShard ends a replay: the recount (if check) and the indexes of the
+// orders from restored on.
+func endShard(st *state, restored int32, check bool) (err error) {
+	defer recoverInvariant(&err)
 	if st.rebuilt { // an archive or unarchive renumbered the orders (archive.go)
 		restored, st.rebuilt, st.reshaped = 0, false, false
 	}
@@ -139,12 +149,9 @@ func finishShard(j Journal, shard int, st *state, seq uint64, restored int32, ch
 	endErr := st.endReplay(restored)
 	wg.Wait()
 	if endErr != nil {
-		return nil, 0, 0, endErr
+		return endErr
 	}
-	if checkErr != nil {
-		return nil, 0, 0, checkErr
-	}
-	return st, seq, events, nil
+	return checkErr
 }
 
 // replay applies every entry of the shard's log after seq to st and returns

@@ -26,6 +26,10 @@ type StandbyOptions struct {
 	Logger *slog.Logger
 	// Retry is the wait before following again after a failure [1s].
 	Retry time.Duration
+	// SettleEvery: a followed shard that has read all there is recounts
+	// its state (engine.Follower.Settle) at most this often, so that a
+	// takeover after a quiet moment does not [10s].
+	SettleEvery time.Duration
 }
 
 // Standby is a hot standby: while the node waits for a lease it keeps the
@@ -63,6 +67,9 @@ func StartStandby(o StandbyOptions) *Standby {
 	}
 	if o.Retry <= 0 {
 		o.Retry = time.Second
+	}
+	if o.SettleEvery <= 0 {
+		o.SettleEvery = 10 * time.Second
 	}
 	s := &Standby{o: o, follow: map[int]*followedPartition{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
@@ -130,7 +137,17 @@ func (s *Standby) followPartition(fp *followedPartition) error {
 // following: its takeover recovers it cold (Follower.Promote).
 func (s *Standby) followShard(fp *followedPartition, f *engine.Follower, shard int, began time.Time) {
 	caught := false
-	caughtUp := func() {
+	var settled time.Time
+	atEnd := func() {
+		// Quiet: index and recount now, so that a takeover need not (at
+		// most every SettleEvery: a recount reads every order).
+		if time.Since(settled) >= s.o.SettleEvery {
+			if err := f.Settle(shard); err != nil {
+				s.o.Logger.Error("fleet: standby: the state does not recount; the takeover will recover the shard cold",
+					"partition", fp.p, "shard", shard, "err", err)
+			}
+			settled = time.Now()
+		}
 		if caught {
 			return
 		}
@@ -144,7 +161,7 @@ func (s *Standby) followShard(fp *followedPartition, f *engine.Follower, shard i
 		err := fp.journal.Follow(s.ctx, shard, f.Seq(shard), func(seq uint64, entry []byte) error {
 			applyErr = f.Apply(shard, seq, entry)
 			return applyErr
-		}, caughtUp)
+		}, atEnd)
 		switch {
 		case s.ctx.Err() != nil:
 			return

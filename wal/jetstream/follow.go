@@ -37,10 +37,11 @@ const followTrimEvery = 4096
 // The positions it counts are remembered as Replay's are: so Tail and
 // SaveSnapshot know them once this journal writes, and the Replay of a
 // takeover called with the last entry fn took starts right after it.
-// caughtUp, if not nil, runs once Follow has read every message the
-// stream held when it started. Call Follow for a shard from one goroutine
-// at a time, and not once the journal writes.
-func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error, caughtUp func()) error {
+// atEnd, if not nil, runs (on Follow's goroutine) whenever Follow has read
+// every message stored so far: once at the start if the stream is empty,
+// then after each message that leaves none pending. Call Follow for a
+// shard from one goroutine at a time, and not once the journal writes.
+func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn func(seq uint64, entry []byte) error, atEnd func()) error {
 	s := j.shard(shard)
 	stream, err := j.followedStream(ctx, s)
 	if err != nil {
@@ -50,10 +51,8 @@ func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn fun
 	if err != nil {
 		return fmt.Errorf("jetstream: following stream %s: %w", s.stream, err)
 	}
-	end := info.State.LastSeq
-	if caughtUp != nil && (info.State.Msgs == 0 || end < info.State.FirstSeq) {
-		caughtUp()
-		caughtUp = nil
+	if atEnd != nil && info.State.Msgs == 0 {
+		atEnd()
 	}
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverAllPolicy})
 	if err != nil {
@@ -78,6 +77,10 @@ func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn fun
 		if err != nil {
 			return err
 		}
+		var pending uint64 = 1
+		if meta, err := m.Metadata(); err == nil {
+			pending = meta.NumPending
+		}
 		if counts {
 			if err := fn(seq, m.Data()); err != nil {
 				return err
@@ -91,9 +94,8 @@ func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn fun
 				j.forgetPurged(ctx, stream, s)
 			}
 		}
-		if caughtUp != nil && ss >= end {
-			caughtUp()
-			caughtUp = nil
+		if atEnd != nil && pending == 0 {
+			atEnd()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,9 +129,9 @@ func TestJournalFollow(t *testing.T) {
 	}
 }
 
-// TestJournalFollowCaughtUp: Follow says when it has read what the stream
-// held when it started, on a stream holding only a writer's fence and on
-// one with entries.
+// TestJournalFollowCaughtUp: Follow says when it has read every message
+// stored, on a stream holding only a writer's fence and on one with
+// entries.
 func TestJournalFollowCaughtUp(t *testing.T) {
 	c := jstest.Start(t, 3, false)
 	owner := openJournal(t, c, "caught")
@@ -144,9 +145,10 @@ func TestJournalFollowCaughtUp(t *testing.T) {
 	for shard := range 2 {
 		ctx, cancel := context.WithCancel(context.Background())
 		caught := make(chan struct{})
+		var once sync.Once
 		done := make(chan error, 1)
 		go func() {
-			done <- standby.Follow(ctx, shard, 0, func(uint64, []byte) error { return nil }, func() { close(caught) })
+			done <- standby.Follow(ctx, shard, 0, func(uint64, []byte) error { return nil }, func() { once.Do(func() { close(caught) }) })
 		}()
 		select {
 		case <-caught:
