@@ -58,7 +58,7 @@ func (j *Journal) Follow(ctx context.Context, shard int, afterSeq uint64, fn fun
 	if err != nil {
 		return fmt.Errorf("jetstream: following stream %s: %w", s.stream, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(4096))
+	it, err := cons.Messages(natsjs.PullMaxMessages(4096), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream: following stream %s: %w", s.stream, err)
 	}

@@ -47,6 +47,14 @@ const (
 	// again: a message sent to a leader that has just died is never
 	// answered, and a new leader is elected within a few seconds.
 	attemptTimeout = 2 * time.Second
+	// readHeartbeat is the idle heartbeat of the ordered consumers that
+	// read a stream (Replay, Tail, Follow). nats.go recreates an ordered
+	// consumer that misses two, and its default for them is 5 s: a read
+	// whose consumer stopped delivering (its pull lost, say) stalls 10 s,
+	// the likeliest cause of the 10 s stalls the failover harness showed
+	// once in a few takeovers (README, "Running a fleet"). With 1 s such a
+	// read resumes after 2 s.
+	readHeartbeat = time.Second
 )
 
 // Journal is an engine.Journal on JetStream. Open it with Open; it needs no
@@ -351,7 +359,7 @@ func (j *Journal) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry [
 	if err != nil {
 		return fmt.Errorf("jetstream: stream %s: %w", s.stream, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(4096))
+	it, err := cons.Messages(natsjs.PullMaxMessages(4096), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream: stream %s: %w", s.stream, err)
 	}
@@ -483,7 +491,7 @@ func (j *Journal) Tail(shard int, afterSeq uint64, fn func(seq uint64, entry []b
 	if err != nil {
 		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(int(min(last-afterSeq, tailChunk))))
+	it, err := cons.Messages(natsjs.PullMaxMessages(int(min(last-afterSeq, tailChunk))), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
 	}
