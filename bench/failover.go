@@ -56,6 +56,7 @@ type FailoverRun struct {
 	Hot          bool    `json:"hot"`
 	HotAfterMs   float64 `json:"hot_after_ms,omitempty"`
 	StandbyRSSMB float64 `json:"standby_rss_mb,omitempty"`
+	OwnerRSSMB   float64 `json:"owner_rss_mb,omitempty"` // the owner's, at the same moment
 	// SlowRenewals are the renewals of the new owner's lease, from its
 	// takeover to the end of the next run, that took over a twelfth of the
 	// lease ("fleet: lease renewal slow"); LeaseLost whether it lost it.
@@ -247,7 +248,7 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		// most a minute: one that does not follow never says so).
 		var r FailoverRun
 		r.Hot, r.HotAfterMs = waitHot(ctx, standby, logPath, time.Minute)
-		r.StandbyRSSMB = rssMB(standby.p.cmd.Process.Pid)
+		r.StandbyRSSMB, r.OwnerRSSMB = rssMB(standby.p.cmd.Process.Pid), rssMB(owner.p.cmd.Process.Pid)
 		logOffset := fileSize(logPath)
 		if run > 0 { // the renewals of the owner about to be killed, since it took over
 			countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[run-1])
@@ -613,14 +614,14 @@ func (r *FailoverReport) Text(w io.Writer) {
 	fmt.Fprintf(w, "\nfailover of a partition holding one sale of %d paid orders (lease %.0f ms; %d CPUs, %s)\n",
 		r.Orders, r.LeaseMs, r.Machine.CPUs, r.Machine.GoVersion)
 	fmt.Fprintf(w, "preload %.1fs; the first owner was ready %.0f ms after its start\n", r.PreloadS, r.FirstStartMs)
-	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed  hot  standby RSS MB  slow renewals")
+	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed  hot  standby RSS MB  owner RSS MB  slow renewals")
 	for i, run := range r.Runs {
 		lost := ""
 		if run.LeaseLost {
 			lost = " (lease lost)"
 		}
-		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d  %3v  %14.0f  %13d%s\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs,
-			run.AfterMs, run.RecoveredOrd, run.Replayed, run.Hot, run.StandbyRSSMB, run.SlowRenewals, lost)
+		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d  %3v  %14.0f  %12.0f  %13d%s\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs,
+			run.AfterMs, run.RecoveredOrd, run.Replayed, run.Hot, run.StandbyRSSMB, run.OwnerRSSMB, run.SlowRenewals, lost)
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "FAILED after %d runs: %s\n", len(r.Runs), r.Failed)
