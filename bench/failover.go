@@ -284,21 +284,29 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 
 // waitHot waits until the standby's log says it follows the partition
 // and has caught up ("fleet: standby: following"), and returns after how
-// long from its start.
+// long from its start. A standby that does not follow (-fleet-follow=off)
+// has not said it starts to within 5 s of waiting.
 func waitHot(ctx context.Context, n *fleetNode, logPath string, timeout time.Duration) (bool, float64) {
-	deadline := time.Now().Add(timeout)
+	began := time.Now()
+	deadline := began.Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		var started, hot time.Time
+		following := false
 		scanLog(logPath, 0, func(t time.Time, msg string, _ []byte) {
 			switch msg {
 			case "starting":
-				started, hot = t, time.Time{}
+				started, hot, following = t, time.Time{}, false
+			case "fleet: standby: starting to follow":
+				following = true
 			case "fleet: standby: following":
 				hot = t
 			}
 		})
 		if !hot.IsZero() {
 			return true, ms(hot.Sub(started))
+		}
+		if !following && time.Since(began) > 5*time.Second {
+			return false, 0
 		}
 		if done, _ := n.p.exited(); done {
 			return false, 0
