@@ -61,6 +61,10 @@ const (
 // follow again later.
 var ErrNothingToFollow = errors.New("engine: the log is empty: nothing to follow yet")
 
+// ErrOtherLayout: the log was written with another shard count than the
+// follower's; its takeover repartitions (Open), which a follower cannot.
+var ErrOtherLayout = errors.New("engine: the log has another shard count: a takeover repartitions, it cannot follow")
+
 // NewFollower restores every shard of cfg.Journal from its newest snapshot, in
 // parallel, for a standby. The log must have been written with cfg.Shards
 // shards: a takeover with another count repartitions, which Open does.
@@ -93,7 +97,7 @@ func checkFollowedLayout(cfg Config) error {
 	case stored == 0:
 		return ErrNothingToFollow
 	case stored != cfg.Shards:
-		return fmt.Errorf("engine: the log has %d shards and this node runs %d: a takeover repartitions, it cannot follow", stored, cfg.Shards)
+		return fmt.Errorf("%w (%d shards; this node runs %d)", ErrOtherLayout, stored, cfg.Shards)
 	}
 	return nil
 }

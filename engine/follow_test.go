@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -174,4 +175,21 @@ func countEvents(t *testing.T, entry []byte) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestFollowerRefusesAnotherLayout: a log written with another shard count
+// is not followed (its takeover repartitions), nor an empty one.
+func TestFollowerRefusesAnotherLayout(t *testing.T) {
+	j := newMemJournal()
+	cfg := Config{Journal: j, Shards: 2, Logger: quietLogger}
+	if _, err := NewFollower(cfg); !errors.Is(err, ErrNothingToFollow) {
+		t.Fatalf("empty log: %v, want ErrNothingToFollow", err)
+	}
+	empty := newState().snapshotEncoding()
+	if err := j.Reset([][][]byte{empty, empty, empty}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewFollower(cfg); !errors.Is(err, ErrOtherLayout) {
+		t.Fatalf("3 shards followed with 2: %v, want ErrOtherLayout", err)
+	}
 }

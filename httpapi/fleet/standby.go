@@ -89,6 +89,10 @@ func (s *Standby) run(fp *followedPartition) {
 		if err == nil || s.ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, engine.ErrOtherLayout) {
+			s.o.Logger.Warn("fleet: standby: not following the partition; its takeover will recover it cold", "partition", fp.p, "err", err)
+			return
+		}
 		if errors.Is(err, engine.ErrNothingToFollow) {
 			s.o.Logger.Debug("fleet: standby: nothing to follow yet", "partition", fp.p)
 		} else {
