@@ -38,8 +38,12 @@ type FailoverConfig struct {
 	OnsaleBinary string   // prebuilt onsale; "" builds it
 	ShimExe      string   // re-run as a JetStream server; "" means this executable
 	OnsaleFlags  []string // more flags for both nodes
-	LogDir       string   // "" keeps the logs in a temporary directory
-	Log          io.Writer
+	// LoadClients, if above 0, buy from the owner for a second before each
+	// kill and through it, so that the standby takes over a log that was
+	// being written (entries it had not read yet, a recount).
+	LoadClients int
+	LogDir      string // "" keeps the logs in a temporary directory
+	Log         io.Writer
 }
 
 // FailoverRun is one kill -9 and its takeover, from the kill.
@@ -62,6 +66,9 @@ type FailoverRun struct {
 	// lease ("fleet: lease renewal slow"); LeaseLost whether it lost it.
 	SlowRenewals int  `json:"slow_renewals"`
 	LeaseLost    bool `json:"lease_lost,omitempty"`
+	// LoadAcked: purchases the owner acknowledged under load (LoadClients)
+	// in the second before the kill.
+	LoadAcked int `json:"load_acked,omitempty"`
 }
 
 // FailoverBreakdown splits one recovery of the partition's log, measured
@@ -233,7 +240,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 // standby's takeover and starting the killed node again as the standby.
 func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSystem, shared []string, rep *FailoverReport,
 	owner, standby *fleetNode, logf func(string, ...any)) error {
-	users, err := MintUsers([]byte(env.UserSecret), 1, time.Now().Add(2*time.Hour))
+	users, err := MintUsers([]byte(env.UserSecret), 1+cfg.LoadClients, time.Now().Add(2*time.Hour))
 	if err != nil {
 		return err
 	}
@@ -254,9 +261,15 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 			countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[run-1])
 		}
 		takenAt = logOffset
+		var load *failoverLoad
+		if cfg.LoadClients > 0 {
+			load = startFailoverLoad(owner, users.Auth[1:], run)
+			time.Sleep(time.Second) // a second of purchases before the kill
+		}
 		_ = owner.p.cmd.Process.Kill()
 		<-owner.p.done
 		killed := time.Now()
+		r.LoadAcked = load.stop()
 		if err := firstPurchase(ctx, standby, auth, run); err != nil {
 			return fmt.Errorf("run %d: %w", run+1, err)
 		}
@@ -365,6 +378,44 @@ func scanLog(path string, offset int64, fn func(t time.Time, msg string, line []
 			fn(line.Time, line.Msg, sc.Bytes())
 		}
 	}
+}
+
+// failoverLoad buys from one node, a client per user, until stopped.
+type failoverLoad struct {
+	stopped atomic.Bool
+	acked   atomic.Int64
+	ended   sync.WaitGroup
+}
+
+func startFailoverLoad(n *fleetNode, auths []string, run int) *failoverLoad {
+	l := &failoverLoad{}
+	for i, auth := range auths {
+		l.ended.Go(func() {
+			c, err := api.NewClient(api.ClientConfig{Addr: n.addr, MaxConns: 1, Timeout: time.Second})
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for k := 0; k < 1_000_000 && !l.stopped.Load(); k++ {
+				if res := c.Purchase(auth, failoverSale, failoverTier, 1, fmt.Sprintf("load-%d-%d-%d", run, i, k), false); res.OK() {
+					l.acked.Add(1)
+				} else {
+					time.Sleep(time.Millisecond) // the owner is gone: until stopped
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop stops the load and returns how many purchases were acknowledged.
+func (l *failoverLoad) stop() int {
+	if l == nil {
+		return 0
+	}
+	l.stopped.Store(true)
+	l.ended.Wait()
+	return int(l.acked.Load())
 }
 
 // firstPurchase sends purchases to n until one is acknowledged (2xx).
@@ -627,6 +678,9 @@ func (r *FailoverReport) Text(w io.Writer) {
 		lost := ""
 		if run.LeaseLost {
 			lost = " (lease lost)"
+		}
+		if run.LoadAcked > 0 {
+			lost += fmt.Sprintf(" (%d purchases acknowledged under load before the kill)", run.LoadAcked)
 		}
 		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d  %3v  %14.0f  %12.0f  %13d%s\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs,
 			run.AfterMs, run.RecoveredOrd, run.Replayed, run.Hot, run.StandbyRSSMB, run.OwnerRSSMB, run.SlowRenewals, lost)
