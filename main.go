@@ -1368,6 +1368,7 @@ type fleetOptions struct {
 	advertise  string
 	replicas   int
 	notify     bool
+	follow     string // all, prefer or off
 }
 
 func fleetFlags(env *envDefaults, f *fleetOptions) {
@@ -1377,6 +1378,7 @@ func fleetFlags(env *envDefaults, f *fleetOptions) {
 	env.duration(&f.lease, "fleet-lease", "ONSALE_FLEET_LEASE", 3*time.Second, "a partition's lease: a node that stops renewing it loses its sales this long after its last renewal, and another node takes them over")
 	env.str(&f.advertise, "fleet-advertise", "ONSALE_FLEET_ADVERTISE", "", "host:port at which the other nodes reach this one [-addr]")
 	env.bool(&f.notify, "fleet-notify", "ONSALE_FLEET_NOTIFY", true, "deliver notifications (webhooks, email) on this fleet node, its outbox in JetStream")
+	env.str(&f.follow, "fleet-follow", "ONSALE_FLEET_FOLLOW", "all", "what a standby keeps hot, following the logs as they are written so that a takeover replays only their last entries: all partitions, the -fleet-partition (prefer), or none (off, a takeover recovers cold)")
 	env.int(&f.replicas, "nats-replicas", "ONSALE_NATS_REPLICAS", 3, "copies JetStream keeps of the log, snapshots and leases (1 for a single test server)")
 }
 
@@ -1389,6 +1391,7 @@ func checkFleet(o *options, check func(ok bool, flagName, format string, args ..
 	check(f.prefer >= 0 && f.prefer < max(f.partitions, 1), "fleet-partition", "must be 0 to -fleet-partitions - 1, not %d", f.prefer)
 	check(f.lease >= 500*time.Millisecond, "fleet-lease", "must be at least 500ms, not %s", f.lease)
 	check(f.replicas == 1 || f.replicas == 3 || f.replicas == 5, "nats-replicas", "must be 1, 3 or 5, not %d", f.replicas)
+	check(f.follow == "all" || f.follow == "prefer" || f.follow == "off", "fleet-follow", "must be all, prefer or off, not %q", f.follow)
 	if f.advertise == "" {
 		f.advertise = o.addr
 	}
@@ -1402,13 +1405,15 @@ func checkFleet(o *options, check func(ok bool, flagName, format string, args ..
 type fleetNode struct {
 	o  fleetOptions
 	nc *nats.Conn
-	// logConn carries the partition's log (recover): not the lease's nc.
-	logConn  *nats.Conn
-	fleet    *fleet.Fleet
-	users    *fleet.Users
-	webhooks *fleet.Webhooks
-	outbox   *fleet.Outbox // set by recover
-	logger   *slog.Logger
+	// logConn carries the partition's log (recover), and a standby's
+	// following of the logs; leaseConn the lease alone (fleet.Options).
+	logConn   *nats.Conn
+	leaseConn *nats.Conn
+	fleet     *fleet.Fleet
+	users     *fleet.Users
+	webhooks  *fleet.Webhooks
+	outbox    *fleet.Outbox // set by recover
+	logger    *slog.Logger
 	// acquiring ends Acquire when the app stops before it owns a partition.
 	acquiring       context.Context
 	cancelAcquiring context.CancelFunc
@@ -1421,12 +1426,18 @@ func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode,
 		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.fleet.natsURL, err)
 	}
 	n := &fleetNode{o: o.fleet, nc: nc, logger: logger}
+	// The lease has a connection of its own, and so has the log (recover):
+	// a renewal waits for nothing else the node sends or receives.
+	if n.leaseConn, err = n.connect("lease"); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	// JetStream answers "temporarily unavailable" while a server rejoins
 	// or its meta leader is elected: try for a while before giving up.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		n.fleet, err = fleet.Join(ctx, fleet.Options{
-			Conn: nc, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
+			Conn: nc, LeaseConn: n.leaseConn, Partitions: o.fleet.partitions, Addr: o.fleet.advertise, Lease: o.fleet.lease,
 			Prefer: o.fleet.prefer, Replicas: o.fleet.replicas, Logger: logger,
 			OnLost: func(p int) {
 				// Requests for the partition are refused already (Route); the
@@ -1452,11 +1463,22 @@ func joinFleet(ctx context.Context, o options, logger *slog.Logger) (*fleetNode,
 		time.Sleep(250 * time.Millisecond)
 	}
 	if err != nil {
+		n.leaseConn.Close()
 		nc.Close()
 		return nil, err
 	}
 	n.acquiring, n.cancelAcquiring = context.WithCancel(context.Background())
 	return n, nil
+}
+
+// connect opens another connection to the cluster, named for its use.
+func (n *fleetNode) connect(use string) (*nats.Conn, error) {
+	c, err := nats.Connect(n.o.natsURL, nats.Name("onsale "+use+" "+n.o.advertise), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", n.o.natsURL, err)
+	}
+	return c, nil
 }
 
 // route is httpapi.Config.Route: nil on a single node. A payment
@@ -1476,45 +1498,83 @@ func (n *fleetNode) route(a *app) func(*fasthttp.RequestCtx) bool {
 }
 
 // recover waits for a partition's lease, then opens its journal (which
-// fences the previous owner) and replays it.
+// fences the previous owner) and replays it. A node that finds every
+// partition held is a standby: it follows the partitions of -fleet-follow
+// while it waits (fleet.Standby), and takes over with the state it holds.
 func (n *fleetNode) recover(a *app) recovery {
 	start := time.Now()
-	p, err := n.fleet.Acquire(n.acquiring)
-	if err != nil {
-		return recovery{err: err}
-	}
-	a.logger.Info("fleet: partition acquired", "partition", p, "waited_ms", time.Since(start).Milliseconds())
-	start = time.Now()
 	// The log has a connection of its own: a takeover streams the
 	// partition's snapshot and log through it, and a lease renewal queued
 	// behind them on the lease's connection came too late, so that the
 	// node lost the lease it was recovering for (bench -failover, 1M orders).
-	if n.logConn, err = nats.Connect(n.o.natsURL, nats.Name("onsale log "+n.o.advertise), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second)); err != nil {
-		return recovery{err: fmt.Errorf("cannot connect to NATS at %s: %w", n.o.natsURL, err)}
-	}
-	j, err := jetstream.Open(context.Background(), jetstream.Options{Conn: n.logConn, Name: fmt.Sprintf("onsale_p%d", p),
-		Replicas: n.o.replicas})
-	if err != nil {
+	var err error
+	if n.logConn, err = n.connect("log"); err != nil {
 		return recovery{err: err}
 	}
+	openJournal := func(p int) (*jetstream.Journal, error) {
+		return jetstream.Open(context.Background(), jetstream.Options{Conn: n.logConn, Name: fmt.Sprintf("onsale_p%d", p),
+			Replicas: n.o.replicas})
+	}
 	var tap engine.OutboxTap
+	if n.o.notify {
+		tap = a.notifier
+	}
+	engineConfig := func(j engine.Journal) engine.Config {
+		return engine.Config{
+			Journal: j, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
+			TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
+			QueueSeedKey: a.queueSeedKey,
+			Outbox:       tap,
+		}
+	}
+	p, owner, err := n.fleet.TryAcquire(n.acquiring)
+	var standby *fleet.Standby
+	if err == nil && !owner {
+		if follow := n.followed(); len(follow) > 0 {
+			a.logger.Info("fleet: standby: starting to follow", "partitions", follow)
+			standby = fleet.StartStandby(fleet.StandbyOptions{Partitions: follow, Journal: openJournal,
+				Config: engineConfig, Logger: a.logger})
+		}
+		p, err = n.fleet.Acquire(n.acquiring)
+	}
+	if err != nil {
+		if standby != nil {
+			standby.Stop()
+		}
+		return recovery{err: err}
+	}
+	a.logger.Info("fleet: partition acquired", "partition", p, "waited_ms", time.Since(start).Milliseconds())
+	start = time.Now()
+	var j *jetstream.Journal
+	if standby != nil {
+		j = standby.Journal(p)
+	}
+	if j == nil {
+		if j, err = openJournal(p); err != nil {
+			return recovery{err: err}
+		}
+	}
 	if n.o.notify {
 		if n.outbox, err = fleet.OpenOutbox(context.Background(), n.nc, p, n.o.replicas,
 			func() bool { return n.fleet.Valid(p) }, j); err != nil {
 			return recovery{err: err}
 		}
-		tap = a.notifier
 	}
-	eng, err := engine.Open(engine.Config{
-		Journal: j, Shards: a.o.shards, BatchMax: a.o.batchMax, InboxMax: a.o.inboxMax,
-		TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
-		QueueSeedKey: a.queueSeedKey,
-		Outbox:       tap,
-	})
-	if err != nil {
-		return recovery{err: err}
+	var eng *engine.Engine
+	if standby != nil {
+		if eng, err = standby.Promote(p); err != nil {
+			return recovery{err: err}
+		}
 	}
+	hot := eng != nil
+	if eng == nil {
+		if eng, err = engine.Open(engineConfig(j)); err != nil {
+			return recovery{err: err}
+		}
+	}
+	all, slow := n.fleet.Renewals()
+	a.logger.Info("fleet: serving the partition", "partition", p, "hot", hot,
+		"renewals", all, "renewals_slow", slow)
 	logRecovery(a.logger, eng, time.Since(start))
 	a.running.Store(eng)
 	if p == 0 { // the follows are the home partition's: its owner lists them for the others' on_sale emails
@@ -1558,7 +1618,23 @@ func (n *fleetNode) close() {
 	if n.logConn != nil {
 		n.logConn.Close()
 	}
+	n.leaseConn.Close()
 	n.nc.Close()
+}
+
+// followed are the partitions a standby follows (-fleet-follow).
+func (n *fleetNode) followed() []int {
+	switch n.o.follow {
+	case "all":
+		ps := make([]int, n.o.partitions)
+		for i := range ps {
+			ps[i] = (n.o.prefer + i) % n.o.partitions
+		}
+		return ps
+	case "prefer":
+		return []int{n.o.prefer}
+	}
+	return nil
 }
 
 // backupAnswer is POST /v1/admin/backup on a fleet node: the fleet's data

@@ -327,6 +327,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-smtp-addr", "127.0.0.1:25"}, "-smtp-from ($ONSALE_SMTP_FROM) must be an email address"},
 		{[]string{"-smtp-addr", "127.0.0.1:25", "-smtp-from", "x@y\r\nBcc: z@w"}, "-smtp-from ($ONSALE_SMTP_FROM)"},
 		{[]string{"-smtp-starttls", "maybe"}, "-smtp-starttls ($ONSALE_SMTP_STARTTLS) must be true or false"},
+		{[]string{"-nats", "nats://127.0.0.1:4222", "-fleet-follow", "some"}, "-fleet-follow ($ONSALE_FLEET_FOLLOW) must be all, prefer or off"},
 		{[]string{"-smtp-addr", "127.0.0.1:25", "-smtp-from", "t@example.com", "-smtp-password-file", "/nonexistent/pw"}, "-smtp-password-file ($ONSALE_SMTP_PASSWORD_FILE) cannot be read"},
 	} {
 		if _, err := parseFlags(c.args, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,8 +38,12 @@ type FailoverConfig struct {
 	OnsaleBinary string   // prebuilt onsale; "" builds it
 	ShimExe      string   // re-run as a JetStream server; "" means this executable
 	OnsaleFlags  []string // more flags for both nodes
-	LogDir       string   // "" keeps the logs in a temporary directory
-	Log          io.Writer
+	// LoadClients, if above 0, buy from the owner for a second before each
+	// kill and through it, so that the standby takes over a log that was
+	// being written (entries it had not read yet, a recount).
+	LoadClients int
+	LogDir      string // "" keeps the logs in a temporary directory
+	Log         io.Writer
 }
 
 // FailoverRun is one kill -9 and its takeover, from the kill.
@@ -49,6 +54,21 @@ type FailoverRun struct {
 	AfterMs      float64 `json:"after_ms"`   // the rest: opening the log, the first purchase's round trip, polling
 	RecoveredOrd int     `json:"orders"`     // orders the standby recovered
 	Replayed     int     `json:"events_replayed"`
+	// Hot: the standby followed the log (-fleet-follow) and caught up
+	// before the kill, HotAfterMs after its start; StandbyRSSMB is its
+	// resident memory then, just before the kill.
+	Hot          bool    `json:"hot"`
+	HotAfterMs   float64 `json:"hot_after_ms,omitempty"`
+	StandbyRSSMB float64 `json:"standby_rss_mb,omitempty"`
+	OwnerRSSMB   float64 `json:"owner_rss_mb,omitempty"` // the owner's, at the same moment
+	// SlowRenewals are the renewals of the new owner's lease, from its
+	// takeover to the end of the next run, that took over a twelfth of the
+	// lease ("fleet: lease renewal slow"); LeaseLost whether it lost it.
+	SlowRenewals int  `json:"slow_renewals"`
+	LeaseLost    bool `json:"lease_lost,omitempty"`
+	// LoadAcked: purchases the owner acknowledged under load (LoadClients)
+	// in the second before the kill.
+	LoadAcked int `json:"load_acked,omitempty"`
 }
 
 // FailoverBreakdown splits one recovery of the partition's log, measured
@@ -220,29 +240,45 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 // standby's takeover and starting the killed node again as the standby.
 func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSystem, shared []string, rep *FailoverReport,
 	owner, standby *fleetNode, logf func(string, ...any)) error {
-	users, err := MintUsers([]byte(env.UserSecret), 1, time.Now().Add(2*time.Hour))
+	users, err := MintUsers([]byte(env.UserSecret), 1+cfg.LoadClients, time.Now().Add(2*time.Hour))
 	if err != nil {
 		return err
 	}
 	auth := users.Auth[0] // "Bearer ..."
+	var takenAt int64     // the offset in the owner's log of its takeover
 	for run := range cfg.Runs {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		logPath := filepath.Join(env.LogDir, standby.name+".log")
+		// A hot standby is killed for once it has caught up (waiting at
+		// most a minute: one that does not follow never says so).
+		var r FailoverRun
+		r.Hot, r.HotAfterMs = waitHot(ctx, standby, logPath, time.Minute)
+		r.StandbyRSSMB, r.OwnerRSSMB = rssMB(standby.p.cmd.Process.Pid), rssMB(owner.p.cmd.Process.Pid)
 		logOffset := fileSize(logPath)
+		if run > 0 { // the renewals of the owner about to be killed, since it took over
+			countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[run-1])
+		}
+		takenAt = logOffset
+		var load *failoverLoad
+		if cfg.LoadClients > 0 {
+			load = startFailoverLoad(owner, users.Auth[1:], run)
+			time.Sleep(time.Second) // a second of purchases before the kill
+		}
 		_ = owner.p.cmd.Process.Kill()
 		<-owner.p.done
 		killed := time.Now()
+		r.LoadAcked = load.stop()
 		if err := firstPurchase(ctx, standby, auth, run); err != nil {
 			return fmt.Errorf("run %d: %w", run+1, err)
 		}
-		r := FailoverRun{TotalMs: ms(time.Since(killed))}
+		r.TotalMs = ms(time.Since(killed))
 		parseTakeover(logPath, logOffset, killed, &r)
 		r.AfterMs = r.TotalMs - r.LeaseMs - r.RecoverMs
 		rep.Runs = append(rep.Runs, r)
-		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed)",
-			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed)
+		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed; hot %v, standby RSS %.0f MB)",
+			run+1, r.TotalMs, r.LeaseMs, r.RecoverMs, r.RecoveredOrd, r.Replayed, r.Hot, r.StandbyRSSMB)
 		// The killed node comes back as the standby.
 		if err := sys.startNode(env, owner, shared); err != nil {
 			return err
@@ -252,7 +288,134 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		}
 		owner, standby = standby, owner
 	}
+	// The last owner's renewals since its takeover.
+	if n := len(rep.Runs); n > 0 {
+		countRenewals(filepath.Join(env.LogDir, owner.name+".log"), takenAt, &rep.Runs[n-1])
+	}
 	return nil
+}
+
+// waitHot waits until the standby's log says it follows the partition
+// and has caught up ("fleet: standby: following"), and returns after how
+// long from its start. A standby that does not follow (-fleet-follow=off)
+// has not said it starts to within 5 s of waiting.
+func waitHot(ctx context.Context, n *fleetNode, logPath string, timeout time.Duration) (bool, float64) {
+	began := time.Now()
+	deadline := began.Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var started, hot time.Time
+		following := false
+		scanLog(logPath, 0, func(t time.Time, msg string, _ []byte) {
+			switch msg {
+			case "starting":
+				started, hot, following = t, time.Time{}, false
+			case "fleet: standby: starting to follow":
+				following = true
+			case "fleet: standby: following":
+				hot = t
+			}
+		})
+		if !hot.IsZero() {
+			return true, ms(hot.Sub(started))
+		}
+		if !following && time.Since(began) > 5*time.Second {
+			return false, 0
+		}
+		if done, _ := n.p.exited(); done {
+			return false, 0
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false, 0
+}
+
+// rssMB is a process's resident memory (VmRSS), in MB; 0 if unknown.
+func rssMB(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// countRenewals counts the slow renewals and a lost lease in a node's log
+// from offset.
+func countRenewals(path string, offset int64, r *FailoverRun) {
+	scanLog(path, offset, func(_ time.Time, msg string, _ []byte) {
+		switch msg {
+		case "fleet: lease renewal slow":
+			r.SlowRenewals++
+		case "fleet: lease lost; this node stops answering for its partition":
+			r.LeaseLost = true
+		}
+	})
+}
+
+// scanLog calls fn with each JSON line of a node's log from offset.
+func scanLog(path string, offset int64, fn func(t time.Time, msg string, line []byte)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			fn(line.Time, line.Msg, sc.Bytes())
+		}
+	}
+}
+
+// failoverLoad buys from one node, a client per user, until stopped.
+type failoverLoad struct {
+	stopped atomic.Bool
+	acked   atomic.Int64
+	ended   sync.WaitGroup
+}
+
+func startFailoverLoad(n *fleetNode, auths []string, run int) *failoverLoad {
+	l := &failoverLoad{}
+	for i, auth := range auths {
+		l.ended.Go(func() {
+			c, err := api.NewClient(api.ClientConfig{Addr: n.addr, MaxConns: 1, Timeout: time.Second})
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for k := 0; k < 1_000_000 && !l.stopped.Load(); k++ {
+				if res := c.Purchase(auth, failoverSale, failoverTier, 1, fmt.Sprintf("load-%d-%d-%d", run, i, k), false); res.OK() {
+					l.acked.Add(1)
+				} else {
+					time.Sleep(time.Millisecond) // the owner is gone: until stopped
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop stops the load and returns how many purchases were acknowledged.
+func (l *failoverLoad) stop() int {
+	if l == nil {
+		return 0
+	}
+	l.stopped.Store(true)
+	l.ended.Wait()
+	return int(l.acked.Load())
 }
 
 // firstPurchase sends purchases to n until one is acknowledged (2xx).
@@ -510,9 +673,17 @@ func (r *FailoverReport) Text(w io.Writer) {
 	fmt.Fprintf(w, "\nfailover of a partition holding one sale of %d paid orders (lease %.0f ms; %d CPUs, %s)\n",
 		r.Orders, r.LeaseMs, r.Machine.CPUs, r.Machine.GoVersion)
 	fmt.Fprintf(w, "preload %.1fs; the first owner was ready %.0f ms after its start\n", r.PreloadS, r.FirstStartMs)
-	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed")
+	fmt.Fprintln(w, "run  kill→first ack ms  kill→lease taken ms  recovery ms  rest ms  orders  events replayed  hot  standby RSS MB  owner RSS MB  slow renewals")
 	for i, run := range r.Runs {
-		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs, run.AfterMs, run.RecoveredOrd, run.Replayed)
+		lost := ""
+		if run.LeaseLost {
+			lost = " (lease lost)"
+		}
+		if run.LoadAcked > 0 {
+			lost += fmt.Sprintf(" (%d purchases acknowledged under load before the kill)", run.LoadAcked)
+		}
+		fmt.Fprintf(w, "%3d  %17.0f  %19.0f  %11.0f  %7.0f  %6d  %15d  %3v  %14.0f  %12.0f  %13d%s\n", i+1, run.TotalMs, run.LeaseMs, run.RecoverMs,
+			run.AfterMs, run.RecoveredOrd, run.Replayed, run.Hot, run.StandbyRSSMB, run.OwnerRSSMB, run.SlowRenewals, lost)
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "FAILED after %d runs: %s\n", len(r.Runs), r.Failed)

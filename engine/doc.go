@@ -89,7 +89,10 @@
 //
 // Engine methods are safe for concurrent use by any number of goroutines.
 // Open recovers the shards in parallel, each on goroutines of its own that
-// have all ended when Open returns (recover.go says who owns what).
+// have all ended when Open returns (recover.go says who owns what). A
+// Follower (follow.go, a fleet's hot standby) is recovery cut in two: each
+// shard restored by NewFollower, then applied by one caller goroutine per
+// shard, then Promote, which ends the replay and starts the shards.
 // A shard's state is touched only by its loop goroutine; the committer touches
 // only the decided batches handed to it; the acker publishes the immutable
 // sale views the loop built (one atomic store each; readers load them from

@@ -144,11 +144,17 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, errors.New("engine: Config.Journal is required")
 	}
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, stopped: make(chan struct{}), started: time.Now(), views: newSaleViews()}
 	states, seqs, err := recoverStates(cfg.Journal, cfg.Shards, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
+	return start(cfg, states, seqs), nil
+}
+
+// start makes an Engine of recovered states (Open, Follower.Promote) and
+// starts its shards.
+func start(cfg Config, states []*state, seqs []uint64) *Engine {
+	e := &Engine{cfg: cfg, stopped: make(chan struct{}), started: time.Now(), views: newSaleViews()}
 	m := newEngineMetrics(cfg.Metrics)
 	e.stages = m.stages
 	e.store, _ = cfg.Journal.(ArchiveStore)
@@ -175,7 +181,7 @@ func Open(cfg Config) (*Engine, error) {
 	for _, s := range e.shards {
 		s.start(&e.wg)
 	}
-	return e, nil
+	return e
 }
 
 // Close stops accepting requests, answers what is queued, waits for the

@@ -55,7 +55,13 @@ func memNoWait() error { return nil }
 func (j *memJournal) Replay(shard int, afterSeq uint64, fn func(uint64, []byte) error) error {
 	j.mu.Lock()
 	es := slices.Clone(j.entries[shard])
+	snap := j.snaps[shard].seq
 	j.mu.Unlock()
+	// Entries after afterSeq deleted behind a snapshot (a standby that fell
+	// behind, follow.go) are a gap, as wal/jetstream reports (ErrBehind).
+	if len(es) > 0 && es[0].seq > afterSeq+1 || len(es) == 0 && snap > afterSeq {
+		return fmt.Errorf("memJournal: shard %d: entries after %d deleted behind a snapshot", shard, afterSeq)
+	}
 	for _, e := range es {
 		if e.seq > afterSeq {
 			if err := fn(e.seq, e.data); err != nil {

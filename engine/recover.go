@@ -88,24 +88,51 @@ func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state,
 // recoverShard rebuilds one shard: its snapshot, then every entry after it;
 // check recounts the result (checkState). A snapshot or log that breaks an
 // invariant is corrupt, not a bug to crash on: it is reported as an error.
-func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, events int, err error) {
+func recoverShard(j Journal, shard int, check bool) (*state, uint64, int, error) {
+	st, seq, err := restoreShard(j, shard)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return finishShard(j, shard, st, seq, st.orders.n, check)
+}
+
+// restoreShard is the first half of recoverShard, which a standby runs
+// when it starts following (follow.go): the shard's newest snapshot.
+func restoreShard(j Journal, shard int) (st *state, seq uint64, err error) {
 	defer recoverInvariant(&err)
 	st = newState()
 	r := restorer{st: st}
 	defer r.close()
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("cannot load snapshot: %w", err)
+		return nil, 0, fmt.Errorf("cannot load snapshot: %w", err)
 	}
 	if found {
 		if err := r.finish(); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, err
 		}
 	}
-	restored := st.orders.n
+	return st, seq, nil
+}
+
+// finishShard is the second half, which a standby runs when it takes over:
+// every entry after seq, then the recount and the indexes of the orders
+// from restored on (the ones before are indexed already).
+func finishShard(j Journal, shard int, st *state, seq uint64, restored int32, check bool) (_ *state, _ uint64, events int, err error) {
+	defer recoverInvariant(&err)
 	if seq, events, err = replay(j, shard, st, seq); err != nil {
 		return nil, 0, 0, err
 	}
+	if err := endShard(st, restored, check); err != nil {
+		return nil, 0, 0, err
+	}
+	return st, seq, events, nil
+}
+
+// endShard ends a replay: the recount (if check) and the indexes of the
+// orders from restored on.
+func endShard(st *state, restored int32, check bool) (err error) {
+	defer recoverInvariant(&err)
 	if st.rebuilt { // an archive or unarchive renumbered the orders (archive.go)
 		restored, st.rebuilt, st.reshaped = 0, false, false
 	}
@@ -122,12 +149,9 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 	endErr := st.endReplay(restored)
 	wg.Wait()
 	if endErr != nil {
-		return nil, 0, 0, endErr
+		return endErr
 	}
-	if checkErr != nil {
-		return nil, 0, 0, checkErr
-	}
-	return st, seq, events, nil
+	return checkErr
 }
 
 // replay applies every entry of the shard's log after seq to st and returns

@@ -15,10 +15,19 @@
 //
 // A node holds at most one partition. Acquire tries its preferred
 // partition, then every other, until one is free; a node that finds all
-// held is a standby and keeps trying, so that it takes over the partition
-// of an owner that dies. Taking over means opening the partition's journal
-// (which fences the old owner's appends) and replaying it: only that
-// partition's log, behind its newest snapshot.
+// held is a standby and keeps trying (every AcquireEvery, 100 ms), so that
+// it takes over the partition of an owner that dies. The lease's requests
+// go on a connection of their own (Options.LeaseConn), so that a renewal
+// never queues behind a takeover's log or anything else.
+//
+// A standby is hot (Standby, standby.go): while it waits it follows the
+// partitions it may take over, each restored from its snapshot and kept at
+// the log's end with jetstream's Follow into an engine.Follower, recounted
+// when the log is quiet (at most every 10 s). Taking over means opening
+// the partition's journal, which fences the old owner's appends, and
+// replaying only the entries written after the last one followed
+// (Follower.Promote); a partition not followed, or not yet loaded, is
+// replayed cold: its newest snapshot and the log behind it.
 //
 // # Stopping before the lease ends
 //
@@ -86,5 +95,8 @@
 //
 // Route and Valid are called from fasthttp's workers; the owner table is an
 // immutable slice swapped atomically by the key-value watcher goroutine,
-// the lease deadline an atomic. The renewer is one goroutine per Fleet.
+// the lease deadline an atomic. The renewer is one goroutine per Fleet. A
+// Standby runs a goroutine per followed partition and one per shard of it,
+// each the only caller of its shard's Follower; Promote stops them all
+// first.
 package fleet

@@ -20,7 +20,12 @@ import (
 
 // Options configure a Fleet. Zero values take the defaults in brackets.
 type Options struct {
-	Conn       *nats.Conn    // required
+	Conn *nats.Conn // required
+	// LeaseConn, if set, carries the lease's own requests (taking and
+	// renewing it), so that nothing else the node sends or receives on
+	// Conn (a takeover's log, accounts, notifications) delays a renewal
+	// [Conn].
+	LeaseConn  *nats.Conn
 	Partitions int           // sale partitions of the whole fleet; fixed for its life [4]
 	Addr       string        // host:port at which other nodes reach this one (required)
 	Lease      time.Duration // how long a lease lasts without renewal [3s]
@@ -43,8 +48,9 @@ const bucket = "onsale_leases"
 // others, and the router.
 type Fleet struct {
 	o     Options
-	kv    natsjs.KeyValue
-	start time.Time // monotonic base of validUntil
+	kv    natsjs.KeyValue // watched, on Conn
+	lease natsjs.KeyValue // taken and renewed, on LeaseConn
+	start time.Time       // monotonic base of validUntil
 
 	local      atomic.Int64 // the partition this node owns; -1 none
 	validUntil atomic.Int64 // nanoseconds after start
@@ -55,6 +61,8 @@ type Fleet struct {
 
 	catMu    sync.Mutex // guards catCache
 	catCache map[string]cachedPage
+
+	renewals, renewalsSlow atomic.Int64 // renew's count, and of those slower than a twelfth of the lease
 
 	stop   context.CancelFunc
 	ctx    context.Context
@@ -93,8 +101,17 @@ func Join(ctx context.Context, o Options) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: cannot open the lease bucket: %w", err)
 	}
-	f := &Fleet{o: o, kv: kv, start: time.Now(), clients: map[string]*fasthttp.HostClient{},
+	f := &Fleet{o: o, kv: kv, lease: kv, start: time.Now(), clients: map[string]*fasthttp.HostClient{},
 		catCache: map[string]cachedPage{}}
+	if o.LeaseConn != nil {
+		ljs, err := natsjs.New(o.LeaseConn)
+		if err == nil {
+			f.lease, err = ljs.KeyValue(ctx, bucket)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fleet: cannot open the lease bucket on the lease's connection: %w", err)
+		}
+	}
 	f.local.Store(-1)
 	empty := make([]string, o.Partitions)
 	f.owners.Store(&empty)
@@ -132,28 +149,14 @@ func PartitionOf(saleID []byte, partitions int) int {
 
 // Acquire waits until this node holds the lease of a partition, trying
 // Options.Prefer first, and returns it. The lease is renewed until Close or
-// until it is lost (Options.OnLost).
+// until it is lost (Options.OnLost). A standby tries every AcquireEvery.
 func (f *Fleet) Acquire(ctx context.Context) (int, error) {
-	if f.leased {
-		return 0, errors.New("fleet: Acquire called twice")
-	}
-	value := []byte(f.o.Addr)
-	tick := time.NewTicker(f.o.Lease / 6)
+	tick := time.NewTicker(f.AcquireEvery())
 	defer tick.Stop()
 	for {
-		for i := range f.o.Partitions {
-			p := (f.o.Prefer + i) % f.o.Partitions
-			began := time.Since(f.start)
-			rev, err := f.kv.Create(ctx, leaseKey(p), value)
-			if err != nil {
-				continue // held by another node, or the bucket is not answering
-			}
-			f.validUntil.Store(int64(began + f.o.Lease*3/4))
-			f.local.Store(int64(p))
-			f.leased = true
-			f.ended.Go(func() { f.renew(p, value, rev) })
-			f.o.Logger.Info("fleet: lease taken", "partition", p, "lease", f.o.Lease.String())
-			return p, nil
+		p, ok, err := f.TryAcquire(ctx)
+		if ok || err != nil {
+			return p, err
 		}
 		select {
 		case <-ctx.Done():
@@ -161,6 +164,37 @@ func (f *Fleet) Acquire(ctx context.Context) (int, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// AcquireEvery is how often a standby tries to take a lease: a tenth of a
+// second, or a sixth of the lease if that is shorter. Trying is one
+// refused create per partition, which the bucket's leader answers without
+// replicating anything, so trying often costs little; and it is what a
+// takeover waits for after the lease has expired.
+func (f *Fleet) AcquireEvery() time.Duration { return min(f.o.Lease/6, 100*time.Millisecond) }
+
+// TryAcquire tries once to take a partition's lease, Options.Prefer first:
+// ok tells whether it did (then as Acquire).
+func (f *Fleet) TryAcquire(ctx context.Context) (p int, ok bool, err error) {
+	if f.leased {
+		return 0, false, errors.New("fleet: Acquire called twice")
+	}
+	value := []byte(f.o.Addr)
+	for i := range f.o.Partitions {
+		p := (f.o.Prefer + i) % f.o.Partitions
+		began := time.Since(f.start)
+		rev, err := f.lease.Create(ctx, leaseKey(p), value)
+		if err != nil {
+			continue // held by another node, or the bucket is not answering
+		}
+		f.validUntil.Store(int64(began + f.o.Lease*3/4))
+		f.local.Store(int64(p))
+		f.leased = true
+		f.ended.Go(func() { f.renew(p, value, rev) })
+		f.o.Logger.Info("fleet: lease taken", "partition", p, "lease", f.o.Lease.String())
+		return p, true, nil
+	}
+	return 0, false, ctx.Err()
 }
 
 // Valid reports whether this node certainly still holds the lease of
@@ -181,10 +215,19 @@ func (f *Fleet) renew(p int, value []byte, rev uint64) {
 		}
 		began := time.Since(f.start)
 		ctx, cancel := context.WithTimeout(f.ctx, every)
-		next, err := f.kv.Update(ctx, leaseKey(p), value, rev)
+		next, err := f.lease.Update(ctx, leaseKey(p), value, rev)
 		cancel()
 		if f.ctx.Err() != nil {
 			return
+		}
+		took := time.Since(f.start) - began
+		f.renewals.Add(1)
+		if took > f.o.Lease/12 {
+			// Late by a quarter of the margin a renewal has (from a third of
+			// the lease to three quarters): worth knowing before it is lost.
+			f.renewalsSlow.Add(1)
+			f.o.Logger.Warn("fleet: lease renewal slow", "partition", p, "took_ms", took.Milliseconds(),
+				"margin_ms", (f.o.Lease*3/4 - every).Milliseconds())
 		}
 		if err == nil && int64(began) < f.validUntil.Load() {
 			rev = next
@@ -237,6 +280,10 @@ func (f *Fleet) watch(w natsjs.KeyWatcher) {
 		}
 	}
 }
+
+// Renewals counts the lease's renewals so far, and those that took longer
+// than a twelfth of the lease (each also logged).
+func (f *Fleet) Renewals() (all, slow int64) { return f.renewals.Load(), f.renewalsSlow.Load() }
 
 // Owner is the address of partition p's owner as last seen; "" if none.
 func (f *Fleet) Owner(p int) string { return (*f.owners.Load())[p] }

@@ -72,6 +72,18 @@
 // the engine's restorer as soon as it has arrived whole, while the rest
 // downloads.
 //
+// Follow is a hot standby's read (engine.Follower): the stream from its
+// start and then as it is written, without writing (no fence) or locking,
+// deciding which messages count with the same reader as Replay, so that
+// the standby holds what a replay would. It remembers where it stopped and
+// which writer counted there: the takeover's Replay, called right after
+// the last entry followed, starts at the next message instead of the
+// stream's start. Behind a purge a reader must not skip an entry it needs:
+// a first message (or the first after a jump in stream sequences) that is
+// past the reader's next entry is ErrBehind, and the standby reloads the
+// snapshot (a purge keeps the snapshot's own entry, so a cold Replay never
+// meets it). Reads ask for a 1 s idle heartbeat (readHeartbeat).
+//
 // # Threading
 //
 // As engine.Journal says: Append for a shard from one goroutine, its wait

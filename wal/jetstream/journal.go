@@ -47,6 +47,14 @@ const (
 	// again: a message sent to a leader that has just died is never
 	// answered, and a new leader is elected within a few seconds.
 	attemptTimeout = 2 * time.Second
+	// readHeartbeat is the idle heartbeat of the ordered consumers that
+	// read a stream (Replay, Tail, Follow). nats.go recreates an ordered
+	// consumer that misses two, and its default for them is 5 s: a read
+	// whose consumer stopped delivering (its pull lost, say) stalls 10 s,
+	// the likeliest cause of the 10 s stalls the failover harness showed
+	// once in a few takeovers (README, "Running a fleet"). With 1 s such a
+	// read resumes after 2 s.
+	readHeartbeat = time.Second
 )
 
 // Journal is an engine.Journal on JetStream. Open it with Open; it needs no
@@ -75,6 +83,10 @@ type shardLog struct {
 	pos     sync.Mutex
 	streams map[uint64]uint64 // entry seq → stream seq of the entries that count, for purging and Tail
 	acked   uint64            // the last entry acknowledged (or replayed)
+
+	// followed is where Follow left the stream (follow.go), so that the
+	// Replay of a takeover reads only what came after it; guarded by pos.
+	followed followPos
 }
 
 // pending is one published message awaiting its acknowledgement.
@@ -332,57 +344,112 @@ func (j *Journal) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry [
 	if info.State.Msgs == 0 || info.State.LastSeq < info.State.FirstSeq {
 		return nil
 	}
-	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverAllPolicy})
+	// A standby that followed the stream up to afterSeq (Follow) reads
+	// from the message after the last one it counted, with the writer it
+	// had found; anyone else from the stream's start.
+	r := reader{next: afterSeq + 1}
+	cfg := natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverAllPolicy}
+	s.pos.Lock()
+	if f := s.followed; afterSeq > 0 && f.seq == afterSeq {
+		r.writer, r.at = f.writer, f.stream
+		cfg = natsjs.OrderedConsumerConfig{DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: f.stream + 1}
+	}
+	s.pos.Unlock()
+	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("jetstream: stream %s: %w", s.stream, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(4096))
+	it, err := cons.Messages(natsjs.PullMaxMessages(4096), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream: stream %s: %w", s.stream, err)
 	}
 	defer it.Stop()
-	next := afterSeq + 1
-	// writer is the session whose entries count: the last fence's (or, in
-	// a stream purged behind a snapshot, the first message's). Entries of
-	// an older writer that reached the stream after the fence were refused
-	// to it (its wait failed) and are skipped; so is the rest of a
-	// writer's entries after a gap, which it never acknowledged (a
-	// pipelined append stored after its predecessor was refused).
-	writer, broken := "", false
 	for {
 		m, err := it.Next(natsjs.NextMaxWait(j.o.OpTimeout))
 		if err != nil {
 			return fmt.Errorf("jetstream: replaying stream %s: %w", s.stream, err)
 		}
-		meta, err := m.Metadata()
+		seq, ss, counts, err := r.read(s.stream, m)
 		if err != nil {
-			return fmt.Errorf("jetstream: replaying stream %s: %w", s.stream, err)
+			return err
 		}
-		h := m.Headers()
-		if w := h.Get(headerWriter); writer == "" || h.Get(headerFence) != "" {
-			writer, broken = w, false
-		}
-		if raw := h.Get(headerSeq); raw != "" && h.Get(headerWriter) == writer && !broken {
-			seq, err := strconv.ParseUint(raw, 10, 64)
-			switch {
-			case err != nil:
-				return fmt.Errorf("jetstream: stream %s message %d: bad %s %q", s.stream, meta.Sequence.Stream, headerSeq, raw)
-			case seq < next:
-				// At or before the snapshot: already in the state.
-			case seq > next:
-				broken = true
-			default:
-				if err := fn(seq, m.Data()); err != nil {
-					return err
-				}
-				next++
-				s.counted(seq, meta.Sequence.Stream)
+		if counts {
+			if err := fn(seq, m.Data()); err != nil {
+				return err
 			}
+			s.counted(seq, ss)
 		}
-		if meta.Sequence.Stream >= info.State.LastSeq {
+		if ss >= info.State.LastSeq {
 			return nil
 		}
 	}
+}
+
+// ErrBehind means the entries a reader needs were purged behind a newer
+// snapshot: load the shard's snapshot again and read from its seq.
+var ErrBehind = errors.New("jetstream: the entries after this position were purged behind a newer snapshot")
+
+// reader decides which messages of a shard's stream count, in stream
+// order, for Replay and Follow alike, so that a standby that followed the
+// stream holds exactly what a takeover's replay would.
+//
+// The writer whose entries count is the last fence's (or, in a stream
+// purged behind a snapshot, the first message's). Entries of an older
+// writer that reached the stream after the fence were refused to it (its
+// wait failed) and are skipped; so is the rest of a writer's entries after
+// a gap, which it never acknowledged (a pipelined append stored after its
+// predecessor was refused).
+type reader struct {
+	next   uint64 // the entry that counts next
+	writer string
+	broken bool
+	at     uint64 // the stream sequence of the last message read; 0 before the first
+}
+
+// read reads message m: the entry's seq, its stream sequence, and whether
+// it counts (it is entry r.next). The first message, and the first after a
+// purge passed the reader (its stream sequence jumps), must not skip an
+// entry the reader needs: ErrBehind if it does. (Replay's first message is
+// the entry at its snapshot's seq or an older one, since a stream is
+// purged only behind a snapshot, or the fence that starts a reset stream,
+// read from entry 1.)
+func (r *reader) read(stream string, m natsjs.Msg) (seq, ss uint64, counts bool, err error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("jetstream: reading stream %s: %w", stream, err)
+	}
+	ss = meta.Sequence.Stream
+	jumped := ss != r.at+1
+	r.at = ss
+	h := m.Headers()
+	raw := h.Get(headerSeq)
+	if raw != "" {
+		if seq, err = strconv.ParseUint(raw, 10, 64); err != nil {
+			return 0, 0, false, fmt.Errorf("jetstream: stream %s message %d: bad %s %q", stream, ss, headerSeq, raw)
+		}
+	}
+	if jumped {
+		if raw == "" && r.next > 1 || seq > r.next {
+			return 0, 0, false, fmt.Errorf("%w (stream %s: entry %d needed, message %d is %q)", ErrBehind, stream, r.next, ss, raw)
+		}
+		r.writer = "" // purged: the first message's writer, as below
+	}
+	if w := h.Get(headerWriter); r.writer == "" || h.Get(headerFence) != "" {
+		r.writer, r.broken = w, false
+	}
+	if raw == "" || h.Get(headerWriter) != r.writer || r.broken {
+		return seq, ss, false, nil
+	}
+	switch {
+	case seq < r.next:
+		// At or before the snapshot: already in the state.
+	case seq > r.next:
+		r.broken = true
+	default:
+		r.next++
+		return seq, ss, true, nil
+	}
+	return seq, ss, false, nil
 }
 
 // counted records that the entry at seq is the message at streamSeq and is
@@ -424,7 +491,7 @@ func (j *Journal) Tail(shard int, afterSeq uint64, fn func(seq uint64, entry []b
 	if err != nil {
 		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessages(int(min(last-afterSeq, tailChunk))))
+	it, err := cons.Messages(natsjs.PullMaxMessages(int(min(last-afterSeq, tailChunk))), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream: tailing stream %s: %w", s.stream, err)
 	}

@@ -383,6 +383,7 @@ func parseFailover(args []string, stderr io.Writer) (cfg bench.FailoverConfig, o
 		onsaleBin   = fs.String("onsale-bin", "", "use this onsale binary instead of building one")
 		onsaleFlags = fs.String("onsale-flags", "", "more flags for both nodes, space-separated")
 		out         = fs.String("out", "", "write failover.json and the logs here")
+		load        = fs.Int("failover-load", 0, "clients buying from the owner for a second before each kill and through it (0: a quiet sale)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return cfg, true, err
@@ -391,7 +392,10 @@ func parseFailover(args []string, stderr io.Writer) (cfg bench.FailoverConfig, o
 		return cfg, true, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
 	cfg = bench.FailoverConfig{Orders: *orders, Runs: *runs, Lease: *lease, Shards: *shards, RepoRoot: *repo,
-		OnsaleBinary: *onsaleBin, OnsaleFlags: strings.Fields(*onsaleFlags), LogDir: *out}
+		OnsaleBinary: *onsaleBin, OnsaleFlags: strings.Fields(*onsaleFlags), LogDir: *out, LoadClients: *load}
+	if *load < 0 || *load > 256 {
+		return cfg, true, fmt.Errorf("-failover-load must be 0 to 256, not %d", *load)
+	}
 	if *out != "" {
 		cfg.LogDir = filepath.Join(*out, "logs")
 	}
