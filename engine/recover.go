@@ -236,9 +236,8 @@ func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free
 // endReplay checks and builds what apply and insertOrder left while
 // replaying: that no order key was placed twice (each OrderPlaced added one
 // to byKey, unless its key was there), the idempotency pairs of the orders
-// from the first replayed one on, one insert each into maps sized when they
-// were empty (a sale where two pairs share a hash is indexed again the exact
-// way), and the hold heap, sized.
+// from the first replayed one on, into indexes sized once per sale, and the
+// hold heap, sized.
 func (st *state) endReplay(from int32) error {
 	st.replaying = false
 	if len(st.byKey) != int(st.orders.n) {
@@ -248,21 +247,14 @@ func (st *state) endReplay(from int32) error {
 	for i := from; i < st.orders.n; i++ {
 		added[st.orders.at(i).sale]++
 	}
-	had := make([]int, len(st.sales))
 	for si, sl := range st.sales {
-		had[si] = len(sl.idem)
-		if had[si] == 0 && added[si] > 0 {
-			sl.idem = make(map[uint64]int32, added[si])
+		if sl.idem.n == 0 && added[si] > 0 {
+			sl.idem = makeIdemIndex(added[si])
 		}
 	}
 	for i := from; i < st.orders.n; i++ {
 		o := st.orders.at(i)
-		st.sales[o.sale].idem[idemHash(o.userID, o.idemKey)] = i
-	}
-	for si, sl := range st.sales {
-		if len(sl.idem) != had[si]+added[si] {
-			st.reindexIdem(int32(si))
-		}
+		st.indexIdem(st.sales[o.sale], idemHash(o.userID, o.idemKey), i)
 	}
 	st.holds = make(holdHeap, 0, st.pending)
 	st.dropStaleHolds()
