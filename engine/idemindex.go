@@ -196,3 +196,45 @@ func (t *idemIndex) grow(s *idemSeg, h uint64) {
 		}
 	}
 }
+
+// idemPair is an order's index and the hash of its pair, gathered by
+// restore and replay to be indexed in bulk (buildIdem).
+type idemPair struct {
+	h   uint64
+	idx int32
+}
+
+// buildIdem indexes, into sale sl's empty index, the pairs of its orders in
+// the order of their indexes (a repeated pair keeps its first order). A
+// million inserts at random places of a large index would miss the cache
+// (and the TLB) once each: the pairs are first sorted by segment, one
+// counting pass, so that the inserts fill one segment after another.
+func (st *state) buildIdem(sl *sale, pairs []idemPair) {
+	sl.idem = makeIdemIndex(len(pairs))
+	if depth := sl.idem.depth; depth > 0 {
+		pairs = sortIdemPairs(pairs, depth)
+	}
+	for _, p := range pairs {
+		st.indexIdem(sl, p.h, p.idx)
+	}
+}
+
+// sortIdemPairs returns pairs sorted by the top depth bits of their hashes,
+// stable, so that each segment's pairs keep the order of their indexes.
+func sortIdemPairs(pairs []idemPair, depth uint8) []idemPair {
+	shift := 64 - uint(depth)
+	starts := make([]int, 1<<depth+1)
+	for _, p := range pairs {
+		starts[p.h>>shift+1]++
+	}
+	for i := 1; i < len(starts); i++ {
+		starts[i] += starts[i-1]
+	}
+	sorted := make([]idemPair, len(pairs))
+	for _, p := range pairs {
+		b := p.h >> shift
+		sorted[starts[b]] = p
+		starts[b]++
+	}
+	return sorted
+}

@@ -236,25 +236,28 @@ func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free
 // endReplay checks and builds what apply and insertOrder left while
 // replaying: that no order key was placed twice (each OrderPlaced added one
 // to byKey, unless its key was there), the idempotency pairs of the orders
-// from the first replayed one on, into indexes sized once per sale, and the
-// hold heap, sized.
+// from the first replayed one on, and the hold heap, sized.
 func (st *state) endReplay(from int32) error {
 	st.replaying = false
 	if len(st.byKey) != int(st.orders.n) {
 		return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
 	}
-	added := make([]int, len(st.sales))
-	for i := from; i < st.orders.n; i++ {
-		added[st.orders.at(i).sale]++
-	}
-	for si, sl := range st.sales {
-		if sl.idem.n == 0 && added[si] > 0 {
-			sl.idem = makeIdemIndex(added[si])
-		}
-	}
+	// A sale with no pair indexed yet (every sale, without a snapshot) is
+	// indexed in bulk; the others one pair at a time.
+	bulk := make([][]idemPair, len(st.sales))
 	for i := from; i < st.orders.n; i++ {
 		o := st.orders.at(i)
-		st.indexIdem(st.sales[o.sale], idemHash(o.userID, o.idemKey), i)
+		sl, h := st.sales[o.sale], idemHash(o.userID, o.idemKey)
+		if sl.idem.n == 0 {
+			bulk[o.sale] = append(bulk[o.sale], idemPair{h, i})
+		} else {
+			st.indexIdem(sl, h, i)
+		}
+	}
+	for si, pairs := range bulk {
+		if len(pairs) > 0 {
+			st.buildIdem(st.sales[si], pairs)
+		}
 	}
 	st.holds = make(holdHeap, 0, st.pending)
 	st.dropStaleHolds()
