@@ -20,9 +20,9 @@ import (
 // returns; beside it run the shard's log reader (decodeLog, which hands
 // decoded events over by channel) and, for a version 3 snapshot, the
 // goroutine filling byKey (keyIndexer, which owns byKey until restore
-// finishes); after replay, checkState reads the state on one goroutine while
-// endReplay writes the parts it does not read. All of them have ended when
-// recoverStates returns.
+// finishes); after replay, checkState's two halves read the state on two
+// goroutines while endReplay writes the parts they do not read. All of them
+// have ended when recoverStates returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows
@@ -110,22 +110,26 @@ func recoverShard(j Journal, shard int, check bool) (st *state, seq uint64, even
 		restored, st.rebuilt, st.reshaped = 0, false, false
 	}
 	// checkState reads neither the idempotency index nor the hold heap:
-	// recount while endReplay builds them.
-	var checkErr error
+	// recount while endReplay builds them, its two halves on two goroutines
+	// (they only read).
+	var keysErr, countsErr error
 	var wg sync.WaitGroup
 	if check {
 		wg.Go(func() {
-			defer recoverInvariant(&checkErr)
-			st.checkState()
+			defer recoverInvariant(&keysErr)
+			st.checkKeys()
+		})
+		wg.Go(func() {
+			defer recoverInvariant(&countsErr)
+			st.checkCounts()
 		})
 	}
 	endErr := st.endReplay(restored)
 	wg.Wait()
-	if endErr != nil {
-		return nil, 0, 0, endErr
-	}
-	if checkErr != nil {
-		return nil, 0, 0, checkErr
+	for _, err := range []error{endErr, keysErr, countsErr} {
+		if err != nil {
+			return nil, 0, 0, err
+		}
 	}
 	return st, seq, events, nil
 }
