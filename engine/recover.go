@@ -247,8 +247,18 @@ func (st *state) endReplay(from int32) error {
 		return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
 	}
 	// A sale with no pair indexed yet (every sale, without a snapshot) is
-	// indexed in bulk; the others one pair at a time.
+	// indexed in bulk, its pairs gathered in a slice sized first; the others
+	// one pair at a time.
+	added := make([]int, len(st.sales))
+	for i := from; i < st.orders.n; i++ {
+		added[st.orders.at(i).sale]++
+	}
 	bulk := make([][]idemPair, len(st.sales))
+	for si, sl := range st.sales {
+		if sl.idem.n == 0 && added[si] > 0 {
+			bulk[si] = make([]idemPair, 0, added[si])
+		}
+	}
 	for i := from; i < st.orders.n; i++ {
 		o := st.orders.at(i)
 		sl, h := st.sales[o.sale], idemHash(o.userID, o.idemKey)
