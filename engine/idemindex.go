@@ -129,6 +129,13 @@ func (p *idemProbe) next() (int32, bool) {
 
 // put indexes an order under h; the caller knows its pair is not indexed.
 func (t *idemIndex) put(h uint64, idx int32) {
+	t.putUnless(h, idx, func(int32) bool { return false })
+}
+
+// putUnless indexes an order under h unless same is true of an order
+// already indexed under h, in one walk of the probe run, and says whether
+// it did.
+func (t *idemIndex) putUnless(h uint64, idx int32, same func(int32) bool) bool {
 	if t.dir == nil {
 		t.dir = []*idemSeg{{slots: make([]idemSlot, idemSegSlotsMin)}}
 	}
@@ -137,8 +144,17 @@ func (t *idemIndex) put(h uint64, idx int32) {
 		t.grow(s, h)
 		s = t.seg(h)
 	}
-	s.put(h, idx)
+	mask := len(s.slots) - 1
+	i := s.home(h)
+	for ; s.slots[i].idx1 != 0; i = (i + 1) & mask {
+		if s.slots[i].hash() == h && same(s.slots[i].idx1-1) {
+			return false
+		}
+	}
+	s.slots[i] = idemSlot{uint32(h), uint32(h >> 32), idx + 1}
+	s.n++
 	t.n++
+	return true
 }
 
 func (s *idemSeg) put(h uint64, idx int32) {

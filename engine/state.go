@@ -247,17 +247,10 @@ func (st *state) putIdem(sl *sale, user, key string, idx int32) {
 // the first whatever the order of the probe run.
 func (st *state) indexIdem(sl *sale, h uint64, idx int32) {
 	o := st.orders.at(idx)
-	p := sl.idem.probe(h)
-	for {
-		j, ok := p.next()
-		if !ok {
-			break
-		}
-		if e := st.orders.at(j); e.userID == o.userID && e.idemKey == o.idemKey {
-			return
-		}
-	}
-	sl.idem.put(h, idx)
+	sl.idem.putUnless(h, idx, func(j int32) bool {
+		e := st.orders.at(j)
+		return e.userID == o.userID && e.idemKey == o.idemKey
+	})
 }
 
 // ticketsTaken is how many of the order's tickets count against its tier's
