@@ -14,14 +14,31 @@ func (e invariantError) Error() string { return string(e) }
 
 // checkState recounts a whole shard from its orders and compares it with the
 // running counts. It costs O(orders); the shard runs it after every batch
-// only when built with -tags invariants, and recovery always runs it once.
+// only when built with -tags invariants, and recovery always runs it once,
+// its two halves (checkKeys, checkCounts) on two goroutines.
 func (st *state) checkState() {
+	st.checkKeys()
+	st.checkCounts()
+}
+
+// checkKeys checks that every order is found by its key.
+func (st *state) checkKeys() {
+	for i := int32(0); i < st.orders.n; i++ {
+		if got, ok := st.byKey[st.orders.at(i).key]; !ok || got != i {
+			panic(newInvariantError("order %d indexed at %d", i, got))
+		}
+	}
+}
+
+// checkCounts recounts held and sold tickets per tier, pending orders and
+// tickets per user.
+func (st *state) checkCounts() {
 	type count struct{ held, sold int }
 	counts := make([][]count, len(st.sales))
 	tickets := make([]map[string]int32, len(st.sales))
 	for i, sl := range st.sales {
 		counts[i] = make([]count, len(sl.tiers))
-		tickets[i] = make(map[string]int32)
+		tickets[i] = make(map[string]int32, len(sl.users))
 	}
 	var pending int64
 	for i := int32(0); i < st.orders.n; i++ {
@@ -34,9 +51,6 @@ func (st *state) checkState() {
 			c.sold += o.ticketsTaken()
 		}
 		tickets[o.sale][o.userID] += int32(o.ticketsTaken() * st.sales[o.sale].ticketsPer(int(o.tier)))
-		if got := st.byKey[o.key]; got != i {
-			panic(newInvariantError("order %d indexed at %d", i, got))
-		}
 	}
 	if pending != st.pending {
 		panic(newInvariantError("pending orders: counted %d, running %d", pending, st.pending))

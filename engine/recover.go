@@ -20,9 +20,9 @@ import (
 // returns; beside it run the shard's log reader (decodeLog, which hands
 // decoded events over by channel) and, for a version 3 snapshot, the
 // goroutine filling byKey (keyIndexer, which owns byKey until restore
-// finishes); after replay, checkState reads the state on one goroutine while
-// endReplay writes the parts it does not read. All of them have ended when
-// recoverStates returns.
+// finishes); after replay, checkState's two halves read the state on two
+// goroutines while endReplay writes the parts they do not read. All of them
+// have ended when recoverStates returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows
@@ -137,21 +137,28 @@ func endShard(st *state, restored int32, check bool) (err error) {
 		restored, st.rebuilt, st.reshaped = 0, false, false
 	}
 	// checkState reads neither the idempotency index nor the hold heap:
-	// recount while endReplay builds them.
-	var checkErr error
+	// recount while endReplay builds them, its two halves on two goroutines
+	// (they only read).
+	var keysErr, countsErr error
 	var wg sync.WaitGroup
 	if check {
 		wg.Go(func() {
-			defer recoverInvariant(&checkErr)
-			st.checkState()
+			defer recoverInvariant(&keysErr)
+			st.checkKeys()
+		})
+		wg.Go(func() {
+			defer recoverInvariant(&countsErr)
+			st.checkCounts()
 		})
 	}
 	endErr := st.endReplay(restored)
 	wg.Wait()
-	if endErr != nil {
-		return endErr
+	for _, err := range []error{endErr, keysErr, countsErr} {
+		if err != nil {
+			return err
+		}
 	}
-	return checkErr
+	return nil
 }
 
 // replay applies every entry of the shard's log after seq to st and returns
@@ -260,32 +267,37 @@ func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free
 // endReplay checks and builds what apply and insertOrder left while
 // replaying: that no order key was placed twice (each OrderPlaced added one
 // to byKey, unless its key was there), the idempotency pairs of the orders
-// from the first replayed one on, one insert each into maps sized when they
-// were empty (a sale where two pairs share a hash is indexed again the exact
-// way), and the hold heap, sized.
+// from the first replayed one on, and the hold heap, sized.
 func (st *state) endReplay(from int32) error {
 	st.replaying = false
 	if len(st.byKey) != int(st.orders.n) {
 		return fmt.Errorf("%w: OrderPlaced twice for one order", errCorrupt)
 	}
+	// A sale with no pair indexed yet (every sale, without a snapshot) is
+	// indexed in bulk, its pairs gathered in a slice sized first; the others
+	// one pair at a time.
 	added := make([]int, len(st.sales))
 	for i := from; i < st.orders.n; i++ {
 		added[st.orders.at(i).sale]++
 	}
-	had := make([]int, len(st.sales))
+	bulk := make([][]idemPair, len(st.sales))
 	for si, sl := range st.sales {
-		had[si] = len(sl.idem)
-		if had[si] == 0 && added[si] > 0 {
-			sl.idem = make(map[uint64]int32, added[si])
+		if sl.idem.n == 0 && added[si] > 0 {
+			bulk[si] = make([]idemPair, 0, added[si])
 		}
 	}
 	for i := from; i < st.orders.n; i++ {
 		o := st.orders.at(i)
-		st.sales[o.sale].idem[idemHash(o.userID, o.idemKey)] = i
+		sl, h := st.sales[o.sale], idemHash(o.userID, o.idemKey)
+		if sl.idem.n == 0 {
+			bulk[o.sale] = append(bulk[o.sale], idemPair{h, i})
+		} else {
+			st.indexIdem(sl, h, i)
+		}
 	}
-	for si, sl := range st.sales {
-		if len(sl.idem) != had[si]+added[si] {
-			st.reindexIdem(int32(si))
+	for si, pairs := range bulk {
+		if len(pairs) > 0 {
+			st.buildIdem(st.sales[si], pairs)
 		}
 	}
 	st.holds = make(holdHeap, 0, st.pending)

@@ -12,13 +12,13 @@ import (
 // per order. The strings of a chunk are copied into one string (an arena)
 // that the orders slice. An order's user slot gives its user id, previous
 // order and the user's share of idemHash, and counts the user's tickets;
-// sale.users is filled once per user at the end. byKey and idem get one
-// insert per order into maps sized from chunk 0, and duplicates are found by
-// counting: a repeated order key is corruption; two idempotency pairs with
-// one hash (rare with 64 bits, or a repeated pair, which decide never makes)
-// send that sale through putIdem in order, as replay would index it. byKey,
-// the largest map, is filled on a goroutine of its own (keyIndexer) while
-// the next chunks are decoded. The hold heap is left empty: recovery builds
+// sale.users is filled once per user at the end. byKey gets one insert per
+// order into a map sized from chunk 0, on a goroutine of its own
+// (keyIndexer) while the next chunks are decoded; a repeated order key is
+// corruption, found by counting. Each sale's idempotency pairs are gathered
+// with their hashes and indexed at the end in bulk (buildIdem); a repeated
+// pair (which decide never makes) keeps its first order found, as replay
+// would. The hold heap is left empty: recovery builds
 // it once after replay.
 //
 // The arena trade-off: a chunk's strings stay in memory as long as any of
@@ -39,8 +39,9 @@ type restorer struct {
 
 	users map[string]string // versions 1 and 2: interned user ids
 
-	slots []userSlot  // version 3
-	keys  *keyIndexer // version 3: fills st.byKey until finish or close
+	slots []userSlot   // version 3
+	idem  [][]idemPair // version 3: per sale, indexed at finish (buildIdem)
+	keys  *keyIndexer  // version 3: fills st.byKey until finish or close
 }
 
 // userSlot is one user of one sale while a snapshot is restored.
@@ -86,9 +87,15 @@ func (r *restorer) addHead(chunk []byte) error {
 			return fmt.Errorf("%w: snapshot holds sale %q twice", errCorrupt, cfg.ID)
 		}
 		sl := r.st.insertSale(cfg, closed)
-		sl.idem = make(map[uint64]int32, orders)
 		sl.users = make(map[string]userState, users)
 		r.sales = append(r.sales, orders)
+		if r.version >= 3 {
+			// The count is announced, not yet held: a corrupt one must not
+			// allocate without bound.
+			r.idem = append(r.idem, make([]idemPair, 0, min(orders, 1<<20)))
+		} else {
+			sl.idem = makeIdemIndex(int(min(orders, 1<<20)))
+		}
 	}
 	r.orders = d.uvarint(1 << 31)
 	r.st.byKey = make(map[orderKey]int32, r.orders)
@@ -164,7 +171,7 @@ func (r *restorer) addOrders(chunk []byte) error {
 		s.last = idx
 		s.tickets += int32(o.ticketsTaken())
 		sl := st.sales[o.sale]
-		sl.idem[idemHashKey(s.userHash, o.idemKey)] = idx
+		r.idem[o.sale] = append(r.idem[o.sale], idemPair{idemHashKey(s.userHash, o.idemKey), idx})
 		sl.orders++
 		if o.status == StatusPending {
 			sl.tiers[o.tier].held += int(o.qty)
@@ -280,9 +287,8 @@ func (r *restorer) finishIndexes() error {
 		if len(sl.users) != users[i] {
 			return fmt.Errorf("%w: snapshot lists a user of sale %q twice", errCorrupt, sl.cfg.ID)
 		}
-		if len(sl.idem) != sl.orders {
-			st.reindexIdem(int32(i))
-		}
+		st.buildIdem(sl, r.idem[i])
+		r.idem[i] = nil
 		for t := range sl.tiers {
 			checkTier(sl, t)
 		}
@@ -296,19 +302,6 @@ func (r *restorer) close() {
 	if r.keys != nil {
 		r.keys.wait()
 		r.keys = nil
-	}
-}
-
-// reindexIdem indexes a sale's idempotency pairs one by one, in order, as
-// apply did: a pair whose hash an earlier pair holds goes to idemOverflow.
-func (st *state) reindexIdem(si int32) {
-	sl := st.sales[si]
-	clear(sl.idem)
-	sl.idemOverflow = nil
-	for i := int32(0); i < st.orders.n; i++ {
-		if o := st.orders.at(i); o.sale == si {
-			st.putIdem(sl, o.userID, o.idemKey, i)
-		}
 	}
 }
 

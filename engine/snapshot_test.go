@@ -243,7 +243,7 @@ func dumpFull(st *state) string {
 		lines = append(lines, fmt.Sprintf("order %d: byKey %d, idem %d %v, user %+v", i, st.byKey[o.key], idem, ok, sl.users[o.userID]))
 	}
 	for _, sl := range st.sales {
-		lines = append(lines, fmt.Sprintf("sale %s: %d users, %d idem pairs", sl.cfg.ID, len(sl.users), len(sl.idem)+len(sl.idemOverflow)))
+		lines = append(lines, fmt.Sprintf("sale %s: %d users, %d idem pairs", sl.cfg.ID, len(sl.users), sl.idem.n))
 	}
 	lines = append(lines, fmt.Sprintf("byKey %d", len(st.byKey)))
 	holds := slices.Clone(st.holds)

@@ -97,12 +97,7 @@ type sale struct {
 
 	// derived
 	users map[string]userState
-	// idem finds an order by (user, idempotency key) through a 64-bit hash
-	// of the pair: 16 bytes a slot instead of 40 with the strings as key.
-	// The order found is compared with the pair; a pair whose hash is taken
-	// by another pair goes to idemOverflow (nil until that happens).
-	idem         map[uint64]int32
-	idemOverflow map[idemKey]int32
+	idem  idemIndex // orders by (user, idempotency key): idemindex.go
 }
 
 type tierCount struct {
@@ -116,11 +111,6 @@ type tierCount struct {
 type userState struct {
 	tickets int32
 	last    int32
-}
-
-type idemKey struct {
-	user string
-	key  string
 }
 
 // order is an order in memory: 120 bytes (kid fills the last byte of
@@ -193,7 +183,6 @@ func (st *state) insertSale(cfg SaleConfig, closed bool) *sale {
 		closed: closed,
 		tiers:  make([]tierCount, len(cfg.Tiers)),
 		users:  make(map[string]userState),
-		idem:   make(map[uint64]int32),
 	}
 	st.saleIdx[cfg.ID] = int32(len(st.sales))
 	st.sales = append(st.sales, sl)
@@ -234,53 +223,34 @@ func (st *state) insertOrder(o order) int32 {
 
 // findIdem returns the order a user made with an idempotency key.
 func (st *state) findIdem(sl *sale, user, key string) (int32, bool) {
-	if idx, ok := sl.idem[idemHash(user, key)]; ok {
+	p := sl.idem.probe(idemHash(user, key))
+	for {
+		idx, ok := p.next()
+		if !ok {
+			return 0, false
+		}
 		if o := st.orders.at(idx); o.userID == user && o.idemKey == key {
 			return idx, true
 		}
 	}
-	idx, ok := sl.idemOverflow[idemKey{user, key}]
-	return idx, ok
 }
 
-// putIdem records a pair that findIdem does not know yet.
+// putIdem records order idx's pair, unless an earlier order has it (an
+// exchange's new order may carry its old order's pair): the earlier order
+// stays the one found.
 func (st *state) putIdem(sl *sale, user, key string, idx int32) {
-	h := idemHash(user, key)
-	if _, taken := sl.idem[h]; !taken {
-		sl.idem[h] = idx
-		return
-	}
-	if sl.idemOverflow == nil {
-		sl.idemOverflow = make(map[idemKey]int32)
-	}
-	sl.idemOverflow[idemKey{user, key}] = idx
+	st.indexIdem(sl, idemHash(user, key), idx)
 }
 
-// idemHash is FNV-1a over user, a separator that a length prefix makes
-// unambiguous, and key. It decides only where a pair is stored, never an
-// outcome.
-func idemHash(user, key string) uint64 {
-	return idemHashKey(idemHashUser(user), key)
-}
-
-// idemHashUser is the part of idemHash that depends on the user alone;
-// restore computes it once per user rather than once per order.
-func idemHashUser(user string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(user); i++ {
-		h ^= uint64(user[i])
-		h *= 1099511628211
-	}
-	h ^= uint64(len(user))
-	return h * 1099511628211
-}
-
-func idemHashKey(h uint64, key string) uint64 {
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= 1099511628211
-	}
-	return h
+// indexIdem is putIdem with the pair's hash known; restore and replay index
+// in bulk with it. An index never holds a pair twice, so the order found is
+// the first whatever the order of the probe run.
+func (st *state) indexIdem(sl *sale, h uint64, idx int32) {
+	o := st.orders.at(idx)
+	sl.idem.putUnless(h, idx, func(j int32) bool {
+		e := st.orders.at(j)
+		return e.userID == o.userID && e.idemKey == o.idemKey
+	})
 }
 
 // ticketsTaken is how many of the order's tickets count against its tier's
