@@ -1525,6 +1525,7 @@ func (n *fleetNode) recover(a *app) recovery {
 			TickInterval: a.o.tick, SyncGatherMax: orOff(a.o.logSyncGather), Logger: a.logger, Metrics: a.set,
 			QueueSeedKey: a.queueSeedKey,
 			Outbox:       tap,
+			Remote:       n.fleet.Exchanges(n.nc), // exchanges into a session of another partition
 		}
 	}
 	p, owner, err := n.fleet.TryAcquire(n.acquiring)
@@ -1577,6 +1578,10 @@ func (n *fleetNode) recover(a *app) recovery {
 		"renewals", all, "renewals_slow", slow)
 	logRecovery(a.logger, eng, time.Since(start))
 	a.running.Store(eng)
+	if err := fleet.ServeExchanges(n.nc, p, func() bool { return n.fleet.Valid(p) }, eng); err != nil {
+		eng.Close()
+		return recovery{err: err}
+	}
 	if p == 0 { // the follows are the home partition's: its owner lists them for the others' on_sale emails
 		if err := fleet.ServeFollowers(n.nc, func() bool { return n.fleet.Valid(0) }, eng.Followers); err != nil {
 			eng.Close()

@@ -61,6 +61,11 @@ type Config struct {
 	// Outbox, if set, is told of every synced entry and asked before the
 	// log is truncated behind a snapshot (outbox.go) [none].
 	Outbox OutboxTap
+
+	// Remote, if set, runs the steps of an exchange into another session
+	// whose sale this engine does not hold (a fleet: xsession_remote.go)
+	// [every sale is this engine's].
+	Remote ExchangeRemote
 }
 
 func (c *Config) setDefaults() {

@@ -55,6 +55,9 @@ import (
 //     not settled whose new order is paid: the server calls it at start-up
 //     and periodically, so an exchange cut by a crash between (a) and (c)
 //     finishes.
+//   - On a fleet, a step whose sale is another partition's runs on the
+//     node that holds it, through Config.Remote (xsremote.go); each node's
+//     sweeper settles the exchanges whose new order it holds.
 //
 // Between (a) and (b) both orders are valid: one request's time normally,
 // at most the sweeper's period after a crash. The door refuses the new
@@ -498,40 +501,40 @@ const ExchangeAwaitingRelease = "awaiting_release"
 // exchangeAcross is Engine.Exchange into another sale: check, (a), (b), (c).
 func (e *Engine) exchangeAcross(ctx context.Context, orderID, userID string, req ExchangeRequest) (Order, error) {
 	saleID, key, _ := parseOrderID(orderID)
-	var chk *xsResult
-	err := e.one(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, userID: userID,
-		xs: &xsCommand{op: xsCheck, otherSale: req.SaleID}}, func(r *result) { chk = r.xs })
+	_, chk, err := e.xsRun(ctx, saleID, command{kind: cmdXSession, saleID: saleID, order: key, userID: userID,
+		xs: &xsCommand{op: xsCheck, otherSale: req.SaleID}})
 	if err != nil {
 		return Order{}, err
 	}
+	if chk == nil {
+		return Order{}, fmt.Errorf("%w: the exchange check answered nothing", ErrStopped)
+	}
 	if chk.done != "" { // exchanged out already: the same exchange
-		return e.Order(ctx, chk.done)
+		return e.xsOrder(ctx, chk.done) // xsremote.go
 	}
 	newKey := newOrderKey()
-	var got orderKey
-	err = e.one(ctx, req.SaleID, command{kind: cmdXSession, saleID: req.SaleID, userID: chk.user, tierID: req.TierID, newOrder: newKey,
+	got, _, err := e.xsRun(ctx, req.SaleID, command{kind: cmdXSession, saleID: req.SaleID, userID: chk.user, tierID: req.TierID, newOrder: newKey,
 		xs: &xsCommand{op: xsInOp, otherSale: saleID, other: key, event: chk.event, oldAmount: chk.amount, qty: chk.qty, fee: chk.fee,
-			parts: chk.parts}},
-		func(r *result) { got = r.orderKey })
+			parts: chk.parts}})
 	if err != nil {
 		return Order{}, err
 	}
 	if err := e.finishAcross(ctx, req.SaleID, got); err != nil {
 		return Order{}, err
 	}
-	return e.Order(ctx, formatOrderID(req.SaleID, got))
+	return e.xsOrder(ctx, formatOrderID(req.SaleID, got))
 }
 
 // finishAcross runs steps (b) and (c) of the exchange that made order key
 // of sale saleID, if it is open.
 func (e *Engine) finishAcross(ctx context.Context, saleID string, key orderKey) error {
-	var open []xsPending
-	if err := e.one(ctx, saleID, command{kind: cmdXSession, xs: &xsCommand{op: xsList}}, func(r *result) {
-		if r.xs != nil {
-			open = r.xs.open
-		}
-	}); err != nil {
+	_, xs, err := e.xsRun(ctx, saleID, command{kind: cmdXSession, xs: &xsCommand{op: xsList}})
+	if err != nil {
 		return err
+	}
+	var open []xsPending
+	if xs != nil {
+		open = xs.open
 	}
 	for _, p := range open {
 		if p.key == key && p.saleID == saleID {
@@ -542,14 +545,15 @@ func (e *Engine) finishAcross(ctx context.Context, saleID string, key orderKey) 
 }
 
 func (e *Engine) settleOne(ctx context.Context, p xsPending) error {
-	err := e.one(ctx, p.fromSale, command{kind: cmdXSession, saleID: p.fromSale, order: p.from,
-		xs: &xsCommand{op: xsOutOp, otherSale: p.saleID, other: p.key, diff: p.diff, fee: p.fee}}, func(*result) {})
+	_, _, err := e.xsRun(ctx, p.fromSale, command{kind: cmdXSession, saleID: p.fromSale, order: p.from,
+		xs: &xsCommand{op: xsOutOp, otherSale: p.saleID, other: p.key, diff: p.diff, fee: p.fee}})
 	var rej *Rejection
 	if err != nil && !errors.As(err, &rej) {
-		return err // not decided: the sweeper tries again
+		return err // not decided, or not known to be: the sweeper tries again
 	}
-	return e.one(ctx, p.saleID, command{kind: cmdXSession, saleID: p.saleID, order: p.key,
-		xs: &xsCommand{op: xsSettle, ok: err == nil}}, func(*result) {})
+	_, _, err = e.xsRun(ctx, p.saleID, command{kind: cmdXSession, saleID: p.saleID, order: p.key,
+		xs: &xsCommand{op: xsSettle, ok: err == nil}})
+	return err
 }
 
 // kickExchange runs steps (b) and (c) beside the caller once a payment
