@@ -95,7 +95,8 @@ func (e *Engine) ExchangeStep(ctx context.Context, saleID string, s ExchangeStep
 	}
 	cmd, ok := commandOfStep(saleID, s)
 	if !ok {
-		return ExchangeStepResult{}, reject(CodeInvalidRequest, "bad exchange step %q", s.Op)
+		// not a Rejection: a refused step (b) would undo the exchange
+		return ExchangeStepResult{}, fmt.Errorf("engine: bad exchange step %q", s.Op)
 	}
 	key, xs, err := e.xsLocal(ctx, saleID, cmd)
 	if err != nil {

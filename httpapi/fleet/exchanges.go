@@ -37,8 +37,9 @@ type exchangeRequest struct {
 type exchangeReply struct {
 	Result engine.ExchangeStepResult `json:"result"`
 	// Code and Message: the owner's engine refused the step.
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Available int    `json:"available,omitempty"` // sold_out
 	// Error: the step was not decided, or not known to be.
 	Error string `json:"error,omitempty"`
 }
@@ -65,7 +66,7 @@ func answerExchange(m *nats.Msg, eng *engine.Engine) {
 	var req exchangeRequest
 	var rep exchangeReply
 	if err := jsonv2.Unmarshal(m.Data, &req); err != nil {
-		rep.Code, rep.Message = string(engine.CodeInvalidRequest), "bad exchange step: "+err.Error()
+		rep.Error = "bad exchange step: " + err.Error() // not a refusal: a refused step (b) would undo the exchange
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), exchangeTimeout)
 		res, err := eng.ExchangeStep(ctx, req.SaleID, req.Step)
@@ -73,7 +74,7 @@ func answerExchange(m *nats.Msg, eng *engine.Engine) {
 		var rej *engine.Rejection
 		switch {
 		case errors.As(err, &rej):
-			rep.Code, rep.Message = string(rej.Code), rej.Message
+			rep.Code, rep.Message, rep.Available = string(rej.Code), rej.Message, rej.Available
 		case err != nil:
 			rep.Error = err.Error()
 		default:
@@ -124,7 +125,7 @@ func (x *exchanges) ExchangeStep(ctx context.Context, saleID string, s engine.Ex
 	}
 	switch {
 	case rep.Code != "":
-		return engine.ExchangeStepResult{}, &engine.Rejection{Code: engine.Code(rep.Code), Message: rep.Message}
+		return engine.ExchangeStepResult{}, &engine.Rejection{Code: engine.Code(rep.Code), Message: rep.Message, Available: rep.Available}
 	case rep.Error != "":
 		return engine.ExchangeStepResult{}, fmt.Errorf("%w: fleet: the owner of sale %q's partition: %s", engine.ErrStopped, saleID, rep.Error)
 	}
