@@ -84,6 +84,13 @@
 // log; its owner shares them through the bucket onsale_fleet (Webhooks).
 // Follows live there too; the owners of the other partitions ask it for
 // the followers of their sales' event.on_sale over NATS (follows.go).
+// An exchange into a session of another partition runs each of its steps
+// in the shard of the sale it concerns: a step of a sale this node does
+// not hold is a NATS request on onsale.fleet.xsession.p<N>, answered only
+// by that partition's lease holder (exchanges.go, engine.ExchangeRemote).
+// The steps are idempotent, so one asked again after a lost answer
+// decides nothing twice; a lost answer is ErrStopped, never a refusal,
+// which would undo the exchange.
 //
 // # Restoring on one node
 //
