@@ -327,17 +327,32 @@ func decodeEntry(entry []byte, fn func(*event) error) error {
 // through users (nil: no sharing); replay of a million orders by a hundred
 // thousand users allocates a hundred thousand strings, not a million.
 func decodeEntryInterned(entry []byte, users map[string]string, fn func(*event) error) error {
-	var ev event
-	var cfg SaleConfig
+	d := entryDecoder{users: users}
+	return d.decode(entry, fn)
+}
+
+// entryDecoder decodes entry after entry into one event and one sale
+// config, which decodeEntry allocates per entry: a replay (decodeLog)
+// keeps one for the whole log. users interns user and sale ids (nil: no
+// sharing).
+type entryDecoder struct {
+	ev    event
+	cfg   SaleConfig
+	users map[string]string
+}
+
+// decode is decodeEntryInterned; the event passed to fn is reused by the
+// next call too.
+func (d *entryDecoder) decode(entry []byte, fn func(*event) error) error {
 	for len(entry) > 0 {
 		n, w := binary.Uvarint(entry)
 		if w <= 0 || n < 2 || n > uint64(len(entry)-w) {
 			return fmt.Errorf("%w: bad record length", errCorrupt)
 		}
-		if err := decodeRecord(entry[w:w+int(n)], &ev, &cfg, users); err != nil {
+		if err := decodeRecord(entry[w:w+int(n)], &d.ev, &d.cfg, d.users); err != nil {
 			return err
 		}
-		if err := fn(&ev); err != nil {
+		if err := fn(&d.ev); err != nil {
 			return err
 		}
 		entry = entry[w+int(n):]
@@ -368,7 +383,7 @@ func decodeRecord(rec []byte, ev *event, cfg *SaleConfig, users map[string]strin
 		ev.closed = d.bool()
 	case evOrderPlaced:
 		ev.at = d.varint()
-		ev.saleID = d.str(IDLenMax)
+		ev.saleID = d.interned(IDLenMax) // the same few sales: no copy per order in replay
 		ev.order = d.key()
 		ev.userID = d.user()
 		ev.key = d.str(IdempotencyKeyLenMax)
@@ -486,11 +501,17 @@ func (k eventKind) String() string {
 type decoder struct {
 	b     []byte
 	err   error
-	users map[string]string // interned user ids; nil: none
+	users map[string]string // interned user and sale ids; nil: none
 }
 
 func (d *decoder) user() string {
-	n := d.uvarint(UserLenMax)
+	return d.interned(UserLenMax)
+}
+
+// interned reads a string of at most maxLen bytes, shared through d.users
+// with every equal one read before.
+func (d *decoder) interned(maxLen int) string {
+	n := d.uvarint(uint64(maxLen))
 	if d.err != nil {
 		return ""
 	}

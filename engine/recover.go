@@ -234,14 +234,14 @@ func decodeLog(j Journal, shard int, seq uint64, blocks chan<- *eventBlock, free
 			return false
 		}
 	}
-	users := make(map[string]string)
+	dec := &entryDecoder{users: make(map[string]string)} // one event for the whole log
 	errStopped := errors.New("engine: replay stopped")
 	err := j.Replay(shard, seq, func(s uint64, entry []byte) error {
 		if s != seq+1 {
 			return fmt.Errorf("%w: entry %d follows %d", errCorrupt, s, seq)
 		}
 		seq = s
-		return decodeEntryInterned(entry, users, func(ev *event) error {
+		return dec.decode(entry, func(ev *event) error {
 			e := *ev
 			if e.sale != nil { // the decoder's, reused for the next SalePut
 				cfg := *e.sale
