@@ -28,6 +28,19 @@ func xsPay(t *testing.T, e *Engine, id string) Order {
 	return o
 }
 
+// xsDearerPaid exchanges bob's paid floor order of src (5000) for a seat
+// of dst (8000 + 300 fee: 3300 more) and pays the difference; the
+// exchange is left to settle.
+func xsDearerPaid(t *testing.T, e *Engine, src, dst string) (old, nw Order) {
+	t.Helper()
+	old = paidOrder(t, e, src, "floor", 1, "bob")
+	nw, err := e.Exchange(context.Background(), old.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "seat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return old, xsPay(t, e, nw.ID)
+}
+
 func xsStatusOf(t *testing.T, e *Engine, id string) string {
 	t.Helper()
 	o, err := e.Order(context.Background(), id)
@@ -137,13 +150,8 @@ func TestXSessionDearerRefundRequest(t *testing.T) {
 	e.xsNoKick = true
 	ctx := context.Background()
 	src, dst := xsSales(t, e, clock)
-	old := paidOrder(t, e, src, "floor", 1, "bob")
-	nw, err := e.Exchange(ctx, old.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "seat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	xsPay(t, e, nw.ID)
-	_, err = e.RequestRefund(ctx, nw.ID, "bob", "")
+	old, nw := xsDearerPaid(t, e, src, dst)
+	_, err := e.RequestRefund(ctx, nw.ID, "bob", "")
 	wantCode(t, err, CodeInvalidOrderState) // not settled yet
 	if _, err := e.SettleExchanges(ctx); err != nil {
 		t.Fatal(err)
@@ -168,12 +176,7 @@ func TestXSessionDearerUndone(t *testing.T) {
 	e.xsNoKick = true
 	ctx := context.Background()
 	src, dst := xsSales(t, e, clock)
-	old := paidOrder(t, e, src, "floor", 1, "bob")
-	nw, err := e.Exchange(ctx, old.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "seat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	xsPay(t, e, nw.ID)
+	old, nw := xsDearerPaid(t, e, src, dst)
 	if _, err := e.CheckInTicket(ctx, old.ID+".0", "north"); err != nil {
 		t.Fatalf("the old ticket admits until the exchange settles: %v", err)
 	}
@@ -302,12 +305,7 @@ func TestXSessionKick(t *testing.T) {
 	e.xsKicked = kicked
 	ctx := context.Background()
 	src, dst := xsSales(t, e, clock)
-	old := paidOrder(t, e, src, "floor", 1, "bob")
-	nw, err := e.Exchange(ctx, old.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "seat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	xsPay(t, e, nw.ID)
+	old, nw := xsDearerPaid(t, e, src, dst)
 	select {
 	case <-kicked:
 	case <-time.After(30 * time.Second):
@@ -337,12 +335,7 @@ func TestXSessionPaymentsRoundTrip(t *testing.T) {
 	e.xsNoKick = true
 	ctx := context.Background()
 	src, dst := xsSales(t, e, clock)
-	old := paidOrder(t, e, src, "floor", 1, "bob")
-	nw, err := e.Exchange(ctx, old.ID, "bob", ExchangeRequest{SaleID: dst, TierID: "seat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	xsPay(t, e, nw.ID)
+	old, nw := xsDearerPaid(t, e, src, dst)
 	if _, err := e.SettleExchanges(ctx); err != nil {
 		t.Fatal(err)
 	}
