@@ -139,11 +139,7 @@ func TestBoxOfficeSurvivesRestarts(t *testing.T) {
 	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}, {"repartition back", 2, false}} {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		got, err := e.Order(ctx, o.ID)

@@ -43,18 +43,10 @@ func TestDuplicateChargesSurviveRestarts(t *testing.T) {
 	if len(want.DuplicateCharges) != 2 || want.DuplicateCharges[0].EventID != "p2" || want.DuplicateCharges[1].AmountCents != o.AmountCents {
 		t.Fatalf("duplicate charges: %+v", want.DuplicateCharges)
 	}
-	for _, reopen := range []struct {
-		name   string
-		shards int
-		snap   bool
-	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+	for _, reopen := range reopenings {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards { // stopped: the states are still
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		got, err := e.Order(ctx, o.ID)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"testing"
 )
 
 // memJournal is a Journal in memory, with a switch to fail appends. Its
@@ -116,3 +117,23 @@ func (j *memJournal) Reset(snapshots [][][]byte) error {
 	j.layout = len(snapshots)
 	return nil
 }
+
+// snapshotClosed saves every shard's state of e, a closed engine, as the
+// shard's snapshot in j: a restart then loads it instead of the log.
+func snapshotClosed(t *testing.T, e *Engine, j Journal) {
+	t.Helper()
+	for i, s := range e.shards {
+		if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// reopenings are the ways a test restarts an engine on its journal to see
+// that a feature's state comes back: the log replayed, a snapshot loaded
+// (snapshotClosed), and the sales moved to another shard count.
+var reopenings = []struct {
+	name   string
+	shards int
+	snap   bool
+}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}}

@@ -409,11 +409,7 @@ func TestQueueOnePlacePerDocument(t *testing.T) {
 		t.Fatalf("alice again: %+v %v", again, err)
 	}
 	e.Close()
-	for i, s := range e.shards {
-		if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	snapshotClosed(t, e, j)
 	for _, shards := range []int{2, 3} {
 		e = openOffersTest(t, j, clock, shards)
 		user := fmt.Sprint("carol", shards)
@@ -544,18 +540,10 @@ func TestOffersRandom(t *testing.T) {
 	if states[OfferBought]+states[OfferLapsed] == 0 {
 		t.Fatalf("the run made no offer: %v", states)
 	}
-	for _, reopen := range []struct {
-		name   string
-		shards int
-		snap   bool
-	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+	for _, reopen := range reopenings {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openOffersTest(t, j, clock, reopen.shards)
 		if got := offerSnapshot(t, e, sales, us); !slices.Equal(got, want) {

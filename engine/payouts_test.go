@@ -124,18 +124,10 @@ func TestPayoutsFromEveryObligation(t *testing.T) {
 	}
 
 	before, _ := e.Payouts(ctx, PayoutQuery{})
-	for _, reopen := range []struct {
-		name   string
-		shards int
-		snap   bool
-	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+	for _, reopen := range reopenings {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		after, err := e.Payouts(ctx, PayoutQuery{})

@@ -160,18 +160,10 @@ func TestRealNameRace(t *testing.T) {
 	if won.Load() != limit || refused.Load() != 64-limit {
 		t.Fatalf("%d sold, %d refused; want %d sold", won.Load(), refused.Load(), limit)
 	}
-	for _, reopen := range []struct {
-		name   string
-		shards int
-		snap   bool
-	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+	for _, reopen := range reopenings {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		_, _, err := e.Purchase(ctx, PurchaseRequest{SaleID: "rn", TierID: "floor", Quantity: 1,

@@ -345,11 +345,7 @@ func TestXSessionPaymentsRoundTrip(t *testing.T) {
 	}{{true, 2}, {false, 3}} {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		e.xsNoKick = true

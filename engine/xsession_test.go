@@ -214,18 +214,10 @@ func TestXSessionCrashThenSweep(t *testing.T) {
 		return v
 	}
 	before := views()
-	for _, reopen := range []struct {
-		name   string
-		shards int
-		snap   bool
-	}{{"replay", 2, false}, {"snapshot", 2, true}, {"repartition", 3, false}} {
+	for _, reopen := range reopenings {
 		e.Close()
 		if reopen.snap {
-			for i, s := range e.shards {
-				if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshotClosed(t, e, j)
 		}
 		e = openTest(t, j, clock, reopen.shards)
 		if after := views(); !reflect.DeepEqual(after, before) {
@@ -484,11 +476,7 @@ func TestXSessionRandomized(t *testing.T) {
 		case op == 11: // restart, sometimes from a snapshot
 			e.Close()
 			if rng.IntN(2) == 0 {
-				for i, s := range e.shards {
-					if err := j.SaveSnapshot(i, s.seq, s.st.freeze(s.seq).encode()); err != nil {
-						t.Fatal(err)
-					}
-				}
+				snapshotClosed(t, e, j)
 			}
 			e = openTest(t, j, clock, 2)
 			e.xsNoKick = true
