@@ -304,16 +304,41 @@ const (
 	browserTimeout     = 120 * time.Second
 )
 
+// newBrowser starts chromium for t; it is stopped when t ends.
 func newBrowser(t *testing.T, exe string) *browser {
 	t.Helper()
+	// Chromium sometimes dies while it starts on a loaded machine (CI runs
+	// every package at once): it exits before it prints its DevTools
+	// address, with nothing but a crash report on stderr. That is the
+	// browser, not the console, so a start is tried three times, each
+	// failure logged; a page that fails after the start still fails.
+	const starts = 3
+	for try := 1; ; try++ {
+		b, err := startBrowser(t, exe)
+		if err == nil {
+			return b
+		}
+		if try == starts || !strings.Contains(err.Error(), "failed to start") {
+			t.Fatalf("cannot start chromium (try %d of %d): %v", try, starts, err)
+		}
+		t.Logf("chromium did not start (try %d of %d), starting it again: %v", try, starts, err)
+	}
+}
+
+// startBrowser starts one headless chromium and opens its tab. On error
+// everything it started is stopped.
+func startBrowser(t *testing.T, exe string) (*browser, error) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+		// Shared memory in the temporary directory, not /dev/shm, which
+		// a container may keep small.
+		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(desktopWidth, desktopHeight))
 	whole, cancelWhole := context.WithTimeout(context.Background(), browserTimeout)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(whole, opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelWhole() })
+	stop := func() { cancelCtx(); cancelAlloc(); cancelWhole() }
 	b := &browser{t: t, ctx: ctx}
 	err := chromedp.Listen(ctx, func(ev any) {
 		b.mu.Lock()
@@ -348,9 +373,11 @@ func newBrowser(t *testing.T, exe string) *browser {
 		}
 	})
 	if err != nil {
-		t.Fatalf("cannot start chromium: %v", err)
+		stop()
+		return nil, err
 	}
-	return b
+	t.Cleanup(stop)
+	return b, nil
 }
 
 func (b *browser) do(step string, actions ...chromedp.Action[chromedp.Void]) {
