@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -32,6 +33,10 @@ type refundFixture struct {
 	clients map[string]Refunder
 }
 
+// noAnswerWithin is how long a call waits for the fake provider that never
+// answers (AnswerTimeout) before it gives up.
+const noAnswerWithin = 300 * time.Millisecond
+
 func newRefundFixture(t *testing.T) *refundFixture {
 	t.Helper()
 	k := paymentstest.SharedKeys()
@@ -40,7 +45,10 @@ func newRefundFixture(t *testing.T) *refundFixture {
 		UnionMerID: testUnionMer, UnionCertID: testUnionCert}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	client := &http.Client{Timeout: 300 * time.Millisecond}
+	// Generous for an answer (RSA signing under -race on a loaded machine
+	// takes its time); a test that wants "no answer" gives its call a
+	// short deadline (noAnswerWithin).
+	client := &http.Client{Timeout: 30 * time.Second}
 	verifier, err := NewWeChatPay(testMch, "wxapp", []byte("0123456789abcdef0123456789ABCDEF"), []*x509.Certificate{k.WeChatPayCert}, nil, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +122,12 @@ func TestRefundClients(t *testing.T) {
 			}
 			for _, c2 := range cases {
 				f.fake.SetNext(c2.answers...)
-				res := c.Refund(ctx, req)
+				callCtx, cancel := ctx, context.CancelFunc(func() {})
+				if slices.Contains(c2.answers, paymentstest.AnswerTimeout) {
+					callCtx, cancel = context.WithTimeout(ctx, noAnswerWithin)
+				}
+				res := c.Refund(callCtx, req)
+				cancel()
 				if res.Outcome != c2.want || !strings.Contains(res.Detail, c2.detail) {
 					t.Errorf("%s: %+v, want %s with %q", c2.name, res, c2.want, c2.detail)
 				}
