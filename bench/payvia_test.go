@@ -35,7 +35,10 @@ func TestFlashPayVia(t *testing.T) {
 				t.Fatalf("no order paid through %s: %v", via, s.Audit.Statuses)
 			}
 			for _, c := range s.Codes {
-				if c.Status >= 300 && c.Status != 409 {
+				// 409: sold out, a hold gone. overloaded: the server shed
+				// load (its inbox was full, as it may be with -race on a
+				// loaded machine); a provider sends again.
+				if c.Status >= 300 && c.Status != 409 && c.Code != "overloaded" {
 					t.Errorf("%d %s answered %d times (a refused notification?)", c.Status, c.Code, c.Count)
 				}
 			}
