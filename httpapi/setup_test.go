@@ -137,7 +137,10 @@ func startEnv(t *testing.T, opts envOptions) *testEnv {
 	go func() { served <- e.srv.Serve(ln) }()
 	e.srv.SetReady(true)
 	e.base = "http://" + ln.Addr().String()
-	e.client = &http.Client{Timeout: 10 * time.Second}
+	// Generous: drawing a chart under -race on a machine running every
+	// package's tests at once has taken longer than 10 s; a server that
+	// hangs still fails the test.
+	e.client = &http.Client{Timeout: 30 * time.Second}
 	t.Cleanup(func() {
 		// Idle keep-alive connections would hold Shutdown up; a client
 		// that made many at once (concurrency tests) closes them first.
