@@ -1,0 +1,134 @@
+package httpapi
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
+)
+
+// GET /v1/sales/{sale_id} is what a rush polls, ten times for every
+// purchase. The shard publishes an immutable view of the sale after each
+// durable batch that changed it (engine/views.go); the answer to that view
+// is encoded once, by the first poll that sees it, and kept in the view's
+// memo with its ETag. Every later poll of the same view loads it and hands
+// fasthttp the stored bytes: no encoding, no copy. A purchase publishes a
+// new view, which has an empty memo, so the next poll shows it (a buyer
+// reads back what they were answered), and nothing a poll shows waits on a
+// log sync or can be undone by a crash: only durable views are published.
+//
+// The answer is the same for everyone: `Cache-Control: no-cache` lets a
+// browser or CDN keep it but makes it ask again each time, with
+// If-None-Match, and an unchanged sale is answered 304 without a body.
+
+// saleAnswer is the answer to one published view at one status.
+type saleAnswer struct {
+	// status is the sale's status when the answer was made: the clock
+	// moves a sale from scheduled to open to closed without a new view,
+	// so an answer whose status is no longer the sale's is made again.
+	status string
+	body   []byte // the Sale JSON and a newline; shared, never modified
+	etag   []byte // a strong ETag: the body's hash (etagOf)
+}
+
+// Headers of the sale's answer.
+var (
+	headerETag         = []byte("ETag")
+	headerCacheControl = []byte("Cache-Control")
+	headerIfNoneMatch  = []byte("If-None-Match")
+	valueNoCache       = []byte("no-cache")
+	contentTypeJSON    = []byte("application/json")
+)
+
+// getSale: GET /v1/sales/{sale_id}, public. It reads the sale's published
+// view (engine.SaleView): no shard, no log sync, nothing not yet durable.
+func (s *Server) getSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
+	sl, err := s.eng.SaleView(string(id))
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	a := s.saleAnswerOf(sl)
+	h := &ctx.Response.Header
+	h.SetCanonical(headerETag, a.etag)
+	h.SetCanonical(headerCacheControl, valueNoCache)
+	if inm := ctx.Request.Header.PeekBytes(headerIfNoneMatch); len(inm) > 0 && etagListMatches(inm, a.etag) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	h.SetContentTypeBytes(contentTypeJSON)
+	ctx.Response.SetBodyRaw(a.body)
+}
+
+// saleAnswerOf returns the answer to a published view now: the one in its
+// memo if the sale's status has not moved since it was made, else a new
+// one, stored for the polls after this one.
+func (s *Server) saleAnswerOf(sl *engine.Sale) *saleAnswer {
+	nowMs := s.now().UnixMilli()
+	status := saleStatus(sl, nowMs)
+	memo := sl.Memo()
+	if memo != nil {
+		if a, _ := memo.Load().(*saleAnswer); a != nil && a.status == status {
+			return a
+		}
+	}
+	buf := getBuffer()
+	b := appendSale((*buf)[:0], sl, nowMs)
+	b = append(b, '\n')
+	a := &saleAnswer{status: status, body: slices.Clone(b), etag: etagOf(b)}
+	putBuffer(buf, b)
+	if memo != nil {
+		memo.Store(a)
+	}
+	return a
+}
+
+// etagOf is a strong ETag of body: the 64-bit FNV-1a hash of its bytes in
+// hex, quoted. It depends on nothing but the bytes, so it survives a
+// restart and is the same on every node of a fleet; an ETag is a cache's
+// validator, not a secret, and 64 bits make two answers of one sale with
+// the same tag a chance of about 2^-64 per pair.
+func etagOf(body []byte) []byte {
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, c := range body {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	tag := make([]byte, 0, 18)
+	tag = append(tag, '"')
+	for shift := 60; shift >= 0; shift -= 4 {
+		tag = append(tag, "0123456789abcdef"[h>>uint(shift)&0xf])
+	}
+	return append(tag, '"')
+}
+
+// etagListMatches says whether an If-None-Match value names etag (RFC 9110
+// 13.1.2): "*", or a comma-separated list of entity tags compared weakly,
+// so W/"x" names "x". A malformed list names nothing: the answer is then
+// the full one, which is never wrong.
+func etagListMatches(list, etag []byte) bool {
+	for {
+		list = bytes.TrimLeft(list, " \t,")
+		switch {
+		case len(list) == 0:
+			return false
+		case list[0] == '*':
+			return true
+		}
+		list = bytes.TrimPrefix(list, []byte("W/"))
+		if len(list) < 2 || list[0] != '"' {
+			return false
+		}
+		end := bytes.IndexByte(list[1:], '"')
+		if end < 0 {
+			return false
+		}
+		if bytes.Equal(list[:end+2], etag) {
+			return true
+		}
+		list = list[end+2:]
+	}
+}
