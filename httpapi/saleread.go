@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"math"
 	"slices"
 
 	"github.com/valyala/fasthttp"
@@ -23,14 +24,16 @@ import (
 // browser or CDN keep it but makes it ask again each time, with
 // If-None-Match, and an unchanged sale is answered 304 without a body.
 
-// saleAnswer is the answer to one published view at one status.
+// saleAnswer is the answer to one published view while its status stays
+// the same: the clock moves a sale from scheduled to open to closed
+// without a new view.
 type saleAnswer struct {
-	// status is the sale's status when the answer was made: the clock
-	// moves a sale from scheduled to open to closed without a new view,
-	// so an answer whose status is no longer the sale's is made again.
-	status string
-	body   []byte // the Sale JSON and a newline; shared, never modified
-	etag   []byte // a strong ETag: the body's hash (etagOf)
+	// fromMs and untilMs bound the times at which the view's status is the
+	// one the answer shows (saleStatusSpan): checking them reads the
+	// answer only, not the view.
+	fromMs, untilMs int64
+	body            []byte // the Sale JSON and a newline; shared, never modified
+	etag            []byte // a strong ETag: the body's hash (etagOf)
 }
 
 // Headers of the sale's answer.
@@ -50,7 +53,7 @@ func (s *Server) getSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 		s.writeError(ctx, err)
 		return
 	}
-	a := s.saleAnswerOf(sl)
+	a := saleAnswerOf(sl, s.requestTime(ctx).UnixMilli())
 	h := &ctx.Response.Header
 	h.SetCanonical(headerETag, a.etag)
 	h.SetCanonical(headerCacheControl, valueNoCache)
@@ -62,27 +65,42 @@ func (s *Server) getSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
 	ctx.Response.SetBodyRaw(a.body)
 }
 
-// saleAnswerOf returns the answer to a published view now: the one in its
-// memo if the sale's status has not moved since it was made, else a new
-// one, stored for the polls after this one.
-func (s *Server) saleAnswerOf(sl *engine.Sale) *saleAnswer {
-	nowMs := s.now().UnixMilli()
-	status := saleStatus(sl, nowMs)
+// saleAnswerOf returns the answer to a published view at nowMs: the one in
+// its memo if the sale's status is still the one it was made at, else a
+// new one, stored for the polls after this one.
+func saleAnswerOf(sl *engine.Sale, nowMs int64) *saleAnswer {
 	memo := sl.Memo()
 	if memo != nil {
-		if a, _ := memo.Load().(*saleAnswer); a != nil && a.status == status {
+		if a, _ := memo.Load().(*saleAnswer); a != nil && a.fromMs <= nowMs && nowMs < a.untilMs {
 			return a
 		}
 	}
 	buf := getBuffer()
 	b := appendSale((*buf)[:0], sl, nowMs)
 	b = append(b, '\n')
-	a := &saleAnswer{status: status, body: slices.Clone(b), etag: etagOf(b)}
+	a := &saleAnswer{body: slices.Clone(b), etag: etagOf(b)}
 	putBuffer(buf, b)
+	_, a.fromMs, a.untilMs = saleStatusSpan(sl, nowMs)
 	if memo != nil {
 		memo.Store(a)
 	}
 	return a
+}
+
+// saleStatusSpan is saleStatus at nowMs, and the times [fromMs, untilMs)
+// at which it is the same for the same view. An admin's close or an
+// archive is for good; the clock moves the others.
+func saleStatusSpan(sl *engine.Sale, nowMs int64) (status string, fromMs, untilMs int64) {
+	status = saleStatus(sl, nowMs)
+	switch {
+	case sl.Archived || sl.Closed:
+		return status, math.MinInt64, math.MaxInt64
+	case status == "closed":
+		return status, sl.ClosesAtMs, math.MaxInt64
+	case status == "scheduled":
+		return status, math.MinInt64, min(sl.OpensAtMs, sl.ClosesAtMs)
+	}
+	return status, sl.OpensAtMs, sl.ClosesAtMs
 }
 
 // etagOf is a strong ETag of body: the 64-bit FNV-1a hash of its bytes in

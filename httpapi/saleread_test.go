@@ -3,10 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/onsale/onsale/engine"
 )
 
 // TestGetSaleETag: a sale's answer carries an ETag of its body and
@@ -44,6 +48,9 @@ func TestGetSaleETag(t *testing.T) {
 			t.Fatalf("If-None-Match %s: %d %q, ETag %q, Cache-Control %q", inm, r.status, r.body, r.header.Get("ETag"), r.header.Get("Cache-Control"))
 		}
 	}
+	if r := e.do("HEAD", "/v1/sales/s1", hdr{"If-None-Match": tag}, ""); r.status != 304 {
+		t.Fatalf("HEAD with the current tag: %d", r.status)
+	}
 	for _, inm := range []string{`"0000000000000000"`, tag[:17], tag[1:], "", ","} {
 		if r := get(hdr{"If-None-Match": inm}); r.status != 200 || !bytes.Equal(r.body, first.body) {
 			t.Fatalf("If-None-Match %q: %d %q", inm, r.status, r.body)
@@ -68,15 +75,16 @@ func TestGetSaleETag(t *testing.T) {
 		t.Fatalf("after the purchase: %+v %v", sale, err)
 	}
 
-	// The clock closes the sale without a new view: a new answer all the same.
+	// The clock closes a sale without a new view: a new answer all the same.
+	e.putSale("s2", 10, 4)
+	open := e.want(e.do("GET", "/v1/sales/s2", nil, ""), 200, "")
 	e.clock.Advance(25 * time.Hour)
-	closed := e.want(get(hdr{"If-None-Match": bought.header.Get("ETag")}), 200, "")
-	if err := json.Unmarshal(closed.body, &sale); err != nil || sale.Status != "closed" || closed.header.Get("ETag") == bought.header.Get("ETag") {
-		t.Fatalf("after closes_at: %s ETag %s (was %s)", closed.body, closed.header.Get("ETag"), bought.header.Get("ETag"))
+	closed := e.want(e.do("GET", "/v1/sales/s2", hdr{"If-None-Match": open.header.Get("ETag")}, ""), 200, "")
+	if view, _ := e.eng.SaleView("s2"); view.Version != 1 {
+		t.Fatalf("s2 has view %d: the test wants the clock alone to close it", view.Version)
 	}
-
-	if r := e.do("HEAD", "/v1/sales/s1", hdr{"If-None-Match": closed.header.Get("ETag")}, ""); r.status != 304 {
-		t.Fatalf("HEAD with the current tag: %d", r.status)
+	if closed.str("status") != "closed" || open.str("status") != "open" || closed.header.Get("ETag") == open.header.Get("ETag") {
+		t.Fatalf("%s ETag %s, then after closes_at %s ETag %s", open.body, open.header.Get("ETag"), closed.body, closed.header.Get("ETag"))
 	}
 	e.want(e.do("GET", "/v1/sales/nope", hdr{"If-None-Match": "*"}, ""), 404, "unknown_sale")
 }
@@ -133,5 +141,48 @@ func TestGetSaleAnswerIsShared(t *testing.T) {
 	want := append(appendSale(nil, view, e.clock.Now().UnixMilli()), '\n')
 	if !bytes.Equal(a, want) {
 		t.Fatalf("stored answer %q, encoded now %q", a, want)
+	}
+}
+
+// TestSaleStatusSpan: at every time inside the span saleStatusSpan gives,
+// saleStatus gives the same status, and the span holds the time it was
+// asked at.
+func TestSaleStatusSpan(t *testing.T) {
+	const opens, closes = 1000, 2000
+	times := []int64{math.MinInt64, -1, 0, 999, 1000, 1001, 1999, 2000, 2001, math.MaxInt64 - 1}
+	for _, sl := range []engine.Sale{
+		{SaleConfig: engine.SaleConfig{OpensAtMs: opens, ClosesAtMs: closes}},
+		{SaleConfig: engine.SaleConfig{OpensAtMs: opens, ClosesAtMs: closes}, Closed: true},
+		{SaleConfig: engine.SaleConfig{OpensAtMs: opens, ClosesAtMs: closes}, Archived: true},
+		{SaleConfig: engine.SaleConfig{OpensAtMs: closes, ClosesAtMs: opens}}, // not a valid sale; still consistent
+	} {
+		for _, at := range times {
+			status, from, until := saleStatusSpan(&sl, at)
+			if status != saleStatus(&sl, at) || at < from || at >= until {
+				t.Fatalf("%+v at %d: %s [%d, %d)", sl, at, status, from, until)
+			}
+			for _, other := range times {
+				if from <= other && other < until && saleStatus(&sl, other) != status {
+					t.Fatalf("%+v: %s at %d, span [%d, %d), but %s at %d", sl, status, at, from, until, saleStatus(&sl, other), other)
+				}
+			}
+		}
+	}
+}
+
+// TestGetSaleOnTheRealClock: with Config.Now left to time.Now, a poll
+// takes its time from fasthttp's (requestTime), which is the clock's.
+func TestGetSaleOnTheRealClock(t *testing.T) {
+	e := startEnv(t, envOptions{cfg: func(c *Config) { c.Now = nil }})
+	if !e.srv.realClock {
+		t.Fatal("Config.Now nil is not the real clock")
+	}
+	now := time.Now()
+	body := fmt.Sprintf(`{"name":"Now","currency":"EUR","opens_at":%q,"closes_at":%q,"hold_seconds":600,"per_user_limit":4,
+		"tiers":[{"id":"floor","name":"Floor","price_cents":5000,"stock":5}]}`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	e.want(e.do("PUT", "/v1/admin/sales/rt", e.admin(), body), 201, "")
+	if got := e.want(e.do("GET", "/v1/sales/rt", nil, ""), 200, "").str("status"); got != "open" {
+		t.Fatalf("status %q on the real clock, want open", got)
 	}
 }
