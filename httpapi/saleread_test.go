@@ -51,6 +51,9 @@ func TestGetSaleETag(t *testing.T) {
 	if r := e.do("HEAD", "/v1/sales/s1", hdr{"If-None-Match": tag}, ""); r.status != 304 {
 		t.Fatalf("HEAD with the current tag: %d", r.status)
 	}
+	if n := e.metric(`onsale_http_requests_total{route="get_sale",status="304"}`); n != "6" {
+		t.Fatalf("304s counted: %s, want 6", n)
+	}
 	for _, inm := range []string{`"0000000000000000"`, tag[:17], tag[1:], "", ","} {
 		if r := get(hdr{"If-None-Match": inm}); r.status != 200 || !bytes.Equal(r.body, first.body) {
 			t.Fatalf("If-None-Match %q: %d %q", inm, r.status, r.body)
