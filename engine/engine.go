@@ -376,7 +376,9 @@ func (e *Engine) SaleView(saleID string) (*Sale, error) {
 	if v := e.views.get(saleID); v != nil {
 		return v, nil
 	}
-	return nil, reject(CodeUnknownSale, "no sale %q", saleID)
+	// A copy, so that saleID does not escape: a caller converting a
+	// request's bytes to look a view up allocates nothing.
+	return nil, reject(CodeUnknownSale, "no sale %q", strings.Clone(saleID))
 }
 
 // Sale is SaleView as a copy the caller owns.

@@ -88,6 +88,7 @@ type Sale struct {
 	// process and starts again at 1 after a restart; 0 outside views.
 	Version     uint64
 	QueueCounts *QueueCounts // queue.go; nil without a queue
+	memo        *ViewMemo    // views.go; nil outside views
 }
 
 // TierCounts are a tier's live numbers. Stock = Sold + Held + Available.

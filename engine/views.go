@@ -134,9 +134,13 @@ func publishedView(sl *sale) *Sale {
 	if len(sl.tiers) <= len(viewWithFewTiers{}.counts) { // one allocation, not two
 		w := &viewWithFewTiers{}
 		v = &w.Sale
+		v.memo = &w.memo
 		v.TierCounts = w.counts[:len(sl.tiers)]
 	} else {
-		v = &Sale{TierCounts: make([]TierCounts, len(sl.tiers))}
+		w := &viewWithMemo{}
+		v = &w.Sale
+		v.memo = &w.memo
+		v.TierCounts = make([]TierCounts, len(sl.tiers))
 	}
 	v.SaleConfig, v.Closed, v.OrderCount = sl.cfg, sl.closed, sl.orders
 	for t := range sl.tiers {
@@ -151,7 +155,35 @@ func publishedView(sl *sale) *Sale {
 type viewWithFewTiers struct {
 	Sale
 	counts [4]TierCounts
+	memo   ViewMemo
 }
+
+// viewWithMemo is a view of more tiers and its memo in one allocation.
+type viewWithMemo struct {
+	Sale
+	memo ViewMemo
+}
+
+// ViewMemo keeps one value derived from a published view, made by the
+// first reader that needs it and shared by the readers after it: httpapi
+// keeps there the view's JSON answer and its ETag, so that a poll of an
+// unchanged sale writes stored bytes instead of encoding them again. A view
+// never changes, so what is derived from it stays true as long as the view
+// is current, and goes away with it: there is nothing to evict. Readers on
+// any goroutine may load and store; the value stored must be immutable,
+// and of one type.
+type ViewMemo struct{ v atomic.Value }
+
+// Memo returns the view's memo; nil for a Sale that is not a published
+// view (a copy, an answer to a write), which has nothing to share.
+func (s *Sale) Memo() *ViewMemo { return s.memo }
+
+// Load returns the value stored, or nil.
+func (m *ViewMemo) Load() any { return m.v.Load() }
+
+// Store replaces the value; a reader racing another stores the same
+// derivation, so whichever lands last is as good.
+func (m *ViewMemo) Store(v any) { m.v.Store(v) }
 
 // publish makes a durable batch's views visible. Only the acker of the
 // sale's shard calls it, so each slot has one writer: the version is
@@ -178,6 +210,7 @@ func (v *saleViews) publish(views []pendingView) {
 // clone returns a copy that shares nothing with the view.
 func (s *Sale) clone() Sale {
 	c := *s
+	c.memo = nil // the copy may be changed: it shares no derivation
 	c.Tiers = slices.Clone(s.Tiers)
 	c.TierCounts = slices.Clone(s.TierCounts)
 	if s.QueueCounts != nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -145,5 +146,49 @@ func TestAwaitingSyncCountsWhatWaitsForTheLog(t *testing.T) {
 	}
 	if n := e.AwaitingSync(); n != 0 {
 		t.Fatalf("after the answers: %d awaiting", n)
+	}
+}
+
+// TestViewMemoBelongsToItsView: every published view has its own memo,
+// empty when published, so a value derived from an older view is never
+// found on a newer one; copies have none. A view of more tiers than fit
+// in viewWithFewTiers has one too.
+func TestViewMemoBelongsToItsView(t *testing.T) {
+	clock := newFakeClock()
+	e := openTest(t, newMemJournal(), clock, 1)
+	ctx := context.Background()
+	if _, _, err := e.PutSale(ctx, testSale("s1", clock, 10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := e.SaleView("s1")
+	if v1.Memo() == nil || v1.Memo().Load() != nil {
+		t.Fatalf("a new view's memo: %v", v1.Memo())
+	}
+	v1.Memo().Store("derived from v1")
+	if again, _ := e.SaleView("s1"); again.Memo().Load() != "derived from v1" {
+		t.Fatal("the same view's memo lost its value")
+	}
+	if c, _ := e.Sale(ctx, "s1"); c.Memo() != nil {
+		t.Fatal("a copy of a view has a memo")
+	}
+	if _, _, err := e.Purchase(ctx, PurchaseRequest{SaleID: "s1", TierID: "floor", Quantity: 1, UserID: "u", IdempotencyKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := e.SaleView("s1")
+	if v2 == v1 || v2.Memo() == nil || v2.Memo() == v1.Memo() || v2.Memo().Load() != nil {
+		t.Fatalf("the purchase's view shares or inherits a memo: %v", v2.Memo().Load())
+	}
+
+	many := testSale("s2", clock, 10, 10)
+	for len(many.Tiers) <= len(viewWithFewTiers{}.counts) {
+		tier := many.Tiers[0]
+		tier.ID = fmt.Sprintf("t%d", len(many.Tiers))
+		many.Tiers = append(many.Tiers, tier)
+	}
+	if _, _, err := e.PutSale(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := e.SaleView("s2"); v.Memo() == nil || len(v.TierCounts) != len(many.Tiers) {
+		t.Fatalf("a view of %d tiers: memo %v", len(many.Tiers), v.Memo())
 	}
 }

@@ -26,7 +26,9 @@
 //	                   case-variant members are errors)
 //	                ── engine call with a deadline ── durable answer
 //	                   (a sale's availability: its published view, no shard)
-//	                ── write JSON (orders and sales by hand, without reflection)
+//	                ── write JSON (orders and sales by hand, without reflection;
+//	                   a sale's public answer once per published view, kept
+//	                   with the view with its ETag: saleread.go)
 //
 // Ticket codes are signed and verified here, never in a shard: the private
 // keys are derived from Config.DataKey per sale and key id (tickets.go) and

@@ -40,7 +40,7 @@ type httpMetrics struct {
 
 // countedStatuses are the statuses counted by their number; any other is
 // counted as "other".
-var countedStatuses = [...]int{200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 431, 500, 503}
+var countedStatuses = [...]int{200, 201, 204, 304, 400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 431, 500, 503}
 
 // Purchase outcomes besides the engine's codes.
 const (

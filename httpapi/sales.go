@@ -111,7 +111,8 @@ func (b *saleBody) config() (engine.SaleConfig, string) {
 }
 
 // appendSale appends the JSON of a sale (schema Sale in openapi.json), by
-// hand like an order: GET /v1/sales/{sale_id} is what a rush polls.
+// hand like an order: GET /v1/sales/{sale_id} is what a rush polls (its
+// answers are kept per published view: saleread.go).
 func appendSale(b []byte, sl *engine.Sale, nowMs int64) []byte {
 	status := saleStatus(sl, nowMs)
 	b = append(b, `{"id":`...)
@@ -323,17 +324,6 @@ func (s *Server) setSaleClosed(ctx *fasthttp.RequestCtx, id []byte, closed bool)
 		return
 	}
 	s.writeSale(ctx, fasthttp.StatusOK, &sl)
-}
-
-// getSale: GET /v1/sales/{sale_id}, public. It reads the sale's published
-// view (engine.SaleView): no shard, no log sync, nothing not yet durable.
-func (s *Server) getSale(ctx *fasthttp.RequestCtx, id []byte, _ principal) {
-	sl, err := s.eng.SaleView(string(id))
-	if err != nil {
-		s.writeError(ctx, err)
-		return
-	}
-	s.writeSale(ctx, fasthttp.StatusOK, sl)
 }
 
 // Export page sizes.
