@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,7 +102,7 @@ func recoverShard(j Journal, shard int, check bool) (*state, uint64, int, error)
 func restoreShard(j Journal, shard int) (st *state, seq uint64, err error) {
 	defer recoverInvariant(&err)
 	st = newState()
-	r := restorer{st: st}
+	r := restorer{st: st, tail: countTail(j, shard)}
 	defer r.close()
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
@@ -111,8 +112,81 @@ func restoreShard(j Journal, shard int) (st *state, seq uint64, err error) {
 		if err := r.finish(); err != nil {
 			return nil, 0, err
 		}
+	} else if n := r.tail.wait(); n > 0 {
+		st.byKey = make(map[orderKey]int32, n)
 	}
+	st.orders.tail = uint64(r.tail.wait())
 	return st, seq, nil
+}
+
+// logSpanner is a Journal that can say which entries a shard's log holds
+// (wal.Log): those after its snapshot.
+type logSpanner interface {
+	Span(shard int) (first, last uint64, err error)
+}
+
+// tailCount counts, on a goroutine of its own while the snapshot is
+// restored, the orders that the shard's log places after its snapshot, so
+// that byKey is made for them as well (growing a map of a million keys
+// during replay moves each key again) and the order table's prefill covers
+// them. It reads each record's kind only. A Journal without Span, or a log
+// it cannot read, counts 0: the count only sizes; replay is what reports a
+// log it cannot read.
+type tailCount struct {
+	done   chan struct{}
+	orders int
+}
+
+func countTail(j Journal, shard int) *tailCount {
+	t := &tailCount{done: make(chan struct{})}
+	s, ok := j.(logSpanner)
+	if !ok {
+		close(t.done)
+		return t
+	}
+	go func() {
+		defer close(t.done)
+		first, _, err := s.Span(shard)
+		if err != nil || first == 0 {
+			return
+		}
+		n := 0
+		_ = j.Replay(shard, first-1, func(_ uint64, entry []byte) error {
+			n += countOrdersPlaced(entry)
+			return nil
+		})
+		t.orders = min(n, tailOrdersMax)
+	}()
+	return t
+}
+
+// wait returns the count once it is counted; 0 for no count (nil).
+func (t *tailCount) wait() int {
+	if t == nil {
+		return 0
+	}
+	<-t.done
+	return t.orders
+}
+
+// tailOrdersMax bounds what a count can make recovery allocate ahead.
+const tailOrdersMax = 1 << 23
+
+// countOrdersPlaced counts the OrderPlaced records of a log entry (format
+// in event.go), up to the first it cannot read.
+func countOrdersPlaced(entry []byte) int {
+	n := 0
+	for len(entry) > 0 {
+		l, w := binary.Uvarint(entry)
+		if w <= 0 || l < 2 || l > uint64(len(entry)-w) {
+			break
+		}
+		if eventKind(entry[w+1]) == evOrderPlaced {
+			n++
+		}
+		entry = entry[w+int(l):]
+	}
+	return n
 }
 
 // finishShard is the second half, which a standby runs when it takes over:
@@ -179,6 +253,7 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 		for range blocks { // until the reader has closed it
 		}
 	}()
+	defer st.orders.prefill(st.orders.tail)()
 	st.replaying = true
 	events := 0
 	for b := range blocks {

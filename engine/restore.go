@@ -42,6 +42,9 @@ type restorer struct {
 	slots []userSlot   // version 3
 	idem  [][]idemPair // version 3: per sale, indexed at finish (buildIdem)
 	keys  *keyIndexer  // version 3: fills st.byKey until finish or close
+
+	tail        *tailCount // the orders of the log after the snapshot, for byKey's size
+	stopPrefill func()     // the orders' prefill, until finish or close
 }
 
 // userSlot is one user of one sale while a snapshot is restored.
@@ -98,7 +101,6 @@ func (r *restorer) addHead(chunk []byte) error {
 		}
 	}
 	r.orders = d.uvarint(1 << 31)
-	r.st.byKey = make(map[orderKey]int32, r.orders)
 	if r.version >= 2 {
 		r.readCharges(&d)
 	}
@@ -111,9 +113,14 @@ func (r *restorer) addHead(chunk []byte) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: snapshot header: %d bytes left over", errCorrupt, len(d.b))
 	}
+	// byKey is made for the orders of the log after the snapshot too (see
+	// tailCount): by the keyIndexer, once counted, for version 3.
 	if r.version >= 3 {
-		r.keys = startKeyIndexer(r.st.byKey)
+		r.keys = startKeyIndexer(r.orders, r.tail)
+	} else {
+		r.st.byKey = make(map[orderKey]int32, r.orders+uint64(r.tail.wait()))
 	}
+	r.stopPrefill = r.st.orders.prefill(r.orders)
 	return nil
 }
 
@@ -296,19 +303,28 @@ func (r *restorer) finishIndexes() error {
 	return nil
 }
 
-// close waits for the goroutine that fills byKey, if any. Recovery calls it
-// on every path; finish calls it first.
+// close stops the orders' prefill and waits for the goroutine that fills
+// byKey, if any. Recovery calls it on every path; finish calls it first.
 func (r *restorer) close() {
+	if r.stopPrefill != nil {
+		r.stopPrefill()
+		r.stopPrefill = nil
+	}
 	if r.keys != nil {
-		r.keys.wait()
+		r.st.byKey = r.keys.wait()
 		r.keys = nil
+	}
+	if r.tail != nil {
+		r.tail.wait() // it reads the journal, which may close next
 	}
 }
 
 // keyIndexer fills byKey on its own goroutine, from ranges of orders that
 // restore has written and no longer touches.
 type keyIndexer struct {
-	byKey  map[orderKey]int32
+	byKey  map[orderKey]int32 // made by run, for orders + the tail's
+	orders uint64
+	tail   *tailCount
 	ranges chan keyRange
 	done   chan struct{}
 	next   int32 // first order not yet sent
@@ -319,14 +335,15 @@ type keyRange struct {
 	from, to int32
 }
 
-func startKeyIndexer(byKey map[orderKey]int32) *keyIndexer {
-	k := &keyIndexer{byKey: byKey, ranges: make(chan keyRange, 4), done: make(chan struct{})}
+func startKeyIndexer(orders uint64, tail *tailCount) *keyIndexer {
+	k := &keyIndexer{orders: orders, tail: tail, ranges: make(chan keyRange, 4), done: make(chan struct{})}
 	go k.run()
 	return k
 }
 
 func (k *keyIndexer) run() {
 	defer close(k.done)
+	k.byKey = make(map[orderKey]int32, k.orders+uint64(k.tail.wait()))
 	for r := range k.ranges {
 		base := r.from >> chunkShift
 		for i := r.from; i < r.to; i++ {
@@ -345,10 +362,11 @@ func (k *keyIndexer) add(t *orderTable, n int32) {
 	k.next = n
 }
 
-// wait returns once every order handed over is in byKey.
-func (k *keyIndexer) wait() {
+// wait returns byKey once every order handed over is in it.
+func (k *keyIndexer) wait() map[orderKey]int32 {
 	close(k.ranges)
 	<-k.done
+	return k.byKey
 }
 
 func (d *decoder) check(what string) error {

@@ -3,6 +3,7 @@ package engine
 import (
 	"math/bits"
 	"slices"
+	"unsafe"
 )
 
 // state is one shard's share of the world: its sales and their orders. It is
@@ -360,6 +361,10 @@ type orderTable struct {
 	chunks []*orderChunk
 	n      int32
 	gen    uint32 // chunks with an older gen are shared with a snapshot
+	// spare, while recovery fills the table, brings chunks whose memory
+	// another goroutine has already written (prefill).
+	spare <-chan *orderChunk
+	tail  uint64 // recovery: the orders the log places after the snapshot (recover.go)
 }
 
 const (
@@ -395,12 +400,69 @@ func (t *orderTable) mut(i int32) *order {
 func (t *orderTable) add(o order) int32 {
 	i := t.n
 	if i&chunkMask == 0 {
-		t.chunks = append(t.chunks, &orderChunk{gen: t.gen})
+		t.chunks = append(t.chunks, t.newChunk())
 	}
 	t.n++
 	*t.mut(i) = o
 	return i
 }
+
+func (t *orderTable) newChunk() *orderChunk {
+	if t.spare != nil {
+		if c, ok := <-t.spare; ok {
+			c.gen = t.gen
+			return c
+		}
+		t.spare = nil
+	}
+	return &orderChunk{gen: t.gen}
+}
+
+// prefill starts a goroutine that allocates the chunks for n more orders
+// and writes to every page of each before add takes it, so that the kernel
+// maps their memory there, on another core: the first write to fresh memory
+// is a page fault, and filling a table of a million orders spent more time
+// in those than in decoding them. It runs at most prefillAhead chunks ahead
+// of add (n may be a corrupt snapshot's claim). The returned stop ends it
+// and returns once it has ended; the table is then as without prefill.
+func (t *orderTable) prefill(n uint64) (stop func()) {
+	need := (uint64(t.n)+n+chunkMask)>>chunkShift - uint64(len(t.chunks))
+	if n == 0 || need == 0 {
+		return func() {}
+	}
+	spare, done := make(chan *orderChunk, prefillAhead), make(chan struct{})
+	go func() {
+		defer close(spare)
+		for range need {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			c := new(orderChunk)
+			for i := 0; i < chunkLen; i += prefillStride {
+				c.orders[i].sale = 0 // a store faults the page in; a load would not
+			}
+			select {
+			case spare <- c:
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.spare = spare
+	return func() {
+		close(done)
+		t.spare = nil
+		for range spare { // until the goroutine has ended
+		}
+	}
+}
+
+const (
+	prefillAhead  = 32                                 // chunks: 3.75 MiB
+	prefillStride = 4096 / int(unsafe.Sizeof(order{})) // orders per page, at most
+)
 
 // frozenOrders is a read-only view of an orderTable at one instant.
 type frozenOrders struct {
