@@ -250,14 +250,19 @@ func (r *restorer) readCharges(d *decoder) {
 
 func (r *restorer) finish() error {
 	st := r.st
-	r.close()
 	if uint64(st.orders.n) != r.orders {
 		return fmt.Errorf("%w: snapshot announced %d orders and held %d", errCorrupt, r.orders, st.orders.n)
 	}
+	// Users and idempotency pairs are indexed while the keyIndexer may
+	// still fill byKey: both only read the orders.
 	if r.version >= 3 {
 		if err := r.finishIndexes(); err != nil {
 			return err
 		}
+	}
+	r.close()
+	if r.version >= 3 && len(st.byKey) != int(st.orders.n) {
+		return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
 	}
 	for _, fc := range r.charges {
 		if _, ok := st.byKey[fc.order]; !ok {
@@ -275,12 +280,10 @@ func (r *restorer) finish() error {
 }
 
 // finishIndexes completes a version 3 restore: users from their slots, and
-// the checks that one insert per order left for the end.
+// the checks that one insert per order left for the end (but byKey's, which
+// finish makes once the keyIndexer is done).
 func (r *restorer) finishIndexes() error {
 	st := r.st
-	if len(st.byKey) != int(st.orders.n) {
-		return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
-	}
 	users := make([]int, len(st.sales))
 	for _, s := range r.slots {
 		st.sales[s.sale].users[s.user] = userState{tickets: s.tickets, last: s.last}
