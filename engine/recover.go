@@ -19,11 +19,15 @@ import (
 // Threading: it runs before any shard starts. Each stored shard is rebuilt
 // on a goroutine of its own, which owns that state until recoverStates
 // returns; beside it run the shard's log reader (decodeLog, which hands
-// decoded events over by channel) and, for a version 3 snapshot, the
-// goroutine filling byKey (keyIndexer, which owns byKey until restore
-// finishes); after replay, checkState's two halves read the state on two
-// goroutines while endReplay writes the parts they do not read. All of them
-// have ended when recoverStates returns.
+// decoded events over by channel), the one counting the orders of the log
+// after the snapshot (tailCount, which reads the journal and owns nothing
+// of the state), the one allocating the order table's next chunks
+// (orderTable.prefill, which owns each chunk until it sends it) and, for a
+// version 3 snapshot, the goroutine filling byKey (keyIndexer, which makes
+// byKey and owns it until restore finishes); after replay, checkState's
+// two halves read the state on two goroutines while endReplay writes the
+// parts they do not read. All of them have ended when recoverStates
+// returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows

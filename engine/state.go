@@ -3,6 +3,7 @@ package engine
 import (
 	"math/bits"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -362,9 +363,11 @@ type orderTable struct {
 	n      int32
 	gen    uint32 // chunks with an older gen are shared with a snapshot
 	// spare, while recovery fills the table, brings chunks whose memory
-	// another goroutine has already written (prefill).
-	spare <-chan *orderChunk
-	tail  uint64 // recovery: the orders the log places after the snapshot (recover.go)
+	// another goroutine has already written (prefill); spareLeft counts the
+	// chunks still wanted, taken by whichever of the two allocates one.
+	spare     <-chan *orderChunk
+	spareLeft *atomic.Int64
+	tail      uint64 // recovery: the orders the log places after the snapshot (recover.go)
 }
 
 const (
@@ -409,11 +412,16 @@ func (t *orderTable) add(o order) int32 {
 
 func (t *orderTable) newChunk() *orderChunk {
 	if t.spare != nil {
-		if c, ok := <-t.spare; ok {
-			c.gen = t.gen
-			return c
+		select {
+		case c, ok := <-t.spare:
+			if ok {
+				c.gen = t.gen
+				return c
+			}
+			t.spare = nil
+		default: // the prefill is behind: allocate here rather than wait
+			t.spareLeft.Add(-1)
 		}
-		t.spare = nil
 	}
 	return &orderChunk{gen: t.gen}
 }
@@ -423,17 +431,22 @@ func (t *orderTable) newChunk() *orderChunk {
 // maps their memory there, on another core: the first write to fresh memory
 // is a page fault, and filling a table of a million orders spent more time
 // in those than in decoding them. It runs at most prefillAhead chunks ahead
-// of add (n may be a corrupt snapshot's claim). The returned stop ends it
-// and returns once it has ended; the table is then as without prefill.
+// of add (n may be a corrupt snapshot's claim), and add never waits for it:
+// when no chunk is ready, add allocates one itself, which the prefill then
+// does not make (a waiting goroutine on a busy machine waits for a core).
+// The returned stop ends it and returns once it has ended; the table is
+// then as without prefill.
 func (t *orderTable) prefill(n uint64) (stop func()) {
 	need := (uint64(t.n)+n+chunkMask)>>chunkShift - uint64(len(t.chunks))
 	if n == 0 || need == 0 {
 		return func() {}
 	}
 	spare, done := make(chan *orderChunk, prefillAhead), make(chan struct{})
+	left := new(atomic.Int64)
+	left.Store(int64(need))
 	go func() {
 		defer close(spare)
-		for range need {
+		for left.Add(-1) >= 0 {
 			select {
 			case <-done:
 				return
@@ -450,10 +463,10 @@ func (t *orderTable) prefill(n uint64) (stop func()) {
 			}
 		}
 	}()
-	t.spare = spare
+	t.spare, t.spareLeft = spare, left
 	return func() {
 		close(done)
-		t.spare = nil
+		t.spare, t.spareLeft = nil, nil
 		for range spare { // until the goroutine has ended
 		}
 	}
