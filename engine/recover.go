@@ -22,7 +22,7 @@ import (
 // decoded events over by channel), the one counting the orders of the log
 // after the snapshot (tailCount, which reads the journal and owns nothing
 // of the state), the one allocating the order table's next chunks
-// (orderTable.prefill, which owns each chunk until it sends it) and, for a
+// (chunkPrefill, which owns each chunk until it sends it) and, for a
 // version 3 snapshot, the goroutine filling byKey (keyIndexer, which makes
 // byKey and owns it until restore finishes); after replay, checkState's
 // two halves read the state on two goroutines while endReplay writes the
@@ -257,7 +257,8 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 		for range blocks { // until the reader has closed it
 		}
 	}()
-	defer st.orders.prefill(st.orders.tail)()
+	prefill := startPrefill(&st.orders, st.orders.tail)
+	defer prefill.stop()
 	st.replaying = true
 	events := 0
 	for b := range blocks {
@@ -267,6 +268,7 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 					return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 				}
 			}
+			prefill.feed(&st.orders)
 			if err := st.apply(&b.events[i]); err != nil {
 				return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 			}

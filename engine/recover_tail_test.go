@@ -64,9 +64,6 @@ func TestRecoveryCountsTheTailOnWAL(t *testing.T) {
 			if seqs[0] != uint64(len(log)) {
 				t.Fatalf("last seq %d, want %d", seqs[0], len(log))
 			}
-			if states[0].orders.spare != nil {
-				t.Fatal("the order table still takes prefilled chunks after recovery")
-			}
 			if got := dumpFull(states[0]); got != want {
 				t.Fatalf("seed %d: recovered state differs:\n%s", seed, firstDiff(want, got))
 			}
@@ -76,19 +73,18 @@ func TestRecoveryCountsTheTailOnWAL(t *testing.T) {
 
 // TestPrefillStops: a prefill announced for far more orders than come (a
 // corrupt snapshot's claim) allocates a bounded window ahead, and stop ends
-// it; the orders added meanwhile are in the table as without it.
+// it; the orders added meanwhile, fed from it or not, are in the table as
+// without it.
 func TestPrefillStops(t *testing.T) {
 	var tb orderTable
-	stop := tb.prefill(1 << 31)
+	p := startPrefill(&tb, 1<<31)
 	const n = 3*chunkLen + 5
 	for i := range n {
+		p.feed(&tb)
 		tb.add(order{sale: int32(i), qty: 1})
 	}
-	stop()
-	if tb.spare != nil {
-		t.Fatal("spare still set after stop")
-	}
-	tb.add(order{sale: n, qty: 1}) // allocates its own chunks again
+	p.stop()
+	tb.add(order{sale: n, qty: 1})
 	if tb.n != n+1 {
 		t.Fatalf("%d orders, want %d", tb.n, n+1)
 	}
@@ -100,6 +96,21 @@ func TestPrefillStops(t *testing.T) {
 	if len(tb.chunks) != n/chunkLen+1 {
 		t.Fatalf("%d chunks for %d orders", len(tb.chunks), n+1)
 	}
+	// A prefill whose goroutine made every chunk asked for, which feed then
+	// found closed, stops too.
+	var small orderTable
+	p = startPrefill(&small, 2*chunkLen)
+	for i := range 4 * chunkLen {
+		p.feed(&small)
+		small.add(order{sale: int32(i), qty: 1})
+		if p.spare == nil {
+			break
+		}
+	}
+	p.stop()
+	var nilPrefill *chunkPrefill
+	nilPrefill.feed(&tb)
+	nilPrefill.stop()
 }
 
 // Span makes memJournal a logSpanner, as wal.Log is, so that every test of

@@ -3,8 +3,6 @@ package engine
 import (
 	"math/bits"
 	"slices"
-	"sync/atomic"
-	"unsafe"
 )
 
 // state is one shard's share of the world: its sales and their orders. It is
@@ -362,12 +360,7 @@ type orderTable struct {
 	chunks []*orderChunk
 	n      int32
 	gen    uint32 // chunks with an older gen are shared with a snapshot
-	// spare, while recovery fills the table, brings chunks whose memory
-	// another goroutine has already written (prefill); spareLeft counts the
-	// chunks still wanted, taken by whichever of the two allocates one.
-	spare     <-chan *orderChunk
-	spareLeft *atomic.Int64
-	tail      uint64 // recovery: the orders the log places after the snapshot (recover.go)
+	tail   uint64 // recovery: the orders of the log after the snapshot (tailCount, recover.go)
 }
 
 const (
@@ -402,80 +395,24 @@ func (t *orderTable) mut(i int32) *order {
 
 func (t *orderTable) add(o order) int32 {
 	i := t.n
-	if i&chunkMask == 0 {
-		t.chunks = append(t.chunks, t.newChunk())
+	if t.needsChunk() {
+		t.chunks = append(t.chunks, &orderChunk{gen: t.gen})
 	}
 	t.n++
 	*t.mut(i) = o
 	return i
 }
 
-func (t *orderTable) newChunk() *orderChunk {
-	if t.spare != nil {
-		select {
-		case c, ok := <-t.spare:
-			if ok {
-				c.gen = t.gen
-				return c
-			}
-			t.spare = nil
-		default: // the prefill is behind: allocate here rather than wait
-			t.spareLeft.Add(-1)
-		}
-	}
-	return &orderChunk{gen: t.gen}
-}
+// needsChunk says whether the next add starts a chunk.
+func (t *orderTable) needsChunk() bool { return int(t.n>>chunkShift) == len(t.chunks) }
 
-// prefill starts a goroutine that allocates the chunks for n more orders
-// and writes to every page of each before add takes it, so that the kernel
-// maps their memory there, on another core: the first write to fresh memory
-// is a page fault, and filling a table of a million orders spent more time
-// in those than in decoding them. It runs at most prefillAhead chunks ahead
-// of add (n may be a corrupt snapshot's claim), and add never waits for it:
-// when no chunk is ready, add allocates one itself, which the prefill then
-// does not make (a waiting goroutine on a busy machine waits for a core).
-// The returned stop ends it and returns once it has ended; the table is
-// then as without prefill.
-func (t *orderTable) prefill(n uint64) (stop func()) {
-	need := (uint64(t.n)+n+chunkMask)>>chunkShift - uint64(len(t.chunks))
-	if n == 0 || need == 0 {
-		return func() {}
-	}
-	spare, done := make(chan *orderChunk, prefillAhead), make(chan struct{})
-	left := new(atomic.Int64)
-	left.Store(int64(need))
-	go func() {
-		defer close(spare)
-		for left.Add(-1) >= 0 {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			c := new(orderChunk)
-			for i := 0; i < chunkLen; i += prefillStride {
-				c.orders[i].sale = 0 // a store faults the page in; a load would not
-			}
-			select {
-			case spare <- c:
-			case <-done:
-				return
-			}
-		}
-	}()
-	t.spare, t.spareLeft = spare, left
-	return func() {
-		close(done)
-		t.spare, t.spareLeft = nil, nil
-		for range spare { // until the goroutine has ended
-		}
-	}
+// reserve appends c, an empty chunk, for the next orders: recovery hands
+// over chunks whose memory another goroutine has written already
+// (chunkPrefill, recover.go).
+func (t *orderTable) reserve(c *orderChunk) {
+	c.gen = t.gen
+	t.chunks = append(t.chunks, c)
 }
-
-const (
-	prefillAhead  = 32                                 // chunks: 3.75 MiB
-	prefillStride = 4096 / int(unsafe.Sizeof(order{})) // orders per page, at most
-)
 
 // frozenOrders is a read-only view of an orderTable at one instant.
 type frozenOrders struct {
