@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,11 +19,15 @@ import (
 // Threading: it runs before any shard starts. Each stored shard is rebuilt
 // on a goroutine of its own, which owns that state until recoverStates
 // returns; beside it run the shard's log reader (decodeLog, which hands
-// decoded events over by channel) and, for a version 3 snapshot, the
-// goroutine filling byKey (keyIndexer, which owns byKey until restore
-// finishes); after replay, checkState's two halves read the state on two
-// goroutines while endReplay writes the parts they do not read. All of them
-// have ended when recoverStates returns.
+// decoded events over by channel), the one counting the orders of the log
+// after the snapshot (tailCount, which reads the journal and owns nothing
+// of the state), the one allocating the order table's next chunks
+// (chunkPrefill, which owns each chunk until it sends it) and, for a
+// version 3 snapshot, the goroutine filling byKey (keyIndexer, which makes
+// byKey and owns it until restore finishes); after replay, checkState's
+// two halves read the state on two goroutines while endReplay writes the
+// parts they do not read. All of them have ended when recoverStates
+// returns.
 func recoverStates(j Journal, shards int, logger *slog.Logger) (states []*state, seqs []uint64, err error) {
 	start := time.Now()
 	// Recovery builds a large heap that lives on; collecting while it grows
@@ -101,7 +106,7 @@ func recoverShard(j Journal, shard int, check bool) (*state, uint64, int, error)
 func restoreShard(j Journal, shard int) (st *state, seq uint64, err error) {
 	defer recoverInvariant(&err)
 	st = newState()
-	r := restorer{st: st}
+	r := restorer{st: st, tail: countTail(j, shard)}
 	defer r.close()
 	seq, found, err := j.LoadSnapshot(shard, r.add)
 	if err != nil {
@@ -111,8 +116,81 @@ func restoreShard(j Journal, shard int) (st *state, seq uint64, err error) {
 		if err := r.finish(); err != nil {
 			return nil, 0, err
 		}
+	} else if n := r.tail.wait(); n > 0 {
+		st.byKey = make(map[orderKey]int32, n)
 	}
+	st.orders.tail = uint64(r.tail.wait())
 	return st, seq, nil
+}
+
+// logSpanner is a Journal that can say which entries a shard's log holds
+// (wal.Log): those after its snapshot.
+type logSpanner interface {
+	Span(shard int) (first, last uint64, err error)
+}
+
+// tailCount counts, on a goroutine of its own while the snapshot is
+// restored, the orders that the shard's log places after its snapshot, so
+// that byKey is made for them as well (growing a map of a million keys
+// during replay moves each key again) and the order table's prefill covers
+// them. It reads each record's kind only. A Journal without Span, or a log
+// it cannot read, counts 0: the count only sizes; replay is what reports a
+// log it cannot read.
+type tailCount struct {
+	done   chan struct{}
+	orders int
+}
+
+func countTail(j Journal, shard int) *tailCount {
+	t := &tailCount{done: make(chan struct{})}
+	s, ok := j.(logSpanner)
+	if !ok {
+		close(t.done)
+		return t
+	}
+	go func() {
+		defer close(t.done)
+		first, _, err := s.Span(shard)
+		if err != nil || first == 0 {
+			return
+		}
+		n := 0
+		_ = j.Replay(shard, first-1, func(_ uint64, entry []byte) error {
+			n += countOrdersPlaced(entry)
+			return nil
+		})
+		t.orders = min(n, tailOrdersMax)
+	}()
+	return t
+}
+
+// wait returns the count once it is counted; 0 for no count (nil).
+func (t *tailCount) wait() int {
+	if t == nil {
+		return 0
+	}
+	<-t.done
+	return t.orders
+}
+
+// tailOrdersMax bounds what a count can make recovery allocate ahead.
+const tailOrdersMax = 1 << 23
+
+// countOrdersPlaced counts the OrderPlaced records of a log entry (format
+// in event.go), up to the first it cannot read.
+func countOrdersPlaced(entry []byte) int {
+	n := 0
+	for len(entry) > 0 {
+		l, w := binary.Uvarint(entry)
+		if w <= 0 || l < 2 || l > uint64(len(entry)-w) {
+			break
+		}
+		if eventKind(entry[w+1]) == evOrderPlaced {
+			n++
+		}
+		entry = entry[w+int(l):]
+	}
+	return n
 }
 
 // finishShard is the second half, which a standby runs when it takes over:
@@ -179,6 +257,8 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 		for range blocks { // until the reader has closed it
 		}
 	}()
+	prefill := startPrefill(&st.orders, st.orders.tail)
+	defer prefill.stop()
 	st.replaying = true
 	events := 0
 	for b := range blocks {
@@ -188,6 +268,7 @@ func replay(j Journal, shard int, st *state, seq uint64) (uint64, int, error) {
 					return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 				}
 			}
+			prefill.feed(&st.orders)
 			if err := st.apply(&b.events[i]); err != nil {
 				return 0, 0, fmt.Errorf("entry %d: %w", b.seqs[i], err)
 			}

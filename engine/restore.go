@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
+	"unsafe"
 )
 
 // restorer rebuilds a state from a snapshot, chunk by chunk (format in
@@ -42,6 +44,9 @@ type restorer struct {
 	slots []userSlot   // version 3
 	idem  [][]idemPair // version 3: per sale, indexed at finish (buildIdem)
 	keys  *keyIndexer  // version 3: fills st.byKey until finish or close
+
+	tail    *tailCount    // the orders of the log after the snapshot, for byKey's size
+	prefill *chunkPrefill // the order table's, until finish or close
 }
 
 // userSlot is one user of one sale while a snapshot is restored.
@@ -98,7 +103,6 @@ func (r *restorer) addHead(chunk []byte) error {
 		}
 	}
 	r.orders = d.uvarint(1 << 31)
-	r.st.byKey = make(map[orderKey]int32, r.orders)
 	if r.version >= 2 {
 		r.readCharges(&d)
 	}
@@ -111,9 +115,14 @@ func (r *restorer) addHead(chunk []byte) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: snapshot header: %d bytes left over", errCorrupt, len(d.b))
 	}
+	// byKey is made for the orders of the log after the snapshot too (see
+	// tailCount): by the keyIndexer, once counted, for version 3.
 	if r.version >= 3 {
-		r.keys = startKeyIndexer(r.st.byKey)
+		r.keys = startKeyIndexer(r.orders, r.tail)
+	} else {
+		r.st.byKey = make(map[orderKey]int32, r.orders+uint64(r.tail.wait()))
 	}
+	r.prefill = startPrefill(&r.st.orders, r.orders)
 	return nil
 }
 
@@ -167,6 +176,7 @@ func (r *restorer) addOrders(chunk []byte) error {
 		o.idemKey, arena = arena[:idemLen], arena[idemLen:]
 		o.paymentID, arena = arena[:paymentLen], arena[paymentLen:]
 		o.userID, o.prevByUser = s.user, s.last
+		r.prefill.feed(&st.orders)
 		st.orders.add(o)
 		s.last = idx
 		s.tickets += int32(o.ticketsTaken())
@@ -243,14 +253,19 @@ func (r *restorer) readCharges(d *decoder) {
 
 func (r *restorer) finish() error {
 	st := r.st
-	r.close()
 	if uint64(st.orders.n) != r.orders {
 		return fmt.Errorf("%w: snapshot announced %d orders and held %d", errCorrupt, r.orders, st.orders.n)
 	}
+	// Users and idempotency pairs are indexed while the keyIndexer may
+	// still fill byKey: both only read the orders.
 	if r.version >= 3 {
 		if err := r.finishIndexes(); err != nil {
 			return err
 		}
+	}
+	r.close()
+	if r.version >= 3 && len(st.byKey) != int(st.orders.n) {
+		return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
 	}
 	for _, fc := range r.charges {
 		if _, ok := st.byKey[fc.order]; !ok {
@@ -268,12 +283,10 @@ func (r *restorer) finish() error {
 }
 
 // finishIndexes completes a version 3 restore: users from their slots, and
-// the checks that one insert per order left for the end.
+// the checks that one insert per order left for the end (but byKey's, which
+// finish makes once the keyIndexer is done).
 func (r *restorer) finishIndexes() error {
 	st := r.st
-	if len(st.byKey) != int(st.orders.n) {
-		return fmt.Errorf("%w: snapshot holds an order twice", errCorrupt)
-	}
 	users := make([]int, len(st.sales))
 	for _, s := range r.slots {
 		st.sales[s.sale].users[s.user] = userState{tickets: s.tickets, last: s.last}
@@ -296,19 +309,26 @@ func (r *restorer) finishIndexes() error {
 	return nil
 }
 
-// close waits for the goroutine that fills byKey, if any. Recovery calls it
-// on every path; finish calls it first.
+// close stops the orders' prefill and waits for the goroutine that fills
+// byKey, if any. Recovery calls it on every path; finish calls it first.
 func (r *restorer) close() {
+	r.prefill.stop()
+	r.prefill = nil
 	if r.keys != nil {
-		r.keys.wait()
+		r.st.byKey = r.keys.wait()
 		r.keys = nil
+	}
+	if r.tail != nil {
+		r.tail.wait() // it reads the journal, which may close next
 	}
 }
 
 // keyIndexer fills byKey on its own goroutine, from ranges of orders that
 // restore has written and no longer touches.
 type keyIndexer struct {
-	byKey  map[orderKey]int32
+	byKey  map[orderKey]int32 // made by run, for orders + the tail's
+	orders uint64
+	tail   *tailCount
 	ranges chan keyRange
 	done   chan struct{}
 	next   int32 // first order not yet sent
@@ -319,14 +339,15 @@ type keyRange struct {
 	from, to int32
 }
 
-func startKeyIndexer(byKey map[orderKey]int32) *keyIndexer {
-	k := &keyIndexer{byKey: byKey, ranges: make(chan keyRange, 4), done: make(chan struct{})}
+func startKeyIndexer(orders uint64, tail *tailCount) *keyIndexer {
+	k := &keyIndexer{orders: orders, tail: tail, ranges: make(chan keyRange, 4), done: make(chan struct{})}
 	go k.run()
 	return k
 }
 
 func (k *keyIndexer) run() {
 	defer close(k.done)
+	k.byKey = make(map[orderKey]int32, k.orders+uint64(k.tail.wait()))
 	for r := range k.ranges {
 		base := r.from >> chunkShift
 		for i := r.from; i < r.to; i++ {
@@ -345,10 +366,93 @@ func (k *keyIndexer) add(t *orderTable, n int32) {
 	k.next = n
 }
 
-// wait returns once every order handed over is in byKey.
-func (k *keyIndexer) wait() {
+// wait returns byKey once every order handed over is in it.
+func (k *keyIndexer) wait() map[orderKey]int32 {
 	close(k.ranges)
 	<-k.done
+	return k.byKey
+}
+
+// chunkPrefill allocates an order table's next chunks on a goroutine of
+// its own and writes to every page of each before the table takes it, so
+// that the kernel maps their memory there, on another core: the first write
+// to fresh memory is a page fault, and filling a table of a million orders
+// spent more time in those than in decoding them. It runs at most
+// prefillAhead chunks ahead (n may be a corrupt snapshot's claim), and the
+// table never waits for it: when no chunk is ready, add allocates one
+// itself and the prefill makes one fewer (a goroutine that waits, on a busy
+// machine, waits for a core). The goroutine owns each chunk until it sends
+// it. A nil *chunkPrefill does nothing.
+type chunkPrefill struct {
+	spare <-chan *orderChunk
+	done  chan struct{}
+	left  atomic.Int64 // chunks still wanted, taken by whichever allocates one
+}
+
+const (
+	prefillAhead  = 32                                 // chunks: 3.75 MiB
+	prefillStride = 4096 / int(unsafe.Sizeof(order{})) // orders per page, at most
+)
+
+// startPrefill prefills t for n more orders; nil if they need no chunk.
+func startPrefill(t *orderTable, n uint64) *chunkPrefill {
+	need := (uint64(t.n)+n+chunkMask)>>chunkShift - uint64(len(t.chunks))
+	if n == 0 || need == 0 {
+		return nil
+	}
+	spare := make(chan *orderChunk, prefillAhead)
+	p := &chunkPrefill{spare: spare, done: make(chan struct{})}
+	p.left.Store(int64(need))
+	go func() {
+		defer close(spare)
+		for p.left.Add(-1) >= 0 {
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			c := new(orderChunk)
+			for i := 0; i < chunkLen; i += prefillStride {
+				c.orders[i].sale = 0 // a store faults the page in; a load would not
+			}
+			select {
+			case spare <- c:
+			case <-p.done:
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// feed gives t a prefilled chunk if its next add starts one and one is
+// ready.
+func (p *chunkPrefill) feed(t *orderTable) {
+	if p == nil || p.spare == nil || !t.needsChunk() {
+		return
+	}
+	select {
+	case c, ok := <-p.spare:
+		if ok {
+			t.reserve(c)
+		} else {
+			p.spare = nil
+		}
+	default:
+		p.left.Add(-1) // add allocates this one
+	}
+}
+
+// stop ends the prefill and returns once its goroutine has ended.
+func (p *chunkPrefill) stop() {
+	if p == nil {
+		return
+	}
+	close(p.done)
+	if p.spare != nil { // nil: feed found it closed, the goroutine has ended
+		for range p.spare { // until the goroutine has closed it
+		}
+	}
 }
 
 func (d *decoder) check(what string) error {

@@ -360,6 +360,7 @@ type orderTable struct {
 	chunks []*orderChunk
 	n      int32
 	gen    uint32 // chunks with an older gen are shared with a snapshot
+	tail   uint64 // recovery: the orders of the log after the snapshot (tailCount, recover.go)
 }
 
 const (
@@ -394,12 +395,23 @@ func (t *orderTable) mut(i int32) *order {
 
 func (t *orderTable) add(o order) int32 {
 	i := t.n
-	if i&chunkMask == 0 {
+	if t.needsChunk() {
 		t.chunks = append(t.chunks, &orderChunk{gen: t.gen})
 	}
 	t.n++
 	*t.mut(i) = o
 	return i
+}
+
+// needsChunk says whether the next add starts a chunk.
+func (t *orderTable) needsChunk() bool { return int(t.n>>chunkShift) == len(t.chunks) }
+
+// reserve appends c, an empty chunk, for the next orders: recovery hands
+// over chunks whose memory another goroutine has written already
+// (chunkPrefill, recover.go).
+func (t *orderTable) reserve(c *orderChunk) {
+	c.gen = t.gen
+	t.chunks = append(t.chunks, c)
 }
 
 // frozenOrders is a read-only view of an orderTable at one instant.

@@ -273,6 +273,50 @@ func (l *Log) Replay(shard int, afterSeq uint64, fn func(seq uint64, entry []byt
 	return nil
 }
 
+// Span returns the first and the last seq of the shard's stored log
+// entries, 0 and 0 if it has none: after a snapshot at seq s the first is
+// s+1, since SaveSnapshot deletes the entries up to s with it. It reads two
+// keys, not the entries; Replay from first-1 is the one that reports a gap
+// or a corrupt entry. Recovery uses it to look at the log before it
+// restores the snapshot.
+func (l *Log) Span(shard int) (first, last uint64, err error) {
+	if err := checkShard(shard); err != nil {
+		return 0, 0, err
+	}
+	lower := make([]byte, logKeyLen)
+	upper := make([]byte, logKeyLen)
+	putLogKey(lower, shard, 0)
+	putLogKey(upper, shard+1, 0)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, 0, fmt.Errorf("wal: cannot read shard %d: %w", shard, err)
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return 0, 0, fmt.Errorf("wal: cannot read shard %d: %w", shard, err)
+		}
+		return 0, 0, nil
+	}
+	if first, err = entrySeq(shard, it.Key()); err != nil {
+		return 0, 0, err
+	}
+	if !it.Last() {
+		return 0, 0, fmt.Errorf("wal: cannot read shard %d: %w", shard, it.Error())
+	}
+	if last, err = entrySeq(shard, it.Key()); err != nil {
+		return 0, 0, err
+	}
+	return first, last, nil
+}
+
+func entrySeq(shard int, k []byte) (uint64, error) {
+	if len(k) != logKeyLen {
+		return 0, fmt.Errorf("wal: shard %d: entry key %x has the wrong length: log is corrupt", shard, k)
+	}
+	return binary.BigEndian.Uint64(k[3:]), nil
+}
+
 // SaveSnapshot stores the shard's state as of seq and deletes its log up to
 // seq and its older snapshot, in one synced batch.
 func (l *Log) SaveSnapshot(shard int, seq uint64, chunks [][]byte) error {
