@@ -37,8 +37,11 @@ func TestFlashPayVia(t *testing.T) {
 			for _, c := range s.Codes {
 				// 409: sold out, a hold gone. overloaded: the server shed
 				// load (its inbox was full, as it may be with -race on a
-				// loaded machine); a provider sends again.
-				if c.Status >= 300 && c.Status != 409 && c.Code != "overloaded" {
+				// loaded machine); a provider sends again. rate_limited:
+				// a buyer's purchases and cancels beyond -user-rate (the
+				// run's 2,000 buyers come round several times a second);
+				// a notification is never rate limited.
+				if c.Status >= 300 && c.Status != 409 && c.Code != "overloaded" && c.Code != "rate_limited" {
 					t.Errorf("%d %s answered %d times (a refused notification?)", c.Status, c.Code, c.Count)
 				}
 			}
