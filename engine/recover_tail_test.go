@@ -57,16 +57,7 @@ func TestRecoveryCountsTheTailOnWAL(t *testing.T) {
 			if got := countTail(j, 0).wait(); got != placed {
 				t.Fatalf("seed %d: counted %d orders after the snapshot, want %d", seed, got, placed)
 			}
-			states, seqs, err := recoverStates(j, 1, quietLogger)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if seqs[0] != uint64(len(log)) {
-				t.Fatalf("last seq %d, want %d", seqs[0], len(log))
-			}
-			if got := dumpFull(states[0]); got != want {
-				t.Fatalf("seed %d: recovered state differs:\n%s", seed, firstDiff(want, got))
-			}
+			wantRecovered(t, j, len(log), want)
 		})
 	}
 }
@@ -100,27 +91,25 @@ func TestPrefillStops(t *testing.T) {
 	// found closed, stops too.
 	var small orderTable
 	p = startPrefill(&small, 2*chunkLen)
-	for i := range 4 * chunkLen {
+	added := int32(0)
+	for range 4 * chunkLen {
 		p.feed(&small)
-		small.add(order{sale: int32(i), qty: 1})
+		small.add(order{sale: added, qty: 1})
+		added++
 		if p.spare == nil {
 			break
 		}
 	}
 	p.stop()
+	for i := range added {
+		if o := small.at(i); o.sale != i {
+			t.Fatalf("small table: order %d is %+v", i, o)
+		}
+	}
+	if small.n != added {
+		t.Fatalf("small table: %d orders, want %d", small.n, added)
+	}
 	var nilPrefill *chunkPrefill
 	nilPrefill.feed(&tb)
 	nilPrefill.stop()
-}
-
-// Span makes memJournal a logSpanner, as wal.Log is, so that every test of
-// recovery on it counts the tail (tailCount) and prefills for it.
-func (j *memJournal) Span(shard int) (first, last uint64, err error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	es := j.entries[shard]
-	if len(es) == 0 {
-		return 0, 0, nil
-	}
-	return es[0].seq, es[len(es)-1].seq, nil
 }

@@ -62,17 +62,7 @@ func TestReplayRebuildsEveryIndex(t *testing.T) {
 	want := dumpFull(live)
 	for _, snapAt := range []int{0, len(log) / 3, len(log)} {
 		t.Run(fmt.Sprintf("snapshot=%d", snapAt), func(t *testing.T) {
-			j := journalSnapshotAt(t, log, snapAt)
-			states, seqs, err := recoverStates(j, 1, quietLogger)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if seqs[0] != uint64(len(log)) {
-				t.Fatalf("last seq %d, want %d", seqs[0], len(log))
-			}
-			if got := dumpFull(states[0]); got != want {
-				t.Fatalf("recovered state differs:\n%s", firstDiff(want, got))
-			}
+			wantRecovered(t, journalSnapshotAt(t, log, snapAt), len(log), want)
 		})
 	}
 }
@@ -118,6 +108,22 @@ func TestFailedReplayStopsReading(t *testing.T) {
 
 // journalSnapshotAt is a one-shard journal holding log as a snapshot of its
 // first snapAt entries (none when 0) and the rest as entries after it.
+// wantRecovered recovers the one shard of j and fails t unless its last
+// seq is entries and its state, every index included, dumps as want.
+func wantRecovered(t *testing.T, j Journal, entries int, want string) {
+	t.Helper()
+	states, seqs, err := recoverStates(j, 1, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seqs[0] != uint64(entries) {
+		t.Fatalf("last seq %d, want %d", seqs[0], entries)
+	}
+	if got := dumpFull(states[0]); got != want {
+		t.Fatalf("recovered state differs:\n%s", firstDiff(want, got))
+	}
+}
+
 func journalSnapshotAt(t *testing.T, log [][]byte, snapAt int) *memJournal {
 	t.Helper()
 	j := newMemJournal()

@@ -310,7 +310,8 @@ func (r *restorer) finishIndexes() error {
 }
 
 // close stops the orders' prefill and waits for the goroutine that fills
-// byKey, if any. Recovery calls it on every path; finish calls it first.
+// byKey, if any. Recovery calls it on every path; finish calls it before it
+// reads byKey.
 func (r *restorer) close() {
 	r.prefill.stop()
 	r.prefill = nil
