@@ -444,34 +444,21 @@ func firstPurchase(ctx context.Context, n *fleetNode, auth string, run int) erro
 // parseTakeover reads the standby's log from offset: when it took the
 // lease, how long its recovery took.
 func parseTakeover(path string, offset int64, killed time.Time, r *FailoverRun) {
-	f, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var line struct {
-			Time     time.Time `json:"time"`
-			Msg      string    `json:"msg"`
-			Duration int64     `json:"duration"` // nanoseconds
-			Orders   int       `json:"orders"`
-			Replayed int       `json:"events_replayed"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil {
-			continue
-		}
-		switch line.Msg {
+	scanLog(path, offset, func(t time.Time, msg string, b []byte) {
+		switch msg {
 		case "fleet: lease taken":
-			r.LeaseMs = ms(line.Time.Sub(killed))
+			r.LeaseMs = ms(t.Sub(killed))
 		case "state recovered":
-			r.RecoverMs, r.RecoveredOrd, r.Replayed = float64(line.Duration)/1e6, line.Orders, line.Replayed
+			var line struct {
+				Duration int64 `json:"duration"` // nanoseconds
+				Orders   int   `json:"orders"`
+				Replayed int   `json:"events_replayed"`
+			}
+			if json.Unmarshal(b, &line) == nil {
+				r.RecoverMs, r.RecoveredOrd, r.Replayed = float64(line.Duration)/1e6, line.Orders, line.Replayed
+			}
 		}
-	}
+	})
 }
 
 func fileSize(path string) int64 {
