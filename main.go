@@ -90,6 +90,7 @@ type options struct {
 	addr, data                                       string
 	adminToken, userSecret, paymentSecret, doorToken string
 	shards, batchMax, inboxMax                       int
+	gomaxprocs                                       int
 	tick, logMinSync, logSyncGather                  time.Duration
 	archiveAfter                                     time.Duration // engine/archive.go
 	logMinSyncWaiting                                int
@@ -130,6 +131,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.paymentSecret, "payment-secret", "ONSALE_PAYMENT_SECRET", "", "webhook signing secret; comma-separated to accept several while rotating [generated]")
 	env.str(&o.doorToken, "door-token", "ONSALE_DOOR_TOKEN", "", "bearer token of door staff for POST /v1/checkin [generated]")
 	env.int(&o.shards, "shards", "ONSALE_SHARDS", 0, "shard goroutines; 0 = GOMAXPROCS")
+	env.int(&o.gomaxprocs, "gomaxprocs", "ONSALE_GOMAXPROCS", 0,
+		"threads running Go code at once (runtime.GOMAXPROCS); 0 = the runtime's choice, the CPUs onsale may use. 1 serves purchases with a third less CPU and reads with less parallelism (README, Configuration)")
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
@@ -226,6 +229,9 @@ func paymentFlags(env *envDefaults, p *payments.Options) {
 // nothing, and each has its own inbox and log range.
 const shardsMax = 1024
 
+// gomaxprocsMax bounds -gomaxprocs: more Ps than this is a typo.
+const gomaxprocsMax = 1024
+
 // checkOptions refuses settings that make no sense with an error that
 // names the flag and its variable, rather than replacing them with
 // defaults; it parses -log-level into o.level.
@@ -241,6 +247,7 @@ func checkOptions(o *options) error {
 	check(err == nil, "addr", "must be host:port such as 127.0.0.1:8080, not %q", o.addr)
 	check(o.data != "", "data", "must name a directory")
 	check(o.shards >= 0 && o.shards <= shardsMax, "shards", "must be 0 (= GOMAXPROCS) to %d, not %d", shardsMax, o.shards)
+	check(o.gomaxprocs >= 0 && o.gomaxprocs <= gomaxprocsMax, "gomaxprocs", "must be 0 (the runtime's choice) to %d, not %d", gomaxprocsMax, o.gomaxprocs)
 	check(o.logMinSync >= 0 && o.logMinSync <= time.Second, "log-min-sync-interval", "must be 0 to 1s, not %s", o.logMinSync)
 	check(o.archiveAfter >= 0, "archive-after", "must be 0 (off) or positive, not %s", o.archiveAfter)
 	check(o.logSyncGather >= 0 && o.logSyncGather <= 100*time.Millisecond, "log-sync-gather", "must be 0 to 100ms, not %s", o.logSyncGather)
@@ -444,6 +451,11 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 	if o.version {
 		fmt.Fprintf(stdout, "onsale %s (%s)\n", version, runtime.Version())
 		return nil
+	}
+	if o.gomaxprocs > 0 {
+		// Restored on return for the tests that run onsale in process; a
+		// real process exits.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(o.gomaxprocs))
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 	logger.Info("starting", "version", version, "data", o.data, "gomaxprocs", runtime.GOMAXPROCS(0))

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,6 +256,37 @@ func TestFlagsFromEnvironment(t *testing.T) {
 
 // TestUserRateFlags: the per-buyer limit is on by default, takes its
 // environment variables, and refuses settings that make no sense.
+// TestGomaxprocsFlag: -gomaxprocs sets the Ps while onsale runs, the
+// shards follow it when -shards is 0 (the log's layout then changes with
+// it), and the process's own setting is back once run returns.
+func TestGomaxprocsFlag(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	want := 1
+	if before == 1 {
+		want = 2
+	}
+	_, stderr, stop := startRunWith(t, seams{}, "-data", t.TempDir(), "-gomaxprocs", strconv.Itoa(want))
+	if got := runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("GOMAXPROCS %d while running with -gomaxprocs %d", got, want)
+	}
+	for _, line := range []string{
+		`"msg":"starting","version":"dev","data":`,
+		fmt.Sprintf(`"gomaxprocs":%d}`, want),
+		`"msg":"recovered","ms":`,
+		fmt.Sprintf(`"shards":%d,`, want),
+	} {
+		if !strings.Contains(stderr.String(), line) {
+			t.Errorf("no %s in the log:\n%s", line, stderr)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d after run returned, want %d back", got, before)
+	}
+}
+
 func TestUserRateFlags(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
 	if err != nil || o.userRate != 5 || o.userBurst != 20 {
@@ -302,6 +335,8 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{[]string{"-tick", "-1s"}, "-tick ($ONSALE_TICK)"},
 		{[]string{"-shards", "-1"}, "-shards ($ONSALE_SHARDS) must be 0 (= GOMAXPROCS) to 1024, not -1"},
 		{[]string{"-shards", "5000"}, "-shards ($ONSALE_SHARDS)"},
+		{[]string{"-gomaxprocs", "-1"}, "-gomaxprocs ($ONSALE_GOMAXPROCS) must be 0 (the runtime's choice) to 1024, not -1"},
+		{[]string{"-gomaxprocs", "5000"}, "-gomaxprocs ($ONSALE_GOMAXPROCS)"},
 		{[]string{"-batch-max", "0"}, "-batch-max ($ONSALE_BATCH_MAX) must be at least 1"},
 		{[]string{"-notify-busy-above", "-1"}, "-notify-busy-above ($ONSALE_NOTIFY_BUSY_ABOVE) must be >= 0"},
 		{[]string{"-notify-busy-rate", "0"}, "-notify-busy-rate ($ONSALE_NOTIFY_BUSY_RATE) must be a number > 0"},
