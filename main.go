@@ -132,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.doorToken, "door-token", "ONSALE_DOOR_TOKEN", "", "bearer token of door staff for POST /v1/checkin [generated]")
 	env.int(&o.shards, "shards", "ONSALE_SHARDS", 0, "shard goroutines; 0 = GOMAXPROCS")
 	env.int(&o.gomaxprocs, "gomaxprocs", "ONSALE_GOMAXPROCS", 0,
-		"threads running Go code at once (runtime.GOMAXPROCS); 0 = the runtime's choice, the CPUs onsale may use. 1 serves purchases with a third less CPU and reads with less parallelism (README, Configuration)")
+		"threads running Go code at once while serving (runtime.GOMAXPROCS), set once the log is recovered; 0 = the runtime's choice, the CPUs onsale may use. 1 serves purchases with a third less CPU and reads with less parallelism (README, Configuration)")
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
@@ -453,9 +453,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer, ready func(ad
 		return nil
 	}
 	if o.gomaxprocs > 0 {
-		// Restored on return for the tests that run onsale in process; a
-		// real process exits.
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(o.gomaxprocs))
+		// -gomaxprocs applies once the log is recovered (servingThreads);
+		// the setting is restored on return for the tests that run onsale
+		// in process (a real process exits).
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.level}))
 	logger.Info("starting", "version", version, "data", o.data, "gomaxprocs", runtime.GOMAXPROCS(0))
@@ -617,6 +618,7 @@ func (a *app) recover() recovery {
 		return recovery{err: err}
 	}
 	logRecovery(a.logger, eng, time.Since(start))
+	a.servingThreads()
 	a.running.Store(eng)
 	a.backupLog.Store(log)
 	return recovery{log: log, eng: eng}
@@ -898,6 +900,18 @@ func (a *app) checkDisk() bool {
 		a.logger.Info("disk space back: writes accepted", "free_bytes", free, "min_free_bytes", minFree)
 	}
 	return true
+}
+
+// servingThreads applies -gomaxprocs once the state is recovered:
+// recovery runs on every CPU the runtime gives it (the shards restore in
+// parallel, the order table is prefilled and the key index built on
+// goroutines of their own), and the shard count, fixed before it, does not
+// follow the setting.
+func (a *app) servingThreads() {
+	if a.o.gomaxprocs > 0 {
+		was := runtime.GOMAXPROCS(a.o.gomaxprocs)
+		a.logger.Info("threads set for serving", "gomaxprocs", a.o.gomaxprocs, "during_recovery", was)
+	}
 }
 
 func logRecovery(logger *slog.Logger, eng *engine.Engine, took time.Duration) {
@@ -1589,6 +1603,7 @@ func (n *fleetNode) recover(a *app) recovery {
 	a.logger.Info("fleet: serving the partition", "partition", p, "hot", hot,
 		"renewals", all, "renewals_slow", slow)
 	logRecovery(a.logger, eng, time.Since(start))
+	a.servingThreads()
 	a.running.Store(eng)
 	if err := fleet.ServeExchanges(n.nc, p, func() bool { return n.fleet.Valid(p) }, eng); err != nil {
 		eng.Close()

@@ -256,9 +256,10 @@ func TestFlagsFromEnvironment(t *testing.T) {
 
 // TestUserRateFlags: the per-buyer limit is on by default, takes its
 // environment variables, and refuses settings that make no sense.
-// TestGomaxprocsFlag: -gomaxprocs sets the Ps while onsale runs, the
-// shards follow it when -shards is 0 (the log's layout then changes with
-// it), and the process's own setting is back once run returns.
+// TestGomaxprocsFlag: -gomaxprocs sets the Ps once the log is recovered
+// (startRunWith returns when onsale is ready), recovery and the shard
+// count keep the runtime's, and the process's own setting is back once run
+// returns.
 func TestGomaxprocsFlag(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	want := 1
@@ -267,13 +268,13 @@ func TestGomaxprocsFlag(t *testing.T) {
 	}
 	_, stderr, stop := startRunWith(t, seams{}, "-data", t.TempDir(), "-gomaxprocs", strconv.Itoa(want))
 	if got := runtime.GOMAXPROCS(0); got != want {
-		t.Errorf("GOMAXPROCS %d while running with -gomaxprocs %d", got, want)
+		t.Errorf("GOMAXPROCS %d while serving with -gomaxprocs %d", got, want)
 	}
 	for _, line := range []string{
-		`"msg":"starting","version":"dev","data":`,
-		fmt.Sprintf(`"gomaxprocs":%d}`, want),
+		fmt.Sprintf(`"gomaxprocs":%d}`, before), // the starting line
 		`"msg":"recovered","ms":`,
-		fmt.Sprintf(`"shards":%d,`, want),
+		fmt.Sprintf(`"shards":%d,`, before),
+		fmt.Sprintf(`"msg":"threads set for serving","gomaxprocs":%d,"during_recovery":%d}`, want, before),
 	} {
 		if !strings.Contains(stderr.String(), line) {
 			t.Errorf("no %s in the log:\n%s", line, stderr)
