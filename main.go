@@ -132,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	env.str(&o.doorToken, "door-token", "ONSALE_DOOR_TOKEN", "", "bearer token of door staff for POST /v1/checkin [generated]")
 	env.int(&o.shards, "shards", "ONSALE_SHARDS", 0, "shard goroutines; 0 = GOMAXPROCS")
 	env.int(&o.gomaxprocs, "gomaxprocs", "ONSALE_GOMAXPROCS", 0,
-		"threads running Go code at once while serving (runtime.GOMAXPROCS), set once the log is recovered; 0 = the runtime's choice, the CPUs onsale may use. 1 serves purchases with a third less CPU and reads with less parallelism (README, Configuration)")
+		"threads running Go code at once while serving (runtime.GOMAXPROCS), set once the log is recovered; 0 = the runtime's choice, the CPUs onsale may use. On a few cores shared with another busy process, 1 serves purchases with less CPU and reads more slowly (README, Configuration)")
 	env.int(&o.batchMax, "batch-max", "ONSALE_BATCH_MAX", 1024, "commands decided per batch (one log write)")
 	env.int(&o.inboxMax, "inbox-max", "ONSALE_INBOX_MAX", 8192, "requests waiting per shard; beyond it 429")
 	env.duration(&o.tick, "tick", "ONSALE_TICK", 100*time.Millisecond, "how often expired holds are released")
