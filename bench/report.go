@@ -18,6 +18,7 @@ type Report struct {
 	Started     time.Time      `json:"started"`
 	Machine     Machine        `json:"machine"`
 	LoadModel   string         `json:"load_model"`
+	OnsaleFlags []string       `json:"onsale_flags,omitempty"` // -onsale-flags: a run with -gomaxprocs 1 is not a default run
 	Load        LoadJSON       `json:"load"`
 	Workload    any            `json:"workload"`
 	Systems     []SystemResult `json:"systems"`
@@ -139,7 +140,7 @@ type Ratio struct {
 func newReport(cfg *Config, started time.Time) *Report {
 	r := &Report{
 		Scenario: cfg.Scenario, Started: started.UTC(), Machine: thisMachine(),
-		LoadModel: describeLoad(&cfg.Load),
+		LoadModel: describeLoad(&cfg.Load), OnsaleFlags: cfg.OnsaleFlags,
 		Load: LoadJSON{
 			WarmupS: cfg.Load.Warmup.Seconds(), DurationS: cfg.Load.Duration.Seconds(),
 			MaxRequests: cfg.Load.MaxRequests, TimeoutS: cfg.Timeout.Seconds(),

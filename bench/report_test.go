@@ -50,4 +50,17 @@ func TestReportTable(t *testing.T) {
 	if !strings.Contains(md.String(), "| inbox_wait | 700 | 12.5 | 9.0 | 80.0 |") {
 		t.Errorf("markdown lacks the stage row:\n%s", md.String())
 	}
+	if strings.Contains(out+md.String(), "onsale ran with") {
+		t.Errorf("a run without -onsale-flags names some:\n%s\n%s", out, md.String())
+	}
+
+	// onsale's own flags are part of what was measured: both reports say them.
+	r.OnsaleFlags = []string{"-gomaxprocs", "1"}
+	b.Reset()
+	r.Table(&b)
+	md.Reset()
+	r.Markdown(&md)
+	if !strings.Contains(b.String(), "onsale ran with -gomaxprocs 1\n") || !strings.Contains(md.String(), "onsale ran with `-gomaxprocs 1`.") {
+		t.Errorf("the reports do not name onsale's flags:\n%s\n%s", b.String(), md.String())
+	}
 }

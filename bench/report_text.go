@@ -182,6 +182,9 @@ func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
 // Table writes the terminal report.
 func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(w, "\nscenario %s, %s\n", r.Scenario, r.LoadModel)
+	if len(r.OnsaleFlags) > 0 {
+		fmt.Fprintf(w, "onsale ran with %s\n", strings.Join(r.OnsaleFlags, " "))
+	}
 	if r.Scenario == ScenarioDoor {
 		fmt.Fprintln(w, doorLegend)
 	} else {
@@ -226,6 +229,9 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "# onsale bench: %s\n\n", r.Scenario)
 	fmt.Fprintf(w, "%s, %s/%s, %d CPUs, %s. Load: %s.\n\n", r.Started.Format(time.RFC3339), r.Machine.GOOS,
 		r.Machine.GOARCH, r.Machine.CPUs, r.Machine.GoVersion, r.LoadModel)
+	if len(r.OnsaleFlags) > 0 {
+		fmt.Fprintf(w, "onsale ran with `%s`.\n\n", strings.Join(r.OnsaleFlags, " "))
+	}
 	if r.Scenario == ScenarioDoor {
 		fmt.Fprintln(w, doorLegend)
 	} else {
