@@ -254,8 +254,6 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestUserRateFlags: the per-buyer limit is on by default, takes its
-// environment variables, and refuses settings that make no sense.
 // TestGomaxprocsFlag: -gomaxprocs sets the Ps once the log is recovered
 // (startRunWith returns when onsale is ready), recovery and the shard
 // count keep the runtime's, and the process's own setting is back once run
@@ -288,6 +286,8 @@ func TestGomaxprocsFlag(t *testing.T) {
 	}
 }
 
+// TestUserRateFlags: the per-buyer limit is on by default, takes its
+// environment variables, and refuses settings that make no sense.
 func TestUserRateFlags(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)
 	if err != nil || o.userRate != 5 || o.userBurst != 20 {
