@@ -236,6 +236,12 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	return rep, runErr
 }
 
+// ErrLeaseLostBeforeKill: the owner lost its lease (its renewals came
+// later than the lease allows, on a machine too busy for it) and the
+// standby took the partition before the harness killed the owner, so the
+// run measured no failover. A longer lease (-fleet-lease) makes it rarer.
+var ErrLeaseLostBeforeKill = errors.New("the owner lost its lease before the kill")
+
 // takeovers kills the owner cfg.Runs times, each time measuring the
 // standby's takeover and starting the killed node again as the standby.
 func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSystem, shared []string, rep *FailoverReport,
@@ -266,6 +272,13 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 			load = startFailoverLoad(owner, users.Auth[1:], run)
 			time.Sleep(time.Second) // a second of purchases before the kill
 		}
+		// An owner whose renewals came too late has lost its lease and
+		// exited already, and the standby owns the partition: killing it
+		// now would time nothing.
+		if done, err := owner.p.exited(); done {
+			load.stop()
+			return fmt.Errorf("run %d: %w (%s exited before the kill: %v)", run+1, ErrLeaseLostBeforeKill, owner.name, err)
+		}
 		_ = owner.p.cmd.Process.Kill()
 		<-owner.p.done
 		killed := time.Now()
@@ -275,6 +288,9 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		}
 		r.TotalMs = ms(time.Since(killed))
 		parseTakeover(logPath, logOffset, killed, &r)
+		if r.LeaseMs == 0 { // taken between the check and the kill
+			return fmt.Errorf("run %d: %w (%s logged no \"lease taken\" after the kill)", run+1, ErrLeaseLostBeforeKill, standby.name)
+		}
 		r.AfterMs = r.TotalMs - r.LeaseMs - r.RecoverMs
 		rep.Runs = append(rep.Runs, r)
 		logf("run %d: first purchase on the standby %.0f ms after kill -9 (lease taken after %.0f ms, recovery %.0f ms of %d orders, %d events replayed; hot %v, standby RSS %.0f MB)",

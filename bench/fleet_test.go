@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,8 +114,19 @@ func TestFailoverSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	const orders = 2_000
-	rep, err := RunFailover(context.Background(), FailoverConfig{Orders: orders, Runs: 1, Lease: time.Second, RepoRoot: root,
-		LogDir: filepath.Join(t.TempDir(), "logs")})
+	// The harness's default lease (3 s): a 1 s lease has been lost under
+	// CI's load (renewals late by more than its 417 ms margin), and then the
+	// owner exits before the kill. The harness says so; such an attempt is
+	// made again, at most three in all, and any other error fails.
+	var rep *FailoverReport
+	for attempt := 1; ; attempt++ {
+		rep, err = RunFailover(context.Background(), FailoverConfig{Orders: orders, Runs: 1, RepoRoot: root,
+			LogDir: filepath.Join(t.TempDir(), "logs")})
+		if !errors.Is(err, ErrLeaseLostBeforeKill) || attempt == 3 {
+			break
+		}
+		t.Logf("attempt %d: %v", attempt, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
