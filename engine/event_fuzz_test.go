@@ -116,6 +116,18 @@ func FuzzDecodeEntry(f *testing.F) {
 		if err != nil {
 			return
 		}
+		var kinds []eventKind
+		eachEventKind(entry, func(k eventKind) bool { kinds = append(kinds, k); return true })
+		hooks := false
+		for i, ev := range first {
+			if kinds[i] != ev.kind {
+				t.Fatalf("record %d: eachEventKind read %d, the decoder %d", i, kinds[i], ev.kind)
+			}
+			hooks = hooks || ev.kind == evWebhookPut || ev.kind == evWebhookDeleted
+		}
+		if len(kinds) != len(first) || ChangesWebhooks(entry) != hooks {
+			t.Fatalf("%d kinds of %d records; ChangesWebhooks %v, want %v", len(kinds), len(first), ChangesWebhooks(entry), hooks)
+		}
 		var second []event
 		if err := decodeEntry(again, func(ev *event) error {
 			c := *ev

@@ -122,6 +122,19 @@ func (n *Notification) ID(shard int, seq uint64) string {
 	return string(b)
 }
 
+// ChangesWebhooks reports whether a log entry creates, changes or deletes
+// a webhook endpoint (a NotifyWebhooksChanged in DecodeNotifications). It
+// reads each record's kind only: a reader that wants no other notification
+// skips the decoding of every order the entry holds.
+func ChangesWebhooks(entry []byte) bool {
+	changes := false
+	eachEventKind(entry, func(k eventKind) bool {
+		changes = k == evWebhookPut || k == evWebhookDeleted
+		return !changes
+	})
+	return changes
+}
+
 // DecodeNotifications calls fn for each notification of a log entry, in
 // log order. n is reused between calls.
 func DecodeNotifications(entry []byte, fn func(n *Notification)) error {

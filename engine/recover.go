@@ -180,17 +180,29 @@ const tailOrdersMax = 1 << 23
 // in event.go), up to the first it cannot read.
 func countOrdersPlaced(entry []byte) int {
 	n := 0
+	eachEventKind(entry, func(k eventKind) bool {
+		if k == evOrderPlaced {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// eachEventKind calls fn with the kind of each record of a log entry
+// (format in event.go), without decoding the records, until fn returns
+// false or a record cannot be read.
+func eachEventKind(entry []byte, fn func(eventKind) bool) {
 	for len(entry) > 0 {
 		l, w := binary.Uvarint(entry)
 		if w <= 0 || l < 2 || l > uint64(len(entry)-w) {
-			break
+			return
 		}
-		if eventKind(entry[w+1]) == evOrderPlaced {
-			n++
+		if !fn(eventKind(entry[w+1])) {
+			return
 		}
 		entry = entry[w+int(l):]
 	}
-	return n
 }
 
 // finishShard is the second half, which a standby runs when it takes over:

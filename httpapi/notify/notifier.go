@@ -391,6 +391,10 @@ func (n *Notifier) round() error {
 				return errStopReplay
 			}
 			upto = seq
+			if len(wanted) == 0 { // only an endpoint's change matters here
+				refresh = refresh || engine.ChangesWebhooks(entry)
+				return nil
+			}
 			return engine.DecodeNotifications(entry, func(x *engine.Notification) {
 				if x.Kind == engine.NotifyWebhooksChanged {
 					refresh = true
