@@ -358,8 +358,9 @@ func (n *Notifier) read() {
 // write is not synced: the shards' own appends sync the log many times a
 // second, and BeforeTruncate syncs before the log behind a cursor may go.
 // A crash may lose the last rounds; their entries are still in the log and
-// are read again (the same ids). With no consumer at all, the entries are
-// not even read.
+// are read again (the same ids). With no consumer at all, only the
+// webhooks shard's entries are read, and only each record's kind, for an
+// endpoint's creation (engine.ChangesWebhooks); the others are skipped.
 func (n *Notifier) round() error {
 	n.watch() // pace.go
 	var ops []wal.AuxOp
