@@ -44,6 +44,10 @@ type FailoverConfig struct {
 	LoadClients int
 	LogDir      string // "" keeps the logs in a temporary directory
 	Log         io.Writer
+
+	// beforeKill, in tests, runs just before each kill, with the standby's
+	// log file.
+	beforeKill func(owner, standby *fleetNode, standbyLog string) error
 }
 
 // FailoverRun is one kill -9 and its takeover, from the kill.
@@ -271,6 +275,12 @@ func takeovers(ctx context.Context, cfg FailoverConfig, env *Env, sys *fleetSyst
 		if cfg.LoadClients > 0 {
 			load = startFailoverLoad(owner, users.Auth[1:], run)
 			time.Sleep(time.Second) // a second of purchases before the kill
+		}
+		if cfg.beforeKill != nil {
+			if err := cfg.beforeKill(owner, standby, logPath); err != nil {
+				load.stop()
+				return fmt.Errorf("run %d: %w", run+1, err)
+			}
 		}
 		// An owner whose renewals came too late has lost its lease and
 		// exited already, and the standby owns the partition: killing it

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +145,50 @@ func TestFailoverSmall(t *testing.T) {
 	var out strings.Builder
 	rep.Text(&out)
 	t.Log(out.String())
+}
+
+// TestFailoverOwnerLostLeaseFirst: when the owner has lost its lease
+// before the kill (here it is stopped with SIGSTOP until the standby takes
+// the partition, then let go, and exits as a node that lost its lease
+// must), the harness reports ErrLeaseLostBeforeKill instead of timing a
+// takeover that happened before the kill.
+func TestFailoverOwnerLostLeaseFirst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds onsale and starts a JetStream cluster and two nodes")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall := func(owner, _ *fleetNode, standbyLog string) error {
+		if err := owner.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		defer owner.p.cmd.Process.Signal(syscall.SIGCONT)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+			taken := false
+			scanLog(standbyLog, 0, func(_ time.Time, msg string, _ []byte) { taken = taken || msg == "fleet: lease taken" })
+			if taken {
+				break
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the standby took no lease within a minute of stopping the owner")
+			}
+		}
+		if err := owner.p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			return err
+		}
+		select {
+		case <-owner.p.done:
+			return nil
+		case <-time.After(time.Minute):
+			return errors.New("the owner did not exit within a minute of losing its lease")
+		}
+	}
+	_, err = RunFailover(context.Background(), FailoverConfig{Orders: 100, Runs: 1, Lease: time.Second, RepoRoot: root,
+		LogDir: filepath.Join(t.TempDir(), "logs"), beforeKill: stall})
+	if !errors.Is(err, ErrLeaseLostBeforeKill) {
+		t.Fatalf("err %v, want %v", err, ErrLeaseLostBeforeKill)
+	}
+	t.Log(err)
 }
