@@ -52,8 +52,57 @@ type treeUsage struct {
 // sum, which is why systems are measured over the long-lived processes
 // (onsale, a shim, redis-server, PostgreSQL's pooled backends).
 func processTreeUsage(pids []int) treeUsage {
+	var u treeUsage
+	tree, stats := processTree(pids)
+	for _, pid := range tree {
+		u.memBytes += memBytes(pid)
+		u.cpu += stats[pid].cpu
+	}
+	return u
+}
+
+// processTreeSwitches is how many times the threads of pids and their
+// descendants have left a core so far, voluntarily (a syscall that
+// blocks, a futex wait, a sleep) or not: the sum of each thread's
+// voluntary_ctxt_switches and nonvoluntary_ctxt_switches. On a machine
+// where a switch is dear (a VM's), it is what a server's hand-offs cost
+// beyond its own work. A thread that has exited is gone from the sum.
+func processTreeSwitches(pids []int) int64 {
+	tree, _ := processTree(pids)
+	var n int64
+	for _, pid := range tree {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/status")
+			if err == nil {
+				n += parseSwitches(string(b))
+			}
+		}
+	}
+	return n
+}
+
+// parseSwitches sums the two context-switch counts of a /proc status file.
+func parseSwitches(status string) int64 {
+	var n int64
+	for line := range strings.Lines(status) {
+		for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+			if rest, ok := strings.CutPrefix(line, key); ok {
+				v, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+				if err == nil {
+					n += v
+				}
+			}
+		}
+	}
+	return n
+}
+
+// processTree walks /proc once: pids and all their descendants, and the
+// stat line of every process.
+func processTree(pids []int) ([]int, map[int]procStat) {
 	if len(pids) == 0 {
-		return treeUsage{}
+		return nil, nil
 	}
 	children := map[int][]int{}
 	stats := map[int]procStat{}
@@ -72,7 +121,7 @@ func processTreeUsage(pids []int) treeUsage {
 			children[st.ppid] = append(children[st.ppid], pid)
 		}
 	}
-	var u treeUsage
+	var tree []int
 	seen := map[int]bool{}
 	stack := append([]int(nil), pids...)
 	for len(stack) > 0 {
@@ -82,11 +131,10 @@ func processTreeUsage(pids []int) treeUsage {
 			continue
 		}
 		seen[pid] = true
-		u.memBytes += memBytes(pid)
-		u.cpu += stats[pid].cpu
+		tree = append(tree, pid)
 		stack = append(stack, children[pid]...)
 	}
-	return u
+	return tree, stats
 }
 
 // selfCPU is the CPU time the harness process (the load generator) has
@@ -105,6 +153,7 @@ type cpuReading struct {
 	at        time.Time
 	server    time.Duration
 	generator time.Duration
+	switches  int64 // the server's context switches (phase readings only)
 }
 
 // cores is how many cores the server and the generator used on average

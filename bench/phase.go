@@ -11,14 +11,15 @@ import (
 // end: the CPU time of the server's processes and of the generator, and
 // the server's stage histograms when it has them.
 type phaseMeter struct {
-	usage   func() treeUsage       // nil when the server's processes are unknown
-	scrape  func() ([]byte, error) // GET /metrics; nil when the server has none
-	started chan struct{}          // closed once the start readings are taken
-	quit    chan struct{}          // closed by finish
-	start   cpuReading             // written before started is closed
-	before  stageScrape            // ditto
-	note    string                 // ditto: why there are no stages
-	readCPU func(time.Time) cpuReading
+	usage    func() treeUsage       // nil when the server's processes are unknown
+	switches func() int64           // ditto
+	scrape   func() ([]byte, error) // GET /metrics; nil when the server has none
+	started  chan struct{}          // closed once the start readings are taken
+	quit     chan struct{}          // closed by finish
+	start    cpuReading             // written before started is closed
+	before   stageScrape            // ditto
+	note     string                 // ditto: why there are no stages
+	readCPU  func(time.Time) cpuReading
 }
 
 // phaseCost is what a phaseMeter measured.
@@ -31,12 +32,15 @@ type phaseCost struct {
 
 // newPhaseMeter takes the start readings at measureStart, on its own
 // goroutine; finish takes the end readings.
-func newPhaseMeter(measureStart time.Time, usage func() treeUsage, scrape func() ([]byte, error)) *phaseMeter {
-	m := &phaseMeter{usage: usage, scrape: scrape, started: make(chan struct{}), quit: make(chan struct{})}
+func newPhaseMeter(measureStart time.Time, usage func() treeUsage, switches func() int64, scrape func() ([]byte, error)) *phaseMeter {
+	m := &phaseMeter{usage: usage, switches: switches, scrape: scrape, started: make(chan struct{}), quit: make(chan struct{})}
 	m.readCPU = func(at time.Time) cpuReading {
 		r := cpuReading{at: at, generator: selfCPU()}
 		if m.usage != nil {
 			r.server = m.usage().cpu
+		}
+		if m.switches != nil {
+			r.switches = m.switches()
 		}
 		return r
 	}

@@ -101,14 +101,17 @@ type PurchaseAnswers struct {
 // last answer), from /proc for the server's processes and from getrusage
 // for the generator (the harness process, shims excluded).
 type CPUCost struct {
-	WallS                 float64 `json:"wall_s"`
-	ServerCPUS            float64 `json:"server_cpu_s,omitempty"`
-	ServerCores           float64 `json:"server_cores,omitempty"`
-	ServerUsPerRequest    float64 `json:"server_us_per_request,omitempty"`
-	ServerUsPerPurchase   float64 `json:"server_us_per_purchase,omitempty"` // per new order (201)
-	GeneratorCPUS         float64 `json:"generator_cpu_s"`
-	GeneratorCores        float64 `json:"generator_cores"`
-	GeneratorUsPerRequest float64 `json:"generator_us_per_request,omitempty"`
+	WallS               float64 `json:"wall_s"`
+	ServerCPUS          float64 `json:"server_cpu_s,omitempty"`
+	ServerCores         float64 `json:"server_cores,omitempty"`
+	ServerUsPerRequest  float64 `json:"server_us_per_request,omitempty"`
+	ServerUsPerPurchase float64 `json:"server_us_per_purchase,omitempty"` // per new order (201)
+	// ServerSwitchesPerRequest is how often the server's threads left a
+	// core (context switches, voluntary or not) per request answered.
+	ServerSwitchesPerRequest float64 `json:"server_switches_per_request,omitempty"`
+	GeneratorCPUS            float64 `json:"generator_cpu_s"`
+	GeneratorCores           float64 `json:"generator_cores"`
+	GeneratorUsPerRequest    float64 `json:"generator_us_per_request,omitempty"`
 }
 
 // Sample is one interval of a run.
@@ -240,6 +243,9 @@ func (r *SystemResult) measuredPhase(pc phaseCost, ratePerSec float64) {
 		}
 		if r.Created > 0 {
 			c.ServerUsPerPurchase = srv / float64(r.Created) * 1e6
+		}
+		if sw := pc.end.switches - pc.start.switches; sw > 0 && r.Requests > 0 {
+			c.ServerSwitchesPerRequest = float64(sw) / float64(r.Requests)
 		}
 	}
 	r.CPU = c

@@ -14,7 +14,7 @@ func TestReportTable(t *testing.T) {
 		{Name: SysOnsale, Requests: 1000, ElapsedS: 1, RequestsPerSec: 1000, PurchasesPerSec: 640, RejectionsPerSec: 12, Created: 640,
 			SoldOutAfterS: -1, LatencyByOp: map[string]Percentiles{"purchase": {Count: 700, P50Ms: 4.2, P99Ms: 12}},
 			PurchaseAnswers: PurchaseAnswers{Sent: 700, Created: 640, Replayed: 10, Other: 50},
-			CPU:             &CPUCost{WallS: 1, ServerCPUS: 0.9, ServerCores: 0.9, ServerUsPerRequest: 900, ServerUsPerPurchase: 1406.25, GeneratorCores: 0.7, GeneratorUsPerRequest: 700},
+			CPU:             &CPUCost{WallS: 1, ServerCPUS: 0.9, ServerCores: 0.9, ServerUsPerRequest: 900, ServerUsPerPurchase: 1406.25, ServerSwitchesPerRequest: 0.4375, GeneratorCores: 0.7, GeneratorUsPerRequest: 700},
 			Stages:          []StageStats{{Stage: "inbox_wait", Count: 700, MeanUs: 12.5, P50Us: 9, P99Us: 80}}},
 		{Name: SysRedis, Skipped: "skipped: redis-server not found (run bench/install-baselines.sh) and a long tail of words"},
 		{Name: SysCeiling, Requests: 3000, ElapsedS: 1, RequestsPerSec: 3000, SoldOutAfterS: -1},
@@ -28,6 +28,8 @@ func TestReportTable(t *testing.T) {
 		"onsale: server-side latency by stage",
 		"inbox_wait",
 		"1406.2", // µs per purchase
+		"server switches/request",
+		"0.44", // switches per request
 		"redis    skipped: redis-server not found",
 	} {
 		if !strings.Contains(out, want) {

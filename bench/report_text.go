@@ -94,7 +94,7 @@ func (r *Report) sections(markdown bool) []*table {
 	ops := &table{title: "Latency by operation", head: []string{"system", "operation", "count", "per s", "p50 ms", "p99 ms", "p99.9 ms"}, textCols: 2}
 	answers := &table{title: "Purchase answers", head: []string{"system", "sent", "201 new order", "200 replay", "other"}}
 	cpu := &table{title: "CPU of the measured phase", head: []string{"system", "server cores", "server µs/request",
-		"server µs/purchase", "generator cores", "generator µs/request"}}
+		"server µs/purchase", "server switches/request", "generator cores", "generator µs/request"}}
 	open := &table{title: fmt.Sprintf("Open loop: %.0f requests/s asked", r.Load.RatePerSec), head: []string{"system",
 		"achieved/s", "of asked", "late sends", "max send lag ms", "p99 from send ms"}}
 	var stages []*table
@@ -133,11 +133,14 @@ func (r *Report) sections(markdown bool) []*table {
 			answers.add(s.Name, fmt.Sprint(pa.Sent), fmt.Sprint(pa.Created), fmt.Sprint(pa.Replayed), fmt.Sprint(pa.Other))
 		}
 		if c := s.CPU; c != nil {
-			srv := []string{"-", "-", "-"}
+			srv := []string{"-", "-", "-", "-"}
 			if c.ServerCPUS > 0 {
-				srv = []string{f2(c.ServerCores), f1(c.ServerUsPerRequest), "-"}
+				srv = []string{f2(c.ServerCores), f1(c.ServerUsPerRequest), "-", "-"}
 				if c.ServerUsPerPurchase > 0 {
 					srv[2] = f1(c.ServerUsPerPurchase)
+				}
+				if c.ServerSwitchesPerRequest > 0 {
+					srv[3] = f2(c.ServerSwitchesPerRequest)
 				}
 			}
 			cpu.add(append(append([]string{s.Name}, srv...), f2(c.GeneratorCores), f1(c.GeneratorUsPerRequest))...)

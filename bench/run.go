@@ -345,13 +345,15 @@ func runSystem(ctx context.Context, cfg *Config, env *Env, users *Users, name st
 		}()
 	}
 	var usage func() treeUsage
+	var switches func() int64
 	if pids := sys.Pids(); len(pids) > 0 {
 		usage = func() treeUsage { return processTreeUsage(pids) }
+		switches = func() int64 { return processTreeSwitches(pids) }
 	}
 	smp := newSampler(load, name, cfg.SampleInterval, logOut(cfg), usage, sys.DataDirs)
 	smp.checkIns = cfg.Scenario == ScenarioDoor
 	go smp.run()
-	meter := newPhaseMeter(load.MeasureStart, usage, scraperOf(sys, c))
+	meter := newPhaseMeter(load.MeasureStart, usage, switches, scraperOf(sys, c))
 	var perNode *fleetMeter
 	if fs, ok := sys.(*fleetSystem); ok {
 		perNode = newFleetMeter(fs, load.MeasureStart)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,33 @@ func TestParseProcStat(t *testing.T) {
 	u := processTreeUsage([]int{os.Getpid()})
 	if u.memBytes <= 0 {
 		t.Fatalf("own usage %+v", u)
+	}
+}
+
+func TestProcessTreeSwitches(t *testing.T) {
+	status := "Name:\tonsale\nThreads:\t12\nvoluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t7\n"
+	if n := parseSwitches(status); n != 157 {
+		t.Fatalf("parseSwitches: %d, want 157", n)
+	}
+	if n := parseSwitches("Name:\tx\n"); n != 0 {
+		t.Fatalf("no counts: %d", n)
+	}
+	// A shell that has waited for 50 sleeps has left its core at least 50
+	// times; its tree's count says so while it runs.
+	cmd := exec.Command("sh", "-c", "for i in $(seq 50); do sleep 0.001; done; sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n := processTreeSwitches([]int{cmd.Process.Pid}); n >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sleeping child's tree counts %d switches, want at least 50", processTreeSwitches([]int{cmd.Process.Pid}))
+		}
+	}
+	if processTreeSwitches(nil) != 0 {
+		t.Fatal("no pids, some switches")
 	}
 }
