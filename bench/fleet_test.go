@@ -107,19 +107,14 @@ func TestFleetSustained(t *testing.T) {
 // end: the preload through the JetStream journal, the kill, the standby's
 // first acknowledged purchase, the timed recovery in the harness.
 func TestFailoverSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds onsale and starts a JetStream cluster and two nodes")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := failoverTestRoot(t)
 	const orders = 2_000
 	// The harness's default lease (3 s): a 1 s lease has been lost under
 	// CI's load (renewals late by more than its 417 ms margin), and then the
 	// owner exits before the kill. The harness says so; such an attempt is
 	// made again, at most three in all, and any other error fails.
 	var rep *FailoverReport
+	var err error
 	for attempt := 1; ; attempt++ {
 		rep, err = RunFailover(context.Background(), FailoverConfig{Orders: orders, Runs: 1, RepoRoot: root,
 			LogDir: filepath.Join(t.TempDir(), "logs")})
@@ -153,13 +148,7 @@ func TestFailoverSmall(t *testing.T) {
 // must), the harness reports ErrLeaseLostBeforeKill instead of timing a
 // takeover that happened before the kill.
 func TestFailoverOwnerLostLeaseFirst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds onsale and starts a JetStream cluster and two nodes")
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := failoverTestRoot(t)
 	stall := func(owner, _ *fleetNode, standbyLog string) error {
 		if err := owner.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			return err
@@ -185,10 +174,25 @@ func TestFailoverOwnerLostLeaseFirst(t *testing.T) {
 			return errors.New("the owner did not exit within a minute of losing its lease")
 		}
 	}
-	_, err = RunFailover(context.Background(), FailoverConfig{Orders: 100, Runs: 1, Lease: time.Second, RepoRoot: root,
+	_, err := RunFailover(context.Background(), FailoverConfig{Orders: 100, Runs: 1, Lease: time.Second, RepoRoot: root,
 		LogDir: filepath.Join(t.TempDir(), "logs"), beforeKill: stall})
 	if !errors.Is(err, ErrLeaseLostBeforeKill) {
 		t.Fatalf("err %v, want %v", err, ErrLeaseLostBeforeKill)
 	}
 	t.Log(err)
+}
+
+// failoverTestRoot skips a failover test under -short (it builds onsale
+// and starts a JetStream cluster and two nodes) and returns the
+// repository's root.
+func failoverTestRoot(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds onsale and starts a JetStream cluster and two nodes")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
